@@ -1,0 +1,1 @@
+//! The sim board (issue 5).

@@ -1,0 +1,2 @@
+//! splitrx host crate. Implementation pending.
+#![deny(unsafe_op_in_unsafe_fn)]

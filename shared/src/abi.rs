@@ -1,0 +1,824 @@
+//! The host <-> NIC ABI: every record that crosses the boundary.
+//!
+//! Rules (see `docs/ABI.md` for the byte-level tables):
+//! - every record is `#[repr(C)]`, fixed-size, little-endian (zerocopy's `little_endian`
+//!   integer types, which are alignment-1 byte arrays, so the layout has no padding and is the
+//!   same on every target);
+//! - sizes and field offsets are asserted at compile time below each record;
+//! - records are read out of shared memory by value (copied) before they are validated, so a
+//!   hostile peer cannot change a record between check and use;
+//! - a buffer is named by a [`BufRef`] (pool id, buffer index) and carries a bus address; every
+//!   offset and length inside a buffer is range-checked by the receiver.
+
+use core::mem::{offset_of, size_of};
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
+/// `"SPRX"` read as a little-endian u32.
+pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SPRX");
+/// ABI version: major in the high 16 bits, minor in the low 16 bits. A peer accepts any minor
+/// of its own major.
+pub const ABI_VERSION: u32 = abi_version(1, 0);
+/// Builds an ABI version word.
+pub const fn abi_version(major: u16, minor: u16) -> u32 {
+    ((major as u32) << 16) | minor as u32
+}
+/// Major part of an ABI version word.
+pub const fn abi_major(v: u32) -> u16 {
+    (v >> 16) as u16
+}
+
+/// Maximum number of rings described by one [`QueueHeader`].
+pub const MAX_RINGS: usize = 8;
+
+macro_rules! assert_layout {
+    ($t:ty, size = $size:expr, $($field:ident = $off:expr),* $(,)?) => {
+        const _: () = assert!(size_of::<$t>() == $size);
+        const _: () = assert!(core::mem::align_of::<$t>() == 1);
+        $(const _: () = assert!(offset_of!($t, $field) == $off);)*
+    };
+}
+
+/// Names one buffer: pool id in the top 8 bits, buffer index in the low 24 bits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(transparent)]
+pub struct BufRef(pub U32);
+
+impl BufRef {
+    /// "No buffer" (e.g. the payload buffer of an unsplit frame).
+    pub const NONE: BufRef = BufRef(U32::new(u32::MAX));
+    /// Largest buffer index a pool can have (24 bits).
+    pub const MAX_INDEX: u32 = (1 << 24) - 2;
+    /// Largest pool id.
+    pub const MAX_POOL: u8 = u8::MAX;
+
+    /// Builds a reference; `None` when `index` does not fit 24 bits.
+    pub const fn new(pool: u8, index: u32) -> Option<BufRef> {
+        if index > Self::MAX_INDEX {
+            return None;
+        }
+        Some(BufRef(U32::new(((pool as u32) << 24) | index)))
+    }
+    pub const fn pool(self) -> u8 {
+        (self.0.get() >> 24) as u8
+    }
+    pub const fn index(self) -> u32 {
+        self.0.get() & 0x00ff_ffff
+    }
+    pub const fn is_none(self) -> bool {
+        self.0.get() == u32::MAX
+    }
+    pub const fn raw(self) -> u32 {
+        self.0.get()
+    }
+    pub const fn from_raw(raw: u32) -> BufRef {
+        BufRef(U32::new(raw))
+    }
+}
+
+impl core::fmt::Debug for BufRef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.is_none() {
+            f.write_str("BufRef(NONE)")
+        } else {
+            write!(f, "BufRef({}:{})", self.pool(), self.index())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue header
+// ---------------------------------------------------------------------------------------------
+
+/// What a ring in a [`QueueHeader`] carries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u16)]
+pub enum RingKind {
+    Unused = 0,
+    /// host -> NIC, [`FillDesc`]: header buffers.
+    HeaderFill = 1,
+    /// host -> NIC, [`FillDesc`]: payload buffers.
+    PayloadFill = 2,
+    /// NIC -> host, [`RxCompletion`].
+    RxCompletion = 3,
+    /// host -> NIC, [`CtrlMsg`] requests.
+    CtrlRequest = 4,
+    /// NIC -> host, [`CtrlMsg`] responses.
+    CtrlResponse = 5,
+    /// host -> NIC, [`RecvWqe`] (RoCE receive queue / SRQ).
+    RecvWqe = 6,
+    /// NIC -> host, [`RoceCqe`].
+    RoceCq = 7,
+}
+
+impl RingKind {
+    pub const fn from_u16(v: u16) -> Option<RingKind> {
+        Some(match v {
+            0 => RingKind::Unused,
+            1 => RingKind::HeaderFill,
+            2 => RingKind::PayloadFill,
+            3 => RingKind::RxCompletion,
+            4 => RingKind::CtrlRequest,
+            5 => RingKind::CtrlResponse,
+            6 => RingKind::RecvWqe,
+            7 => RingKind::RoceCq,
+            _ => return None,
+        })
+    }
+    /// Size of one entry of this ring kind.
+    pub const fn entry_size(self) -> usize {
+        match self {
+            RingKind::Unused => 0,
+            RingKind::HeaderFill | RingKind::PayloadFill => size_of::<FillDesc>(),
+            RingKind::RxCompletion => size_of::<RxCompletion>(),
+            RingKind::CtrlRequest | RingKind::CtrlResponse => size_of::<CtrlMsg>(),
+            RingKind::RecvWqe => size_of::<RecvWqe>(),
+            RingKind::RoceCq => size_of::<RoceCqe>(),
+        }
+    }
+}
+
+/// Where one ring lives inside the shared region.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RingDesc {
+    /// Byte offset of the ring (its index block) from the start of the shared region; 64-aligned.
+    pub offset: U64,
+    /// Number of entries; a power of two.
+    pub capacity: U32,
+    /// [`RingKind`] as u16.
+    pub kind: U16,
+    /// Size of one entry in bytes; must equal `RingKind::entry_size`.
+    pub entry_size: U16,
+}
+assert_layout!(RingDesc, size = 16, offset = 0, capacity = 8, kind = 12, entry_size = 14);
+
+/// Status the NIC publishes for a queue in [`QueueHeader::nic_status`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum QueueStatus {
+    Stopped = 0,
+    Running = 1,
+    /// The NIC detected a corrupt ring index from the host and stopped the queue.
+    FaultRingCorrupt = 2,
+    Resetting = 3,
+}
+
+impl QueueStatus {
+    pub const fn from_u32(v: u32) -> Option<QueueStatus> {
+        Some(match v {
+            0 => QueueStatus::Stopped,
+            1 => QueueStatus::Running,
+            2 => QueueStatus::FaultRingCorrupt,
+            3 => QueueStatus::Resetting,
+            _ => return None,
+        })
+    }
+}
+
+/// The first bytes of a shared region (the host memory window of a queue or of the control
+/// plane). Written by the host before it tells the NIC about the region; the NIC copies it out
+/// once, validates it, and never re-reads the layout fields.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct QueueHeader {
+    /// [`QUEUE_MAGIC`].
+    pub magic: U32,
+    /// [`ABI_VERSION`] of the writer.
+    pub abi_version: U32,
+    /// Total size of the shared region in bytes.
+    pub region_size: U64,
+    /// Queue id this region belongs to (`u16::MAX` for the control region).
+    pub queue_id: U16,
+    /// Number of valid entries in `rings`.
+    pub ring_count: U16,
+    /// Written by the NIC: a [`QueueStatus`].
+    pub nic_status: U32,
+    /// Written by the NIC: a fault detail code (0 = none).
+    pub nic_fault: U32,
+    pub _reserved: [u8; 36],
+    pub rings: [RingDesc; MAX_RINGS],
+}
+assert_layout!(QueueHeader, size = 192, magic = 0, abi_version = 4, region_size = 8,
+    queue_id = 16, ring_count = 18, nic_status = 20, nic_fault = 24, rings = 64);
+
+/// Why a [`QueueHeader`] was rejected.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HeaderError {
+    BadMagic,
+    AbiMismatch { ours: u32, theirs: u32 },
+    TooManyRings,
+    RingOutOfRegion { ring: usize },
+    RingMisaligned { ring: usize },
+    RingNotPowerOfTwo { ring: usize },
+    RingKindUnknown { ring: usize },
+    RingEntrySize { ring: usize },
+    RingsOverlap { a: usize, b: usize },
+    RegionTooSmall,
+}
+
+impl QueueHeader {
+    /// Validates a header copied out of a shared region of `region_len` bytes. Rings must lie
+    /// inside the region, after the header, 64-byte aligned, not overlap, have power-of-two
+    /// capacity and the entry size of their kind.
+    pub fn validate(&self, region_len: usize) -> Result<(), HeaderError> {
+        if self.magic.get() != QUEUE_MAGIC {
+            return Err(HeaderError::BadMagic);
+        }
+        if abi_major(self.abi_version.get()) != abi_major(ABI_VERSION) {
+            return Err(HeaderError::AbiMismatch { ours: ABI_VERSION, theirs: self.abi_version.get() });
+        }
+        if (self.region_size.get() as u128) > region_len as u128 || region_len < size_of::<QueueHeader>() {
+            return Err(HeaderError::RegionTooSmall);
+        }
+        let n = self.ring_count.get() as usize;
+        if n > MAX_RINGS {
+            return Err(HeaderError::TooManyRings);
+        }
+        let mut spans: [(u64, u64); MAX_RINGS] = [(0, 0); MAX_RINGS];
+        for (i, r) in self.rings[..n].iter().enumerate() {
+            let kind = RingKind::from_u16(r.kind.get()).ok_or(HeaderError::RingKindUnknown { ring: i })?;
+            if kind == RingKind::Unused {
+                continue;
+            }
+            if r.entry_size.get() as usize != kind.entry_size() {
+                return Err(HeaderError::RingEntrySize { ring: i });
+            }
+            let cap = r.capacity.get();
+            if cap == 0 || !cap.is_power_of_two() {
+                return Err(HeaderError::RingNotPowerOfTwo { ring: i });
+            }
+            let off = r.offset.get();
+            if off % 64 != 0 {
+                return Err(HeaderError::RingMisaligned { ring: i });
+            }
+            let bytes = crate::ring::ring_bytes(cap, kind.entry_size()) as u64;
+            let end = off.checked_add(bytes).ok_or(HeaderError::RingOutOfRegion { ring: i })?;
+            if off < size_of::<QueueHeader>() as u64 || end > self.region_size.get() {
+                return Err(HeaderError::RingOutOfRegion { ring: i });
+            }
+            spans[i] = (off, end);
+            for (j, s) in spans[..i].iter().enumerate() {
+                if s.1 > s.0 && off < s.1 && s.0 < end {
+                    return Err(HeaderError::RingsOverlap { a: j, b: i });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RX datapath records
+// ---------------------------------------------------------------------------------------------
+
+/// host -> NIC: one free buffer for a fill ring (header or payload). 16 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct FillDesc {
+    /// Bus address of the first byte of the buffer (as the NIC's DMA engine sees it).
+    pub bus_addr: U64,
+    /// Usable length of the buffer in bytes.
+    pub len: U32,
+    /// Which buffer this is.
+    pub buf: BufRef,
+}
+assert_layout!(FillDesc, size = 16, bus_addr = 0, len = 8, buf = 12);
+
+impl FillDesc {
+    pub fn new(buf: BufRef, bus_addr: u64, len: u32) -> FillDesc {
+        FillDesc { bus_addr: U64::new(bus_addr), len: U32::new(len), buf }
+    }
+}
+
+/// Bits of [`RxCompletion::flags`].
+pub mod rx_flags {
+    /// Header and payload were split; `pay_*` fields are valid.
+    pub const SPLIT: u16 = 1 << 0;
+    /// The L4 checksum was verified by the NIC and is correct.
+    pub const CSUM_OK: u16 = 1 << 1;
+    /// The L4 checksum was verified by the NIC and is wrong.
+    pub const CSUM_BAD: u16 = 1 << 2;
+    /// The frame was malformed or truncated (class `Malformed`); it went whole to the header
+    /// buffer, `reason` says why.
+    pub const ERROR: u16 = 1 << 3;
+    /// Packed mode: the NIC is done with the payload buffer (no later completion will name it).
+    /// In page mode every split completion carries this bit.
+    pub const PAY_RETIRED: u16 = 1 << 4;
+    /// RoCEv2 frame whose ICRC was verified and is correct.
+    pub const ICRC_OK: u16 = 1 << 5;
+    /// RoCEv2 frame whose ICRC is wrong.
+    pub const ICRC_BAD: u16 = 1 << 6;
+    /// Frame came through a tunnel (VXLAN/Geneve); offsets are of the inner headers.
+    pub const TUNNEL: u16 = 1 << 7;
+    /// The header buffer holds only the first `hdr_len` bytes of a frame that was longer than
+    /// the header buffer (unsplit frame truncated to fit).
+    pub const HDR_TRUNCATED: u16 = 1 << 8;
+    /// Not a frame: the NIC returns an unused payload buffer (queue reset / flush).
+    pub const FLUSH: u16 = 1 << 9;
+    /// All bits defined in this ABI version.
+    pub const ALL: u16 = (1 << 10) - 1;
+}
+
+/// NIC -> host: one received frame. 32 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RxCompletion {
+    /// Header buffer the frame's header part (or whole frame, if unsplit) was written to.
+    pub hdr_buf: BufRef,
+    /// Payload buffer, or [`BufRef::NONE`] when unsplit.
+    pub pay_buf: BufRef,
+    /// Offset of the payload inside the payload buffer (non-zero in packed mode).
+    pub pay_off: U32,
+    /// Payload length in bytes (0 when unsplit).
+    pub pay_len: U32,
+    /// Bytes written to the header buffer.
+    pub hdr_len: U16,
+    /// [`rx_flags`] bits.
+    pub flags: U16,
+    /// [`crate::split::FrameClass`] as u8.
+    pub class: u8,
+    /// [`crate::split::NoSplitReason`] as u8 (0 when split).
+    pub reason: u8,
+    /// RX queue that received the frame.
+    pub queue: U16,
+    /// Flow hash used to steer the frame (Toeplitz over the outer 4-tuple/2-tuple).
+    pub flow_hash: U32,
+    /// Length of the frame on the wire (as received from the MAC).
+    pub frame_len: U32,
+}
+assert_layout!(RxCompletion, size = 32, hdr_buf = 0, pay_buf = 4, pay_off = 8, pay_len = 12,
+    hdr_len = 16, flags = 18, class = 20, reason = 21, queue = 22, flow_hash = 24, frame_len = 28);
+
+// ---------------------------------------------------------------------------------------------
+// RoCE records (used by the RoCEv2 responder; layout fixed now so the ABI does not move later)
+// ---------------------------------------------------------------------------------------------
+
+/// host -> NIC: a posted receive buffer for a QP or SRQ (one scatter entry). 32 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RecvWqe {
+    /// Opaque to the NIC; returned in the CQE.
+    pub wr_id: U64,
+    /// Bus address of the receive buffer.
+    pub bus_addr: U64,
+    /// Length of the receive buffer.
+    pub len: U32,
+    /// Local key of the memory region the buffer lies in.
+    pub lkey: U32,
+    /// The buffer, for the host's ledger.
+    pub buf: BufRef,
+    /// QP number (or SRQ number with the top bit set).
+    pub qpn: U32,
+}
+assert_layout!(RecvWqe, size = 32, wr_id = 0, bus_addr = 8, len = 16, lkey = 20, buf = 24, qpn = 28);
+
+/// Bits of [`RoceCqe::wc_flags`] (the meaning of `ibv_wc_flags`).
+pub mod wc_flags {
+    pub const WITH_IMM: u16 = 1 << 0;
+    pub const WITH_INV: u16 = 1 << 1;
+    pub const GRH: u16 = 1 << 2;
+}
+
+/// NIC -> host: a RoCE work completion. 32 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RoceCqe {
+    pub wr_id: U64,
+    /// Bytes placed into the receive buffer.
+    pub byte_len: U32,
+    /// Immediate data (network order as on the wire) or the invalidated rkey.
+    pub imm_or_inv: U32,
+    /// Local QP number.
+    pub qpn: U32,
+    /// Source QP (UD) or remote QP.
+    pub src_qp: U32,
+    /// Completion status (`ibv_wc_status` numbering).
+    pub status: u8,
+    /// Completion opcode (`ibv_wc_opcode` numbering).
+    pub opcode: u8,
+    pub wc_flags: U16,
+    /// PSN of the last packet of the message.
+    pub psn: U32,
+}
+assert_layout!(RoceCqe, size = 32, wr_id = 0, byte_len = 8, imm_or_inv = 12, qpn = 16,
+    src_qp = 20, status = 24, opcode = 25, wc_flags = 26, psn = 28);
+
+// ---------------------------------------------------------------------------------------------
+// Control plane
+// ---------------------------------------------------------------------------------------------
+
+/// Size of the argument body of a control message.
+pub const CTRL_BODY: usize = 56;
+
+/// A control request (host -> NIC) or response (NIC -> host). 64 bytes, one cache line.
+/// Requests carry a fresh `seq`; the response echoes `seq` and `opcode` and sets `status`.
+/// A response with [`CtrlStatus::More`] is followed by further responses with the same `seq`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CtrlMsg {
+    pub seq: U32,
+    /// [`CtrlOp`] as u16.
+    pub opcode: U16,
+    /// [`CtrlStatus`] as u16 in responses; 0 in requests.
+    pub status: U16,
+    /// Opcode-specific arguments (one of the `*Args` records below, zero-padded).
+    pub body: [u8; CTRL_BODY],
+}
+assert_layout!(CtrlMsg, size = 64, seq = 0, opcode = 4, status = 6, body = 8);
+
+impl Default for CtrlMsg {
+    fn default() -> Self {
+        CtrlMsg::new_zeroed()
+    }
+}
+
+impl CtrlMsg {
+    /// A message with `args` serialized into the body.
+    pub fn with_args<A: IntoBytes + Immutable>(seq: u32, op: CtrlOp, status: CtrlStatus, args: &A) -> CtrlMsg {
+        let mut m = CtrlMsg::new_zeroed();
+        m.seq = U32::new(seq);
+        m.opcode = U16::new(op as u16);
+        m.status = U16::new(status as u16);
+        let b = args.as_bytes();
+        let n = b.len().min(CTRL_BODY);
+        m.body[..n].copy_from_slice(&b[..n]);
+        m
+    }
+    /// Reads the body as `A` (always succeeds for records up to 56 bytes; longer ones fail).
+    pub fn args<A: FromBytes>(&self) -> Option<A> {
+        A::read_from_prefix(&self.body).ok().map(|(a, _)| a)
+    }
+    pub fn op(&self) -> Option<CtrlOp> {
+        CtrlOp::from_u16(self.opcode.get())
+    }
+    pub fn status(&self) -> Option<CtrlStatus> {
+        CtrlStatus::from_u16(self.status.get())
+    }
+}
+
+/// Control opcodes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u16)]
+pub enum CtrlOp {
+    /// No body. Response body: [`VersionInfo`].
+    GetVersion = 1,
+    /// Body: [`RegisterPoolArgs`].
+    RegisterPool = 2,
+    /// Body: [`PoolArgs`].
+    UnregisterPool = 3,
+    /// Body: [`CreateRxQueueArgs`].
+    CreateRxQueue = 4,
+    /// Body: [`QueueArgs`].
+    DestroyRxQueue = 5,
+    /// Body: [`HdsThreshArgs`].
+    SetHdsThresh = 6,
+    /// Body: [`QueueArgs`]. Responses: zero or more [`CtrlStatus::More`] with [`OutstandingArgs`]
+    /// (buffers the NIC still held), then one `Ok` with the final batch and the total.
+    ResetQueue = 7,
+    /// Body: [`StatsArgs`] (queue, page). Response: [`StatsPage`].
+    ReadStats = 8,
+    /// Body: [`RssArgs`]: how many queues and the hash key.
+    SetRss = 9,
+    /// RoCE (later issue): register a memory region. Body: [`RegisterMrArgs`].
+    RegisterMr = 16,
+    /// RoCE (later issue): create a QP. Body: [`CreateQpArgs`].
+    CreateQp = 17,
+    /// RoCE (later issue).
+    DestroyQp = 18,
+}
+
+impl CtrlOp {
+    pub const fn from_u16(v: u16) -> Option<CtrlOp> {
+        Some(match v {
+            1 => CtrlOp::GetVersion,
+            2 => CtrlOp::RegisterPool,
+            3 => CtrlOp::UnregisterPool,
+            4 => CtrlOp::CreateRxQueue,
+            5 => CtrlOp::DestroyRxQueue,
+            6 => CtrlOp::SetHdsThresh,
+            7 => CtrlOp::ResetQueue,
+            8 => CtrlOp::ReadStats,
+            9 => CtrlOp::SetRss,
+            16 => CtrlOp::RegisterMr,
+            17 => CtrlOp::CreateQp,
+            18 => CtrlOp::DestroyQp,
+            _ => return None,
+        })
+    }
+}
+
+/// Control status codes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u16)]
+pub enum CtrlStatus {
+    Ok = 0,
+    /// More responses with this `seq` follow.
+    More = 1,
+    UnknownOp = 2,
+    /// Body fields out of range or inconsistent.
+    Invalid = 3,
+    /// Queue/pool/QP id does not exist.
+    NotFound = 4,
+    /// Id already in use.
+    Exists = 5,
+    /// A fixed-capacity table is full.
+    NoSpace = 6,
+    /// The object is busy (e.g. pool still bound to a queue).
+    Busy = 7,
+    /// Recognised but not implemented by this firmware.
+    Unsupported = 8,
+    /// The region header did not validate.
+    BadRegion = 9,
+}
+
+impl CtrlStatus {
+    pub const fn from_u16(v: u16) -> Option<CtrlStatus> {
+        Some(match v {
+            0 => CtrlStatus::Ok,
+            1 => CtrlStatus::More,
+            2 => CtrlStatus::UnknownOp,
+            3 => CtrlStatus::Invalid,
+            4 => CtrlStatus::NotFound,
+            5 => CtrlStatus::Exists,
+            6 => CtrlStatus::NoSpace,
+            7 => CtrlStatus::Busy,
+            8 => CtrlStatus::Unsupported,
+            9 => CtrlStatus::BadRegion,
+            _ => return None,
+        })
+    }
+}
+
+/// Response to [`CtrlOp::GetVersion`].
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct VersionInfo {
+    pub abi_version: U32,
+    /// Firmware semantic version: major << 16 | minor << 8 | patch.
+    pub fw_version: U32,
+    pub max_queues: U16,
+    pub max_pools: U16,
+    /// Capabilities bitmap (bit 0 packed mode, bit 1 RSS, bit 2 RoCE responder).
+    pub caps: U32,
+}
+assert_layout!(VersionInfo, size = 16, abi_version = 0, fw_version = 4, max_queues = 8,
+    max_pools = 10, caps = 12);
+
+/// Buffer mode of a payload pool.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum PoolMode {
+    /// One payload per buffer (header pools are always this).
+    Page = 0,
+    /// Several payloads packed into a buffer at `align`; the NIC retires the buffer when the
+    /// next payload does not fit.
+    Packed = 1,
+}
+
+impl PoolMode {
+    pub const fn from_u8(v: u8) -> Option<PoolMode> {
+        match v {
+            0 => Some(PoolMode::Page),
+            1 => Some(PoolMode::Packed),
+            _ => None,
+        }
+    }
+}
+
+/// [`CtrlOp::RegisterPool`]: a window of bus addresses carved into `count` buffers of
+/// `buf_size` bytes; buffer `i` starts at `bus_base + i * buf_size`. The NIC checks every fill
+/// descriptor of this pool against it (IOMMU-style).
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RegisterPoolArgs {
+    pub bus_base: U64,
+    pub window_len: U64,
+    pub buf_size: U32,
+    pub count: U32,
+    pub pool: u8,
+    /// [`PoolMode`].
+    pub mode: u8,
+    /// log2 of the packing alignment in packed mode (e.g. 6 = 64 bytes).
+    pub align_log2: u8,
+    pub _pad: u8,
+}
+assert_layout!(RegisterPoolArgs, size = 28, bus_base = 0, window_len = 8, buf_size = 16,
+    count = 20, pool = 24, mode = 25, align_log2 = 26);
+
+/// Body naming a pool.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct PoolArgs {
+    pub pool: u8,
+    pub _pad: [u8; 3],
+}
+assert_layout!(PoolArgs, size = 4, pool = 0);
+
+/// [`CtrlOp::CreateRxQueue`]: the queue's shared region (its [`QueueHeader`] describes the
+/// fill and completion rings) and the pools its fill rings draw from.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CreateRxQueueArgs {
+    /// Bus address of the queue's shared region (starts with a [`QueueHeader`]).
+    pub region_bus_addr: U64,
+    pub region_len: U64,
+    pub queue: U16,
+    pub hdr_pool: u8,
+    pub pay_pool: u8,
+    pub hds_thresh: U32,
+}
+assert_layout!(CreateRxQueueArgs, size = 24, region_bus_addr = 0, region_len = 8, queue = 16,
+    hdr_pool = 18, pay_pool = 19, hds_thresh = 20);
+
+/// Body naming a queue.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct QueueArgs {
+    pub queue: U16,
+    pub _pad: U16,
+}
+assert_layout!(QueueArgs, size = 4, queue = 0);
+
+/// [`CtrlOp::SetHdsThresh`]: frames whose payload is <= `hds_thresh` bytes are not split.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct HdsThreshArgs {
+    pub queue: U16,
+    pub _pad: U16,
+    pub hds_thresh: U32,
+}
+assert_layout!(HdsThreshArgs, size = 8, queue = 0, hds_thresh = 4);
+
+/// Buffers per [`OutstandingArgs`] batch.
+pub const OUTSTANDING_PER_MSG: usize = 12;
+
+/// A batch of buffers the NIC still held when a queue was reset (response to
+/// [`CtrlOp::ResetQueue`]). The last response (`Ok`) carries `total`, the number of buffers
+/// reported across all batches of this `seq`.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct OutstandingArgs {
+    pub queue: U16,
+    /// Valid entries in `bufs`.
+    pub count: u8,
+    pub _pad: u8,
+    pub total: U32,
+    pub bufs: [BufRef; OUTSTANDING_PER_MSG],
+}
+assert_layout!(OutstandingArgs, size = 56, queue = 0, count = 2, total = 4, bufs = 8);
+
+/// [`CtrlOp::ReadStats`] request.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct StatsArgs {
+    /// Queue, or `u16::MAX` for device-wide counters.
+    pub queue: U16,
+    /// Which page of 12 counters.
+    pub page: U16,
+}
+assert_layout!(StatsArgs, size = 4, queue = 0, page = 2);
+
+/// Counters per [`StatsPage`].
+pub const STATS_PER_PAGE: usize = 6;
+
+/// [`CtrlOp::ReadStats`] response: `count` counters starting at counter number `first`
+/// (numbering documented by the firmware's stats table). `total` is the number of counters.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct StatsPage {
+    pub queue: U16,
+    pub first: U16,
+    pub count: U16,
+    pub total: U16,
+    pub values: [U64; STATS_PER_PAGE],
+}
+assert_layout!(StatsPage, size = 56, queue = 0, first = 2, count = 4, total = 6, values = 8);
+
+/// Length of the RSS hash key (Toeplitz, as in Microsoft's RSS spec).
+pub const RSS_KEY_LEN: usize = 40;
+
+/// [`CtrlOp::SetRss`].
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RssArgs {
+    /// Frames are steered to `hash % queues` (over the created queues, in id order).
+    pub queues: U16,
+    pub _pad: U16,
+    pub key: [u8; RSS_KEY_LEN],
+}
+assert_layout!(RssArgs, size = 44, queues = 0, key = 4);
+
+/// [`CtrlOp::RegisterMr`] (RoCE, later issue).
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct RegisterMrArgs {
+    pub bus_addr: U64,
+    pub len: U64,
+    /// Virtual address the peer uses in RETH.
+    pub iova: U64,
+    pub rkey: U32,
+    pub lkey: U32,
+    /// Access bits (`ibv_access_flags` numbering).
+    pub access: U32,
+    pub _pad: U32,
+}
+assert_layout!(RegisterMrArgs, size = 40, bus_addr = 0, len = 8, iova = 16, rkey = 24, lkey = 28, access = 32);
+
+/// [`CtrlOp::CreateQp`] (RoCE, later issue).
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CreateQpArgs {
+    pub qpn: U32,
+    pub dest_qpn: U32,
+    /// Expected PSN of the next request.
+    pub rq_psn: U32,
+    /// 2 = RC, 3 = UC, 4 = UD (`ibv_qp_type` numbering).
+    pub qp_type: u8,
+    pub _pad: [u8; 3],
+    /// Region whose header describes this QP's RecvWqe ring and RoCE CQ.
+    pub region_bus_addr: U64,
+    pub region_len: U64,
+}
+assert_layout!(CreateQpArgs, size = 32, qpn = 0, dest_qpn = 4, rq_psn = 8, qp_type = 12,
+    region_bus_addr = 16, region_len = 24);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bufref_packs_pool_and_index() {
+        let b = BufRef::new(7, 0x12_3456).unwrap();
+        assert_eq!(b.pool(), 7);
+        assert_eq!(b.index(), 0x12_3456);
+        assert_eq!(b.as_bytes(), &[0x56, 0x34, 0x12, 0x07]);
+        assert!(BufRef::new(0, 1 << 24).is_none());
+        assert!(BufRef::NONE.is_none());
+        assert!(!b.is_none());
+    }
+
+    #[test]
+    fn fill_desc_bytes_are_little_endian() {
+        let d = FillDesc::new(BufRef::new(1, 2).unwrap(), 0x1122_3344_5566_7788, 4096);
+        assert_eq!(
+            d.as_bytes(),
+            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0, 0x10, 0, 0, 2, 0, 0, 1]
+        );
+        let back = FillDesc::read_from_bytes(d.as_bytes()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn ctrl_args_roundtrip() {
+        let a = HdsThreshArgs { queue: U16::new(3), _pad: U16::new(0), hds_thresh: U32::new(256) };
+        let m = CtrlMsg::with_args(9, CtrlOp::SetHdsThresh, CtrlStatus::Ok, &a);
+        assert_eq!(m.op(), Some(CtrlOp::SetHdsThresh));
+        assert_eq!(m.status(), Some(CtrlStatus::Ok));
+        let b: HdsThreshArgs = m.args().unwrap();
+        assert_eq!(b.queue.get(), 3);
+        assert_eq!(b.hds_thresh.get(), 256);
+        assert_eq!(CtrlOp::from_u16(0xffff), None);
+    }
+
+    fn header(rings: &[(u64, u32, RingKind)], region: u64) -> QueueHeader {
+        let mut h = QueueHeader::new_zeroed();
+        h.magic = U32::new(QUEUE_MAGIC);
+        h.abi_version = U32::new(ABI_VERSION);
+        h.region_size = U64::new(region);
+        h.ring_count = U16::new(rings.len() as u16);
+        for (i, (off, cap, kind)) in rings.iter().enumerate() {
+            h.rings[i] = RingDesc {
+                offset: U64::new(*off),
+                capacity: U32::new(*cap),
+                kind: U16::new(*kind as u16),
+                entry_size: U16::new(kind.entry_size() as u16),
+            };
+        }
+        h
+    }
+
+    #[test]
+    fn header_validation() {
+        let ok = header(&[(256, 64, RingKind::HeaderFill), (8192, 64, RingKind::RxCompletion)], 1 << 16);
+        assert_eq!(ok.validate(1 << 16), Ok(()));
+        let mut bad = ok;
+        bad.magic = U32::new(0);
+        assert_eq!(bad.validate(1 << 16), Err(HeaderError::BadMagic));
+        let mut bad = ok;
+        bad.abi_version = U32::new(abi_version(2, 0));
+        assert!(matches!(bad.validate(1 << 16), Err(HeaderError::AbiMismatch { .. })));
+        assert_eq!(ok.validate(1 << 12), Err(HeaderError::RegionTooSmall));
+        let h = header(&[(256, 48, RingKind::HeaderFill)], 1 << 16);
+        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingNotPowerOfTwo { ring: 0 }));
+        let h = header(&[(100, 64, RingKind::HeaderFill)], 1 << 16);
+        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingMisaligned { ring: 0 }));
+        let h = header(&[(u64::MAX - 63, 64, RingKind::HeaderFill)], 1 << 16);
+        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingOutOfRegion { ring: 0 }));
+        let h = header(&[(256, 64, RingKind::HeaderFill), (512, 64, RingKind::RxCompletion)], 1 << 16);
+        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingsOverlap { a: 0, b: 1 }));
+        let mut h = ok;
+        h.rings[0].entry_size = U16::new(8);
+        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingEntrySize { ring: 0 }));
+    }
+}

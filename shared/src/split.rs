@@ -1,0 +1,1 @@
+//! The header-split decision (DESIGN.md "Header split"). CONTRACT; implementation pending.

@@ -1,0 +1,1 @@
+//! Zero-copy wire parsers, smoltcp `wire` style. Implementation pending.
