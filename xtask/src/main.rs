@@ -1,1 +1,316 @@
-fn main() {}
+//! `cargo xtask`: the single entry point for everything that is more than one cargo call.
+//!
+//! - `cargo xtask run [ARGS..]`   the main job: `splitrx run` on the default sim board (release build)
+//! - `cargo xtask test`           the whole test suite (what `.ci/run` calls); installs what it needs
+//! - `cargo xtask targets`        build the no_std crates for the ARM targets
+//! - `cargo xtask size`           code size of the firmware datapath on thumbv7em (size-probe image)
+//! - `cargo xtask fuzz [--secs N]` bounded runs of every cargo-fuzz target (nightly)
+//! - `cargo xtask bench`          run every criterion benchmark
+//! - `cargo xtask oracle`         regenerate the tshark oracle fixtures (needs tshark)
+//!
+//! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
+//! built here with an explicit `--target`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// ARM targets the `no_std` crates must build for.
+const ARM_TARGETS: &[&str] = &["thumbv7em-none-eabihf", "aarch64-unknown-none"];
+/// Crates that must build `no_std` for the ARM targets.
+const NO_STD_CRATES: &[&str] = &["splitrx-shared", "splitrx-firmware"];
+/// cargo-fuzz crates and their targets.
+const FUZZ: &[(&str, &[&str])] = &[
+    ("shared/fuzz", &["parse_split", "ring_consumer"]),
+    ("firmware/fuzz", &["command_ring", "fill_descriptors"]),
+];
+/// Loom models: (package, test target).
+const LOOM: &[(&str, &str)] = &[
+    ("splitrx-shared", "ring_loom"),
+    ("splitrx-host", "pool_loom"),
+];
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "splitrx build, test and tooling entry point")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the main job (`splitrx run`) on the default sim board; extra args go to `splitrx run`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the whole test suite (unit, integration, loom, ARM builds, fuzz smoke, bench smoke).
+    Test {
+        /// Seconds per fuzz target (0 skips fuzzing).
+        #[arg(long, default_value_t = 30)]
+        fuzz_secs: u32,
+    },
+    /// Build the no_std crates for every ARM target.
+    Targets,
+    /// Report the code size of the firmware datapath on thumbv7em-none-eabihf.
+    Size,
+    /// Run every cargo-fuzz target for a bounded time.
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        secs: u32,
+    },
+    /// Run every criterion benchmark (short measurement).
+    Bench {
+        /// Extra args for criterion (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Regenerate testdata/oracle from the captures with tshark.
+    Oracle,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    match cli.cmd {
+        Cmd::Run { args } => {
+            let mut c = cargo();
+            c.args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "splitrx-host",
+                "--bin",
+                "splitrx",
+                "--",
+                "run",
+            ]);
+            c.args(args);
+            run(&mut c)
+        }
+        Cmd::Test { fuzz_secs } => test_all(fuzz_secs),
+        Cmd::Targets => {
+            ensure_targets()?;
+            build_targets()
+        }
+        Cmd::Size => {
+            ensure_targets()?;
+            size()
+        }
+        Cmd::Fuzz { secs } => fuzz(secs),
+        Cmd::Bench { args } => {
+            let mut c = cargo();
+            c.args(["bench", "--workspace", "--"]);
+            if args.is_empty() {
+                c.args(["--warm-up-time", "1", "--measurement-time", "3"]);
+            }
+            c.args(args);
+            run(&mut c)
+        }
+        Cmd::Oracle => run(Command::new("bash").arg("scripts/gen-oracle.sh")),
+    }
+}
+
+fn test_all(fuzz_secs: u32) -> Result<()> {
+    let start = Instant::now();
+    step("rustup targets", ensure_targets)?;
+    step("format check", || {
+        run(cargo().args(["fmt", "--all", "--check"]))
+    })?;
+    step("clippy (deny warnings)", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("unit + integration tests", || {
+        run(cargo().args(["test", "--workspace", "--all-targets"]))
+    })?;
+    step("doc tests", || {
+        run(cargo().args(["test", "--workspace", "--doc"]))
+    })?;
+    step("loom models", loom)?;
+    step("no_std builds for ARM", build_targets)?;
+    step("firmware code size (thumbv7em)", size)?;
+    if fuzz_secs > 0 {
+        step("fuzz smoke", || fuzz(fuzz_secs))?;
+    }
+    println!("\nxtask test: all steps passed in {:.0?}", start.elapsed());
+    Ok(())
+}
+
+fn loom() -> Result<()> {
+    for (pkg, test) in LOOM {
+        let mut c = cargo();
+        c.env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", project_root().join("target/loom"))
+            .env("LOOM_MAX_PREEMPTIONS", "3")
+            .args(["test", "--release", "-p", pkg, "--test", test]);
+        run(&mut c)?;
+    }
+    Ok(())
+}
+
+fn ensure_targets() -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("rustup is needed to add the ARM targets (install rustup, then rerun)")?;
+    for t in ARM_TARGETS {
+        if !installed.lines().any(|l| l.trim() == *t) {
+            // One target per call: concurrent rustup calls adding several targets can race.
+            run(Command::new("rustup").args(["target", "add", t])).with_context(|| {
+                format!("could not add rustup target {t}: run `rustup target add {t}`")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn build_targets() -> Result<()> {
+    for t in ARM_TARGETS {
+        for p in NO_STD_CRATES {
+            run(cargo().args(["build", "--release", "-p", p, "--target", t]))?;
+        }
+    }
+    Ok(())
+}
+
+fn size() -> Result<()> {
+    let probe = project_root().join("boards/size-probe");
+    if !probe.join("Cargo.toml").exists() {
+        bail!("boards/size-probe is missing");
+    }
+    run(cargo().current_dir(&probe).args(["build", "--release"]))?;
+    let elf = probe.join("target/thumbv7em-none-eabihf/release/size-probe");
+    let text = elf_size(&elf)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `size`-style text/data/bss of an ELF, using whichever size tool exists.
+fn elf_size(elf: &Path) -> Result<String> {
+    for tool in ["arm-none-eabi-size", "llvm-size", "size"] {
+        if let Ok(out) = output(Command::new(tool).arg(elf)) {
+            return Ok(out);
+        }
+    }
+    // Fallback: rust-lld ships no size tool; read the section headers ourselves.
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    elf32_sections(&bytes).context("parsing the ELF section table")
+}
+
+/// Minimal ELF32 section-size summary (text = alloc+exec, data = alloc+write progbits, bss = nobits).
+fn elf32_sections(b: &[u8]) -> Option<String> {
+    let rd16 = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let rd32 = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    if b.get(0..4)? != b"\x7fELF" || *b.get(4)? != 1 {
+        return None;
+    }
+    let shoff = rd32(0x20)? as usize;
+    let shentsize = rd16(0x2e)? as usize;
+    let shnum = rd16(0x30)? as usize;
+    let (mut text, mut data, mut bss) = (0u64, 0u64, 0u64);
+    for i in 0..shnum {
+        let h = shoff + i * shentsize;
+        let kind = rd32(h + 4)?;
+        let flags = rd32(h + 8)?;
+        let size = rd32(h + 0x14)? as u64;
+        const ALLOC: u32 = 2;
+        const WRITE: u32 = 1;
+        const EXEC: u32 = 4;
+        if flags & ALLOC == 0 {
+            continue;
+        }
+        if kind == 8 {
+            bss += size;
+        } else if flags & WRITE != 0 {
+            data += size;
+        } else if flags & EXEC != 0 || kind == 1 {
+            text += size;
+        }
+    }
+    Some(format!(
+        "   text    data     bss\n{text:7} {data:7} {bss:7}"
+    ))
+}
+
+fn fuzz(secs: u32) -> Result<()> {
+    if output(Command::new("rustc").args(["+nightly", "--version"])).is_err() {
+        bail!(
+            "fuzzing needs the nightly toolchain (`rustup toolchain install nightly`); \
+             rerun with `cargo xtask test --fuzz-secs 0` to skip fuzzing"
+        );
+    }
+    if output(Command::new("cargo").args(["fuzz", "--version"])).is_err() {
+        println!("installing cargo-fuzz (crates.io)...");
+        run(cargo().args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    for (dir, targets) in FUZZ {
+        let dir = project_root().join(dir);
+        for t in *targets {
+            let corpus = dir.join("corpus").join(t);
+            std::fs::create_dir_all(&corpus)?;
+            let seeds = dir.join("seeds").join(t);
+            let mut c = Command::new("cargo");
+            c.current_dir(&dir).args(["+nightly", "fuzz", "run", t]);
+            c.arg(&corpus);
+            if seeds.is_dir() {
+                c.arg(&seeds);
+            }
+            c.args([
+                "--",
+                &format!("-max_total_time={secs}"),
+                "-print_final_stats=1",
+            ]);
+            run(&mut c)?;
+        }
+    }
+    Ok(())
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("\n==> {name}");
+    let t = Instant::now();
+    f().with_context(|| format!("step failed: {name}"))?;
+    println!("==> {name}: ok ({:.1?})", t.elapsed());
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(c: &mut Command) -> Result<()> {
+    let status = c
+        .status()
+        .with_context(|| format!("could not start {c:?}"))?;
+    if !status.success() {
+        bail!("command failed ({status}): {c:?}");
+    }
+    Ok(())
+}
+
+fn output(c: &mut Command) -> Result<String> {
+    let out = c
+        .output()
+        .with_context(|| format!("could not start {c:?}"))?;
+    if !out.status.success() {
+        bail!("command failed ({}): {c:?}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
+}
