@@ -1,2 +1,6 @@
-//! splitrx host crate. Implementation pending.
+//! splitrx host crate: memory providers, page pool, buffer ledger, the control-plane client,
+//! shared-region layout, and the `splitrx` CLI.
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod ctrl;
+pub mod region;

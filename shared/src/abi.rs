@@ -40,7 +40,9 @@ macro_rules! assert_layout {
 }
 
 /// Names one buffer: pool id in the top 8 bits, buffer index in the low 24 bits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(transparent)]
 pub struct BufRef(pub U32);
 
@@ -151,7 +153,14 @@ pub struct RingDesc {
     /// Size of one entry in bytes; must equal `RingKind::entry_size`.
     pub entry_size: U16,
 }
-assert_layout!(RingDesc, size = 16, offset = 0, capacity = 8, kind = 12, entry_size = 14);
+assert_layout!(
+    RingDesc,
+    size = 16,
+    offset = 0,
+    capacity = 8,
+    kind = 12,
+    entry_size = 14
+);
 
 /// Status the NIC publishes for a queue in [`QueueHeader::nic_status`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -199,8 +208,18 @@ pub struct QueueHeader {
     pub _reserved: [u8; 36],
     pub rings: [RingDesc; MAX_RINGS],
 }
-assert_layout!(QueueHeader, size = 192, magic = 0, abi_version = 4, region_size = 8,
-    queue_id = 16, ring_count = 18, nic_status = 20, nic_fault = 24, rings = 64);
+assert_layout!(
+    QueueHeader,
+    size = 192,
+    magic = 0,
+    abi_version = 4,
+    region_size = 8,
+    queue_id = 16,
+    ring_count = 18,
+    nic_status = 20,
+    nic_fault = 24,
+    rings = 64
+);
 
 /// Why a [`QueueHeader`] was rejected.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -226,9 +245,14 @@ impl QueueHeader {
             return Err(HeaderError::BadMagic);
         }
         if abi_major(self.abi_version.get()) != abi_major(ABI_VERSION) {
-            return Err(HeaderError::AbiMismatch { ours: ABI_VERSION, theirs: self.abi_version.get() });
+            return Err(HeaderError::AbiMismatch {
+                ours: ABI_VERSION,
+                theirs: self.abi_version.get(),
+            });
         }
-        if (self.region_size.get() as u128) > region_len as u128 || region_len < size_of::<QueueHeader>() {
+        if (self.region_size.get() as u128) > region_len as u128
+            || region_len < size_of::<QueueHeader>()
+        {
             return Err(HeaderError::RegionTooSmall);
         }
         let n = self.ring_count.get() as usize;
@@ -237,7 +261,8 @@ impl QueueHeader {
         }
         let mut spans: [(u64, u64); MAX_RINGS] = [(0, 0); MAX_RINGS];
         for (i, r) in self.rings[..n].iter().enumerate() {
-            let kind = RingKind::from_u16(r.kind.get()).ok_or(HeaderError::RingKindUnknown { ring: i })?;
+            let kind =
+                RingKind::from_u16(r.kind.get()).ok_or(HeaderError::RingKindUnknown { ring: i })?;
             if kind == RingKind::Unused {
                 continue;
             }
@@ -253,7 +278,9 @@ impl QueueHeader {
                 return Err(HeaderError::RingMisaligned { ring: i });
             }
             let bytes = crate::ring::ring_bytes(cap, kind.entry_size()) as u64;
-            let end = off.checked_add(bytes).ok_or(HeaderError::RingOutOfRegion { ring: i })?;
+            let end = off
+                .checked_add(bytes)
+                .ok_or(HeaderError::RingOutOfRegion { ring: i })?;
             if off < size_of::<QueueHeader>() as u64 || end > self.region_size.get() {
                 return Err(HeaderError::RingOutOfRegion { ring: i });
             }
@@ -273,7 +300,9 @@ impl QueueHeader {
 // ---------------------------------------------------------------------------------------------
 
 /// host -> NIC: one free buffer for a fill ring (header or payload). 16 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct FillDesc {
     /// Bus address of the first byte of the buffer (as the NIC's DMA engine sees it).
@@ -287,7 +316,11 @@ assert_layout!(FillDesc, size = 16, bus_addr = 0, len = 8, buf = 12);
 
 impl FillDesc {
     pub fn new(buf: BufRef, bus_addr: u64, len: u32) -> FillDesc {
-        FillDesc { bus_addr: U64::new(bus_addr), len: U32::new(len), buf }
+        FillDesc {
+            bus_addr: U64::new(bus_addr),
+            len: U32::new(len),
+            buf,
+        }
     }
 }
 
@@ -321,7 +354,9 @@ pub mod rx_flags {
 }
 
 /// NIC -> host: one received frame. 32 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct RxCompletion {
     /// Header buffer the frame's header part (or whole frame, if unsplit) was written to.
@@ -347,15 +382,30 @@ pub struct RxCompletion {
     /// Length of the frame on the wire (as received from the MAC).
     pub frame_len: U32,
 }
-assert_layout!(RxCompletion, size = 32, hdr_buf = 0, pay_buf = 4, pay_off = 8, pay_len = 12,
-    hdr_len = 16, flags = 18, class = 20, reason = 21, queue = 22, flow_hash = 24, frame_len = 28);
+assert_layout!(
+    RxCompletion,
+    size = 32,
+    hdr_buf = 0,
+    pay_buf = 4,
+    pay_off = 8,
+    pay_len = 12,
+    hdr_len = 16,
+    flags = 18,
+    class = 20,
+    reason = 21,
+    queue = 22,
+    flow_hash = 24,
+    frame_len = 28
+);
 
 // ---------------------------------------------------------------------------------------------
 // RoCE records (used by the RoCEv2 responder; layout fixed now so the ABI does not move later)
 // ---------------------------------------------------------------------------------------------
 
 /// host -> NIC: a posted receive buffer for a QP or SRQ (one scatter entry). 32 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct RecvWqe {
     /// Opaque to the NIC; returned in the CQE.
@@ -371,7 +421,16 @@ pub struct RecvWqe {
     /// QP number (or SRQ number with the top bit set).
     pub qpn: U32,
 }
-assert_layout!(RecvWqe, size = 32, wr_id = 0, bus_addr = 8, len = 16, lkey = 20, buf = 24, qpn = 28);
+assert_layout!(
+    RecvWqe,
+    size = 32,
+    wr_id = 0,
+    bus_addr = 8,
+    len = 16,
+    lkey = 20,
+    buf = 24,
+    qpn = 28
+);
 
 /// Bits of [`RoceCqe::wc_flags`] (the meaning of `ibv_wc_flags`).
 pub mod wc_flags {
@@ -381,7 +440,9 @@ pub mod wc_flags {
 }
 
 /// NIC -> host: a RoCE work completion. 32 bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct RoceCqe {
     pub wr_id: U64,
@@ -401,8 +462,19 @@ pub struct RoceCqe {
     /// PSN of the last packet of the message.
     pub psn: U32,
 }
-assert_layout!(RoceCqe, size = 32, wr_id = 0, byte_len = 8, imm_or_inv = 12, qpn = 16,
-    src_qp = 20, status = 24, opcode = 25, wc_flags = 26, psn = 28);
+assert_layout!(
+    RoceCqe,
+    size = 32,
+    wr_id = 0,
+    byte_len = 8,
+    imm_or_inv = 12,
+    qpn = 16,
+    src_qp = 20,
+    status = 24,
+    opcode = 25,
+    wc_flags = 26,
+    psn = 28
+);
 
 // ---------------------------------------------------------------------------------------------
 // Control plane
@@ -425,7 +497,14 @@ pub struct CtrlMsg {
     /// Opcode-specific arguments (one of the `*Args` records below, zero-padded).
     pub body: [u8; CTRL_BODY],
 }
-assert_layout!(CtrlMsg, size = 64, seq = 0, opcode = 4, status = 6, body = 8);
+assert_layout!(
+    CtrlMsg,
+    size = 64,
+    seq = 0,
+    opcode = 4,
+    status = 6,
+    body = 8
+);
 
 impl Default for CtrlMsg {
     fn default() -> Self {
@@ -435,7 +514,12 @@ impl Default for CtrlMsg {
 
 impl CtrlMsg {
     /// A message with `args` serialized into the body.
-    pub fn with_args<A: IntoBytes + Immutable>(seq: u32, op: CtrlOp, status: CtrlStatus, args: &A) -> CtrlMsg {
+    pub fn with_args<A: IntoBytes + Immutable>(
+        seq: u32,
+        op: CtrlOp,
+        status: CtrlStatus,
+        args: &A,
+    ) -> CtrlMsg {
         let mut m = CtrlMsg::new_zeroed();
         m.seq = U32::new(seq);
         m.opcode = U16::new(op as u16);
@@ -562,8 +646,15 @@ pub struct VersionInfo {
     /// Capabilities bitmap (bit 0 packed mode, bit 1 RSS, bit 2 RoCE responder).
     pub caps: U32,
 }
-assert_layout!(VersionInfo, size = 16, abi_version = 0, fw_version = 4, max_queues = 8,
-    max_pools = 10, caps = 12);
+assert_layout!(
+    VersionInfo,
+    size = 16,
+    abi_version = 0,
+    fw_version = 4,
+    max_queues = 8,
+    max_pools = 10,
+    caps = 12
+);
 
 /// Buffer mode of a payload pool.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -603,8 +694,17 @@ pub struct RegisterPoolArgs {
     pub align_log2: u8,
     pub _pad: u8,
 }
-assert_layout!(RegisterPoolArgs, size = 28, bus_base = 0, window_len = 8, buf_size = 16,
-    count = 20, pool = 24, mode = 25, align_log2 = 26);
+assert_layout!(
+    RegisterPoolArgs,
+    size = 28,
+    bus_base = 0,
+    window_len = 8,
+    buf_size = 16,
+    count = 20,
+    pool = 24,
+    mode = 25,
+    align_log2 = 26
+);
 
 /// Body naming a pool.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -628,8 +728,16 @@ pub struct CreateRxQueueArgs {
     pub pay_pool: u8,
     pub hds_thresh: U32,
 }
-assert_layout!(CreateRxQueueArgs, size = 24, region_bus_addr = 0, region_len = 8, queue = 16,
-    hdr_pool = 18, pay_pool = 19, hds_thresh = 20);
+assert_layout!(
+    CreateRxQueueArgs,
+    size = 24,
+    region_bus_addr = 0,
+    region_len = 8,
+    queue = 16,
+    hdr_pool = 18,
+    pay_pool = 19,
+    hds_thresh = 20
+);
 
 /// Body naming a queue.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -666,7 +774,14 @@ pub struct OutstandingArgs {
     pub total: U32,
     pub bufs: [BufRef; OUTSTANDING_PER_MSG],
 }
-assert_layout!(OutstandingArgs, size = 56, queue = 0, count = 2, total = 4, bufs = 8);
+assert_layout!(
+    OutstandingArgs,
+    size = 56,
+    queue = 0,
+    count = 2,
+    total = 4,
+    bufs = 8
+);
 
 /// [`CtrlOp::ReadStats`] request.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -693,7 +808,15 @@ pub struct StatsPage {
     pub total: U16,
     pub values: [U64; STATS_PER_PAGE],
 }
-assert_layout!(StatsPage, size = 56, queue = 0, first = 2, count = 4, total = 6, values = 8);
+assert_layout!(
+    StatsPage,
+    size = 56,
+    queue = 0,
+    first = 2,
+    count = 4,
+    total = 6,
+    values = 8
+);
 
 /// Length of the RSS hash key (Toeplitz, as in Microsoft's RSS spec).
 pub const RSS_KEY_LEN: usize = 40;
@@ -723,7 +846,16 @@ pub struct RegisterMrArgs {
     pub access: U32,
     pub _pad: U32,
 }
-assert_layout!(RegisterMrArgs, size = 40, bus_addr = 0, len = 8, iova = 16, rkey = 24, lkey = 28, access = 32);
+assert_layout!(
+    RegisterMrArgs,
+    size = 40,
+    bus_addr = 0,
+    len = 8,
+    iova = 16,
+    rkey = 24,
+    lkey = 28,
+    access = 32
+);
 
 /// [`CtrlOp::CreateQp`] (RoCE, later issue).
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -740,8 +872,16 @@ pub struct CreateQpArgs {
     pub region_bus_addr: U64,
     pub region_len: U64,
 }
-assert_layout!(CreateQpArgs, size = 32, qpn = 0, dest_qpn = 4, rq_psn = 8, qp_type = 12,
-    region_bus_addr = 16, region_len = 24);
+assert_layout!(
+    CreateQpArgs,
+    size = 32,
+    qpn = 0,
+    dest_qpn = 4,
+    rq_psn = 8,
+    qp_type = 12,
+    region_bus_addr = 16,
+    region_len = 24
+);
 
 #[cfg(test)]
 mod tests {
@@ -771,7 +911,11 @@ mod tests {
 
     #[test]
     fn ctrl_args_roundtrip() {
-        let a = HdsThreshArgs { queue: U16::new(3), _pad: U16::new(0), hds_thresh: U32::new(256) };
+        let a = HdsThreshArgs {
+            queue: U16::new(3),
+            _pad: U16::new(0),
+            hds_thresh: U32::new(256),
+        };
         let m = CtrlMsg::with_args(9, CtrlOp::SetHdsThresh, CtrlStatus::Ok, &a);
         assert_eq!(m.op(), Some(CtrlOp::SetHdsThresh));
         assert_eq!(m.status(), Some(CtrlStatus::Ok));
@@ -800,25 +944,55 @@ mod tests {
 
     #[test]
     fn header_validation() {
-        let ok = header(&[(256, 64, RingKind::HeaderFill), (8192, 64, RingKind::RxCompletion)], 1 << 16);
+        let ok = header(
+            &[
+                (256, 64, RingKind::HeaderFill),
+                (8192, 64, RingKind::RxCompletion),
+            ],
+            1 << 16,
+        );
         assert_eq!(ok.validate(1 << 16), Ok(()));
         let mut bad = ok;
         bad.magic = U32::new(0);
         assert_eq!(bad.validate(1 << 16), Err(HeaderError::BadMagic));
         let mut bad = ok;
         bad.abi_version = U32::new(abi_version(2, 0));
-        assert!(matches!(bad.validate(1 << 16), Err(HeaderError::AbiMismatch { .. })));
+        assert!(matches!(
+            bad.validate(1 << 16),
+            Err(HeaderError::AbiMismatch { .. })
+        ));
         assert_eq!(ok.validate(1 << 12), Err(HeaderError::RegionTooSmall));
         let h = header(&[(256, 48, RingKind::HeaderFill)], 1 << 16);
-        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingNotPowerOfTwo { ring: 0 }));
+        assert_eq!(
+            h.validate(1 << 16),
+            Err(HeaderError::RingNotPowerOfTwo { ring: 0 })
+        );
         let h = header(&[(100, 64, RingKind::HeaderFill)], 1 << 16);
-        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingMisaligned { ring: 0 }));
+        assert_eq!(
+            h.validate(1 << 16),
+            Err(HeaderError::RingMisaligned { ring: 0 })
+        );
         let h = header(&[(u64::MAX - 63, 64, RingKind::HeaderFill)], 1 << 16);
-        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingOutOfRegion { ring: 0 }));
-        let h = header(&[(256, 64, RingKind::HeaderFill), (512, 64, RingKind::RxCompletion)], 1 << 16);
-        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingsOverlap { a: 0, b: 1 }));
+        assert_eq!(
+            h.validate(1 << 16),
+            Err(HeaderError::RingOutOfRegion { ring: 0 })
+        );
+        let h = header(
+            &[
+                (256, 64, RingKind::HeaderFill),
+                (512, 64, RingKind::RxCompletion),
+            ],
+            1 << 16,
+        );
+        assert_eq!(
+            h.validate(1 << 16),
+            Err(HeaderError::RingsOverlap { a: 0, b: 1 })
+        );
         let mut h = ok;
         h.rings[0].entry_size = U16::new(8);
-        assert_eq!(h.validate(1 << 16), Err(HeaderError::RingEntrySize { ring: 0 }));
+        assert_eq!(
+            h.validate(1 << 16),
+            Err(HeaderError::RingEntrySize { ring: 0 })
+        );
     }
 }

@@ -109,17 +109,34 @@ impl<T: RingEntry> Producer<T> {
         let _ = (base, capacity);
         todo!("ring helper")
     }
-    pub fn capacity(&self) -> u32 { todo!() }
+    pub fn capacity(&self) -> u32 {
+        todo!()
+    }
     /// Free slots (refreshes the cached consumer index only when needed).
-    pub fn free(&mut self) -> Result<u32, RingError> { todo!() }
+    pub fn free(&mut self) -> Result<u32, RingError> {
+        todo!()
+    }
     /// Pushes one entry; `Ok(false)` when full.
-    pub fn push(&mut self, v: &T) -> Result<bool, RingError> { let _ = v; todo!() }
+    pub fn push(&mut self, v: &T) -> Result<bool, RingError> {
+        let _ = v;
+        todo!()
+    }
     /// Pushes as many of `items` as fit, publishes once; returns how many.
-    pub fn push_slice(&mut self, items: &[T]) -> Result<usize, RingError> { let _ = items; todo!() }
+    pub fn push_slice(&mut self, items: &[T]) -> Result<usize, RingError> {
+        let _ = items;
+        todo!()
+    }
     /// Reserves up to `n` slots for writing (may be fewer, possibly 0).
-    pub fn reserve(&mut self, n: u32) -> Result<WriteChunk<'_, T>, RingError> { let _ = n; todo!() }
-    pub fn stats(&self) -> RingStats { todo!() }
-    pub fn is_stopped(&self) -> bool { todo!() }
+    pub fn reserve(&mut self, n: u32) -> Result<WriteChunk<'_, T>, RingError> {
+        let _ = n;
+        todo!()
+    }
+    pub fn stats(&self) -> RingStats {
+        todo!()
+    }
+    pub fn is_stopped(&self) -> bool {
+        todo!()
+    }
 }
 
 /// Slots reserved by [`Producer::reserve`]; nothing is visible to the consumer until `commit`.
@@ -128,13 +145,23 @@ pub struct WriteChunk<'a, T: RingEntry> {
     p: &'a mut Producer<T>,
 }
 impl<T: RingEntry> WriteChunk<'_, T> {
-    pub fn len(&self) -> u32 { todo!() }
-    pub fn is_empty(&self) -> bool { self.len() == 0 }
+    pub fn len(&self) -> u32 {
+        todo!()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Writes slot `i` (< len) of the reservation. Panics never; out-of-range `i` is ignored
     /// and debug-asserted.
-    pub fn write(&mut self, i: u32, v: &T) { let _ = (i, v, &self.p); todo!() }
+    pub fn write(&mut self, i: u32, v: &T) {
+        let _ = (i, v, &self.p);
+        todo!()
+    }
     /// Publishes the first `n` (<= len) slots with Release ordering.
-    pub fn commit(self, n: u32) { let _ = n; todo!() }
+    pub fn commit(self, n: u32) {
+        let _ = n;
+        todo!()
+    }
 }
 
 impl<T: RingEntry> Consumer<T> {
@@ -146,19 +173,37 @@ impl<T: RingEntry> Consumer<T> {
         let _ = (base, capacity);
         todo!("ring helper")
     }
-    pub fn capacity(&self) -> u32 { todo!() }
+    pub fn capacity(&self) -> u32 {
+        todo!()
+    }
     /// Entries ready to read (Acquire on the producer index, validated).
-    pub fn available(&mut self) -> Result<u32, RingError> { todo!() }
+    pub fn available(&mut self) -> Result<u32, RingError> {
+        todo!()
+    }
     /// Copies out one entry.
-    pub fn pop(&mut self) -> Result<Option<T>, RingError> { todo!() }
+    pub fn pop(&mut self) -> Result<Option<T>, RingError> {
+        todo!()
+    }
     /// Copies out up to `out.len()` entries, releases them once; returns how many.
-    pub fn pop_into(&mut self, out: &mut [T]) -> Result<usize, RingError> { let _ = out; todo!() }
+    pub fn pop_into(&mut self, out: &mut [T]) -> Result<usize, RingError> {
+        let _ = out;
+        todo!()
+    }
     /// Looks at up to `max` entries without consuming them.
-    pub fn peek(&mut self, max: u32) -> Result<ReadChunk<'_, T>, RingError> { let _ = max; todo!() }
-    pub fn stats(&self) -> RingStats { todo!() }
-    pub fn is_stopped(&self) -> bool { todo!() }
+    pub fn peek(&mut self, max: u32) -> Result<ReadChunk<'_, T>, RingError> {
+        let _ = max;
+        todo!()
+    }
+    pub fn stats(&self) -> RingStats {
+        todo!()
+    }
+    pub fn is_stopped(&self) -> bool {
+        todo!()
+    }
     #[doc(hidden)]
-    pub fn _base(&self) -> NonNull<u8> { self.base }
+    pub fn _base(&self) -> NonNull<u8> {
+        self.base
+    }
 }
 
 /// Entries seen by [`Consumer::peek`]; they stay in the ring until `release`.
@@ -167,11 +212,21 @@ pub struct ReadChunk<'a, T: RingEntry> {
     c: &'a mut Consumer<T>,
 }
 impl<T: RingEntry> ReadChunk<'_, T> {
-    pub fn len(&self) -> u32 { todo!() }
-    pub fn is_empty(&self) -> bool { self.len() == 0 }
+    pub fn len(&self) -> u32 {
+        todo!()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Copies entry `i` (< len) out of shared memory (a copy, so the peer cannot change it
     /// after validation). `None` when `i >= len`.
-    pub fn get(&self, i: u32) -> Option<T> { let _ = (i, &self.c); todo!() }
+    pub fn get(&self, i: u32) -> Option<T> {
+        let _ = (i, &self.c);
+        todo!()
+    }
     /// Releases the first `n` (<= len) entries to the producer (Release ordering).
-    pub fn release(self, n: u32) { let _ = n; todo!() }
+    pub fn release(self, n: u32) {
+        let _ = n;
+        todo!()
+    }
 }

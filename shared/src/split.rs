@@ -173,7 +173,10 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { hds_thresh: 0, verify_icrc: true }
+        SplitConfig {
+            hds_thresh: 0,
+            verify_icrc: true,
+        }
     }
 }
 
@@ -233,7 +236,13 @@ impl SplitCounters {
         }
         self.per_class[r.class as usize] += 1;
         self.per_reason[r.reason as usize] += 1;
-        if matches!(r.roce, Some(RoceInfo { icrc_ok: Some(false), .. })) {
+        if matches!(
+            r.roce,
+            Some(RoceInfo {
+                icrc_ok: Some(false),
+                ..
+            })
+        ) {
             self.icrc_bad += 1;
         }
         if r.tunnel.is_some() {

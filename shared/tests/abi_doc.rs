@@ -39,7 +39,9 @@ fn abi_doc_tables_match_code() {
         .expect("docs/ABI.md");
     for (name, size, fields) in records {
         let heading = format!("### {name} ({size} bytes)");
-        let start = doc.find(&heading).unwrap_or_else(|| panic!("docs/ABI.md lacks `{heading}`"));
+        let start = doc
+            .find(&heading)
+            .unwrap_or_else(|| panic!("docs/ABI.md lacks `{heading}`"));
         let rows: Vec<(usize, usize, String)> = doc[start + heading.len()..]
             .lines()
             .skip_while(|l| l.trim().is_empty())
@@ -47,7 +49,11 @@ fn abi_doc_tables_match_code() {
             .skip(2)
             .map(|l| {
                 let c: Vec<&str> = l.split('|').map(str::trim).collect();
-                (c[1].parse().unwrap(), c[2].parse().unwrap(), c[3].to_string())
+                (
+                    c[1].parse().unwrap(),
+                    c[2].parse().unwrap(),
+                    c[3].to_string(),
+                )
             })
             .collect();
         // Field sizes from the code: the distance to the next field (no padding: alignment 1).
@@ -56,6 +62,9 @@ fn abi_doc_tables_match_code() {
             let end = fields.get(i + 1).map_or(size, |n| n.1);
             expected.push((*off, end - off, f.to_string()));
         }
-        assert_eq!(rows, expected, "docs/ABI.md table for {name} disagrees with the code");
+        assert_eq!(
+            rows, expected,
+            "docs/ABI.md table for {name} disagrees with the code"
+        );
     }
 }
