@@ -7,8 +7,7 @@ mod ring_util;
 
 use ring_util::{pair, RingMem, E16};
 use splitrx_shared::ring::{
-    self, Consumer, CorruptKind, Corruption, Producer, RingError, CONSUMER_OFFSET,
-    PRODUCER_OFFSET,
+    self, Consumer, CorruptKind, Corruption, Producer, RingError, CONSUMER_OFFSET, PRODUCER_OFFSET,
 };
 
 fn corrupt(kind: CorruptKind, seen: u32, ours: u32) -> RingError {

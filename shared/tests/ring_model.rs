@@ -36,7 +36,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn start_index() -> impl Strategy<Value = u32> {
-    prop_oneof![Just(0u32), Just(u32::MAX), u32::MAX - 64..=u32::MAX, any::<u32>()]
+    prop_oneof![
+        Just(0u32),
+        Just(u32::MAX),
+        u32::MAX - 64..=u32::MAX,
+        any::<u32>()
+    ]
 }
 
 proptest! {
