@@ -48,8 +48,9 @@
 //! # Offsets reported
 //!
 //! `outer_l3_offset`/`outer_ip_version` are set for every IP frame; `l3_offset` is the
-//! innermost IP header reached, `l4_offset` the header after it (also for fragments and
-//! unknown protocols: the upper-layer header offset). On a malformed frame the offsets found
+//! innermost IP header reached, `l4_offset` the header after it (also for first fragments and
+//! unknown protocols: the upper-layer header offset; not for non-first fragments, which have
+//! none). On a malformed frame the offsets found
 //! before the fault stay set (for inspection) and `payload_offset`/`payload_len` are `None`.
 //!
 //! The walk reads the frame only through bounds-checked views ([`crate::wire`]); it never
@@ -350,7 +351,6 @@ fn l3(
 ) -> Step {
     r.l3_offset = off32(off);
     let ip = if version == 4 { ipv4(frame, off, end)? } else { ipv6(frame, off, end)? };
-    r.l4_offset = off32(ip.l4);
     match ip.frag {
         Frag::NonFirst => {
             r.class = FrameClass::Fragment;
@@ -358,12 +358,14 @@ fn l3(
             return Ok(());
         }
         Frag::First => {
+            r.l4_offset = off32(ip.l4);
             r.class = FrameClass::OtherIp;
             r.reason = NoSplitReason::Fragment;
             return Ok(());
         }
         Frag::No => {}
     }
+    r.l4_offset = off32(ip.l4);
     match ip.proto {
         ip::TCP => tcp(frame, &ip, cfg, r),
         ip::UDP => udp(frame, &ip, cfg, r, inner),
