@@ -202,6 +202,11 @@ impl RxQueue {
         fw_warn!("rx queue {}: ring {} corrupt, queue stopped", self.id, ring as u32);
     }
 
+    /// The current packed-mode payload buffer, if any.
+    pub fn packed_current(&self) -> Option<PackedCur> {
+        self.packed
+    }
+
     /// Buffers the queue holds right now (caches + packed current).
     pub fn held(&self) -> usize {
         self.hdr_cache.len() + self.pay_cache.len() + self.packed.is_some() as usize
