@@ -501,6 +501,7 @@ impl PagePool {
         } else {
             self.stats.alloc_empty += 1;
             self.stats.alloc_slow += 1;
+            let start = self.cache.len();
             let mut slot = self.shared.provider();
             let take = want.min(slot.parked.len());
             let from = slot.parked.len() - take;
@@ -509,6 +510,8 @@ impl PagePool {
             if rest > 0 {
                 slot.provider.alloc_bulk(&mut self.cache, rest);
             }
+            // Hand buffers out in the provider's order (lowest index first on a fresh pool).
+            self.cache[start..].reverse();
         }
         match self.cache.pop() {
             Some(i) => {
