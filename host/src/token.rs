@@ -155,7 +155,7 @@ pub fn consumer() -> (ConsumerTx, RxHandle) {
 
 /// A detached token's id: slot index in the low 32 bits, generation in the high 32 bits
 /// (never 0 for an issued id). A plain integer, for FFI and cross-thread bookkeeping.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct TokenId(pub u64);
 
 /// Why a [`TokenId`] was not accepted.
