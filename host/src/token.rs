@@ -224,6 +224,13 @@ impl RxHandle {
         self.stats.received += r.is_some() as u64;
         r
     }
+    /// Next delivered frame, blocking; `None` once the poller dropped its [`ConsumerTx`] and
+    /// everything was received.
+    pub fn recv(&mut self) -> Option<Rx> {
+        let r = self.rx.recv().ok();
+        self.stats.received += r.is_some() as u64;
+        r
+    }
     /// Next delivered frame, waiting up to `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Rx> {
         let r = self.rx.recv_timeout(timeout).ok();
