@@ -4,3 +4,9 @@
 
 pub mod ctrl;
 pub mod region;
+pub mod ledger;
+pub mod pool;
+pub mod provider;
+pub mod recycle;
+pub mod sync;
+pub mod token;
