@@ -1,5 +1,66 @@
-//! The header-split decision (DESIGN.md "Header split"). CONTRACT: types are fixed; the body of
-//! [`split`] is being implemented.
+//! The header-split decision (DESIGN.md "Header split"). CONTRACT: the public types are fixed
+//! (others code against them); [`split`] implements the rules below.
+//!
+//! # Rules
+//!
+//! The split offset is where the innermost recognised L4 payload starts. [`split`] walks
+//!
+//! * Ethernet II and up to two VLAN tags (0x8100 / 0x88a8, in any order). A third tag, an
+//!   802.3 length field or any EtherType but IPv4/IPv6 is [`FrameClass::NonIp`].
+//! * IPv4 (options skipped by IHL) or IPv6 (Hop-by-Hop, Routing incl. SRH, Destination options
+//!   and Fragment headers walked; at most 8 extension headers). The datagram ends where the IP
+//!   length fields say: IPv4 total length, IPv6 payload length, or the Hop-by-Hop Jumbo Payload
+//!   option when the payload length is 0. **BIG TCP**: an IPv4 total length of 0, or an IPv6
+//!   payload length of 0 without a Jumbo Payload option, means "the datagram is the rest of the
+//!   frame" (Linux BIG TCP GSO/GRO packets). A datagram longer than the frame (or than the
+//!   tunnel payload holding it) is [`Malformed::IpLengthExceedsFrame`]; bytes after the
+//!   datagram (Ethernet padding) are never payload.
+//! * TCP (payload after the data offset) or UDP (payload after 8 bytes; the UDP length must
+//!   equal the IP payload length, or be 0 in a jumbogram).
+//!   * UDP destination port 4791 is RoCEv2: the payload starts after the BTH and the extended
+//!     headers its opcode implies and ends before the pad (BTH pad count) and the 4-byte ICRC.
+//!     `roce` is filled; `icrc_ok` is checked when [`SplitConfig::verify_icrc`] is set.
+//!   * UDP destination port 4789 (VXLAN, I flag required) and 6081 (Geneve, version 0,
+//!     protocol type 0x6558 Ethernet or 0x0800/0x86dd IP directly) are followed into the inner
+//!     frame, `tunnel` is set, and the inner frame is classified and split by these same rules
+//!     within the outer UDP payload. Only one level of tunnel is opened: a tunnel port inside a
+//!     tunnel is plain UDP. A tunnel whose inner frame is not IP is `NonIp` (not split), whose
+//!     inner L4 is unknown is `OtherIp`: the class is always that of the innermost frame.
+//!
+//! # Not split (the whole frame goes to the header buffer)
+//!
+//! | frame | `class` | `reason` |
+//! |---|---|---|
+//! | payload length <= `hds_thresh` (incl. 0) | `Tcp`/`Udp`/`Roce` | `BelowThresh` (payload fields set) |
+//! | non-first IP fragment (offset != 0) | `Fragment` | `Fragment` |
+//! | **first** IP fragment (offset 0, more-fragments set) | `OtherIp` | `Fragment` |
+//! | IP with another L4 protocol (ICMP, GRE, ESP, AH, ...) | `OtherIp` | `UnknownProto` |
+//! | not IP | `NonIp` | `NonIp` |
+//! | malformed or truncated | `Malformed` | `Malformed`, `error` set |
+//!
+//! **Fragments are never split**, first fragments included: the payload of a first fragment
+//! does not end where its L4 length fields say the datagram ends, and splitting a datagram's
+//! first piece differently from the others only complicates reassembly. The first fragment
+//! carries an L4 header (so its class is `OtherIp`, "a first fragment whose L4 header we cannot
+//! split on"), the others do not (`Fragment`); both count under the `Fragment` reason.
+//! An IPv6 atomic fragment (offset 0, M clear: RFC 6946) is a whole datagram and is walked on.
+//!
+//! # Offsets reported
+//!
+//! `outer_l3_offset`/`outer_ip_version` are set for every IP frame; `l3_offset` is the
+//! innermost IP header reached, `l4_offset` the header after it (also for fragments and
+//! unknown protocols: the upper-layer header offset). On a malformed frame the offsets found
+//! before the fault stay set (for inspection) and `payload_offset`/`payload_len` are `None`.
+//!
+//! The walk reads the frame only through bounds-checked views ([`crate::wire`]); it never
+//! allocates or copies packet bytes (ICRC verification copies at most 128 header bytes to the
+//! stack to mask them).
+
+use crate::wire::{
+    self, ethernet, ip, ipv4, ipv6, roce, tcp, udp, vxlan, EtherType, GenevePacket,
+    Ipv4Packet, Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Packet, RocePacket, TcpPacket, UdpPacket,
+    VxlanPacket,
+};
 
 /// What a frame is, as the split decision classifies it. Stored in `RxCompletion::class`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -57,7 +118,8 @@ pub enum NoSplitReason {
     Split = 0,
     /// Payload length <= `hds_thresh` (includes zero-length payloads).
     BelowThresh = 1,
-    /// Non-first IP fragment.
+    /// An IP fragment: non-first (class `Fragment`) or first (class `OtherIp`). Fragments are
+    /// never split (see the `split` module docs).
     Fragment = 2,
     /// IP, but an L4 protocol we do not split.
     UnknownProto = 3,
@@ -203,10 +265,350 @@ pub struct SplitResult {
 }
 
 /// Decides how to split `frame` (the bytes the MAC delivered). Never panics, never reads past
-/// `frame`.
+/// `frame`. See the module docs for the exact rules.
 pub fn split(frame: &[u8], cfg: &SplitConfig) -> SplitResult {
-    let _ = (frame, cfg);
-    todo!("wire helper")
+    let mut r = SplitResult::NON_IP;
+    if let Err(e) = walk(frame, cfg, &mut r) {
+        r.class = FrameClass::Malformed;
+        r.reason = NoSplitReason::Malformed;
+        r.split = false;
+        r.payload_offset = None;
+        r.payload_len = None;
+        r.error = Some(e);
+    }
+    r
+}
+
+impl SplitResult {
+    /// The result for a frame that is not IP: every optional field empty.
+    const NON_IP: SplitResult = SplitResult {
+        class: FrameClass::NonIp,
+        reason: NoSplitReason::NonIp,
+        split: false,
+        payload_offset: None,
+        payload_len: None,
+        l3_offset: None,
+        l4_offset: None,
+        outer_l3_offset: None,
+        outer_ip_version: 0,
+        tunnel: None,
+        roce: None,
+        error: None,
+    };
+}
+
+type Step = Result<(), Malformed>;
+
+/// Offsets are `usize` internally; frames are far below 4 GiB (the ABI's lengths are `u32`).
+#[inline(always)]
+fn off32(x: usize) -> Option<u32> {
+    Some(x as u32)
+}
+
+fn walk(frame: &[u8], cfg: &SplitConfig, r: &mut SplitResult) -> Step {
+    let l2 = ethernet::l2_header(frame).map_err(|_| Malformed::Truncated)?;
+    let version = match l2.ethertype {
+        EtherType::IPV4 => 4,
+        EtherType::IPV6 => 6,
+        _ => return Ok(()),
+    };
+    r.outer_l3_offset = off32(l2.l3_offset);
+    r.outer_ip_version = version;
+    l3(frame, l2.l3_offset, frame.len(), version, cfg, r, false)
+}
+
+/// What the split needs from an IP header.
+struct Ip {
+    version: u8,
+    l3: usize,
+    /// Upper-layer protocol (after the IPv6 extension headers).
+    proto: u8,
+    /// Upper-layer header offset.
+    l4: usize,
+    /// End of the datagram (from the length fields).
+    end: usize,
+    frag: Frag,
+}
+
+#[derive(PartialEq, Eq)]
+enum Frag {
+    No,
+    First,
+    NonFirst,
+}
+
+/// The IP header at `off` (version from the EtherType), its datagram inside `frame[..end]`, then
+/// the L4 header. `inner` is true inside a tunnel (no second level of tunnels is opened).
+fn l3(
+    frame: &[u8],
+    off: usize,
+    end: usize,
+    version: u8,
+    cfg: &SplitConfig,
+    r: &mut SplitResult,
+    inner: bool,
+) -> Step {
+    r.l3_offset = off32(off);
+    let ip = if version == 4 { ipv4(frame, off, end)? } else { ipv6(frame, off, end)? };
+    r.l4_offset = off32(ip.l4);
+    match ip.frag {
+        Frag::NonFirst => {
+            r.class = FrameClass::Fragment;
+            r.reason = NoSplitReason::Fragment;
+            return Ok(());
+        }
+        Frag::First => {
+            r.class = FrameClass::OtherIp;
+            r.reason = NoSplitReason::Fragment;
+            return Ok(());
+        }
+        Frag::No => {}
+    }
+    match ip.proto {
+        ip::TCP => tcp(frame, &ip, cfg, r),
+        ip::UDP => udp(frame, &ip, cfg, r, inner),
+        _ => {
+            r.class = FrameClass::OtherIp;
+            r.reason = NoSplitReason::UnknownProto;
+            Ok(())
+        }
+    }
+}
+
+fn ipv4(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
+    let b = frame.get(off..end).unwrap_or(&[]);
+    if b.len() < ipv4::HEADER_LEN {
+        return Err(Malformed::Truncated);
+    }
+    let p = Ipv4Packet::new_unchecked(b);
+    if p.version() != 4 {
+        return Err(Malformed::BadIpVersion);
+    }
+    let hl = p.header_len();
+    if hl < ipv4::HEADER_LEN {
+        return Err(Malformed::BadIpv4HeaderLen);
+    }
+    let total = p.total_len() as usize;
+    let dlen = if total == 0 {
+        // BIG TCP: the datagram is the rest of the frame (wire::ipv4 module docs).
+        if hl > b.len() {
+            return Err(Malformed::Truncated);
+        }
+        b.len()
+    } else {
+        if total < ipv4::HEADER_LEN {
+            return Err(Malformed::BadIpv4TotalLen);
+        }
+        if hl > total {
+            return Err(Malformed::BadIpv4HeaderLen);
+        }
+        if total > b.len() {
+            return Err(Malformed::IpLengthExceedsFrame);
+        }
+        total
+    };
+    let frag = if p.frag_offset() != 0 {
+        Frag::NonFirst
+    } else if p.more_frags() {
+        Frag::First
+    } else {
+        Frag::No
+    };
+    Ok(Ip { version: 4, l3: off, proto: p.protocol(), l4: off + hl, end: off + dlen, frag })
+}
+
+/// At most this many IPv6 extension headers are walked; more is treated as malformed.
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+fn ipv6(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
+    let b = frame.get(off..end).unwrap_or(&[]);
+    if b.len() < ipv6::HEADER_LEN {
+        return Err(Malformed::Truncated);
+    }
+    let p = Ipv6Packet::new_unchecked(b);
+    if p.version() != 6 {
+        return Err(Malformed::BadIpVersion);
+    }
+    let plen = p.payload_len() as usize;
+    // End of the datagram relative to `off`. Payload length 0: a jumbogram (the Hop-by-Hop
+    // Jumbo Payload option gives the length) or, without that option, BIG TCP without the
+    // Hop-by-Hop header: the rest of the frame, as for IPv4 total length 0.
+    let mut dend = if plen == 0 { b.len() } else { ipv6::HEADER_LEN + plen };
+    if dend > b.len() {
+        return Err(Malformed::IpLengthExceedsFrame);
+    }
+    let mut nh = p.next_header();
+    let mut pos = ipv6::HEADER_LEN;
+    let mut frag = Frag::No;
+    for i in 0..=MAX_IPV6_EXT_HEADERS {
+        match nh {
+            ip::HOPOPT | ip::IPV6_ROUTE | ip::IPV6_OPTS => {
+                if i == MAX_IPV6_EXT_HEADERS || (nh == ip::HOPOPT && i != 0) {
+                    // Hop-by-Hop must come first (RFC 8200 4.1).
+                    return Err(Malformed::BadIpv6ExtHeader);
+                }
+                let h = Ipv6ExtHeader::new_unchecked(wire::clamp(b, pos, dend));
+                h.check_len().map_err(|_| Malformed::BadIpv6ExtHeader)?;
+                if nh == ip::HOPOPT && plen == 0 {
+                    if let Some(j) = ipv6::jumbo_payload_len(wire::clamp(b, pos, dend)) {
+                        dend = ipv6::HEADER_LEN + j as usize;
+                        if dend > b.len() {
+                            return Err(Malformed::IpLengthExceedsFrame);
+                        }
+                        if pos + h.header_len() > dend {
+                            return Err(Malformed::BadIpv6ExtHeader);
+                        }
+                    }
+                }
+                nh = h.next_header();
+                pos += h.header_len();
+            }
+            ip::IPV6_FRAG => {
+                if i == MAX_IPV6_EXT_HEADERS {
+                    return Err(Malformed::BadIpv6ExtHeader);
+                }
+                let h = Ipv6FragmentHeader::new_checked(wire::clamp(b, pos, dend))
+                    .map_err(|_| Malformed::BadIpv6ExtHeader)?;
+                nh = h.next_header();
+                pos += ipv6::FRAGMENT_HEADER_LEN;
+                frag = if h.frag_offset() != 0 {
+                    Frag::NonFirst
+                } else if h.more_frags() {
+                    Frag::First
+                } else {
+                    // An atomic fragment (RFC 6946): a whole datagram.
+                    Frag::No
+                };
+                if frag == Frag::NonFirst {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    Ok(Ip { version: 6, l3: off, proto: nh, l4: off + pos, end: off + dend, frag })
+}
+
+fn tcp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
+    let seg = TcpPacket::new_unchecked(frame.get(ip.l4..ip.end).unwrap_or(&[]));
+    let len = ip.end - ip.l4;
+    if len < tcp::HEADER_LEN {
+        return Err(Malformed::Truncated);
+    }
+    let hl = seg.header_len();
+    if hl < tcp::HEADER_LEN || hl > len {
+        return Err(Malformed::BadTcpDataOffset);
+    }
+    finish(r, FrameClass::Tcp, ip.l4 + hl, len - hl, cfg);
+    Ok(())
+}
+
+fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Step {
+    let d = UdpPacket::new_unchecked(frame.get(ip.l4..ip.end).unwrap_or(&[]));
+    let len = ip.end - ip.l4;
+    if len < udp::HEADER_LEN {
+        return Err(Malformed::Truncated);
+    }
+    let mut ulen = d.len() as usize;
+    if ulen == 0 && len > u16::MAX as usize {
+        // RFC 2675: UDP length 0 in a jumbogram; the IP payload length is authoritative.
+        ulen = len;
+    }
+    if ulen < udp::HEADER_LEN || ulen != len {
+        return Err(Malformed::BadUdpLength);
+    }
+    let payload = ip.l4 + udp::HEADER_LEN;
+    match d.dst_port() {
+        udp::port::ROCEV2 => roce(frame, ip, cfg, r),
+        udp::port::VXLAN if !inner => {
+            let v = VxlanPacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
+            match v.check_len() {
+                Ok(()) => {}
+                Err(wire::Error::Truncated) => return Err(Malformed::Truncated),
+                Err(wire::Error::Malformed) => return Err(Malformed::BadTunnelHeader),
+            }
+            r.tunnel = Some(Tunnel::Vxlan);
+            inner_ethernet(frame, payload + vxlan::HEADER_LEN, ip.end, cfg, r)
+        }
+        udp::port::GENEVE if !inner => {
+            let g = GenevePacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
+            match g.check_len() {
+                Ok(()) => {}
+                Err(wire::Error::Truncated) => return Err(Malformed::Truncated),
+                Err(wire::Error::Malformed) => return Err(Malformed::BadTunnelHeader),
+            }
+            r.tunnel = Some(Tunnel::Geneve);
+            let inner_off = payload + g.header_len();
+            match g.protocol_type() {
+                EtherType::TEB => inner_ethernet(frame, inner_off, ip.end, cfg, r),
+                EtherType::IPV4 => l3(frame, inner_off, ip.end, 4, cfg, r, true),
+                EtherType::IPV6 => l3(frame, inner_off, ip.end, 6, cfg, r, true),
+                _ => {
+                    r.class = FrameClass::NonIp;
+                    r.reason = NoSplitReason::NonIp;
+                    Ok(())
+                }
+            }
+        }
+        _ => {
+            finish(r, FrameClass::Udp, payload, ulen - udp::HEADER_LEN, cfg);
+            Ok(())
+        }
+    }
+}
+
+/// The Ethernet frame a tunnel carries, at `off`, ending at `end` (the outer UDP end).
+fn inner_ethernet(
+    frame: &[u8],
+    off: usize,
+    end: usize,
+    cfg: &SplitConfig,
+    r: &mut SplitResult,
+) -> Step {
+    let l2 = ethernet::l2_header(frame.get(off..end).unwrap_or(&[]))
+        .map_err(|_| Malformed::Truncated)?;
+    let version = match l2.ethertype {
+        EtherType::IPV4 => 4,
+        EtherType::IPV6 => 6,
+        _ => {
+            r.class = FrameClass::NonIp;
+            r.reason = NoSplitReason::NonIp;
+            return Ok(());
+        }
+    };
+    l3(frame, off + l2.l3_offset, end, version, cfg, r, true)
+}
+
+fn roce(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
+    let bth_off = ip.l4 + udp::HEADER_LEN;
+    let p = RocePacket::new_checked(frame.get(bth_off..ip.end).unwrap_or(&[]))
+        .map_err(|_| Malformed::BadRoceHeader)?;
+    let bth = p.bth();
+    let icrc_off = ip.end - roce::ICRC_LEN;
+    let payload = bth_off + p.payload_offset();
+    // check_len guarantees payload + pad <= icrc_off.
+    let payload_len = icrc_off - bth.pad_count() as usize - payload;
+    let icrc_ok = if cfg.verify_icrc {
+        roce::verify_icrc(frame, ip.l3, ip.version, ip.l4, icrc_off)
+    } else {
+        None
+    };
+    r.roce = Some(RoceInfo { opcode: bth.opcode(), dest_qp: bth.dest_qp(), psn: bth.psn(), icrc_ok });
+    finish(r, FrameClass::Roce, payload, payload_len, cfg);
+    Ok(())
+}
+
+#[inline(always)]
+fn finish(r: &mut SplitResult, class: FrameClass, off: usize, len: usize, cfg: &SplitConfig) {
+    r.class = class;
+    r.payload_offset = off32(off);
+    r.payload_len = off32(len);
+    if len > cfg.hds_thresh as usize {
+        r.split = true;
+        r.reason = NoSplitReason::Split;
+    } else {
+        r.reason = NoSplitReason::BelowThresh;
+    }
 }
 
 /// Per-class / per-reason counters.
