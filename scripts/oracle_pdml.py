@@ -41,9 +41,10 @@ Deliberate differences between DESIGN.md's split rule and tshark (each is noted 
   (snap-truncated captures included: the NIC "saw" only caplen bytes), IPv4 IHL < 5, IPv4
   total length < header length, a UDP length that disagrees with the IP payload length, a TCP
   data offset < 5 or past the IP payload, a bad IP version nibble.
-- BIG TCP over IPv4 (total length 0): tshark presumes TSO and uses the frame length; DESIGN
-  takes lengths from the IP header only -> malformed.  BIG TCP over IPv6 uses the RFC 2675
-  Jumbo Payload hop-by-hop option, a real IP length field -> split like tshark.
+- BIG TCP: an IPv4 total length of 0 means "the rest of the frame" (Linux BIG TCP GSO/GRO
+  packets; shared/src/split.rs documents this extension of DESIGN's "lengths from the IP
+  header"); tshark presumes TSO and also uses the frame length -> same result.  IPv6 BIG TCP
+  uses the RFC 2675 Jumbo Payload hop-by-hop option, a real IP length field -> as tshark.
 - GRE, IP-in-IP, MPLS and other encapsulations are not recognised tunnels: the rule stops at
   the outer IP (-> `other_ip`) or at the non-IP ethertype (MPLS -> `non_ip`), while tshark
   dissects the inner TCP/UDP.
@@ -111,11 +112,14 @@ def ip_info(p, caplen, notes):
         if hl < 20:
             raise Malformed("bad ipv4 header length")
         raw_len = int(field(p, "ip.len").get("value"), 16)
-        if raw_len < hl:
-            if raw_len == 0:
-                notes.append("BIG TCP/TSO IPv4 total length 0: tshark uses frame length")
+        if raw_len == 0:
+            # BIG TCP: the datagram is the rest of the frame (tshark presumes TSO, same result).
+            notes.append("BIG TCP: ipv4 total length 0 = rest of frame")
+            end = caplen
+        elif raw_len < hl:
             raise Malformed("bad ipv4 total length")
-        end = start + raw_len
+        else:
+            end = start + raw_len
         off = num(p, "ip.frag_offset", 0)
         mf = num(p, "ip.flags.mf", 0)
         frag, first = (off != 0 or mf != 0), off == 0
@@ -128,6 +132,11 @@ def ip_info(p, caplen, notes):
             plen = jumbo
             notes.append("ipv6 jumbo payload option")
         end = start + 40 + plen
+        if plen == 0 and jumbo is None and field(p, "ipv6.nxt") is not None \
+                and num(p, "ipv6.nxt") != 59:
+            # BIG TCP without the hop-by-hop header: the rest of the frame.
+            notes.append("BIG TCP: ipv6 payload length 0 = rest of frame")
+            end = caplen
         fh = field(p, "ipv6.fraghdr")
         frag = fh is not None
         first = frag and num(fh, "ipv6.fraghdr.offset") == 0
@@ -205,6 +214,8 @@ def analyse(pkt):
                 return kind, "other_ip", None, None, None, notes + [f"ip payload: {what}"]
             u = protos[i]
             ulen = num(u, "udp.length")
+            if ulen == 0 and "ipv6 jumbo payload option" in notes:
+                ulen = ip_end - pos(u)  # RFC 2675: UDP length 0 in a jumbogram
             if ulen < 8 or pos(u) + ulen != ip_end:
                 raise Malformed("bad udp length")
             i += 1

@@ -46,8 +46,8 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::PcapError;
+use pcap_file::pcapng::PcapNgReader;
+use pcap_file::{Endianness, PcapError};
 
 /// The destination MAC of converted frames: the receiving NIC (locally administered).
 pub const NIC_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
@@ -234,8 +234,11 @@ enum Inner<R: Read> {
         reader: PcapReader<R>,
         link: LinkType,
     },
+    /// `links`: the link type of each interface of the current section (a copy of what the
+    /// reader tracks, refreshed after each SHB/IDB).
     PcapNg {
         reader: PcapNgReader<R>,
+        links: Vec<u32>,
     },
 }
 
@@ -318,6 +321,7 @@ impl<R: Read> CaptureReader<R> {
             }
             CaptureFormat::PcapNg => Inner::PcapNg {
                 reader: PcapNgReader::new(stream).map_err(header_err)?,
+                links: Vec::new(),
             },
         };
         Ok(CaptureReader {
@@ -391,36 +395,36 @@ impl<R: Read> CaptureReader<R> {
                     }
                 }
             }
-            Inner::PcapNg { reader } => loop {
-                let block = match reader.next_block() {
+            Inner::PcapNg { reader, links } => loop {
+                // Raw blocks: pcap-file's typed blocks also decode packet options and reject a
+                // whole record for, e.g., a comment that is not UTF-8 (pcapng-example has
+                // one). Only the packet header fields are needed here.
+                let big = reader.section().endianness == Endianness::Big;
+                let block = match reader.next_raw_block() {
                     None => return Ok(None),
                     Some(Err(e)) => return Err(self.record_err(e)),
                     Some(Ok(b)) => b,
                 };
-                // `block` borrows the reader's buffer: take what is needed before looking up
-                // the interface.
-                let (iface, orig_len, data): (u32, u32, Vec<u8>) = match block {
-                    Block::EnhancedPacket(p) => (p.interface_id, p.original_len, p.data.to_vec()),
-                    Block::Packet(p) => {
-                        (u32::from(p.interface_id), p.original_len, p.data.to_vec())
+                let Some(pkt) = parse_packet_block(block.type_, &block.body, big) else {
+                    if matches!(block.type_, PCAPNG_SECTION_HEADER_BLOCK | PCAPNG_IDB) {
+                        links.clear();
+                        links.extend(reader.interfaces().iter().map(|i| u32::from(i.linktype)));
                     }
-                    Block::SimplePacket(p) => {
-                        // The SPB body carries its padding; the packet is at most original_len.
-                        let n = (p.original_len as usize).min(p.data.len());
-                        (0, p.original_len, p.data[..n].to_vec())
-                    }
-                    _ => continue,
+                    continue;
                 };
-                let Some(idb) = reader.interfaces().get(iface as usize) else {
+                let (iface, orig_len, data) = pkt.map_err(|what| CaptureError::Corrupt {
+                    record,
+                    what: what.into(),
+                })?;
+                let Some(&raw) = links.get(iface as usize) else {
                     return Err(CaptureError::Corrupt {
                         record,
                         what: format!("packet names interface {iface}, which is not described"),
                     });
                 };
-                let raw = u32::from(idb.linktype);
                 let link =
                     LinkType::from_linktype(raw).ok_or_else(|| unknown_link(raw, Some(iface)))?;
-                break (link, orig_len, convert(link, &data));
+                break (link, orig_len, convert(link, data));
             },
         };
         self.records = record;
@@ -441,6 +445,67 @@ impl<R: Read> Iterator for CaptureReader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         self.next_frame().transpose()
     }
+}
+
+const PCAPNG_SECTION_HEADER_BLOCK: u32 = 0x0a0d_0d0a;
+const PCAPNG_IDB: u32 = 1;
+const PCAPNG_PACKET_BLOCK: u32 = 2;
+const PCAPNG_SIMPLE_PACKET_BLOCK: u32 = 3;
+const PCAPNG_ENHANCED_PACKET_BLOCK: u32 = 6;
+
+/// A packet block's interface id, original length and captured bytes.
+type PacketFields<'a> = (u32, u32, &'a [u8]);
+
+/// Decodes the fixed fields of a pcapng packet block body (EPB, SPB or the obsolete PB);
+/// `None` for other block types, `Some(Err)` when the body is inconsistent.
+fn parse_packet_block(
+    type_: u32,
+    body: &[u8],
+    big_endian: bool,
+) -> Option<Result<PacketFields<'_>, &'static str>> {
+    let u32_at = |off: usize| -> Option<u32> {
+        let b: [u8; 4] = body.get(off..off + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let u16_at = |off: usize| -> Option<u16> {
+        let b: [u8; 2] = body.get(off..off + 2)?.try_into().ok()?;
+        Some(if big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let fixed = |iface: Option<u32>, caplen_at: usize, data_at: usize| {
+        let (Some(iface), Some(caplen), Some(orig)) =
+            (iface, u32_at(caplen_at), u32_at(caplen_at + 4))
+        else {
+            return Err("packet block shorter than its fixed fields");
+        };
+        let data = body
+            .get(data_at..)
+            .and_then(|d| d.get(..caplen as usize))
+            .ok_or("packet block captured length exceeds the block")?;
+        Ok((iface, orig, data))
+    };
+    Some(match type_ {
+        // interface id (4), timestamp (8), captured len (4), original len (4), data.
+        PCAPNG_ENHANCED_PACKET_BLOCK => fixed(u32_at(0), 12, 20),
+        // interface id (2), drops (2), timestamp (8), captured len (4), original len (4), data.
+        PCAPNG_PACKET_BLOCK => fixed(u16_at(0).map(u32::from), 12, 20),
+        // original len (4), data padded to 32 bits: the packet is min(original len, body).
+        PCAPNG_SIMPLE_PACKET_BLOCK => match u32_at(0) {
+            None => Err("simple packet block without length"),
+            Some(orig) => {
+                let data = &body[4..];
+                Ok((0, orig, &data[..data.len().min(orig as usize)]))
+            }
+        },
+        _ => return None,
+    })
 }
 
 /// Reads every frame of a capture file into memory.
