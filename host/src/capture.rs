@@ -691,4 +691,102 @@ mod tests {
             Err(CaptureError::Truncated { record: 0 })
         ));
     }
+
+    #[test]
+    fn big_endian_nanosecond_pcap() {
+        let mut v = Vec::new();
+        for x in [0xa1b2_3c4du32, 0x0002_0004, 0, 0, 65535, 1] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        for x in [7u32, 999_999_999, 3, 60] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v.extend_from_slice(&[0xaa, 0xbb, 0xcc]);
+        let frames = read(v).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(
+            (frames[0].len, frames[0].data.clone()),
+            (60, vec![0xaa, 0xbb, 0xcc])
+        );
+    }
+
+    #[test]
+    fn pcapng_packet_blocks() {
+        // EPB, little endian: iface 2, caplen 3, orig 9, data + padding + options.
+        let mut epb = Vec::new();
+        for x in [2u32, 0, 0, 3, 9] {
+            epb.extend_from_slice(&x.to_le_bytes());
+        }
+        epb.extend_from_slice(&[1, 2, 3, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            parse_packet_block(6, &epb, false),
+            Some(Ok((2, 9, &[1u8, 2, 3][..])))
+        );
+        // Captured length past the block body.
+        epb[12] = 200;
+        assert!(matches!(parse_packet_block(6, &epb, false), Some(Err(_))));
+        assert!(matches!(
+            parse_packet_block(6, &epb[..10], false),
+            Some(Err(_))
+        ));
+        // Obsolete PB, big endian: iface (u16) 1, drops, ts, caplen 2, orig 2.
+        let mut pb = vec![0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2];
+        pb.extend_from_slice(&[9, 8, 0, 0]);
+        assert_eq!(
+            parse_packet_block(2, &pb, true),
+            Some(Ok((1, 2, &[9u8, 8][..])))
+        );
+        // SPB: the data is min(original length, body): padding is dropped.
+        let spb = [5u8, 0, 0, 0, 1, 2, 3, 4, 5, 0, 0, 0];
+        assert_eq!(
+            parse_packet_block(3, &spb, false),
+            Some(Ok((0, 5, &[1u8, 2, 3, 4, 5][..])))
+        );
+        assert!(matches!(
+            parse_packet_block(3, &spb[..2], false),
+            Some(Err(_))
+        ));
+        // Other blocks are skipped.
+        assert_eq!(parse_packet_block(5, &spb, false), None);
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes behind a valid pcap or pcapng magic: frames or a typed error, never
+        /// a panic, and the reader stops after the first error.
+        #[test]
+        fn arbitrary_input_never_panics(
+            ng in proptest::bool::ANY,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+        ) {
+            // A valid file header (pcap header, or pcapng SHB + Ethernet IDB), then garbage.
+            let mut v = if ng {
+                let mut v = Vec::new();
+                for x in [0x0a0d_0d0au32, 28, 0x1a2b_3c4d, 1, u32::MAX, u32::MAX, 28] {
+                    v.extend_from_slice(&x.to_le_bytes());
+                }
+                for x in [1u32, 20, 1, 0, 20] {
+                    v.extend_from_slice(&x.to_le_bytes());
+                }
+                v
+            } else {
+                pcap_bytes(1, &[])
+            };
+            v.extend_from_slice(&body);
+            let mut r = CaptureReader::new(io::Cursor::new(v)).unwrap();
+            let mut n = 0;
+            loop {
+                match r.next_frame() {
+                    Ok(Some(f)) => {
+                        n += 1;
+                        proptest::prop_assert_eq!(f.number, n);
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        proptest::prop_assert!(r.next_frame().unwrap().is_none());
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
