@@ -285,3 +285,71 @@ pub fn write_json_line(w: &mut dyn Write, frame: &Frame, r: &SplitResult) -> io:
 pub fn title(path: &str, format: CaptureFormat) -> String {
     format!("{path} ({})", format.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{convert, LinkType};
+
+    fn frame(link: LinkType, rec: &[u8]) -> Frame {
+        let data = convert(link, rec);
+        Frame {
+            number: 1,
+            link,
+            len: data.len() as u32,
+            data,
+        }
+    }
+
+    #[test]
+    fn conversion_edge_cases_classify_as_documented() {
+        let cfg = SplitConfig::default();
+        // Cut inside the SLL header -> empty frame -> malformed.
+        let f = frame(LinkType::LinuxSll, &[0u8; 10]);
+        assert_eq!(f.caplen(), 0);
+        assert_eq!(split(&f.data, &cfg).class, FrameClass::Malformed);
+        // Raw IP with version nibble 5 -> IPv4 ethertype -> bad ip version.
+        let mut ip = [0u8; 20];
+        ip[0] = 0x55;
+        let r = split(&frame(LinkType::RawIp, &ip).data, &cfg);
+        assert_eq!(
+            (r.class, r.error.map(|e| e.as_str())),
+            (FrameClass::Malformed, Some("bad ip version"))
+        );
+        // SLL protocol 0x0004 (802.2 LLC) -> non-IP.
+        let mut sll = vec![0u8; 16];
+        sll[15] = 4;
+        sll.extend_from_slice(&[0x42; 30]);
+        assert_eq!(
+            split(&frame(LinkType::LinuxSll, &sll).data, &cfg).class,
+            FrameClass::NonIp
+        );
+    }
+
+    #[test]
+    fn json_line_is_exact() {
+        // IPv4/UDP, 4 payload bytes, from raw IP.
+        let mut ip = vec![
+            0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4]);
+        let f = frame(LinkType::RawIp, &ip);
+        let r = split(&f.data, &SplitConfig::default());
+        let mut out = Vec::new();
+        write_json_line(&mut out, &f, &r).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"frame\":1,\"link\":\"raw_ip\",\"len\":46,\"caplen\":46,\"class\":\"udp\",\
+             \"split\":true,\"reason\":\"split\",\"payload_offset\":42,\"payload_len\":4,\
+             \"l3_offset\":14,\"l4_offset\":34,\"tunnel\":null,\"roce\":null,\"error\":null}\n"
+        );
+        let mut s = Summary::default();
+        s.record(&f, &r);
+        assert_eq!(s.split_per_class[FrameClass::Udp as usize], 1);
+        assert_eq!(s.split_payload_bytes[FrameClass::Udp as usize], 4);
+        assert_eq!(
+            (s.bytes, s.snap_truncated, s.per_link["raw_ip"]),
+            (46, 0, 1)
+        );
+    }
+}
