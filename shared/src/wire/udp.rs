@@ -82,8 +82,9 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 mod tests {
     use super::*;
 
-    static DGRAM: [u8; 14] =
-        [0x30, 0x39, 0x12, 0xb7, 0x00, 0x0c, 0xbe, 0xef, 1, 2, 3, 4, 0xee, 0xee];
+    static DGRAM: [u8; 14] = [
+        0x30, 0x39, 0x12, 0xb7, 0x00, 0x0c, 0xbe, 0xef, 1, 2, 3, 4, 0xee, 0xee,
+    ];
 
     #[test]
     fn fields() {
@@ -95,13 +96,25 @@ mod tests {
 
     #[test]
     fn check_len_errors() {
-        assert_eq!(UdpPacket::new_checked(&DGRAM[..7]).unwrap_err(), Error::Truncated);
-        assert_eq!(UdpPacket::new_checked(&DGRAM[..11]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            UdpPacket::new_checked(&DGRAM[..7]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            UdpPacket::new_checked(&DGRAM[..11]).unwrap_err(),
+            Error::Truncated
+        );
         let mut d = DGRAM;
         d[5] = 7;
-        assert_eq!(UdpPacket::new_checked(&d[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            UdpPacket::new_checked(&d[..]).unwrap_err(),
+            Error::Malformed
+        );
         d[5] = 0;
-        assert_eq!(UdpPacket::new_checked(&d[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            UdpPacket::new_checked(&d[..]).unwrap_err(),
+            Error::Malformed
+        );
         assert_eq!(UdpPacket::new_unchecked(&d[..3]).len(), 0);
     }
 }
