@@ -5,7 +5,8 @@
 //! DESIGN.md deliberately differs from tshark, are in `scripts/oracle_pdml.py`). This test
 //! reads every capture through the same capture reader `splitrx inspect` uses, runs
 //! `split()`, and requires exact agreement on every frame: class, payload offset and length,
-//! and for RoCE the opcode, destination QP and PSN. Every RoCEv2 frame of the `roce__*`
+//! tunnel, the innermost L3/L4 header offsets of TCP/UDP/RoCE frames, and for RoCE the opcode,
+//! destination QP and PSN. Every RoCEv2 frame of the `roce__*`
 //! captures must carry a valid ICRC.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,10 @@ struct Row {
     class: String,
     payload_offset: Option<u32>,
     payload_len: Option<u32>,
+    /// Innermost IP / L4 header offsets: given for tcp/udp/roce rows only.
+    l3_offset: Option<u32>,
+    l4_offset: Option<u32>,
+    tunnel: Option<String>,
     roce: Option<(u8, u32, u32)>,
     notes: String,
 }
@@ -58,8 +63,8 @@ fn load_fixture(path: &Path) -> Fixture {
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 9, "{}: bad row {line:?}", path.display());
-        let roce = match (opt::<u8>(f[5]), opt::<u32>(f[6]), opt::<u32>(f[7])) {
+        assert_eq!(f.len(), 12, "{}: bad row {line:?}", path.display());
+        let roce = match (opt::<u8>(f[8]), opt::<u32>(f[9]), opt::<u32>(f[10])) {
             (Some(op), Some(qp), Some(psn)) => Some((op, qp, psn)),
             (None, None, None) => None,
             _ => panic!("{}: partial RoCE fields in {line:?}", path.display()),
@@ -70,8 +75,11 @@ fn load_fixture(path: &Path) -> Fixture {
             class: f[2].to_string(),
             payload_offset: opt(f[3]),
             payload_len: opt(f[4]),
+            l3_offset: opt(f[5]),
+            l4_offset: opt(f[6]),
+            tunnel: opt(f[7]),
             roce,
-            notes: f[8].to_string(),
+            notes: f[11].to_string(),
         });
     }
     Fixture {
@@ -101,6 +109,17 @@ fn compare(row: &Row, frame: &Frame, r: &SplitResult, is_roce_capture: bool) -> 
             "payload_len {:?} (expected {:?})",
             r.payload_len, row.payload_len
         ));
+    }
+    if matches!(row.class.as_str(), "tcp" | "udp" | "roce")
+        && (r.l3_offset, r.l4_offset) != (row.l3_offset, row.l4_offset)
+    {
+        diffs.push(format!(
+            "l3/l4 offsets {:?}/{:?} (expected {:?}/{:?})",
+            r.l3_offset, r.l4_offset, row.l3_offset, row.l4_offset
+        ));
+    }
+    if r.tunnel.map(|t| t.as_str()) != row.tunnel.as_deref() {
+        diffs.push(format!("tunnel {:?} (expected {:?})", r.tunnel, row.tunnel));
     }
     let got_roce = r.roce.map(|ro| (ro.opcode, ro.dest_qp, ro.psn));
     if got_roce != row.roce {
