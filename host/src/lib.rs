@@ -1,7 +1,6 @@
 //! splitrx host crate: memory providers, page pool, buffer ledger, the control-plane client,
 //! shared-region layout, and the `splitrx` CLI.
 #![deny(unsafe_op_in_unsafe_fn)]
-
 pub mod ctrl;
 pub mod region;
 pub mod ledger;
@@ -10,3 +9,5 @@ pub mod provider;
 pub mod recycle;
 pub mod sync;
 pub mod token;
+pub mod capture;
+pub mod inspect;
