@@ -11,3 +11,7 @@ pub mod sync;
 pub mod token;
 pub mod capture;
 pub mod inspect;
+pub mod queue;
+pub mod verify;
+#[cfg(feature = "sim")]
+pub mod sim_run;

@@ -11,3 +11,6 @@
 pub mod replay;
 pub mod shm;
 pub mod traffic;
+pub mod board;
+
+pub use splitrx_firmware as firmware;

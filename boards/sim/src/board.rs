@@ -1,0 +1,427 @@
+//! The sim board proper: the firmware HAL implemented in-process, and the firmware thread.
+//!
+//! - [`SimMac`] ([`MacRx`]): frames come from a [`Wire`], lent to the firmware without a copy;
+//! - [`SimTx`] ([`MacTx`]): counts and discards (RoCE ACKs are not looped back yet);
+//! - [`SimDmaEngine`] ([`Dma`]): synchronous scatter-gather copies into the board's **own**
+//!   mappings of the shared-memory files ([`SimDma`]);
+//! - [`SimMem`] ([`SharedMemory`]): bus ranges to pointers into the same mappings;
+//! - [`SimClock`] ([`Clock`]): `Instant` since the board started.
+//!
+//! [`SimBoard::spawn`] maps the two files itself (a second, independent mapping of each: the
+//! host and the firmware share nothing but the files' pages), brings the firmware up on the
+//! control region the host initialised, and runs `Firmware::poll` on its own thread until told
+//! to stop. The [`FirmwareReport`] returned on join carries the firmware's final counters.
+
+use crate::shm::{map, ShmError, ShmRegion, SimDma, WindowKind, WindowStats};
+use splitrx_firmware::hal::{
+    Clock, Dma, DmaError, DmaSegment, DmaTicket, Hal, HalParts, MacRx, MacTx, RxFrame,
+    SharedMemory, TxError,
+};
+use splitrx_firmware::stats::{DEV_COUNT, Q_COUNT};
+use splitrx_firmware::{Firmware, InitError};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What the MAC receives from: a lending frame source.
+pub trait Wire: Send {
+    /// Moves to the next frame; `false` when there is none (yet, or any more: see
+    /// [`Wire::finished`]).
+    fn advance(&mut self) -> bool;
+    /// The current frame (valid after `advance` returned `true`).
+    fn frame(&self) -> &[u8];
+    /// No frame will ever come again.
+    fn finished(&self) -> bool;
+}
+
+/// Observable state of the wire, shared with whoever drives the run (progress bar, tests).
+/// Not part of the datapath: the firmware never reads it.
+#[derive(Debug, Default)]
+pub struct WireCtl {
+    /// Stop offering frames (the wire ends after the current frame).
+    pub stop: AtomicBool,
+    /// Frames the MAC has handed to the firmware and got back (placed or dropped).
+    pub offered: AtomicU64,
+    /// Bytes of those frames.
+    pub offered_bytes: AtomicU64,
+    /// The wire ended and its last frame was released by the firmware.
+    pub done: AtomicBool,
+}
+
+/// A wire that plays a list of frames (held in one flat buffer) over and over: a capture
+/// replayed N times, or a generated workload. Optional pacing with a token bucket.
+#[derive(Debug)]
+pub struct LoopWire {
+    data: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    /// Frames to offer in total (`None`: until stopped).
+    limit: Option<u64>,
+    next: u64,
+    cur: (usize, usize),
+    ctl: Arc<WireCtl>,
+    pace: Option<(crate::replay::TokenBucket, crate::replay::Rate, Instant)>,
+}
+
+impl LoopWire {
+    /// `frames` played in order, wrapping around, `limit` frames in total (`None` = forever).
+    pub fn new<F: AsRef<[u8]>>(frames: &[F], limit: Option<u64>, ctl: Arc<WireCtl>) -> LoopWire {
+        let total: usize = frames.iter().map(|f| f.as_ref().len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut spans = Vec::with_capacity(frames.len());
+        for f in frames {
+            let f = f.as_ref();
+            spans.push((data.len(), f.len()));
+            data.extend_from_slice(f);
+        }
+        LoopWire { data, spans, limit, next: 0, cur: (0, 0), ctl, pace: None }
+    }
+    /// Paces the wire at `rate` (token bucket with the rate's default burst).
+    pub fn with_rate(mut self, rate: crate::replay::Rate) -> LoopWire {
+        let bucket =
+            crate::replay::TokenBucket::new(rate.per_sec(), rate.default_burst(), 0);
+        self.pace = Some((bucket, rate, Instant::now()));
+        self
+    }
+}
+
+impl Wire for LoopWire {
+    #[inline]
+    fn advance(&mut self) -> bool {
+        if self.spans.is_empty() || self.finished() {
+            return false;
+        }
+        let i = (self.next % self.spans.len() as u64) as usize;
+        let span = self.spans[i];
+        if let Some((bucket, rate, t0)) = &mut self.pace {
+            let now = t0.elapsed().as_nanos() as u64;
+            if bucket.try_take(rate.cost(span.1), now).is_err() {
+                return false;
+            }
+        }
+        self.cur = span;
+        self.next += 1;
+        true
+    }
+    #[inline]
+    fn frame(&self) -> &[u8] {
+        &self.data[self.cur.0..self.cur.0 + self.cur.1]
+    }
+    fn finished(&self) -> bool {
+        self.spans.is_empty()
+            || self.limit.is_some_and(|l| self.next >= l)
+            || self.ctl.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The MAC: lends the wire's current frame to the firmware.
+#[derive(Debug)]
+pub struct SimMac<W: Wire> {
+    wire: W,
+    ctl: Arc<WireCtl>,
+    has: bool,
+    offered: u64,
+    bytes: u64,
+    ts_ns: u64,
+    t0: Instant,
+}
+
+impl<W: Wire> SimMac<W> {
+    pub fn new(wire: W, ctl: Arc<WireCtl>) -> SimMac<W> {
+        SimMac { wire, ctl, has: false, offered: 0, bytes: 0, ts_ns: 0, t0: Instant::now() }
+    }
+}
+
+impl<W: Wire> MacRx for SimMac<W> {
+    #[inline]
+    fn peek(&mut self) -> Option<RxFrame<'_>> {
+        if !self.has {
+            if !self.wire.advance() {
+                if self.wire.finished() {
+                    self.ctl.done.store(true, Ordering::Release);
+                }
+                return None;
+            }
+            self.has = true;
+            if self.offered % 256 == 0 {
+                self.ts_ns = self.t0.elapsed().as_nanos() as u64;
+            }
+        }
+        Some(RxFrame { data: self.wire.frame(), timestamp_ns: self.ts_ns })
+    }
+    #[inline]
+    fn release(&mut self) {
+        if self.has {
+            self.has = false;
+            self.offered += 1;
+            self.bytes += self.wire.frame().len() as u64;
+            self.ctl.offered.store(self.offered, Ordering::Relaxed);
+            self.ctl.offered_bytes.store(self.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The transmit side: frames are counted and discarded.
+#[derive(Debug, Default)]
+pub struct SimTx {
+    pub frames: u64,
+    pub bytes: u64,
+}
+
+impl MacTx for SimTx {
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
+        if frame.len() > crate::traffic::MAX_FRAME {
+            return Err(TxError::TooLong);
+        }
+        self.frames += 1;
+        self.bytes += frame.len() as u64;
+        Ok(())
+    }
+}
+
+/// The DMA engine: a synchronous copy per segment through [`SimDma`]. Tickets complete at once.
+#[derive(Debug)]
+pub struct SimDmaEngine {
+    dma: Arc<SimDma>,
+    next: u32,
+    failed: Option<u32>,
+}
+
+impl Dma for SimDmaEngine {
+    const MAX_SEGMENTS: usize = 4;
+    #[inline]
+    fn write(&mut self, segs: &[DmaSegment<'_>]) -> Result<DmaTicket, DmaError> {
+        if segs.len() > Self::MAX_SEGMENTS {
+            return Err(DmaError::TooManySegments);
+        }
+        self.next = self.next.wrapping_add(1);
+        // A failed segment ends the write (the firmware then reuses the buffers, which the
+        // host has not been told about).
+        for s in segs {
+            if self.dma.write(s.bus_addr, s.data).is_err() {
+                self.failed = Some(self.next);
+                return Err(DmaError::Bus);
+            }
+        }
+        Ok(DmaTicket(self.next))
+    }
+    #[inline]
+    fn poll(&mut self, t: DmaTicket) -> Result<bool, DmaError> {
+        if self.failed == Some(t.0) {
+            return Err(DmaError::Bus);
+        }
+        Ok(true)
+    }
+}
+
+/// The shared-memory windows, as the firmware sees them: its own mappings.
+#[derive(Debug)]
+pub struct SimMem {
+    regions: Vec<Arc<ShmRegion>>,
+}
+
+// SAFETY: `translate` returns pointers into mappings held by `self.regions` (kept alive as
+// long as `self`), after `ShmRegion::translate`'s overflow-safe range check. The memory is a
+// shared file mapping no Rust code holds references into (ShmRegion only ever copies through
+// raw pointers).
+unsafe impl SharedMemory for SimMem {
+    fn translate(&mut self, bus_addr: u64, len: usize) -> Option<NonNull<u8>> {
+        self.regions.iter().find_map(|r| r.translate(bus_addr, len))
+    }
+}
+
+/// The clock: nanoseconds since the board was created.
+#[derive(Debug)]
+pub struct SimClock(Instant);
+
+impl Clock for SimClock {
+    fn now_ns(&mut self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// The sim board's HAL, over a wire `W`.
+#[derive(Debug)]
+pub struct SimHal<W>(std::marker::PhantomData<W>);
+
+impl<W: Wire> Hal for SimHal<W> {
+    type Rx = SimMac<W>;
+    type Tx = SimTx;
+    type Dma = SimDmaEngine;
+    type Mem = SimMem;
+    type Clock = SimClock;
+}
+
+/// Why the board did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    #[error("mapping a shared-memory file: {0}")]
+    Shm(#[from] ShmError),
+    #[error("the firmware refused the control region: {0:?}")]
+    Init(InitError),
+    #[error("the firmware thread exited during bring-up")]
+    Thread,
+}
+
+/// The firmware's counters when it stopped.
+#[derive(Clone, Debug)]
+pub struct FirmwareReport {
+    pub device: [u64; DEV_COUNT],
+    /// Per queue id (`None`: the queue did not exist at the end).
+    pub queues: Vec<Option<[u64; Q_COUNT]>>,
+    /// Frames the MAC offered (placed or dropped).
+    pub mac_offered: u64,
+    pub mac_bytes: u64,
+    /// DMA bytes written into the host-memory window and into the device BAR.
+    pub dma_host: WindowStats,
+    pub dma_bar: WindowStats,
+    pub dma_faults: (u64, u64),
+    /// Busy/idle polls of the firmware loop.
+    pub polls_busy: u64,
+    pub polls_idle: u64,
+    pub run_time: Duration,
+}
+
+/// The files the board maps: the host memory window and the emulated GPU BAR.
+#[derive(Clone, Debug)]
+pub struct BoardConfig {
+    pub host_window: PathBuf,
+    pub gpu_bar: PathBuf,
+    /// Bus address of the control region (inside the host window) and its length.
+    pub ctrl_bus: u64,
+    pub ctrl_len: u64,
+}
+
+/// A running sim board: the firmware on its own thread.
+#[derive(Debug)]
+pub struct SimBoard {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<FirmwareReport>>,
+    /// Base addresses of the board's own mappings (host window, GPU BAR), for checking that
+    /// the firmware does not use the host's mappings.
+    pub mapping_bases: [usize; 2],
+}
+
+fn open(path: &Path, bus: u64) -> Result<Arc<ShmRegion>, ShmError> {
+    ShmRegion::open(path, bus).map(Arc::new)
+}
+
+impl SimBoard {
+    /// Maps the files, brings the firmware up on the control region, and runs it on a new
+    /// thread fed by `wire`. Returns once the firmware accepted the control region.
+    pub fn spawn<W: Wire + 'static>(cfg: &BoardConfig, wire: W, ctl: Arc<WireCtl>) -> Result<SimBoard, BoardError> {
+        let host = open(&cfg.host_window, map::HOST_MEM_BUS_BASE)?;
+        let bar = open(&cfg.gpu_bar, map::GPU_BAR_BUS_BASE)?;
+        let mapping_bases = [host.as_ptr().as_ptr() as usize, bar.as_ptr().as_ptr() as usize];
+        let mut dma = SimDma::new();
+        // The two windows are at fixed, disjoint bus ranges of the board's memory map.
+        let _ = dma.add_window(WindowKind::HostMemory, host.clone());
+        let _ = dma.add_window(WindowKind::DeviceBar, bar.clone());
+        let dma = Arc::new(dma);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<Result<(), InitError>>();
+        let (ctrl_bus, ctrl_len) = (cfg.ctrl_bus, cfg.ctrl_len);
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sim-firmware".into())
+            .spawn(move || {
+                let parts = HalParts::<SimHal<W>> {
+                    rx: SimMac::new(wire, ctl),
+                    tx: SimTx::default(),
+                    dma: SimDmaEngine { dma: dma.clone(), next: 0, failed: None },
+                    mem: SimMem { regions: vec![host, bar] },
+                    clock: SimClock(Instant::now()),
+                };
+                let t0 = Instant::now();
+                let mut fw = match Firmware::new(parts, ctrl_bus, ctrl_len) {
+                    Ok(fw) => {
+                        let _ = tx.send(Ok(()));
+                        fw
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return empty_report(&dma);
+                    }
+                };
+                let (mut busy, mut idle, mut spins) = (0u64, 0u64, 0u32);
+                loop {
+                    if fw.poll() {
+                        busy += 1;
+                        spins = 0;
+                        continue;
+                    }
+                    idle += 1;
+                    if stop2.load(Ordering::Acquire) {
+                        break;
+                    }
+                    spins += 1;
+                    if spins < 128 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                let mut queues = Vec::new();
+                for id in 0..splitrx_firmware::config::MAX_QUEUES as u16 {
+                    queues.push(fw.queue_stats(id).map(|s| s.0));
+                }
+                let mac = &fw.hal().rx;
+                FirmwareReport {
+                    device: fw.device_stats().0,
+                    queues,
+                    mac_offered: mac.offered,
+                    mac_bytes: mac.bytes,
+                    dma_host: dma.kind_stats(WindowKind::HostMemory),
+                    dma_bar: dma.kind_stats(WindowKind::DeviceBar),
+                    dma_faults: dma.faults(),
+                    polls_busy: busy,
+                    polls_idle: idle,
+                    run_time: t0.elapsed(),
+                }
+            })
+            .map_err(|_| BoardError::Thread)?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(SimBoard { stop, thread: Some(thread), mapping_bases }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(BoardError::Init(e))
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(BoardError::Thread)
+            }
+        }
+    }
+
+    /// Stops the firmware loop and returns its final counters.
+    pub fn stop(mut self) -> Option<FirmwareReport> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.take().and_then(|t| t.join().ok())
+    }
+}
+
+impl Drop for SimBoard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn empty_report(dma: &SimDma) -> FirmwareReport {
+    FirmwareReport {
+        device: [0; DEV_COUNT],
+        queues: Vec::new(),
+        mac_offered: 0,
+        mac_bytes: 0,
+        dma_host: dma.kind_stats(WindowKind::HostMemory),
+        dma_bar: dma.kind_stats(WindowKind::DeviceBar),
+        dma_faults: dma.faults(),
+        polls_busy: 0,
+        polls_idle: 0,
+        run_time: Duration::ZERO,
+    }
+}

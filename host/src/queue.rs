@@ -1,0 +1,557 @@
+//! Host RX queues: the poller side of one NIC RX queue.
+//!
+//! One [`RxQueue`] owns the host ends of a queue's three rings (header fill and payload fill:
+//! producer; completion ring: consumer) and the queue's two page pools (header buffers in host
+//! memory, payload buffers in device memory). Its poller loop (kernel: the NAPI poll of a
+//! page_pool driver; io_uring zcrx: the refill ring + CQ):
+//!
+//! 1. **refill**: posts free buffers from each pool to its fill ring in batches
+//!    ([`PagePool::fill`] straight into a reserved ring chunk, one publish per batch);
+//! 2. **poll**: takes completions in batches, validates each against the ledger — never trusting
+//!    the device: queue id, flag bits, lengths, and both buffers with [`PagePool::check`] before
+//!    either is committed — and hands the frame to the application as an [`Rx`] with a header
+//!    token and (split frames) a payload token. A completion that fails validation changes
+//!    nothing, bumps a counter and keeps its first error for the report; it never panics.
+//! 3. the application returns tokens by dropping them (any thread); the buffers come back to
+//!    the pools' recycle rings and are posted again by step 1.
+//!
+//! [`spawn_poller`] runs the loop on its own thread (one poller per queue) with a [`Sink`] for
+//! the frames, and takes [`Cmd`]s: reset the queue mid-traffic (stop posting, ResetQueue,
+//! drain the completion ring, reconcile the pools against the NIC's report), drain, finish.
+
+use crate::ctrl::{CtrlClient, CtrlError, Deadline};
+use crate::ledger::LedgerError;
+use crate::pool::{PagePool, ReconcileReport};
+use crate::token::Rx;
+use splitrx_shared::abi::{rx_flags, BufRef, FillDesc, PoolMode, RxCompletion};
+use splitrx_shared::ring::{Consumer, Producer, RingError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Completions taken per poll.
+pub const POLL_BATCH: usize = 64;
+/// Fill descriptors posted per batch; a ring is refilled once this many slots are free.
+pub const FILL_BATCH: u32 = 64;
+
+/// Counters of one queue, named like a NIC driver's `ethtool -S` counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounters {
+    /// Frames delivered to the application.
+    pub rx_packets: u64,
+    /// Bytes of those frames (frame length on the wire).
+    pub rx_bytes: u64,
+    /// Delivered frames that were split (payload in device memory).
+    pub rx_hds_split: u64,
+    /// Delivered frames that went whole to the header buffer.
+    pub rx_hds_unsplit: u64,
+    /// Payload bytes of split frames.
+    pub rx_hds_payload_bytes: u64,
+    /// Unsplit frames truncated to the header buffer.
+    pub rx_hdr_truncated: u64,
+    /// Frames flagged malformed by the NIC (delivered whole, unsplit).
+    pub rx_errors_malformed: u64,
+    /// RoCE frames with a bad ICRC.
+    pub rx_icrc_bad: u64,
+    /// Packed mode: buffers the NIC handed back with a FLUSH completion.
+    pub rx_flush: u64,
+    /// Completions rejected: wrong queue id, unknown flag bits, inconsistent lengths.
+    pub rx_err_completion: u64,
+    /// Completions rejected by the ledger (buffer not posted, out of range, ...).
+    pub rx_err_ledger: u64,
+    /// Header / payload buffers posted to the fill rings.
+    pub fill_hdr_posted: u64,
+    pub fill_pay_posted: u64,
+    /// Refills that found a pool empty (buffers lent out, not yet returned).
+    pub fill_pool_empty: u64,
+    /// Polls that found completions / found none.
+    pub polls_busy: u64,
+    pub polls_idle: u64,
+    /// Frames the sink refused (application handle closed); their tokens went back at once.
+    pub rx_deliver_closed: u64,
+    /// Queue resets done.
+    pub resets: u64,
+}
+
+/// Frames go here: the application side of a queue.
+pub trait Sink: Send {
+    /// One validated frame. Dropping `rx` returns its tokens. Returns `false` when the
+    /// application is gone (the frame was dropped).
+    fn deliver(&mut self, rx: Rx) -> bool;
+}
+
+impl Sink for crate::token::ConsumerTx {
+    fn deliver(&mut self, rx: Rx) -> bool {
+        self.send(rx).is_ok()
+    }
+}
+
+/// A sink that drops every frame at once (returning its tokens): a pure datapath.
+#[derive(Debug, Default)]
+pub struct DropSink;
+
+impl Sink for DropSink {
+    #[inline]
+    fn deliver(&mut self, rx: Rx) -> bool {
+        drop(rx);
+        true
+    }
+}
+
+/// Why a completion was rejected (the first one is kept for the report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompletionError {
+    #[error("completion names queue {0}")]
+    WrongQueue(u16),
+    #[error("unknown flag bits {0:#x}")]
+    Flags(u16),
+    #[error("inconsistent lengths (hdr {hdr_len}, payload {pay_len}, frame {frame_len})")]
+    Lengths { hdr_len: u16, pay_len: u32, frame_len: u32 },
+    #[error("header buffer: {0}")]
+    Header(LedgerError),
+    #[error("payload buffer: {0}")]
+    Payload(LedgerError),
+}
+
+/// The outcome of a queue reset or finish, checked exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ResetOutcome {
+    /// Buffers the NIC reported it still held (header + payload).
+    pub reported: u32,
+    /// Buffers the host ledger had posted to the NIC after the completion ring was drained.
+    pub nic_held: u32,
+    /// Completions drained after the reset answer.
+    pub drained: u64,
+    /// Of the reported buffers: freed now / freed when their last token returns.
+    pub freed: u32,
+    pub retired_in_use: u32,
+    /// Reported buffers the ledger did not have posted, or named twice (must be 0).
+    pub unknown: u32,
+    pub duplicates: u32,
+}
+
+impl ResetOutcome {
+    /// Nothing lost, nothing duplicated: the NIC reported exactly what the ledger says it held.
+    pub fn exact(&self) -> bool {
+        self.reported == self.nic_held
+            && self.unknown == 0
+            && self.duplicates == 0
+            && self.freed + self.retired_in_use == self.reported
+    }
+}
+
+/// Errors of queue operations that need the control plane.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("control plane: {0}")]
+    Ctrl(#[from] CtrlError),
+    #[error("ring: {0:?}")]
+    Ring(RingError),
+    #[error("the completion ring did not drain after the reset")]
+    NotDrained,
+}
+
+/// The host side of one RX queue.
+pub struct RxQueue {
+    id: u16,
+    hdr_fill: Producer<FillDesc>,
+    pay_fill: Producer<FillDesc>,
+    cq: Consumer<RxCompletion>,
+    pub hdr_pool: PagePool,
+    pub pay_pool: PagePool,
+    pay_mode: PoolMode,
+    /// Post buffers (false while a reset is in progress).
+    posting: bool,
+    counters: QueueCounters,
+    first_error: Option<CompletionError>,
+    ring_error: Option<RingError>,
+    descs: Vec<FillDesc>,
+    comps: Vec<RxCompletion>,
+    /// Keeps the memory the ring handles point into mapped.
+    _mem: Arc<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for RxQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxQueue")
+            .field("id", &self.id)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RxQueue {
+    /// Builds the host side of queue `id` from its attached ring handles and its pools.
+    /// `mem` keeps the mapping the ring handles point into alive as long as the queue.
+    pub fn new(
+        id: u16,
+        rings: (Producer<FillDesc>, Producer<FillDesc>, Consumer<RxCompletion>),
+        hdr_pool: PagePool,
+        pay_pool: PagePool,
+        mem: Arc<dyn Send + Sync>,
+    ) -> RxQueue {
+        let pay_mode = pay_pool.config().mode;
+        RxQueue {
+            id,
+            hdr_fill: rings.0,
+            pay_fill: rings.1,
+            cq: rings.2,
+            hdr_pool,
+            pay_pool,
+            pay_mode,
+            posting: true,
+            counters: QueueCounters::default(),
+            first_error: None,
+            ring_error: None,
+            descs: vec![FillDesc::default(); FILL_BATCH as usize],
+            comps: vec![RxCompletion::default(); POLL_BATCH],
+            _mem: mem,
+        }
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+    pub fn counters(&self) -> QueueCounters {
+        self.counters
+    }
+    /// The first completion the queue rejected, if any.
+    pub fn first_error(&self) -> Option<CompletionError> {
+        self.first_error
+    }
+    /// A ring found corrupt (the queue stops polling it).
+    pub fn ring_error(&self) -> Option<RingError> {
+        self.ring_error
+    }
+
+    /// Posts free buffers to both fill rings, in batches. Returns how many were posted.
+    pub fn refill(&mut self) -> usize {
+        if !self.posting || self.ring_error.is_some() {
+            return 0;
+        }
+        let h = refill_one(&mut self.hdr_fill, &mut self.hdr_pool, &mut self.descs);
+        let p = refill_one(&mut self.pay_fill, &mut self.pay_pool, &mut self.descs);
+        let mut n = 0;
+        for (r, posted) in [(h, &mut self.counters.fill_hdr_posted), (p, &mut self.counters.fill_pay_posted)] {
+            match r {
+                Ok((k, dry)) => {
+                    *posted += k as u64;
+                    self.counters.fill_pool_empty += dry as u64;
+                    n += k;
+                }
+                Err(e) => self.ring_error = Some(e),
+            }
+        }
+        n
+    }
+
+    /// Takes up to [`POLL_BATCH`] completions, validates them and delivers the frames to `sink`.
+    /// Returns the number of completions taken.
+    pub fn poll(&mut self, sink: &mut dyn Sink) -> usize {
+        if self.ring_error.is_some() {
+            return 0;
+        }
+        let n = match self.cq.pop_into(&mut self.comps) {
+            Ok(n) => n,
+            Err(e) => {
+                self.ring_error = Some(e);
+                return 0;
+            }
+        };
+        if n == 0 {
+            self.counters.polls_idle += 1;
+            return 0;
+        }
+        self.counters.polls_busy += 1;
+        for i in 0..n {
+            let c = self.comps[i];
+            if let Err(e) = self.complete(&c, sink) {
+                if e.is_ledger() {
+                    self.counters.rx_err_ledger += 1;
+                } else {
+                    self.counters.rx_err_completion += 1;
+                }
+                self.first_error.get_or_insert(e);
+            }
+        }
+        n
+    }
+
+    /// Validates one completion and delivers its frame.
+    #[inline]
+    fn complete(&mut self, c: &RxCompletion, sink: &mut dyn Sink) -> Result<(), CompletionError> {
+        if c.queue.get() != self.id {
+            return Err(CompletionError::WrongQueue(c.queue.get()));
+        }
+        let flags = c.flags.get();
+        if flags & !rx_flags::ALL != 0 {
+            return Err(CompletionError::Flags(flags));
+        }
+        if flags & rx_flags::FLUSH != 0 {
+            // The NIC hands back a packed payload buffer it will not write again.
+            if !c.hdr_buf.is_none() || c.pay_len.get() != 0 {
+                return Err(CompletionError::Flags(flags));
+            }
+            self.pay_pool.retire(c.pay_buf).map_err(CompletionError::Payload)?;
+            self.counters.rx_flush += 1;
+            return Ok(());
+        }
+        let (hdr_len, pay_len, frame_len) = (c.hdr_len.get(), c.pay_len.get(), c.frame_len.get());
+        let split = flags & rx_flags::SPLIT != 0;
+        let lengths_ok = if split {
+            pay_len > 0 && hdr_len as u64 + pay_len as u64 <= frame_len as u64
+        } else {
+            pay_len == 0 && c.pay_buf.is_none() && hdr_len as u32 <= frame_len
+        };
+        if !lengths_ok || hdr_len == 0 {
+            return Err(CompletionError::Lengths { hdr_len, pay_len, frame_len });
+        }
+        // Check both buffers before committing either.
+        self.hdr_pool.check(c.hdr_buf, 0, hdr_len as u32).map_err(CompletionError::Header)?;
+        if split {
+            self.pay_pool
+                .check(c.pay_buf, c.pay_off.get(), pay_len)
+                .map_err(CompletionError::Payload)?;
+        }
+        let hdr = self
+            .hdr_pool
+            .complete(c.hdr_buf, 0, hdr_len as u32, true)
+            .map_err(CompletionError::Header)?;
+        let payload = if split {
+            let retired = self.pay_mode == PoolMode::Page || flags & rx_flags::PAY_RETIRED != 0;
+            match self.pay_pool.complete(c.pay_buf, c.pay_off.get(), pay_len, retired) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.hdr_pool.drop_filled(hdr);
+                    return Err(CompletionError::Payload(e));
+                }
+            }
+        } else {
+            None
+        };
+        let header = self.hdr_pool.lend(hdr).ok();
+        let payload = match payload {
+            Some(f) => self.pay_pool.lend(f).ok(),
+            None => None,
+        };
+        let k = &mut self.counters;
+        k.rx_packets += 1;
+        k.rx_bytes += frame_len as u64;
+        if split {
+            k.rx_hds_split += 1;
+            k.rx_hds_payload_bytes += pay_len as u64;
+        } else {
+            k.rx_hds_unsplit += 1;
+        }
+        k.rx_hdr_truncated += (flags & rx_flags::HDR_TRUNCATED != 0) as u64;
+        k.rx_errors_malformed += (flags & rx_flags::ERROR != 0) as u64;
+        k.rx_icrc_bad += (flags & rx_flags::ICRC_BAD != 0) as u64;
+        if !sink.deliver(Rx { completion: *c, header, payload }) {
+            self.counters.rx_deliver_closed += 1;
+        }
+        Ok(())
+    }
+
+    /// Polls until the completion ring is empty. Returns the completions taken.
+    pub fn drain(&mut self, sink: &mut dyn Sink) -> u64 {
+        let mut total = 0u64;
+        loop {
+            let n = self.poll(sink);
+            if n == 0 {
+                return total;
+            }
+            total += n as u64;
+        }
+    }
+
+    /// Resets the queue through the control plane and reconciles the pools with the NIC's
+    /// report: stop posting, ResetQueue (the NIC returns every buffer it holds, in its caches
+    /// and still on the fill rings), drain the completion ring (everything in it was written
+    /// before the answer; the NIC has no buffer left to write more), check that the report
+    /// names exactly the buffers the ledger has posted, then retire them all. Posting resumes
+    /// unless `resume` is false.
+    pub fn reset(
+        &mut self,
+        ctrl: &Mutex<CtrlClient>,
+        sink: &mut dyn Sink,
+        resume: bool,
+    ) -> Result<ResetOutcome, QueueError> {
+        self.posting = false;
+        let reported = {
+            let mut c = ctrl.lock().unwrap_or_else(|p| p.into_inner());
+            c.reset_queue(self.id, &mut Deadline::after(Duration::from_secs(10)))?
+        };
+        let mut out = ResetOutcome { drained: self.drain(sink), ..ResetOutcome::default() };
+        let (mut hdr, mut pay) = (Vec::new(), Vec::new());
+        for b in reported {
+            if b.pool() == self.hdr_pool.id() {
+                hdr.push(b);
+            } else if b.pool() == self.pay_pool.id() {
+                pay.push(b);
+            } else {
+                out.unknown += 1;
+            }
+        }
+        for (pool, list) in [(&mut self.hdr_pool, &hdr), (&mut self.pay_pool, &pay)] {
+            out.reported += list.len() as u32;
+            out.nic_held += nic_held(pool);
+            // Every reported buffer must be one the ledger has posted; then all of them are
+            // retired (the NIC cleared its holdings when it answered).
+            let check = pool.reconcile(list);
+            out.unknown += check.unknown.len() as u32;
+            out.duplicates += check.duplicates;
+            let r: ReconcileReport = pool.reconcile(&[]);
+            out.freed += check.freed + r.freed;
+            out.retired_in_use += check.retired_in_use + r.retired_in_use;
+        }
+        self.counters.resets += 1;
+        self.posting = resume;
+        Ok(out)
+    }
+}
+
+fn nic_held(pool: &PagePool) -> u32 {
+    (0..pool.count())
+        .filter_map(|i| BufRef::new(pool.id(), i))
+        .filter(|b| pool.state(*b).is_some_and(|v| v.nic))
+        .count() as u32
+}
+
+impl CompletionError {
+    fn is_ledger(&self) -> bool {
+        matches!(self, CompletionError::Header(_) | CompletionError::Payload(_))
+    }
+}
+
+/// Posts up to [`FILL_BATCH`] buffers of `pool` to `ring` when at least a batch is free.
+/// Returns (posted, pool ran dry).
+#[inline]
+fn refill_one(
+    ring: &mut Producer<FillDesc>,
+    pool: &mut PagePool,
+    descs: &mut [FillDesc],
+) -> Result<(usize, bool), RingError> {
+    let mut chunk = ring.reserve(FILL_BATCH)?;
+    let want = chunk.len() as usize;
+    if want < FILL_BATCH as usize {
+        return Ok((0, false));
+    }
+    let n = pool.fill(&mut descs[..want]);
+    chunk.write_slice(0, &descs[..n]);
+    chunk.commit(n as u32);
+    Ok((n, n < want))
+}
+
+/// Commands to a poller thread.
+#[derive(Debug)]
+pub enum Cmd {
+    /// Reset the queue mid-traffic and resume; the outcome is sent back.
+    Reset(mpsc::Sender<Result<ResetOutcome, String>>),
+    /// Poll until the completion ring is empty, then answer with the counters.
+    Drain(mpsc::Sender<QueueCounters>),
+    /// Stop posting, reset (returning every buffer), drain, and exit the thread.
+    Finish,
+}
+
+/// What a poller thread returns when it exits.
+#[derive(Debug)]
+pub struct PollerExit<S> {
+    pub queue: RxQueue,
+    pub sink: S,
+    /// The final reset's outcome (`Finish`), or why it failed.
+    pub finish: Option<Result<ResetOutcome, String>>,
+}
+
+/// A running poller thread.
+#[derive(Debug)]
+pub struct Poller<S> {
+    pub cmd: mpsc::Sender<Cmd>,
+    /// Completions processed so far (for progress displays).
+    pub progress: Arc<AtomicU64>,
+    thread: JoinHandle<PollerExit<S>>,
+}
+
+impl<S> Poller<S> {
+    /// Sends `Finish` and joins.
+    pub fn finish(self) -> Option<PollerExit<S>> {
+        let _ = self.cmd.send(Cmd::Finish);
+        self.thread.join().ok()
+    }
+    /// Asks the poller to drain and waits for the answer.
+    pub fn drain(&self) -> Option<QueueCounters> {
+        let (tx, rx) = mpsc::channel();
+        self.cmd.send(Cmd::Drain(tx)).ok()?;
+        rx.recv().ok()
+    }
+    /// Asks the poller to reset its queue mid-traffic and waits for the outcome.
+    pub fn reset(&self) -> Result<ResetOutcome, String> {
+        let (tx, rx) = mpsc::channel();
+        self.cmd.send(Cmd::Reset(tx)).map_err(|_| "poller gone".to_string())?;
+        rx.recv().map_err(|_| "poller gone".to_string())?
+    }
+}
+
+/// Runs `queue`'s poller on a new thread, delivering frames to `sink`.
+pub fn spawn_poller<S: Sink + 'static>(
+    mut queue: RxQueue,
+    mut sink: S,
+    ctrl: Arc<Mutex<CtrlClient>>,
+) -> Poller<S> {
+    let (tx, rx) = mpsc::channel::<Cmd>();
+    let progress = Arc::new(AtomicU64::new(0));
+    let prog = progress.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::Builder::new()
+        .name(format!("rxq{}-poller", queue.id()))
+        .spawn(move || {
+            let mut spins = 0u32;
+            let mut since_cmd = 0u32;
+            let finish = loop {
+                queue.refill();
+                let n = queue.poll(&mut sink);
+                if n > 0 {
+                    prog.store(queue.counters.rx_packets, Ordering::Relaxed);
+                    spins = 0;
+                    since_cmd += 1;
+                    if since_cmd < 64 {
+                        continue;
+                    }
+                }
+                since_cmd = 0;
+                match rx.try_recv() {
+                    Ok(Cmd::Reset(reply)) => {
+                        let r = queue.reset(&ctrl, &mut sink, true).map_err(|e| e.to_string());
+                        let _ = reply.send(r);
+                        continue;
+                    }
+                    Ok(Cmd::Drain(reply)) => {
+                        queue.drain(&mut sink);
+                        prog.store(queue.counters.rx_packets, Ordering::Relaxed);
+                        let _ = reply.send(queue.counters);
+                        continue;
+                    }
+                    Ok(Cmd::Finish) | Err(mpsc::TryRecvError::Disconnected) => {
+                        break Some(queue.reset(&ctrl, &mut sink, false).map_err(|e| e.to_string()));
+                    }
+                    Err(mpsc::TryRecvError::Empty) => {}
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break None;
+                }
+                if n == 0 {
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            };
+            prog.store(queue.counters.rx_packets, Ordering::Relaxed);
+            PollerExit { queue, sink, finish }
+        })
+        .expect("spawning a poller thread");
+    Poller { cmd: tx, progress, thread }
+}
