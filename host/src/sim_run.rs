@@ -338,7 +338,7 @@ impl<S: Sink + 'static> SimRig<S> {
                             count: U32::new(cfg.bufs_per_queue),
                             pool: id,
                             mode: mode as u8,
-                            align_log2: 6,
+                            align_log2: if mode == PoolMode::Packed { 6 } else { 0 },
                             _pad: 0,
                         },
                         &mut wait(),
@@ -371,10 +371,13 @@ impl<S: Sink + 'static> SimRig<S> {
                     },
                     &mut wait(),
                 )?;
-                let queue = RxQueue::new(qid, rings, hdr_pool, pay_pool, host.clone());
+                let mut queue = RxQueue::new(qid, rings, hdr_pool, pay_pool, host.clone());
+                // Fill the rings before traffic starts.
+                while queue.refill() > 0 {}
                 pollers.push(spawn_poller(queue, sink(qid), ctrl.clone()));
             }
         }
+        wire_ctl.start.store(true, Ordering::Release);
         Ok(SimRig {
             cfg: cfg.clone(),
             ctrl,

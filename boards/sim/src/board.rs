@@ -41,6 +41,8 @@ pub trait Wire: Send {
 /// Not part of the datapath: the firmware never reads it.
 #[derive(Debug, Default)]
 pub struct WireCtl {
+    /// The wire offers nothing until this is set (the host is still bringing queues up).
+    pub start: AtomicBool,
     /// Stop offering frames (the wire ends after the current frame).
     pub stop: AtomicBool,
     /// Frames the MAC has handed to the firmware and got back (placed or dropped).
@@ -90,7 +92,7 @@ impl LoopWire {
 impl Wire for LoopWire {
     #[inline]
     fn advance(&mut self) -> bool {
-        if self.spans.is_empty() || self.finished() {
+        if !self.ctl.start.load(Ordering::Acquire) || self.spans.is_empty() || self.finished() {
             return false;
         }
         let i = (self.next % self.spans.len() as u64) as usize;
