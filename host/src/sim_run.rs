@@ -66,8 +66,10 @@ pub struct RunConfig {
     /// Payload buffer size (page mode: one payload each; packed: several).
     pub buf_size: u32,
     pub hdr_buf_size: u32,
-    /// Buffers per pool (header and payload pools of each queue).
+    /// Header buffers per queue.
     pub bufs_per_queue: u32,
+    /// Payload buffers per queue.
+    pub pay_bufs_per_queue: u32,
     pub fill_ring: u32,
     pub cq_ring: u32,
     pub hds_thresh: u32,
@@ -89,6 +91,7 @@ impl Default for RunConfig {
             buf_size: 9216,
             hdr_buf_size: 2048,
             bufs_per_queue: 2048,
+            pay_bufs_per_queue: 2048,
             fill_ring: 1024,
             cq_ring: 2048,
             hds_thresh: 0,
@@ -182,7 +185,7 @@ fn layout(cfg: &RunConfig) -> Result<Layout, RunError> {
     let (mut bar, mut pay_pools) = (0u64, Vec::new());
     for _ in 0..cfg.queues {
         pay_pools.push(bar);
-        bar = page_up(bar + cfg.buf_size as u64 * cfg.bufs_per_queue as u64);
+        bar = page_up(bar + cfg.buf_size as u64 * cfg.pay_bufs_per_queue as u64);
     }
     Ok(Layout { ctrl, queues, hdr_pools, pay_pools, host_len, bar_len: bar })
 }
@@ -201,7 +204,7 @@ fn check_config(cfg: &RunConfig) -> Result<(), RunError> {
     if !cfg.fill_ring.is_power_of_two() || !cfg.cq_ring.is_power_of_two() || cfg.fill_ring < 128 {
         return bad("ring sizes must be powers of two (fill rings at least 128)");
     }
-    if cfg.bufs_per_queue < 256 {
+    if cfg.bufs_per_queue < 256 || cfg.pay_bufs_per_queue < 64 {
         return bad("at least 256 buffers per pool");
     }
     Ok(())
@@ -311,7 +314,7 @@ impl<S: Sink + 'static> SimRig<S> {
                 let (hdr_id, pay_id) = (2 * qid as u8, 2 * qid as u8 + 1);
                 let hdr_bus = map::HOST_MEM_BUS_BASE + lay.hdr_pools[i];
                 let pay_bus = map::GPU_BAR_BUS_BASE + lay.pay_pools[i];
-                let ring_size = (cfg.bufs_per_queue as usize).next_power_of_two();
+                let ring_size = (cfg.bufs_per_queue.max(cfg.pay_bufs_per_queue) as usize).next_power_of_two();
                 let hdr_pool = PagePool::new(
                     PoolConfig { pool_id: hdr_id, mode: PoolMode::Page, ring_size, ..PoolConfig::new(hdr_id) },
                     Box::new(DeviceWindow::new(DeviceWindowConfig {
@@ -323,19 +326,19 @@ impl<S: Sink + 'static> SimRig<S> {
                     PoolConfig { pool_id: pay_id, mode: cfg.mode, align_log2: 6, ring_size, ..PoolConfig::new(pay_id) },
                     Box::new(DeviceWindow::new(DeviceWindowConfig {
                         offset: lay.pay_pools[i],
-                        ..DeviceWindowConfig::open(bar.path(), cfg.buf_size, cfg.bufs_per_queue, pay_bus)
+                        ..DeviceWindowConfig::open(bar.path(), cfg.buf_size, cfg.pay_bufs_per_queue, pay_bus)
                     })),
                 )?;
-                for (id, bus, size, mode) in [
-                    (hdr_id, hdr_bus, cfg.hdr_buf_size, PoolMode::Page),
-                    (pay_id, pay_bus, cfg.buf_size, cfg.mode),
+                for (id, bus, size, count, mode) in [
+                    (hdr_id, hdr_bus, cfg.hdr_buf_size, cfg.bufs_per_queue, PoolMode::Page),
+                    (pay_id, pay_bus, cfg.buf_size, cfg.pay_bufs_per_queue, cfg.mode),
                 ] {
                     c.register_pool(
                         &RegisterPoolArgs {
                             bus_base: U64::new(bus),
-                            window_len: U64::new(size as u64 * cfg.bufs_per_queue as u64),
+                            window_len: U64::new(size as u64 * count as u64),
                             buf_size: U32::new(size),
-                            count: U32::new(cfg.bufs_per_queue),
+                            count: U32::new(count),
                             pool: id,
                             mode: mode as u8,
                             align_log2: if mode == PoolMode::Packed { 6 } else { 0 },
@@ -506,13 +509,20 @@ pub const DROP_COUNTERS: [usize; 7] = [
     q::DROP_DMA_ERROR,
 ];
 
-/// The sink `splitrx run` uses: verify the frame, then return its tokens (or hold them while
-/// `hold` is set, to play an application that stops returning tokens).
+/// The sink `splitrx run` uses: verify the frame, then return its tokens — or, while `hold`
+/// is set, keep them in `held` (an application that stops returning tokens; whoever shares
+/// `held` can return them later from any thread by clearing it).
 #[derive(Debug)]
 pub struct VerifySink {
     pub verifier: Option<QueueVerifier>,
     pub hold: Option<Arc<AtomicBool>>,
-    pub held: Vec<Rx>,
+    pub held: Arc<Mutex<Vec<Rx>>>,
+}
+
+impl VerifySink {
+    pub fn new(verifier: Option<QueueVerifier>) -> VerifySink {
+        VerifySink { verifier, hold: None, held: Arc::default() }
+    }
 }
 
 impl Sink for VerifySink {
@@ -521,12 +531,9 @@ impl Sink for VerifySink {
         if let Some(v) = &mut self.verifier {
             v.check(&rx);
         }
-        match &self.hold {
-            Some(h) if h.load(Ordering::Relaxed) => self.held.push(rx),
-            _ => {
-                if !self.held.is_empty() {
-                    self.held.clear();
-                }
+        if let Some(h) = &self.hold {
+            if h.load(Ordering::Relaxed) {
+                self.held.lock().unwrap_or_else(|p| p.into_inner()).push(rx);
             }
         }
         true
@@ -633,11 +640,7 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(u64, Option<u64>)) -> Resul
         None
     };
     let rig = SimRig::start(cfg, &wire_frames, limit, |q| RunSink {
-        inner: VerifySink {
-            verifier: expected.as_ref().map(|e| QueueVerifier::new(e.clone(), q)),
-            hold: None,
-            held: Vec::new(),
-        },
+        inner: VerifySink::new(expected.as_ref().map(|e| QueueVerifier::new(e.clone(), q))),
         classes: [(0, 0); 8],
     })?;
     drop(wire_frames);

@@ -51,7 +51,7 @@ pub struct RunArgs {
     /// Pace the wire, e.g. `1Mpps` or `10Gbps` (default: as fast as the firmware takes frames).
     #[arg(long)]
     rate: Option<Rate>,
-    /// Buffers per pool (header and payload pool of each queue).
+    /// Buffers per pool of each queue (packed mode: payload pools get 1/8 as many).
     #[arg(long, default_value_t = 2048)]
     bufs: u32,
     /// Skip the byte-for-byte check against the source.
@@ -92,16 +92,17 @@ impl RunArgs {
                 seed: self.seed,
             },
         };
-        let (buf_size, bufs) = match mode {
+        let (buf_size, pay_bufs) = match mode {
             PoolMode::Page => (self.buf_size.unwrap_or(9216), self.bufs),
-            PoolMode::Packed => (self.buf_size.unwrap_or(65536), (self.bufs / 8).max(256)),
+            PoolMode::Packed => (self.buf_size.unwrap_or(65536), (self.bufs / 8).max(64)),
         };
         RunConfig {
             source,
             queues: self.queues,
             mode,
             buf_size,
-            bufs_per_queue: bufs,
+            bufs_per_queue: self.bufs.max(256),
+            pay_bufs_per_queue: pay_bufs,
             hds_thresh: self.hds_thresh,
             frames: self.frames,
             duration: self.duration,
