@@ -175,17 +175,21 @@ fn start_rig(
 #[test]
 fn queue_reset_mid_traffic_reconciles_exactly() {
     let cfg = small(RunConfig {
-        source: Source::Synthetic { spec: "tcp4:64-1500*2,udp6:1500,roce-write:4096@1024".into(), seed: 3 },
+        source: Source::Synthetic { spec: "mix".into(), seed: 3 },
         queues: 2,
-        frames: Some(60_000),
+        frames: Some(40_000),
+        // Paced, so that the reset lands in the middle of traffic on any machine.
+        rate: Some("50kpps".parse().unwrap()),
         ..RunConfig::default()
     });
-    let (rig, exp, _) = start_rig(&cfg, Some(60_000), None);
-    let p0 = rig.pollers[0].progress.clone();
-    wait_until("traffic on queue 0", 30, || p0.load(Ordering::Relaxed) >= 2_000);
+    let (rig, exp, _) = start_rig(&cfg, Some(40_000), None);
+    // Reset the queue that gets the most traffic.
+    let qr = (0..2).max_by_key(|&i| exp.per_queue[i].len()).unwrap();
+    let p0 = rig.pollers[qr].progress.clone();
+    wait_until("traffic on the queue", 30, || p0.load(Ordering::Relaxed) >= 2_000);
     let mut outcomes = Vec::new();
     for _ in 0..3 {
-        let o = rig.pollers[0].reset().expect("reset");
+        let o = rig.pollers[qr].reset().expect("reset");
         assert!(o.exact(), "{o:?}");
         assert!(o.reported > 0, "the NIC held buffers mid-traffic: {o:?}");
         assert_eq!(o.unknown, 0);
@@ -198,13 +202,13 @@ fn queue_reset_mid_traffic_reconciles_exactly() {
     }
     assert!(rig.wait_wire_done(Duration::from_secs(60), |_| {}));
     let out = rig.finish();
-    assert_eq!(out.nic_queues[0][q::RESETS], 3 + 0, "the NIC counted the mid-traffic resets");
+    assert_eq!(out.nic_queues[qr][q::RESETS], 3, "the NIC counted the mid-traffic resets");
     let reported: u64 = outcomes.iter().map(|o| o.reported as u64).sum();
-    assert_eq!(out.nic_queues[0][q::REPORTED], reported, "NIC and host agree on buffers returned");
-    assert_eq!(out.queues[0].resets, 3 + 1, "three mid-traffic resets and the final one");
+    assert_eq!(out.nic_queues[qr][q::REPORTED], reported, "NIC and host agree on buffers returned");
+    assert_eq!(out.queues[qr].resets, 3 + 1, "three mid-traffic resets and the final one");
     let rep = sim_run::report(&cfg, &out, Some(&exp));
     assert_pass(&rep, "reset mid-traffic");
-    assert_eq!(rep.sent_frames, 60_000);
+    assert_eq!(rep.sent_frames, 40_000);
 }
 
 /// An application that stops returning tokens: the pools drain, the NIC drops at the MAC with
@@ -248,7 +252,7 @@ fn app_stops_returning_tokens_then_recovers() {
     assert_pass(&rep, "tokens held then returned");
     let no_buf = out.nic_queues[0][q::DROP_NO_HDR_BUF] + out.nic_queues[0][q::DROP_NO_PAY_BUF];
     assert!(no_buf >= 20_000, "drops for lack of buffers were counted: {no_buf}");
-    assert!(rep.host.fill_pool_empty > 0, "the host saw its pool empty");
+    assert!(rep.host.fill_pool_empty > 0, "the host saw its pool empty: {:?}", rep.host);
 }
 
 /// An application handle closed with tokens outstanding: close reclaims them, later frames are
