@@ -1,6 +1,8 @@
 //! splitrx host crate: memory providers, page pool, buffer ledger, the control-plane client,
-//! shared-region layout, and the `splitrx` CLI.
+//! shared-region layout, capture reading, and the `splitrx` CLI.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod capture;
 pub mod ctrl;
+pub mod inspect;
 pub mod region;

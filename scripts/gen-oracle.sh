@@ -1,0 +1,21 @@
+#!/bin/sh
+# Regenerates testdata/oracle/<capture>.tsv from tshark's dissection of every capture in
+# testdata/captures/. Rerunnable; the fixtures are committed so CI and `cargo test` need no
+# tshark. Needs tshark (Debian: `apt-get install tshark`) and python3.
+#
+# The rules that turn tshark's protocol tree into the expected split result, and every case
+# where DESIGN.md's split rule deliberately differs from tshark (Ethernet padding, RoCE pad and
+# ICRC, fragments, malformed and snap-truncated frames, BIG TCP, GRE/MPLS, MADs on QP1,
+# Wireshark's RPC-over-RDMA heuristic), are documented in scripts/oracle_pdml.py.
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="$root/testdata/oracle"
+mkdir -p "$out"
+command -v tshark >/dev/null || { echo "gen-oracle: tshark not found" >&2; exit 1; }
+tshark --version | head -n 1 > "$out/TSHARK_VERSION"
+for cap in "$root"/testdata/captures/*.pcap "$root"/testdata/captures/*.pcapng; do
+    name=$(basename "$cap")
+    python3 "$root/scripts/oracle_pdml.py" "$cap" > "$out/$name.tsv.tmp"
+    mv "$out/$name.tsv.tmp" "$out/$name.tsv"
+done
+echo "gen-oracle: wrote $(ls "$out"/*.tsv | wc -l) fixtures to testdata/oracle/"

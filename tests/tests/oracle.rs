@@ -1,0 +1,244 @@
+//! The split decision against tshark's dissection of real captures.
+//!
+//! `testdata/oracle/<capture>.tsv` holds, per frame, the class and the payload offset/length
+//! splitrx must report, derived from tshark by `scripts/gen-oracle.sh` (the rules, and where
+//! DESIGN.md deliberately differs from tshark, are in `scripts/oracle_pdml.py`). This test
+//! reads every capture through the same capture reader `splitrx inspect` uses, runs
+//! `split()`, and requires exact agreement on every frame: class, payload offset and length,
+//! tunnel, the innermost L3/L4 header offsets of TCP/UDP/RoCE frames, and for RoCE the opcode,
+//! destination QP and PSN. Every RoCEv2 frame of the `roce__*`
+//! captures must carry a valid ICRC.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use splitrx_host::capture::{CaptureReader, Frame};
+use splitrx_shared::split::{split, FrameClass, SplitConfig, SplitResult};
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
+}
+
+#[derive(Debug)]
+struct Row {
+    frame: u64,
+    kind: String,
+    class: String,
+    payload_offset: Option<u32>,
+    payload_len: Option<u32>,
+    /// Innermost IP / L4 header offsets: given for tcp/udp/roce rows only.
+    l3_offset: Option<u32>,
+    l4_offset: Option<u32>,
+    tunnel: Option<String>,
+    roce: Option<(u8, u32, u32)>,
+    notes: String,
+}
+
+fn opt<T: std::str::FromStr>(s: &str) -> Option<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    (s != "-").then(|| {
+        s.parse()
+            .unwrap_or_else(|e| panic!("bad fixture value {s:?}: {e:?}"))
+    })
+}
+
+struct Fixture {
+    frames: u64,
+    rows: Vec<Row>,
+}
+
+fn load_fixture(path: &Path) -> Fixture {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut frames = None;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("# frames: ") {
+            frames = Some(n.parse().unwrap());
+            continue;
+        }
+        if line.starts_with('#') || line.starts_with("frame\t") {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 12, "{}: bad row {line:?}", path.display());
+        let roce = match (opt::<u8>(f[8]), opt::<u32>(f[9]), opt::<u32>(f[10])) {
+            (Some(op), Some(qp), Some(psn)) => Some((op, qp, psn)),
+            (None, None, None) => None,
+            _ => panic!("{}: partial RoCE fields in {line:?}", path.display()),
+        };
+        rows.push(Row {
+            frame: f[0].parse().unwrap(),
+            kind: f[1].to_string(),
+            class: f[2].to_string(),
+            payload_offset: opt(f[3]),
+            payload_len: opt(f[4]),
+            l3_offset: opt(f[5]),
+            l4_offset: opt(f[6]),
+            tunnel: opt(f[7]),
+            roce,
+            notes: f[11].to_string(),
+        });
+    }
+    Fixture {
+        frames: frames.expect("fixture without '# frames:' line"),
+        rows,
+    }
+}
+
+/// Compares one frame; returns the mismatch description, if any.
+fn compare(row: &Row, frame: &Frame, r: &SplitResult, is_roce_capture: bool) -> Option<String> {
+    let mut diffs = Vec::new();
+    if r.class.as_str() != row.class {
+        diffs.push(format!(
+            "class {} (expected {})",
+            r.class.as_str(),
+            row.class
+        ));
+    }
+    if r.payload_offset != row.payload_offset {
+        diffs.push(format!(
+            "payload_offset {:?} (expected {:?})",
+            r.payload_offset, row.payload_offset
+        ));
+    }
+    if r.payload_len != row.payload_len {
+        diffs.push(format!(
+            "payload_len {:?} (expected {:?})",
+            r.payload_len, row.payload_len
+        ));
+    }
+    if matches!(row.class.as_str(), "tcp" | "udp" | "roce")
+        && (r.l3_offset, r.l4_offset) != (row.l3_offset, row.l4_offset)
+    {
+        diffs.push(format!(
+            "l3/l4 offsets {:?}/{:?} (expected {:?}/{:?})",
+            r.l3_offset, r.l4_offset, row.l3_offset, row.l4_offset
+        ));
+    }
+    if r.tunnel.map(|t| t.as_str()) != row.tunnel.as_deref() {
+        diffs.push(format!("tunnel {:?} (expected {:?})", r.tunnel, row.tunnel));
+    }
+    let got_roce = r.roce.map(|ro| (ro.opcode, ro.dest_qp, ro.psn));
+    if got_roce != row.roce {
+        diffs.push(format!(
+            "roce (opcode, qp, psn) {got_roce:?} (expected {:?})",
+            row.roce
+        ));
+    }
+    // Split exactly when the payload is recognised and non-empty (hds_thresh 0).
+    let want_split = matches!(row.payload_len, Some(n) if n > 0);
+    if r.split != want_split {
+        diffs.push(format!("split {} (expected {want_split})", r.split));
+    }
+    if (r.class == FrameClass::Malformed) != r.error.is_some() {
+        diffs.push(format!("class {:?} with error {:?}", r.class, r.error));
+    }
+    if is_roce_capture && row.class == "roce" {
+        match r.roce.and_then(|ro| ro.icrc_ok) {
+            Some(true) => {}
+            other => diffs.push(format!("icrc_ok {other:?} (expected Some(true))")),
+        }
+    }
+    (!diffs.is_empty()).then(|| {
+        format!(
+            "frame {} (tshark: {}, caplen {}, notes: {}): {}",
+            frame.number,
+            row.kind,
+            frame.caplen(),
+            row.notes,
+            diffs.join(", ")
+        )
+    })
+}
+
+#[test]
+fn split_agrees_with_tshark_on_every_frame() {
+    let oracle_dir = testdata().join("oracle");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&oracle_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tsv"))
+        .collect();
+    fixtures.sort();
+    // Every capture has a fixture.
+    let captures = std::fs::read_dir(testdata().join("captures"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".pcap") || name.ends_with(".pcapng")
+        })
+        .count();
+    assert_eq!(
+        fixtures.len(),
+        captures,
+        "one fixture per capture (run scripts/gen-oracle.sh)"
+    );
+
+    let cfg = SplitConfig {
+        hds_thresh: 0,
+        verify_icrc: true,
+    };
+    let mut failures = Vec::new();
+    let mut summary = String::new();
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut icrc_checked = 0u64;
+    for fx in &fixtures {
+        let name = fx.file_stem().unwrap().to_string_lossy().into_owned();
+        let fixture = load_fixture(fx);
+        let capture = testdata().join("captures").join(&name);
+        let frames: Vec<Frame> = CaptureReader::open(&capture)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(frames.len() as u64, fixture.frames, "{name}: frame count");
+        assert_eq!(
+            fixture.rows.len() as u64,
+            fixture.frames,
+            "{name}: one row per frame"
+        );
+        let is_roce = name.starts_with("roce__");
+        let mut per_kind: BTreeMap<&str, u64> = BTreeMap::new();
+        for (row, frame) in fixture.rows.iter().zip(&frames) {
+            assert_eq!(row.frame, frame.number, "{name}: row order");
+            let r = split(&frame.data, &cfg);
+            if is_roce && row.class == "roce" {
+                icrc_checked += 1;
+            }
+            if let Some(d) = compare(row, frame, &r, is_roce) {
+                failures.push(format!("{name}: {d}"));
+            }
+            *per_kind.entry(row.kind.as_str()).or_default() += 1;
+            *totals.entry(row.kind.clone()).or_default() += 1;
+        }
+        let kinds: Vec<String> = per_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(
+            summary,
+            "  {name:<48} {:>4} frames ({})",
+            frames.len(),
+            kinds.join(", ")
+        )
+        .unwrap();
+    }
+    let kinds: Vec<String> = totals.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!(
+        "oracle: {} captures compared frame by frame; by tshark's innermost transport: {}; \
+         {icrc_checked} RoCE ICRCs required valid\n{summary}",
+        fixtures.len(),
+        kinds.join(", ")
+    );
+    // The fixtures must keep covering what they cover today.
+    assert!(
+        totals["tcp"] >= 800 && totals["roce"] >= 465 && totals["udp"] >= 50,
+        "{totals:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} frame(s) disagree with the oracle:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
