@@ -36,6 +36,19 @@ fn bench_generate(c: &mut Criterion) {
             })
         });
     }
+    // Reference in the same run: copying the same number of 1514-byte frames (the datapath's
+    // physical limit is a copy into the device window).
+    let src = vec![0x5au8; 1514 * BATCH as usize];
+    let mut dst = vec![0u8; 1514 * BATCH as usize];
+    group.throughput(Throughput::Bytes(1514 * BATCH));
+    group.bench_function(format!("memcpy_1514B_frame/x{BATCH}"), |b| {
+        b.iter(|| {
+            for (d, s) in dst.chunks_exact_mut(1514).zip(src.chunks_exact(1514)) {
+                d.copy_from_slice(criterion::black_box(s));
+            }
+            criterion::black_box(&mut dst);
+        })
+    });
     group.finish();
 }
 
