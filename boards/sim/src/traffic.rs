@@ -4,8 +4,9 @@
 //! # The `--synthetic SPEC` grammar
 //!
 //! ```text
-//! spec   := "mix" | item ("," item)*
-//! item   := kind [":" sizes] ["@" pmtu] ["*" weight]
+//! spec   := item ("," item)*
+//! item   := "mix" | flow                                ("mix" adds the flows of MIX)
+//! flow   := kind [":" sizes] ["@" pmtu] ["*" weight]
 //! kind   := ["vlan" [ID] "-"] base
 //! base   := "tcp4" | "tcp6" | "udp4" | "udp6"
 //!         | "vxlan" | "vxlan-tcp" | "vxlan-udp"          (vxlan = vxlan-tcp)
@@ -15,7 +16,7 @@
 //! weight := 1..=1000                                     (default 1)
 //! ```
 //!
-//! Every item is one flow (one 5-tuple, one QP). `sizes` is the L4 payload length of each
+//! Every `flow` item is one flow (one 5-tuple, one QP). `sizes` is the L4 payload length of each
 //! frame for TCP/UDP/VXLAN (default 1500; `N` fixed, `LO-HI` uniform, `A/B/C` uniform choice),
 //! and the *message* length for RoCE, which is segmented into path-MTU packets
 //! (FIRST/MIDDLE.../LAST, or ONLY). Limits: TCP/UDP/VXLAN payloads at most [`MAX_PAYLOAD`]
@@ -791,28 +792,27 @@ impl TrafficSpec {
     /// Parses the grammar in the module documentation.
     pub fn parse(s: &str) -> Result<TrafficSpec, SpecError> {
         let s = s.trim();
-        if s == "mix" {
-            return TrafficSpec::parse(MIX);
-        }
         if s.is_empty() {
             return Err(SpecError {
                 item: String::new(),
                 kind: SpecErrorKind::Empty,
             });
         }
-        let flows = s
-            .split(',')
-            .map(|item| {
-                let item = item.trim();
-                if item.is_empty() {
-                    return Err(SpecError {
-                        item: s.to_string(),
-                        kind: SpecErrorKind::EmptyItem,
-                    });
-                }
-                FlowSpec::parse_item(item)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut flows = Vec::new();
+        for item in s.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                return Err(SpecError {
+                    item: s.to_string(),
+                    kind: SpecErrorKind::EmptyItem,
+                });
+            }
+            if item == "mix" {
+                flows.extend(TrafficSpec::parse(MIX)?.flows);
+            } else {
+                flows.push(FlowSpec::parse_item(item)?);
+            }
+        }
         TrafficSpec::new(flows)
     }
 
@@ -936,10 +936,10 @@ pub struct FrameTruth {
 }
 
 impl FrameTruth {
-    /// The payload bytes, taken from `frame`.
-    pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+    /// The payload bytes, taken from `frame` (`None` when `frame` is too short for them).
+    pub fn payload<'a>(&self, frame: &'a [u8]) -> Option<&'a [u8]> {
         let start = self.payload_offset as usize;
-        &frame[start..start + self.payload_len as usize]
+        frame.get(start..start.checked_add(self.payload_len as usize)?)
     }
 
     /// The [`SplitResult`] the split decision must return for this frame under `cfg`.
@@ -1663,6 +1663,9 @@ mod tests {
         assert_eq!(mix, TrafficSpec::parse(MIX).unwrap());
         assert_eq!(mix.flows().len(), 10);
         assert_eq!(TrafficSpec::parse(&mix.to_string()).unwrap(), mix);
+        let more = TrafficSpec::parse("udp4:64,mix").unwrap();
+        assert_eq!(more.flows().len(), 11);
+        assert_eq!(&more.flows()[1..], mix.flows());
     }
 
     fn kind_of(s: &str) -> SpecErrorKind {
