@@ -165,16 +165,25 @@ const PAYLOAD_STEP: u64 = 0x9e37_79b9_7f4a_7c15;
 /// purpose: the generator must outrun the datapath it feeds.)
 pub fn fill_payload(flow: u32, seq: u64, out: &mut [u8]) {
     let base = payload_base(flow, seq);
-    let mut step = 0u64;
-    let mut chunks = out.chunks_exact_mut(8);
-    for c in &mut chunks {
-        step = step.wrapping_add(PAYLOAD_STEP);
-        c.copy_from_slice(&(base ^ step).to_le_bytes());
+    // Four words per step, each from its own index, so the loop has no carried chain but `i`.
+    let mut blocks = out.chunks_exact_mut(32);
+    let mut i = 0u64;
+    for b in &mut blocks {
+        for (k, w) in b.chunks_exact_mut(8).enumerate() {
+            let step = (i + k as u64 + 1).wrapping_mul(PAYLOAD_STEP);
+            w.copy_from_slice(&(base ^ step).to_le_bytes());
+        }
+        i += 4;
     }
-    let rest = chunks.into_remainder();
-    let n = rest.len();
-    step = step.wrapping_add(PAYLOAD_STEP);
-    rest.copy_from_slice(&(base ^ step).to_le_bytes()[..n]);
+    let rest = blocks.into_remainder();
+    let mut words = rest.chunks_exact_mut(8);
+    for w in &mut words {
+        i += 1;
+        w.copy_from_slice(&(base ^ i.wrapping_mul(PAYLOAD_STEP)).to_le_bytes());
+    }
+    let tail = words.into_remainder();
+    let n = tail.len();
+    tail.copy_from_slice(&(base ^ (i + 1).wrapping_mul(PAYLOAD_STEP)).to_le_bytes()[..n]);
 }
 
 /// Index of the first byte of `data` that differs from [`fill_payload`]`(flow, seq)`, or
@@ -284,11 +293,12 @@ pub fn roce_icrc(l3: &[u8]) -> Option<u32> {
     if proto != PROTO_UDP {
         return None;
     }
-    let mut h = crc32fast::Hasher::new();
-    h.update(&[0xff; 8]);
-    let mut masked = [0u8; UDP_HDR + BTH];
-    let mut ip = [0u8; 60];
-    ip[..ip_len].copy_from_slice(&l3[..ip_len]);
+    // The masked pseudo-header goes into one buffer: crc32fast's folding path only engages
+    // for updates of 64 bytes and more.
+    const LRH: usize = 8;
+    let mut pseudo = [0xffu8; LRH + 60 + UDP_HDR + BTH];
+    let ip = &mut pseudo[LRH..LRH + ip_len];
+    ip.copy_from_slice(&l3[..ip_len]);
     if version == 4 {
         ip[1] = 0xff; // TOS
         ip[8] = 0xff; // TTL
@@ -301,13 +311,14 @@ pub fn roce_icrc(l3: &[u8]) -> Option<u32> {
         ip[3] = 0xff;
         ip[7] = 0xff; // hop limit
     }
-    h.update(&ip[..ip_len]);
     let rest = &l3[ip_len..];
-    masked[..UDP_HDR + BTH].copy_from_slice(&rest[..UDP_HDR + BTH]);
-    masked[6] = 0xff; // UDP checksum
-    masked[7] = 0xff;
-    masked[UDP_HDR + 4] = 0xff; // BTH resv8a (FECN/BECN/resv6)
-    h.update(&masked[..UDP_HDR + BTH]);
+    let udp_bth = &mut pseudo[LRH + ip_len..LRH + ip_len + UDP_HDR + BTH];
+    udp_bth.copy_from_slice(&rest[..UDP_HDR + BTH]);
+    udp_bth[6] = 0xff; // UDP checksum
+    udp_bth[7] = 0xff;
+    udp_bth[UDP_HDR + 4] = 0xff; // BTH resv8a (FECN/BECN/resv6)
+    let mut h = crc32fast::Hasher::new();
+    h.update(&pseudo[..LRH + ip_len + UDP_HDR + BTH]);
     h.update(&rest[UDP_HDR + BTH..rest.len() - ICRC]);
     Some(h.finalize())
 }
@@ -1108,6 +1119,16 @@ impl Generator {
         self.frames += 1;
         self.bytes += out.len() as u64;
         truth
+    }
+
+    /// Generates `n` frames up front: replay them in a loop (`replay::MemFrames` +
+    /// `replay::Replay`) when the datapath under test must not wait for the generator. The
+    /// truths are indexed like the frames.
+    pub fn pregenerate(&mut self, n: usize) -> (Vec<Vec<u8>>, Vec<FrameTruth>) {
+        (0..n)
+            .map(|_| self.next_frame())
+            .map(|f| (f.bytes, f.truth))
+            .unzip()
     }
 
     pub fn next_frame(&mut self) -> Frame {

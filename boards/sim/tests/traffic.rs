@@ -337,6 +337,12 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
         let t = g.next_into(&mut buf);
         assert_eq!((&buf, t), (&f.bytes, f.truth));
     }
+    let (frames, truths) = Generator::new(&spec, 1).pregenerate(500);
+    assert_eq!(
+        frames,
+        a.iter().map(|f| f.bytes.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(truths, a.iter().map(|f| f.truth).collect::<Vec<_>>());
     assert_eq!(
         g.totals(),
         (500, a.iter().map(|f| f.bytes.len() as u64).sum())
