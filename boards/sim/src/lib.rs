@@ -1,1 +1,13 @@
-//! The sim board (issue 5).
+//! The sim board: the firmware and the host run in one process on separate threads and share
+//! only mapped memory (issue 5). This crate holds the board's independent foundations:
+//!
+//! - [`traffic`]: deterministic synthetic frames with ground truth (`--synthetic SPEC`);
+//! - [`replay`]: a pcap/pcapng replay source with loop count and token-bucket pacing;
+//! - [`shm`]: file-backed shared-memory regions with bus addresses, and [`shm::SimDma`],
+//!   the DMA engine the firmware's HAL is implemented over.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations)]
+
+pub mod replay;
+pub mod shm;
+pub mod traffic;
