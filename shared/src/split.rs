@@ -1312,21 +1312,30 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
 
         #[test]
-        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200), t in 0u32..64) {
+        fn random_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..200),
+            t in 0u32..64,
+        ) {
             let cfg = SplitConfig { hds_thresh: t, verify_icrc: t % 2 == 0 };
             invariants(&data, &cfg, &split(&data, &cfg));
         }
 
         #[test]
-        fn ip_shaped_random_bytes(et in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), Just(0x88a8)],
-                                  body in proptest::collection::vec(any::<u8>(), 0..160)) {
+        fn ip_shaped_random_bytes(
+            et in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), Just(0x88a8)],
+            body in proptest::collection::vec(any::<u8>(), 0..160),
+        ) {
             let f = cat(&[&eth(et), &body]);
             invariants(&f, &C0, &split(&f, &C0));
         }
 
         #[test]
-        fn mutated_frames(which in 0usize..5, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
-                          cut in any::<usize>(), t in 0u32..50) {
+        fn mutated_frames(
+            which in 0usize..5,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+            t in 0u32..50,
+        ) {
             let mut f = seeds()[which].clone();
             for (i, v) in flips {
                 let n = f.len();

@@ -10,13 +10,21 @@ use libfuzzer_sys::fuzz_target;
 use splitrx_shared::split::{split, FrameClass, NoSplitReason, SplitConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, frame)) = data.split_first() else { return };
-    let cfg = SplitConfig { hds_thresh: sel as u32 * 8, verify_icrc: sel % 2 == 0 };
+    let Some((&sel, frame)) = data.split_first() else {
+        return;
+    };
+    let cfg = SplitConfig {
+        hds_thresh: sel as u32 * 8,
+        verify_icrc: sel % 2 == 0,
+    };
     let r = split(frame, &cfg);
     let n = frame.len() as u64;
     assert_eq!(r.split, r.reason == NoSplitReason::Split);
     if r.split {
-        assert!(matches!(r.class, FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce));
+        assert!(matches!(
+            r.class,
+            FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce
+        ));
         assert!(r.payload_len.unwrap() > cfg.hds_thresh);
     }
     if let (Some(o), Some(l)) = (r.payload_offset, r.payload_len) {
@@ -24,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(r.payload_offset.is_some(), r.payload_len.is_some());
     assert_eq!(r.class == FrameClass::Malformed, r.error.is_some());
-    for o in [r.l3_offset, r.l4_offset, r.outer_l3_offset].into_iter().flatten() {
+    for o in [r.l3_offset, r.l4_offset, r.outer_l3_offset]
+        .into_iter()
+        .flatten()
+    {
         assert!(o as u64 <= n);
     }
     if let Some(roce) = r.roce {
