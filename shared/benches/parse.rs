@@ -131,12 +131,12 @@ fn parse(c: &mut Criterion) {
         }
     }
     eprintln!(
-        "{} frames ({} RoCE); {agree} plain IPv4 TCP/UDP frames cross-checked",
+        "{} frames ({} RoCEv2); {agree} plain IPv4 TCP/UDP frames cross-checked",
         frames.len(),
         roce.len()
     );
     bench_set(c, "all_frames", &frames);
-    bench_set(c, "roce_frames", &roce);
+    bench_set(c, "roce_only", &roce);
 }
 
 criterion_group!(benches, parse);
