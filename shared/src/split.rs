@@ -185,7 +185,8 @@ pub struct RoceInfo {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 #[non_exhaustive]
 pub enum Malformed {
-    /// The frame ends inside a header.
+    /// The frame ends inside a header (or the IP datagram / tunnel payload that holds the
+    /// header ends inside it).
     Truncated,
     /// The IP header's length fields claim more bytes than the frame has.
     IpLengthExceedsFrame,
