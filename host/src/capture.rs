@@ -64,9 +64,10 @@ pub const SLL2_HDR_LEN: usize = 20;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 
-/// Largest record accepted (bytes captured). Larger than any real snaplen (libpcap's maximum
-/// is 256 KiB); a bigger value means the file is corrupt.
-pub const MAX_RECORD_LEN: u32 = 16 * 1024 * 1024;
+/// Largest pcap record accepted (bytes captured): libpcap's maximum snapshot length, which no
+/// real capture exceeds; a bigger value means the file is corrupt. (pcap-file buffers at most
+/// 8 MB: a record claiming more than that is reported as a truncated file.)
+pub const MAX_RECORD_LEN: u32 = 256 * 1024;
 
 /// The container format of a capture file.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -690,6 +691,13 @@ mod tests {
             read(hdr[..10].to_vec()),
             Err(CaptureError::Truncated { record: 0 })
         ));
+        // A record longer than any snaplen.
+        let big = vec![0u8; MAX_RECORD_LEN as usize + 1];
+        let e = read(pcap_bytes(1, &[(&[0u8; 60], 60), (&big, 70_000)])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "corrupt capture at record 2: captured length 262145 is implausible"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! splitrx host crate: memory providers, page pool, buffer ledger, the control-plane client,
-//! shared-region layout, and the `splitrx` CLI.
+//! shared-region layout, capture reading, RX queues, and the `splitrx` CLI.
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod capture;
 pub mod ctrl;
+pub mod inspect;
 pub mod region;
 pub mod ledger;
 pub mod pool;
@@ -9,8 +12,6 @@ pub mod provider;
 pub mod recycle;
 pub mod sync;
 pub mod token;
-pub mod capture;
-pub mod inspect;
 pub mod queue;
 pub mod verify;
 #[cfg(feature = "sim")]

@@ -1,1 +1,300 @@
-fn main() {}
+//! Ring throughput: splitrx's shared-memory SPSC ring vs `rtrb` (chunk API) vs crossbeam's
+//! `ArrayQueue`, with 16-byte `FillDesc` entries, capacity 4096, batches of 32.
+//!
+//! (a) `ring_2threads/*`: a producer thread pushes `N` entries in batches of 32, the
+//!     consumer (the bench thread) pops batches of 32; time from spawn to the last entry.
+//! (b) `ring_batch32_1thread/*`: one thread, one batch of 32 in and out (reserve+commit 32,
+//!     peek+release 32), i.e. the per-batch bookkeeping cost without cross-core traffic.
+//!
+//! Run: `cargo bench -p splitrx-shared --bench ring -- --warm-up-time 1 --measurement-time 3`
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use splitrx_shared::abi::{BufRef, FillDesc};
+use splitrx_shared::ring::{self, ring_bytes, Consumer, Producer};
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+const CAP: u32 = 4096;
+const BATCH: usize = 32;
+/// Entries per measured iteration of the two-thread benchmarks.
+const N: u64 = 1 << 20;
+
+/// Heap memory for one ring (stands in for the shared mapping), 128-byte aligned.
+struct RingMem {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+impl RingMem {
+    fn new() -> RingMem {
+        let layout = Layout::from_size_align(ring_bytes(CAP, 16), 128).unwrap();
+        // SAFETY: non-zero size.
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
+        RingMem { ptr, layout }
+    }
+    fn pair(&self) -> (Producer<FillDesc>, Consumer<FillDesc>) {
+        // SAFETY: sized and aligned for the ring; outlives the handles (each bench joins the
+        // producer thread before dropping the memory); one handle of each kind.
+        unsafe {
+            ring::init::<FillDesc>(self.ptr, CAP).unwrap();
+            (
+                Producer::attach(self.ptr, CAP).unwrap(),
+                Consumer::attach(self.ptr, CAP).unwrap(),
+            )
+        }
+    }
+}
+impl Drop for RingMem {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+fn desc(i: u64) -> FillDesc {
+    FillDesc::new(BufRef::new(1, (i as u32) & 0xff_ffff).unwrap(), i << 12, 4096)
+}
+
+fn batch_of(first: u64) -> [FillDesc; BATCH] {
+    core::array::from_fn(|i| desc(first + i as u64))
+}
+
+/// Same waiting policy for every queue: spin briefly, then yield (2-core machine).
+#[inline]
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+fn splitrx_2t(n: u64) -> Duration {
+    let mem = RingMem::new();
+    let (mut p, mut c) = mem.pair();
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut spins = 0;
+        while sent < n {
+            let b = batch_of(sent);
+            let mut off = 0;
+            while off < BATCH {
+                let k = p.push_slice(&b[off..]).unwrap();
+                off += k;
+                if k == 0 {
+                    backoff(&mut spins);
+                } else {
+                    spins = 0;
+                }
+            }
+            sent += BATCH as u64;
+        }
+    });
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    let mut out = [FillDesc::default(); BATCH];
+    let mut spins = 0;
+    while got < n {
+        let k = c.pop_into(&mut out).unwrap();
+        for d in &out[..k] {
+            sum = sum.wrapping_add(d.bus_addr.get());
+        }
+        got += k as u64;
+        if k == 0 {
+            backoff(&mut spins);
+        } else {
+            spins = 0;
+        }
+    }
+    t.join().unwrap();
+    let el = start.elapsed();
+    black_box(sum);
+    el
+}
+
+fn rtrb_2t(n: u64) -> Duration {
+    let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut spins = 0;
+        while sent < n {
+            let b = batch_of(sent);
+            loop {
+                if let Ok(chunk) = p.write_chunk_uninit(BATCH) {
+                    chunk.fill_from_iter(b.iter().copied());
+                    break;
+                }
+                backoff(&mut spins);
+            }
+            spins = 0;
+            sent += BATCH as u64;
+        }
+    });
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    let mut out = [FillDesc::default(); BATCH];
+    let mut spins = 0;
+    while got < n {
+        match c.read_chunk(BATCH) {
+            Ok(chunk) => {
+                let (a, b) = chunk.as_slices();
+                out[..a.len()].copy_from_slice(a);
+                out[a.len()..].copy_from_slice(b);
+                chunk.commit_all();
+                for d in &out {
+                    sum = sum.wrapping_add(d.bus_addr.get());
+                }
+                got += BATCH as u64;
+                spins = 0;
+            }
+            Err(_) => backoff(&mut spins),
+        }
+    }
+    t.join().unwrap();
+    let el = start.elapsed();
+    black_box(sum);
+    el
+}
+
+fn arrayqueue_2t(n: u64) -> Duration {
+    let q = std::sync::Arc::new(crossbeam_queue::ArrayQueue::<FillDesc>::new(CAP as usize));
+    let qp = q.clone();
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut spins = 0;
+        while sent < n {
+            for d in batch_of(sent) {
+                let mut d = d;
+                while let Err(back) = qp.push(d) {
+                    d = back;
+                    backoff(&mut spins);
+                }
+                spins = 0;
+            }
+            sent += BATCH as u64;
+        }
+    });
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    let mut spins = 0;
+    while got < n {
+        let mut k = 0;
+        while k < BATCH {
+            match q.pop() {
+                Some(d) => {
+                    sum = sum.wrapping_add(d.bus_addr.get());
+                    k += 1;
+                }
+                None => break,
+            }
+        }
+        got += k as u64;
+        if k == 0 {
+            backoff(&mut spins);
+        } else {
+            spins = 0;
+        }
+    }
+    t.join().unwrap();
+    let el = start.elapsed();
+    black_box(sum);
+    el
+}
+
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring_2threads");
+    g.throughput(Throughput::Elements(N));
+    g.sample_size(20);
+    type Run = fn(u64) -> Duration;
+    let runs: [(&str, Run); 3] =
+        [("splitrx", splitrx_2t), ("rtrb", rtrb_2t), ("crossbeam_arrayqueue", arrayqueue_2t)];
+    for (name, f) in runs {
+        g.bench_function(BenchmarkId::new(name, "batch32_cap4096"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| f(N)).sum())
+        });
+    }
+    g.finish();
+}
+
+fn one_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring_batch32_1thread");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let src = batch_of(7);
+
+    let mem = RingMem::new();
+    let (mut p, mut cons) = mem.pair();
+    g.bench_function("splitrx_reserve_commit_peek_release", |b| {
+        b.iter(|| {
+            let mut w = p.reserve(BATCH as u32).unwrap();
+            w.write_slice(0, black_box(&src));
+            w.commit(BATCH as u32);
+            let r = cons.peek(BATCH as u32).unwrap();
+            let mut out = [FillDesc::default(); BATCH];
+            r.copy_to(0, &mut out);
+            r.release(BATCH as u32);
+            black_box(out);
+        })
+    });
+    g.bench_function("splitrx_reserve_write_each_get_each", |b| {
+        b.iter(|| {
+            let mut w = p.reserve(BATCH as u32).unwrap();
+            for (i, d) in black_box(&src).iter().enumerate() {
+                w.write(i as u32, d);
+            }
+            w.commit(BATCH as u32);
+            let r = cons.peek(BATCH as u32).unwrap();
+            let mut sum = 0u64;
+            for i in 0..BATCH as u32 {
+                sum = sum.wrapping_add(r.get(i).unwrap().bus_addr.get());
+            }
+            r.release(BATCH as u32);
+            black_box(sum);
+        })
+    });
+    g.bench_function("splitrx_push_slice_pop_into", |b| {
+        b.iter(|| {
+            p.push_slice(black_box(&src)).unwrap();
+            let mut out = [FillDesc::default(); BATCH];
+            cons.pop_into(&mut out).unwrap();
+            black_box(out);
+        })
+    });
+    drop((p, cons));
+
+    let (mut rp, mut rc) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
+    g.bench_function("rtrb_write_chunk_uninit_read_chunk", |b| {
+        b.iter(|| {
+            let chunk = rp.write_chunk_uninit(BATCH).unwrap();
+            chunk.fill_from_iter(black_box(&src).iter().copied());
+            let chunk = rc.read_chunk(BATCH).unwrap();
+            let (x, y) = chunk.as_slices();
+            let mut out = [FillDesc::default(); BATCH];
+            out[..x.len()].copy_from_slice(x);
+            out[x.len()..].copy_from_slice(y);
+            chunk.commit_all();
+            black_box(out);
+        })
+    });
+
+    let q = crossbeam_queue::ArrayQueue::<FillDesc>::new(CAP as usize);
+    g.bench_function("crossbeam_arrayqueue_push_pop_32", |b| {
+        b.iter(|| {
+            for d in black_box(&src) {
+                q.push(*d).unwrap();
+            }
+            let mut out = [FillDesc::default(); BATCH];
+            for o in out.iter_mut() {
+                *o = q.pop().unwrap();
+            }
+            black_box(out);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, two_threads, one_thread);
+criterion_main!(benches);

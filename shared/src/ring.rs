@@ -796,18 +796,17 @@ mod shm {
         #[inline(always)]
         pub(super) fn write(&self, idx: u32, v: &T) {
             // SAFETY: `slot` is in bounds and aligned for T (base 64-aligned, 256 and the slot
-            // offset are multiples of align_of::<T>() <= 64). Volatile: the store must happen,
-            // as one copy, before the Release publish.
-            unsafe { ptr::write_volatile(self.slot(idx), *v) }
+            // offset are multiples of align_of::<T>() <= 64). A plain store is enough: the
+            // memory escapes (it came from a raw pointer), so the store cannot be elided, and
+            // the Release store that publishes the entry orders it.
+            unsafe { self.slot(idx).write(*v) }
         }
 
-        /// Copies the entry of index `idx` out of shared memory, exactly once.
+        /// Copies the entry of index `idx` out of shared memory, reading each byte once.
         #[inline(always)]
         pub(super) fn read(&self, idx: u32) -> T {
-            // SAFETY: as in `write`; any bit pattern is a valid T (RingEntry: FromBytes), so
-            // whatever a hostile peer wrote is a valid value. Volatile: one read; the value is
-            // not re-read from shared memory later.
-            unsafe { ptr::read_volatile(self.slot(idx)) }
+            // SAFETY: `slot` is in bounds and aligned for T (see `write`).
+            unsafe { read_once(self.slot(idx)) }
         }
 
         /// Splits `n` entries starting at `idx` into the two contiguous runs (at `slot(idx)`,
@@ -846,6 +845,45 @@ mod shm {
                 ptr::copy_nonoverlapping(self.slot(0), dst.as_mut_ptr().add(first), second);
             }
         }
+    }
+
+    /// Copies a `T` out of memory another party may be writing, like Linux's `READ_ONCE`:
+    /// one volatile load per word (the widest of 8/4/1 bytes that divides `size_of::<T>()`;
+    /// the choice is made at compile time), so the compiler can neither re-read shared memory
+    /// later nor split the copy differently. Each byte is read exactly once; a concurrent
+    /// writer can only make the result a mix of old and new words, which is still a valid `T`.
+    ///
+    /// # Safety
+    /// `src` is valid for reads of a `T` and aligned to the word size chosen: ring slots are
+    /// (64-aligned base, 256-byte header, slot offsets multiples of `size_of::<T>()`).
+    #[inline(always)]
+    unsafe fn read_once<T: RingEntry>(src: *const T) -> T {
+        let size = core::mem::size_of::<T>();
+        let mut out = core::mem::MaybeUninit::<T>::uninit();
+        let dst = out.as_mut_ptr().cast::<u8>();
+        let src = src.cast::<u8>();
+        // SAFETY: every word read lies inside `*src` and is aligned (contract); every word
+        // written lies inside `out` (unaligned writes, `out` may be less aligned than a word).
+        unsafe {
+            if size % 8 == 0 {
+                for i in (0..size).step_by(8) {
+                    let w = ptr::read_volatile(src.add(i).cast::<u64>());
+                    dst.add(i).cast::<u64>().write_unaligned(w);
+                }
+            } else if size % 4 == 0 {
+                for i in (0..size).step_by(4) {
+                    let w = ptr::read_volatile(src.add(i).cast::<u32>());
+                    dst.add(i).cast::<u32>().write_unaligned(w);
+                }
+            } else {
+                for i in 0..size {
+                    dst.add(i).write(ptr::read_volatile(src.add(i)));
+                }
+            }
+        }
+        // SAFETY: all `size` bytes of `out` were written, and any bit pattern is a valid T
+        // (RingEntry: FromBytes).
+        unsafe { out.assume_init() }
     }
 }
 

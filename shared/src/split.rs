@@ -185,7 +185,8 @@ pub struct RoceInfo {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 #[non_exhaustive]
 pub enum Malformed {
-    /// The frame ends inside a header.
+    /// The frame ends inside a header (or the IP datagram / tunnel payload that holds the
+    /// header ends inside it).
     Truncated,
     /// The IP header's length fields claim more bytes than the frame has.
     IpLengthExceedsFrame,
@@ -308,17 +309,48 @@ fn off32(x: usize) -> Option<u32> {
     Some(x as u32)
 }
 
+#[inline(always)]
 fn walk(frame: &[u8], cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     let l2 = ethernet::l2_header(frame).map_err(|_| Malformed::Truncated)?;
-    let version = match l2.ethertype {
-        EtherType::IPV4 => 4,
-        EtherType::IPV6 => 6,
-        _ => return Ok(()),
+    let Some(version) = ip_version(l2.ethertype) else {
+        return Ok(());
     };
     r.outer_l3_offset = off32(l2.l3_offset);
     r.outer_ip_version = version;
-    l3(frame, l2.l3_offset, frame.len(), version, cfg, r, false)
+    // The outer datagram, then at most one tunnelled one (no recursion: the whole walk inlines
+    // into `split`, which lets the compiler keep the result in registers).
+    let mut next = Inner { l3: l2.l3_offset, end: frame.len(), version };
+    let mut inner = false;
+    loop {
+        match l3(frame, next, cfg, r, inner)? {
+            Some(n) if !inner => {
+                next = n;
+                inner = true;
+            }
+            _ => return Ok(()),
+        }
+    }
 }
+
+#[inline(always)]
+fn ip_version(ethertype: u16) -> Option<u8> {
+    match ethertype {
+        EtherType::IPV4 => Some(4),
+        EtherType::IPV6 => Some(6),
+        _ => None,
+    }
+}
+
+/// An IP datagram to walk: header offset, end (exclusive) of what may hold it, version.
+#[derive(Clone, Copy)]
+struct Inner {
+    l3: usize,
+    end: usize,
+    version: u8,
+}
+
+/// `Ok(Some(inner))` when a tunnel was opened and its inner IP datagram is to be walked.
+type Walk = Result<Option<Inner>, Malformed>;
 
 /// What the split needs from an IP header.
 struct Ip {
@@ -340,49 +372,43 @@ enum Frag {
     NonFirst,
 }
 
-/// The IP header at `off` (version from the EtherType), its datagram inside `frame[..end]`, then
-/// the L4 header. `inner` is true inside a tunnel (no second level of tunnels is opened).
-fn l3(
-    frame: &[u8],
-    off: usize,
-    end: usize,
-    version: u8,
-    cfg: &SplitConfig,
-    r: &mut SplitResult,
-    inner: bool,
-) -> Step {
-    r.l3_offset = off32(off);
-    let ip = if version == 4 {
-        ipv4(frame, off, end)?
+/// The IP header (version from the EtherType or tunnel header) and its L4 header.
+/// `inner` is true inside a tunnel (no second level of tunnels is opened).
+#[inline(always)]
+fn l3(frame: &[u8], at: Inner, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Walk {
+    r.l3_offset = off32(at.l3);
+    let ip = if at.version == 4 {
+        ipv4(frame, at.l3, at.end)?
     } else {
-        ipv6(frame, off, end)?
+        ipv6(frame, at.l3, at.end)?
     };
     match ip.frag {
         Frag::NonFirst => {
             r.class = FrameClass::Fragment;
             r.reason = NoSplitReason::Fragment;
-            return Ok(());
+            return Ok(None);
         }
         Frag::First => {
             r.l4_offset = off32(ip.l4);
             r.class = FrameClass::OtherIp;
             r.reason = NoSplitReason::Fragment;
-            return Ok(());
+            return Ok(None);
         }
         Frag::No => {}
     }
     r.l4_offset = off32(ip.l4);
     match ip.proto {
-        ip::TCP => tcp(frame, &ip, cfg, r),
+        ip::TCP => tcp(frame, &ip, cfg, r).map(|()| None),
         ip::UDP => udp(frame, &ip, cfg, r, inner),
         _ => {
             r.class = FrameClass::OtherIp;
             r.reason = NoSplitReason::UnknownProto;
-            Ok(())
+            Ok(None)
         }
     }
 }
 
+#[inline(always)]
 fn ipv4(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     let b = frame.get(off..end).unwrap_or(&[]);
     if b.len() < ipv4::HEADER_LEN {
@@ -435,6 +461,7 @@ fn ipv4(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
 /// At most this many IPv6 extension headers are walked; more is treated as malformed.
 const MAX_IPV6_EXT_HEADERS: usize = 8;
 
+#[inline(always)]
 fn ipv6(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     let b = frame.get(off..end).unwrap_or(&[]);
     if b.len() < ipv6::HEADER_LEN {
@@ -515,6 +542,7 @@ fn ipv6(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     })
 }
 
+#[inline(always)]
 fn tcp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     let seg = TcpPacket::new_unchecked(frame.get(ip.l4..ip.end).unwrap_or(&[]));
     let len = ip.end - ip.l4;
@@ -529,7 +557,8 @@ fn tcp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     Ok(())
 }
 
-fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Step {
+#[inline(always)]
+fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Walk {
     let d = UdpPacket::new_unchecked(frame.get(ip.l4..ip.end).unwrap_or(&[]));
     let len = ip.end - ip.l4;
     if len < udp::HEADER_LEN {
@@ -545,7 +574,7 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
     }
     let payload = ip.l4 + udp::HEADER_LEN;
     match d.dst_port() {
-        udp::port::ROCEV2 => roce(frame, ip, cfg, r),
+        udp::port::ROCEV2 => roce(frame, ip, cfg, r).map(|()| None),
         udp::port::VXLAN if !inner => {
             let v = VxlanPacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
             match v.check_len() {
@@ -554,7 +583,7 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
                 Err(wire::Error::Malformed) => return Err(Malformed::BadTunnelHeader),
             }
             r.tunnel = Some(Tunnel::Vxlan);
-            inner_ethernet(frame, payload + vxlan::HEADER_LEN, ip.end, cfg, r)
+            Ok(inner_ethernet(frame, payload + vxlan::HEADER_LEN, ip.end, r)?)
         }
         udp::port::GENEVE if !inner => {
             let g = GenevePacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
@@ -566,45 +595,46 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
             r.tunnel = Some(Tunnel::Geneve);
             let inner_off = payload + g.header_len();
             match g.protocol_type() {
-                EtherType::TEB => inner_ethernet(frame, inner_off, ip.end, cfg, r),
-                EtherType::IPV4 => l3(frame, inner_off, ip.end, 4, cfg, r, true),
-                EtherType::IPV6 => l3(frame, inner_off, ip.end, 6, cfg, r, true),
-                _ => {
-                    r.class = FrameClass::NonIp;
-                    r.reason = NoSplitReason::NonIp;
-                    Ok(())
-                }
+                EtherType::TEB => Ok(inner_ethernet(frame, inner_off, ip.end, r)?),
+                t => match ip_version(t) {
+                    Some(version) => Ok(Some(Inner { l3: inner_off, end: ip.end, version })),
+                    None => {
+                        r.class = FrameClass::NonIp;
+                        r.reason = NoSplitReason::NonIp;
+                        Ok(None)
+                    }
+                },
             }
         }
         _ => {
             finish(r, FrameClass::Udp, payload, ulen - udp::HEADER_LEN, cfg);
-            Ok(())
+            Ok(None)
         }
     }
 }
 
-/// The Ethernet frame a tunnel carries, at `off`, ending at `end` (the outer UDP end).
+/// The Ethernet frame a tunnel carries, at `off`, ending at `end` (the outer UDP end): the
+/// inner IP datagram to walk, or `None` (class `NonIp`) when it is not IP.
+#[inline(always)]
 fn inner_ethernet(
     frame: &[u8],
     off: usize,
     end: usize,
-    cfg: &SplitConfig,
     r: &mut SplitResult,
-) -> Step {
+) -> Result<Option<Inner>, Malformed> {
     let l2 = ethernet::l2_header(frame.get(off..end).unwrap_or(&[]))
         .map_err(|_| Malformed::Truncated)?;
-    let version = match l2.ethertype {
-        EtherType::IPV4 => 4,
-        EtherType::IPV6 => 6,
-        _ => {
+    match ip_version(l2.ethertype) {
+        Some(version) => Ok(Some(Inner { l3: off + l2.l3_offset, end, version })),
+        None => {
             r.class = FrameClass::NonIp;
             r.reason = NoSplitReason::NonIp;
-            return Ok(());
+            Ok(None)
         }
-    };
-    l3(frame, off + l2.l3_offset, end, version, cfg, r, true)
+    }
 }
 
+#[inline(always)]
 fn roce(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     let bth_off = ip.l4 + udp::HEADER_LEN;
     let p = RocePacket::new_checked(frame.get(bth_off..ip.end).unwrap_or(&[]))
@@ -1312,21 +1342,30 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
 
         #[test]
-        fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200), t in 0u32..64) {
+        fn random_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..200),
+            t in 0u32..64,
+        ) {
             let cfg = SplitConfig { hds_thresh: t, verify_icrc: t % 2 == 0 };
             invariants(&data, &cfg, &split(&data, &cfg));
         }
 
         #[test]
-        fn ip_shaped_random_bytes(et in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), Just(0x88a8)],
-                                  body in proptest::collection::vec(any::<u8>(), 0..160)) {
+        fn ip_shaped_random_bytes(
+            et in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), Just(0x88a8)],
+            body in proptest::collection::vec(any::<u8>(), 0..160),
+        ) {
             let f = cat(&[&eth(et), &body]);
             invariants(&f, &C0, &split(&f, &C0));
         }
 
         #[test]
-        fn mutated_frames(which in 0usize..5, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
-                          cut in any::<usize>(), t in 0u32..50) {
+        fn mutated_frames(
+            which in 0usize..5,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+            t in 0u32..50,
+        ) {
             let mut f = seeds()[which].clone();
             for (i, v) in flips {
                 let n = f.len();

@@ -67,7 +67,7 @@ fn check_invariants(frame: &[u8], c: &SplitConfig, r: &SplitResult) {
     }
 }
 
-fn find<'a>(frames: &'a [Frame], number: usize) -> &'a Frame {
+fn find(frames: &[Frame], number: usize) -> &Frame {
     frames.iter().find(|f| f.number == number).unwrap()
 }
 
@@ -91,7 +91,7 @@ fn roce_captures_icrc_verifies() {
     .into_iter()
     .collect();
     let mut got = BTreeMap::new();
-    for (name, _) in &want {
+    for name in want.keys() {
         for f in frames_of(name) {
             let r = split0(&f);
             if r.class != FrameClass::Roce {

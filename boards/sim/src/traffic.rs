@@ -4,8 +4,9 @@
 //! # The `--synthetic SPEC` grammar
 //!
 //! ```text
-//! spec   := "mix" | item ("," item)*
-//! item   := kind [":" sizes] ["@" pmtu] ["*" weight]
+//! spec   := item ("," item)*
+//! item   := "mix" | flow                                ("mix" adds the flows of MIX)
+//! flow   := kind [":" sizes] ["@" pmtu] ["*" weight]
 //! kind   := ["vlan" [ID] "-"] base
 //! base   := "tcp4" | "tcp6" | "udp4" | "udp6"
 //!         | "vxlan" | "vxlan-tcp" | "vxlan-udp"          (vxlan = vxlan-tcp)
@@ -15,7 +16,7 @@
 //! weight := 1..=1000                                     (default 1)
 //! ```
 //!
-//! Every item is one flow (one 5-tuple, one QP). `sizes` is the L4 payload length of each
+//! Every `flow` item is one flow (one 5-tuple, one QP). `sizes` is the L4 payload length of each
 //! frame for TCP/UDP/VXLAN (default 1500; `N` fixed, `LO-HI` uniform, `A/B/C` uniform choice),
 //! and the *message* length for RoCE, which is segmented into path-MTU packets
 //! (FIRST/MIDDLE.../LAST, or ONLY). Limits: TCP/UDP/VXLAN payloads at most [`MAX_PAYLOAD`]
@@ -148,29 +149,51 @@ const fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn payload_rng(flow: u32, seq: u64) -> SplitMix64 {
-    SplitMix64::new(mix64(seq ^ mix64(u64::from(flow) ^ 0x5350_5258_5041_594c)))
+/// The per-packet base word of the payload pattern.
+fn payload_base(flow: u32, seq: u64) -> u64 {
+    mix64(seq ^ mix64(u64::from(flow) ^ 0x5350_5258_5041_594c))
 }
 
-/// Writes the payload of packet `seq` of flow `flow` into `out` (a pure function of
-/// `(flow, seq, out.len())`; a shorter payload is a prefix of a longer one).
+/// Golden-ratio increment: consecutive payload words differ in about half their bits.
+const PAYLOAD_STEP: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Writes the payload of packet `seq` of flow `flow` into `out`: little-endian 64-bit words
+/// `base(flow, seq) ^ ((i + 1) * PAYLOAD_STEP)` for word `i`, where `base` is a SplitMix64 hash
+/// of `(flow, seq)`. A pure function of `(flow, seq, out.len())`; a shorter payload is a prefix
+/// of a longer one. Every 8-byte word of a packet is distinct, and packets differ from each
+/// other, so a verifier catches misplaced, shifted, stale or swapped payload bytes. (Cheap on
+/// purpose: the generator must outrun the datapath it feeds.)
 pub fn fill_payload(flow: u32, seq: u64, out: &mut [u8]) {
-    let mut rng = payload_rng(flow, seq);
-    let mut chunks = out.chunks_exact_mut(8);
-    for c in &mut chunks {
-        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+    let base = payload_base(flow, seq);
+    // Four words per step, each from its own index, so the loop has no carried chain but `i`.
+    let mut blocks = out.chunks_exact_mut(32);
+    let mut i = 0u64;
+    for b in &mut blocks {
+        for (k, w) in b.chunks_exact_mut(8).enumerate() {
+            let step = (i + k as u64 + 1).wrapping_mul(PAYLOAD_STEP);
+            w.copy_from_slice(&(base ^ step).to_le_bytes());
+        }
+        i += 4;
     }
-    let rest = chunks.into_remainder();
-    let n = rest.len();
-    rest.copy_from_slice(&rng.next_u64().to_le_bytes()[..n]);
+    let rest = blocks.into_remainder();
+    let mut words = rest.chunks_exact_mut(8);
+    for w in &mut words {
+        i += 1;
+        w.copy_from_slice(&(base ^ i.wrapping_mul(PAYLOAD_STEP)).to_le_bytes());
+    }
+    let tail = words.into_remainder();
+    let n = tail.len();
+    tail.copy_from_slice(&(base ^ (i + 1).wrapping_mul(PAYLOAD_STEP)).to_le_bytes()[..n]);
 }
 
 /// Index of the first byte of `data` that differs from [`fill_payload`]`(flow, seq)`, or
 /// `None` when all match.
 pub fn payload_mismatch(flow: u32, seq: u64, data: &[u8]) -> Option<usize> {
-    let mut rng = payload_rng(flow, seq);
+    let base = payload_base(flow, seq);
+    let mut step = 0u64;
     for (i, c) in data.chunks(8).enumerate() {
-        let want = rng.next_u64().to_le_bytes();
+        step = step.wrapping_add(PAYLOAD_STEP);
+        let want = (base ^ step).to_le_bytes();
         if let Some(j) = c.iter().zip(want.iter()).position(|(a, b)| a != b) {
             return Some(i * 8 + j);
         }
@@ -185,16 +208,36 @@ pub fn payload_mismatch(flow: u32, seq: u64, data: &[u8]) -> Option<usize> {
 /// Adds `data` to a one's-complement accumulator as big-endian 16-bit words (an odd trailing
 /// byte is the high byte of a zero-padded word). `data` must start at an even offset of the
 /// summed message.
+///
+/// The bulk is summed as native-endian 32-bit words into a u64 (which the compiler
+/// vectorises), folded, and byte-swapped on little-endian machines: the one's-complement sum
+/// is byte-order independent (RFC 1071 section 2(B)).
 #[inline]
 fn sum_be(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // Split into two 32-bit halves so the u64 accumulator cannot overflow for any frame.
-        acc += (w >> 32) + (w & 0xffff_ffff);
+    if data.len() < 64 {
+        // Short headers: a plain loop beats the vector loop's setup.
+        let mut words = data.chunks_exact(2);
+        for w in &mut words {
+            acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        if let [b] = words.remainder() {
+            acc += u64::from(*b) << 8;
+        }
+        return acc;
     }
-    let mut rest = chunks.remainder();
-    while rest.len() >= 2 {
+    let bulk = data.len() & !3;
+    let mut native = 0u64;
+    for c in data[..bulk].chunks_exact(4) {
+        native += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let folded = fold(native);
+    acc += u64::from(if cfg!(target_endian = "little") {
+        folded.swap_bytes()
+    } else {
+        folded
+    });
+    let mut rest = &data[bulk..];
+    if rest.len() >= 2 {
         acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
         rest = &rest[2..];
     }
@@ -250,11 +293,12 @@ pub fn roce_icrc(l3: &[u8]) -> Option<u32> {
     if proto != PROTO_UDP {
         return None;
     }
-    let mut h = crc32fast::Hasher::new();
-    h.update(&[0xff; 8]);
-    let mut masked = [0u8; UDP_HDR + BTH];
-    let mut ip = [0u8; 60];
-    ip[..ip_len].copy_from_slice(&l3[..ip_len]);
+    // The masked pseudo-header goes into one buffer: crc32fast's folding path only engages
+    // for updates of 64 bytes and more.
+    const LRH: usize = 8;
+    let mut pseudo = [0xffu8; LRH + 60 + UDP_HDR + BTH];
+    let ip = &mut pseudo[LRH..LRH + ip_len];
+    ip.copy_from_slice(&l3[..ip_len]);
     if version == 4 {
         ip[1] = 0xff; // TOS
         ip[8] = 0xff; // TTL
@@ -267,13 +311,14 @@ pub fn roce_icrc(l3: &[u8]) -> Option<u32> {
         ip[3] = 0xff;
         ip[7] = 0xff; // hop limit
     }
-    h.update(&ip[..ip_len]);
     let rest = &l3[ip_len..];
-    masked[..UDP_HDR + BTH].copy_from_slice(&rest[..UDP_HDR + BTH]);
-    masked[6] = 0xff; // UDP checksum
-    masked[7] = 0xff;
-    masked[UDP_HDR + 4] = 0xff; // BTH resv8a (FECN/BECN/resv6)
-    h.update(&masked[..UDP_HDR + BTH]);
+    let udp_bth = &mut pseudo[LRH + ip_len..LRH + ip_len + UDP_HDR + BTH];
+    udp_bth.copy_from_slice(&rest[..UDP_HDR + BTH]);
+    udp_bth[6] = 0xff; // UDP checksum
+    udp_bth[7] = 0xff;
+    udp_bth[UDP_HDR + 4] = 0xff; // BTH resv8a (FECN/BECN/resv6)
+    let mut h = crc32fast::Hasher::new();
+    h.update(&pseudo[..LRH + ip_len + UDP_HDR + BTH]);
     h.update(&rest[UDP_HDR + BTH..rest.len() - ICRC]);
     Some(h.finalize())
 }
@@ -758,28 +803,27 @@ impl TrafficSpec {
     /// Parses the grammar in the module documentation.
     pub fn parse(s: &str) -> Result<TrafficSpec, SpecError> {
         let s = s.trim();
-        if s == "mix" {
-            return TrafficSpec::parse(MIX);
-        }
         if s.is_empty() {
             return Err(SpecError {
                 item: String::new(),
                 kind: SpecErrorKind::Empty,
             });
         }
-        let flows = s
-            .split(',')
-            .map(|item| {
-                let item = item.trim();
-                if item.is_empty() {
-                    return Err(SpecError {
-                        item: s.to_string(),
-                        kind: SpecErrorKind::EmptyItem,
-                    });
-                }
-                FlowSpec::parse_item(item)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut flows = Vec::new();
+        for item in s.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                return Err(SpecError {
+                    item: s.to_string(),
+                    kind: SpecErrorKind::EmptyItem,
+                });
+            }
+            if item == "mix" {
+                flows.extend(TrafficSpec::parse(MIX)?.flows);
+            } else {
+                flows.push(FlowSpec::parse_item(item)?);
+            }
+        }
         TrafficSpec::new(flows)
     }
 
@@ -903,10 +947,10 @@ pub struct FrameTruth {
 }
 
 impl FrameTruth {
-    /// The payload bytes, taken from `frame`.
-    pub fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+    /// The payload bytes, taken from `frame` (`None` when `frame` is too short for them).
+    pub fn payload<'a>(&self, frame: &'a [u8]) -> Option<&'a [u8]> {
         let start = self.payload_offset as usize;
-        &frame[start..start + self.payload_len as usize]
+        frame.get(start..start.checked_add(self.payload_len as usize)?)
     }
 
     /// The [`SplitResult`] the split decision must return for this frame under `cfg`.
@@ -1077,6 +1121,16 @@ impl Generator {
         truth
     }
 
+    /// Generates `n` frames up front: replay them in a loop (`replay::MemFrames` +
+    /// `replay::Replay`) when the datapath under test must not wait for the generator. The
+    /// truths are indexed like the frames.
+    pub fn pregenerate(&mut self, n: usize) -> (Vec<Vec<u8>>, Vec<FrameTruth>) {
+        (0..n)
+            .map(|_| self.next_frame())
+            .map(|f| (f.bytes, f.truth))
+            .unzip()
+    }
+
     pub fn next_frame(&mut self) -> Frame {
         let mut bytes = Vec::new();
         let truth = self.next_into(&mut bytes);
@@ -1109,15 +1163,20 @@ fn push_eth(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], vlan: Option<u16>, et
 
 /// Appends an IPv4 header with a correct checksum.
 fn push_ipv4(out: &mut Vec<u8>, src: [u8; 4], dst: [u8; 4], id: u16, proto: u8, l4_len: usize) {
-    let start = out.len();
-    let total = (IPV4_HDR + l4_len) as u16;
-    out.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0]);
-    put16(out, start + 2, total);
-    put16(out, start + 4, id);
-    out.extend_from_slice(&src);
-    out.extend_from_slice(&dst);
-    let csum = internet_checksum(&out[start..start + IPV4_HDR]);
-    put16(out, start + 10, csum);
+    let total = ((IPV4_HDR + l4_len) as u16).to_be_bytes();
+    let id = id.to_be_bytes();
+    let mut h = [
+        0x45, 0, total[0], total[1], id[0], id[1], 0x40, 0, 64, proto, 0, 0, src[0], src[1],
+        src[2], src[3], dst[0], dst[1], dst[2], dst[3],
+    ];
+    // Fixed size: the compiler unrolls this into a handful of adds.
+    let mut acc = 0u32;
+    for w in h.chunks_exact(2) {
+        acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    let csum = !fold(u64::from(acc));
+    h[10..12].copy_from_slice(&csum.to_be_bytes());
+    out.extend_from_slice(&h);
 }
 
 fn push_ipv6(
@@ -1523,8 +1582,9 @@ mod tests {
 
     #[test]
     fn internet_checksum_matches_naive_for_all_lengths() {
-        let mut data = vec![0u8; 100];
+        let mut data = vec![0u8; 300];
         fill_payload(3, 4, &mut data);
+        data[..64].fill(0xff); // carries in every column
         for len in 0..data.len() {
             let mut acc = 0u32;
             for pair in data[..len].chunks(2) {
@@ -1552,6 +1612,12 @@ mod tests {
         assert_eq!(payload_mismatch(7, 9, &c), Some(999));
         fill_payload(8, 9, &mut b);
         assert_ne!(&a[..17], &b[..]);
+        // Every word of a jumbo payload is distinct (a shifted copy never matches).
+        let mut j = vec![0u8; 9000];
+        fill_payload(1, 1, &mut j);
+        let words: std::collections::HashSet<&[u8]> = j.chunks_exact(8).collect();
+        assert_eq!(words.len(), 1125);
+        assert_eq!(payload_mismatch(1, 1, &j[8..]), Some(0));
     }
 
     #[test]
@@ -1618,6 +1684,9 @@ mod tests {
         assert_eq!(mix, TrafficSpec::parse(MIX).unwrap());
         assert_eq!(mix.flows().len(), 10);
         assert_eq!(TrafficSpec::parse(&mix.to_string()).unwrap(), mix);
+        let more = TrafficSpec::parse("udp4:64,mix").unwrap();
+        assert_eq!(more.flows().len(), 11);
+        assert_eq!(&more.flows()[1..], mix.flows());
     }
 
     fn kind_of(s: &str) -> SpecErrorKind {

@@ -234,7 +234,11 @@ fn every_flow_kind_parses_with_etherparse() {
     for f in g.by_ref().take(6000) {
         checksums += check_frame(&f.bytes, &f.truth);
         assert_eq!(
-            payload_mismatch(f.truth.flow, f.truth.seq, f.truth.payload(&f.bytes)),
+            payload_mismatch(
+                f.truth.flow,
+                f.truth.seq,
+                f.truth.payload(&f.bytes).unwrap()
+            ),
             None
         );
         let flow = &spec.flows()[f.truth.flow as usize];
@@ -333,6 +337,12 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
         let t = g.next_into(&mut buf);
         assert_eq!((&buf, t), (&f.bytes, f.truth));
     }
+    let (frames, truths) = Generator::new(&spec, 1).pregenerate(500);
+    assert_eq!(
+        frames,
+        a.iter().map(|f| f.bytes.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(truths, a.iter().map(|f| f.truth).collect::<Vec<_>>());
     assert_eq!(
         g.totals(),
         (500, a.iter().map(|f| f.bytes.len() as u64).sum())

@@ -170,6 +170,7 @@ pub struct L2Header {
 /// Walks the Ethernet header and up to two VLAN tags, in any TPID combination (0x88a8 then
 /// 0x8100 as 802.1ad prescribes, but also 0x8100/0x8100 and the other orders real QinQ captures
 /// use). `Err(Truncated)` when the frame ends inside the header or a tag.
+#[inline]
 pub fn l2_header(frame: &[u8]) -> Result<L2Header> {
     let eth = EthernetFrame::new_checked(frame)?;
     let mut ethertype = eth.ethertype();

@@ -26,6 +26,8 @@ pub struct UdpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+// `len()` is the UDP length field (as in smoltcp), not a collection length.
+#[allow(clippy::len_without_is_empty)]
 impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub const fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
