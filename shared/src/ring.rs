@@ -171,7 +171,7 @@ impl<T: FromBytes + IntoBytes + Immutable + Copy> RingEntry for T {}
 /// Checks what `init`/`attach` can check about a ring's placement.
 fn check_layout<T: RingEntry>(base: NonNull<u8>, capacity: u32) -> Result<(), RingError> {
     if !capacity.is_power_of_two()
-        || base.as_ptr() as usize % RING_ALIGN != 0
+        || base.as_ptr() as usize & (RING_ALIGN - 1) != 0
         || core::mem::align_of::<T>() > RING_ALIGN
     {
         return Err(RingError::BadLayout);
@@ -865,12 +865,12 @@ mod shm {
         // SAFETY: every word read lies inside `*src` and is aligned (contract); every word
         // written lies inside `out` (unaligned writes, `out` may be less aligned than a word).
         unsafe {
-            if size % 8 == 0 {
+            if size & 7 == 0 {
                 for i in (0..size).step_by(8) {
                     let w = ptr::read_volatile(src.add(i).cast::<u64>());
                     dst.add(i).cast::<u64>().write_unaligned(w);
                 }
-            } else if size % 4 == 0 {
+            } else if size & 3 == 0 {
                 for i in (0..size).step_by(4) {
                     let w = ptr::read_volatile(src.add(i).cast::<u32>());
                     dst.add(i).cast::<u32>().write_unaligned(w);
