@@ -336,3 +336,27 @@ fn a_capacity_one_ring_works() {
         assert_eq!(c.pop(), Ok(None));
     }
 }
+
+#[test]
+fn handles_can_move_to_another_thread() {
+    fn send<X: Send>(_: &X) {}
+    let mem = RingMem::new(4, 16);
+    let (p, c) = pair::<E16>(&mem, 4, 0);
+    send(&p);
+    send(&c);
+    let mut p = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut p = p;
+            p.push_slice(&[E16::new(1), E16::new(2)]).unwrap();
+            p
+        })
+        .join()
+        .unwrap()
+    });
+    let mut c = c;
+    assert_eq!(c.pop(), Ok(Some(E16::new(1))));
+    assert_eq!(p.push(&E16::new(3)), Ok(true));
+    let mut out = [E16::default(); 3];
+    assert_eq!(c.pop_into(&mut out), Ok(2));
+    assert_eq!(&out[..2], &[E16::new(2), E16::new(3)]);
+}
