@@ -30,6 +30,8 @@ pub mod rss;
 pub mod stats;
 #[cfg(any(test, feature = "std"))]
 pub mod testing;
+#[cfg(any(test, feature = "std"))]
+pub mod bench_support;
 
 use config::{MAX_QUEUES, RX_BATCH};
 use control::ControlPlane;

@@ -28,9 +28,12 @@ use std::vec::Vec;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromZeros, Immutable, IntoBytes};
 
-/// One bus-addressed arena (page-aligned, zeroed).
+/// One bus-addressed arena (page-aligned, zeroed). Allocated with calloc's alignment and
+/// aligned by hand: `alloc_zeroed` with a 4096 alignment would memset the whole arena, while
+/// calloc hands out lazily zeroed pages (what makes the fuzz targets fast).
 #[derive(Debug)]
 pub struct Arena {
+    raw: NonNull<u8>,
     ptr: NonNull<u8>,
     len: usize,
     bus: u64,
@@ -38,11 +41,17 @@ pub struct Arena {
 
 impl Arena {
     pub fn new(bus: u64, len: usize) -> Arena {
-        let layout = Layout::from_size_align(len, 4096).expect("arena layout");
-        // SAFETY: len > 0 is asserted below before use; layout is valid.
         assert!(len > 0);
-        let p = unsafe { alloc_zeroed(layout) };
-        Arena { ptr: NonNull::new(p).expect("arena alloc"), len, bus }
+        let layout = Self::layout(len);
+        // SAFETY: the layout has a non-zero size.
+        let raw = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("arena alloc");
+        let pad = raw.as_ptr().align_offset(4096);
+        // SAFETY: pad < 4096 and the allocation is len + 4096 bytes long.
+        let ptr = unsafe { NonNull::new_unchecked(raw.as_ptr().add(pad)) };
+        Arena { raw, ptr, len, bus }
+    }
+    fn layout(len: usize) -> Layout {
+        Layout::from_size_align(len + 4096, 16).expect("arena layout")
     }
     fn offset(&self, bus: u64, len: usize) -> Option<usize> {
         let off = bus.checked_sub(self.bus)?;
@@ -54,7 +63,7 @@ impl Arena {
 impl Drop for Arena {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.ptr.as_ptr(), Layout::from_size_align(self.len, 4096).unwrap()) }
+        unsafe { dealloc(self.raw.as_ptr(), Self::layout(self.len)) }
     }
 }
 
@@ -246,20 +255,20 @@ impl<R: MacRx> Hal for FakeHal<R> {
 /// Bus address of the host-memory arena.
 pub const HOST_BUS: u64 = 0x1_0000_0000;
 /// Size of the host-memory arena.
-pub const HOST_LEN: usize = 16 << 20;
+pub const HOST_LEN: usize = 4 << 20;
 /// Bus address of the "GPU BAR" arena.
 pub const GPU_BUS: u64 = 0x80_0000_0000;
-pub const GPU_LEN: usize = 16 << 20;
+pub const GPU_LEN: usize = 8 << 20;
 /// Control region (host memory).
 pub const CTRL_BUS: u64 = HOST_BUS;
 pub const CTRL_LEN: u64 = 64 << 10;
 /// Queue `q`'s region.
 pub const fn queue_region_bus(q: u16) -> u64 {
-    HOST_BUS + (1 << 20) + q as u64 * (512 << 10)
+    HOST_BUS + (64 << 10) + q as u64 * QUEUE_REGION_LEN
 }
-pub const QUEUE_REGION_LEN: u64 = 512 << 10;
+pub const QUEUE_REGION_LEN: u64 = 64 << 10;
 /// Header pools live here (host memory).
-pub const HDR_POOL_BUS: u64 = HOST_BUS + (8 << 20);
+pub const HDR_POOL_BUS: u64 = HOST_BUS + (1 << 20);
 /// Payload pools live in the GPU arena.
 pub const PAY_POOL_BUS: u64 = GPU_BUS;
 
