@@ -79,6 +79,14 @@ fn owner_cycle(c: &mut Criterion) {
             drop(black_box(t));
         })
     });
+    g.bench_function("alloc_complete_lend_put", |b| {
+        b.iter(|| {
+            let buf = p.alloc().unwrap();
+            let f = p.complete(buf, 0, 1500, true).unwrap();
+            let t = p.lend(f).unwrap();
+            p.put(black_box(t));
+        })
+    });
     g.finish();
 }
 
@@ -178,8 +186,10 @@ fn remote_return(c: &mut Criterion) {
 fn owner_refill(c: &mut Criterion) {
     let mut g = c.benchmark_group("owner_refill");
     let mut p = pool();
+    // Outlives the per-sample calls of the closure below: buffers allocated in one sample are
+    // given back in the next.
+    let mut pending: Vec<BufRef> = Vec::new();
     g.bench_function("splitrx_alloc_from_ring", |b| {
-        let mut pending: Vec<BufRef> = Vec::new();
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             let mut left = iters;

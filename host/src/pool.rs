@@ -599,6 +599,30 @@ impl PagePool {
         }
     }
 
+    /// Returns a token on the owner thread (kernel: recycling with `allow_direct` from NAPI
+    /// context): no CAS when it is the buffer's only lent fragment, and a freed buffer goes
+    /// straight into the fast cache instead of through the recycle ring. A token of another
+    /// pool is simply dropped (returned to its own pool).
+    #[inline]
+    pub fn put(&mut self, t: Token) {
+        if !Arc::ptr_eq(t.pool(), &self.shared) {
+            drop(t);
+            return;
+        }
+        let (_pool, buf) = t.into_parts();
+        let i = buf.index();
+        match crate::ledger::slot::owner_put_lent(&self.shared.ledger.slots[i as usize]) {
+            Ok(true) => self.recycle_direct(i),
+            Ok(false) => {}
+            Err(_) => {
+                // Unreachable for a live token (its fragment is counted in the word); counted
+                // like any double return rather than trusted.
+                let e = LedgerError::NotLent { buf };
+                self.ledger.count_err(&e);
+            }
+        }
+    }
+
     /// Drops a filled fragment without lending it (e.g. a header the poller consumed, an
     /// error frame). Frees the buffer if it was the last reference and the NIC retired it.
     #[inline]
@@ -858,12 +882,7 @@ impl Drop for PagePool {
 /// # Safety
 /// `index < region.count`, `off + len <= region.buf_size`, the region is mapped and
 /// host-readable, and nobody writes those bytes while the returned slice lives.
-pub(crate) unsafe fn fragment_slice<'a>(
-    region: &'a Region,
-    index: u32,
-    off: u32,
-    len: u32,
-) -> &'a [u8] {
+pub(crate) unsafe fn fragment_slice(region: &Region, index: u32, off: u32, len: u32) -> &[u8] {
     let start = index as usize * region.buf_size as usize + off as usize;
     // SAFETY: guaranteed by the caller: in bounds of the mapping, not concurrently written.
     unsafe { std::slice::from_raw_parts(region.base.add(start), len as usize) }

@@ -82,6 +82,18 @@ impl Token {
             unsafe { fragment_slice(&self.pool.region, self.buf.index(), self.off, self.len) }
         })
     }
+    /// Disarms the token: its pool and buffer, without returning the fragment (the caller
+    /// returns it).
+    pub(crate) fn into_parts(self) -> (Arc<PoolShared>, BufRef) {
+        let t = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `t` is never dropped or used again, so moving the Arc out of it leaves no
+        // second owner of that reference count.
+        let pool = unsafe { std::ptr::read(&t.pool) };
+        (pool, t.buf)
+    }
+    pub(crate) fn pool(&self) -> &Arc<PoolShared> {
+        &self.pool
+    }
     /// Where the fragment lives (always available).
     pub fn location(&self) -> FragLocation {
         let r = &self.pool.region;

@@ -119,3 +119,18 @@ fn owner_lend_races_with_return() {
         );
     });
 }
+
+/// The owner returns its token (`PagePool::put`) while an application drops the other
+/// fragment of the same retired buffer: exactly one of them frees it, the word ends at zero.
+#[test]
+fn owner_put_races_with_remote_return() {
+    loom::model(|| {
+        let word = Arc::new(AtomicU32::new(2 * slot::LENT_ONE));
+        let w2 = word.clone();
+        let app = thread::spawn(move || slot::put_lent(&w2).unwrap());
+        let owner_freed = slot::owner_put_lent(&word).unwrap();
+        let app_freed = app.join().unwrap();
+        assert!(owner_freed ^ app_freed, "exactly one frees");
+        assert_eq!(word.load(loom::sync::atomic::Ordering::SeqCst), 0);
+    });
+}

@@ -162,7 +162,7 @@ impl Harness {
             });
         }
         if self.mode == PoolMode::Packed {
-            if off % ALIGN != 0 {
+            if off & (ALIGN - 1) != 0 {
                 return Err(LedgerError::Misaligned {
                     buf,
                     off,
@@ -253,7 +253,11 @@ impl Harness {
                 }
                 let t = self.tokens.swap_remove(sel % self.tokens.len());
                 let i = t.buf().index();
-                drop(t);
+                if sel % 2 == 0 {
+                    drop(t); // any-thread path: CAS + recycle ring
+                } else {
+                    self.pool.put(t); // owner path: plain store + fast cache
+                }
                 self.put_lent(i);
             }
             Op::Detach(sel) => {
@@ -429,7 +433,7 @@ proptest! {
         let posted = h.m.iter().filter(|mb| mb.nic).count() as u32;
         let filled = h.filled.len() as u64;
         let Harness { pool, tokens, handle, filled: fl, .. } = h;
-        std::mem::forget(fl); // destroy reclaims Filled fragments the poller still had
+        drop(fl); // destroy reclaims Filled fragments the poller still had
         let rep = pool.destroy();
         prop_assert_eq!((rep.tokens_outstanding, rep.deferred, rep.retired_posted, rep.dropped_filled),
             (outstanding, outstanding > 0, posted, filled));

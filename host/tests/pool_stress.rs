@@ -67,6 +67,7 @@ fn four_threads_return_tokens_with_checksummed_payloads() {
                 sum = sum.wrapping_add(checksum(seq, bytes));
                 seen.push(seq);
                 n += 1;
+                #[allow(clippy::manual_is_multiple_of)] // MSRV 1.85
                 if seq % 3 == 0 {
                     held.push(h.detach(t));
                     if held.len() == 8 {
