@@ -83,6 +83,22 @@ pub mod slot {
         }
     }
 
+    /// Owner thread: drops one lent fragment of a token the owner itself got back. When it is
+    /// the only lent fragment nobody else can write the word (others only drop fragments they
+    /// hold), so this is a plain store; otherwise the same CAS as [`put_lent`].
+    #[inline]
+    pub fn owner_put_lent(slot: &AtomicU32) -> Result<bool, u32> {
+        let w = slot.load(Ordering::Acquire);
+        match lent(w) {
+            0 => Err(w),
+            1 => {
+                slot.store(w - LENT_ONE, Ordering::Relaxed);
+                Ok(w - LENT_ONE == 0)
+            }
+            _ => put_lent(slot),
+        }
+    }
+
     /// Any thread: drops one lent fragment (a token came back). `Ok(true)` when this made the
     /// buffer free (the caller now owns it and must recycle it); `Err(word)` when the word has
     /// no lent fragment (a double return or a return of a never-lent token).
@@ -396,7 +412,7 @@ impl Ledger {
             }
         }
         if self.mode == PoolMode::Packed {
-            if off % self.align != 0 {
+            if off & (self.align - 1) != 0 {
                 return Err(LedgerError::Misaligned {
                     buf,
                     off,
@@ -492,8 +508,11 @@ impl Ledger {
     /// Drops a filled fragment without lending it. `true` when the buffer is now free.
     pub(crate) fn drop_filled(&mut self, sh: &LedgerShared, f: Filled) -> bool {
         let i = f.buf.index() as usize;
-        let (_, new) = slot::owner_update(&sh.slots[i], |w| Some(w - slot::FILLED_ONE))
-            .expect("closure never aborts");
+        // The closure never aborts; `Err` carries the unchanged word.
+        let new = match slot::owner_update(&sh.slots[i], |w| Some(w - slot::FILLED_ONE)) {
+            Ok((_, new)) => new,
+            Err(w) => w,
+        };
         self.counters.filled_dropped += 1;
         self.filled_out -= 1;
         new == 0

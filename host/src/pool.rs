@@ -28,8 +28,13 @@ use crate::provider::{MemoryProvider, ProviderError, ProviderInfo, Region};
 use crate::recycle::{RecycleConsumer, RecycleRing};
 use crate::token::Token;
 use splitrx_shared::abi::{BufRef, FillDesc, PoolMode};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// References the owner charges at once for the tokens it lends.
+const TOKEN_CHARGE: usize = 64;
 
 /// Pool parameters.
 #[derive(Clone, Copy, Debug)]
@@ -96,6 +101,10 @@ pub struct PoolStats {
 /// Shared destroy status, observable through a [`StatsHandle`] after the pool is gone.
 #[derive(Debug, Default)]
 pub(crate) struct SharedCounters {
+    /// References to the [`PoolShared`] ([`PoolRef`]s): the owner's, its pre-charged token
+    /// budget, and one per outstanding token. Lives here (not in `PoolShared`) so a
+    /// [`StatsHandle`] can read it after the pool is freed.
+    refs: AtomicUsize,
     ring_full: AtomicU64,
     released: AtomicU64,
     declined: AtomicU64,
@@ -125,7 +134,6 @@ pub struct DestroyStatus {
 #[derive(Clone, Debug)]
 pub struct StatsHandle {
     counters: Arc<SharedCounters>,
-    shared: Weak<PoolShared>,
 }
 
 impl StatsHandle {
@@ -133,9 +141,9 @@ impl StatsHandle {
         let c = &self.counters;
         let completed = c.destroyed.load(Ordering::Acquire);
         let requested = c.destroy_requested.load(Ordering::Acquire);
-        // After the owner let go, each outstanding token holds one strong reference.
+        // After the owner let go, each outstanding token holds exactly one reference.
         let tokens = if requested && !completed {
-            self.shared.strong_count() as u64
+            c.refs.load(Ordering::Acquire) as u64
         } else {
             0
         };
@@ -172,6 +180,91 @@ impl std::fmt::Debug for PoolShared {
         f.debug_struct("PoolShared")
             .field("pool", &self.ledger.pool)
             .finish_non_exhaustive()
+    }
+}
+
+// `PoolRef`'s `Send`/`Sync` impls rely on this.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PoolShared>();
+};
+
+/// One counted reference to a [`PoolShared`] (a hand-rolled `Arc`). Tokens hold one each.
+/// Unlike `Arc`, the owner can charge references in bulk ([`PoolRef::charge`]) and hand
+/// them to tokens without an atomic operation per token, and take a token's reference back
+/// into its budget ([`PoolRef::forget`]) — so lending and owner-side returns cost no atomic
+/// read-modify-write (kernel analogue: page_pool counts `pages_state_hold_cnt` /
+/// `release_cnt`, not a reference per page).
+pub(crate) struct PoolRef(NonNull<PoolShared>);
+
+// SAFETY: a PoolRef is a shared reference to a `PoolShared`, which is `Send + Sync` (atomics,
+// a Mutex, and a `Region` whose memory is governed by the ledger); the count is atomic.
+unsafe impl Send for PoolRef {}
+// SAFETY: as above; `&PoolRef` only gives `&PoolShared`.
+unsafe impl Sync for PoolRef {}
+
+impl PoolRef {
+    fn new(shared: PoolShared) -> PoolRef {
+        shared.counters.refs.store(1, Ordering::Relaxed);
+        PoolRef(NonNull::from(Box::leak(Box::new(shared))))
+    }
+    /// Adds `n` references that the caller will hand out with [`PoolRef::charged`].
+    #[inline]
+    fn charge(&self, n: usize) {
+        self.counters.refs.fetch_add(n, Ordering::Relaxed);
+    }
+    /// A new reference paid for by an earlier [`charge`](Self::charge).
+    ///
+    /// # Safety
+    /// The caller must own one charged, not yet handed out reference.
+    #[inline]
+    unsafe fn charged(&self) -> PoolRef {
+        PoolRef(self.0)
+    }
+    /// Gives this reference back to the caller's budget without decrementing the count.
+    #[inline]
+    pub(crate) fn forget(self) {
+        std::mem::forget(self)
+    }
+    /// Drops `n` references at once (the owner's unused budget).
+    fn release_budget(&self, n: usize) {
+        // Never the last reference: `self` still holds one.
+        self.counters.refs.fetch_sub(n, Ordering::Release);
+    }
+    #[inline]
+    pub(crate) fn same(&self, other: &PoolRef) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Clone for PoolRef {
+    fn clone(&self) -> PoolRef {
+        self.counters.refs.fetch_add(1, Ordering::Relaxed);
+        PoolRef(self.0)
+    }
+}
+
+impl std::ops::Deref for PoolRef {
+    type Target = PoolShared;
+    #[inline]
+    fn deref(&self) -> &PoolShared {
+        // SAFETY: the pointee lives until the last reference is dropped (below), and `self`
+        // is one.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for PoolRef {
+    #[inline]
+    fn drop(&mut self) {
+        // Release: our uses of the pool happen before its destruction; the last dropper
+        // acquires them all (the `Arc` protocol).
+        if self.counters.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: this was the last reference; the pointer came from `Box::leak` in `new`.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 
@@ -342,7 +435,9 @@ pub struct PagePool {
     stats: OwnerStats,
     ledger: Ledger,
     consumer: Option<RecycleConsumer>,
-    shared: Arc<PoolShared>,
+    shared: PoolRef,
+    /// References charged to `shared` and not yet handed to tokens.
+    budget: usize,
     cfg: PoolConfig,
     shut_down: bool,
 }
@@ -373,7 +468,7 @@ impl PagePool {
             ));
         }
         let (ring, consumer) = RecycleRing::new(cfg.ring_size);
-        let shared = Arc::new(PoolShared {
+        let shared = PoolRef::new(PoolShared {
             ledger: LedgerShared::new(cfg.pool_id, region.count, region.buf_size),
             ring,
             region,
@@ -392,6 +487,7 @@ impl PagePool {
             ledger: Ledger::new(region.count, cfg.mode, cfg.align_log2),
             consumer: Some(consumer),
             shared,
+            budget: 0,
             cfg: PoolConfig {
                 cache_size: cache_cap,
                 refill: cfg.refill.clamp(1, cache_cap),
@@ -438,7 +534,6 @@ impl PagePool {
     pub fn stats_handle(&self) -> StatsHandle {
         StatsHandle {
             counters: self.shared.counters.clone(),
-            shared: Arc::downgrade(&self.shared),
         }
     }
 
@@ -591,10 +686,45 @@ impl PagePool {
     #[inline]
     pub fn lend(&mut self, f: Filled) -> Result<Token, LedgerError> {
         match self.ledger.lend(&self.shared.ledger, &f) {
-            Ok(()) => Ok(Token::new(self.shared.clone(), f.buf, f.off, f.len)),
+            Ok(()) => {
+                if self.budget == 0 {
+                    self.shared.charge(TOKEN_CHARGE);
+                    self.budget = TOKEN_CHARGE;
+                }
+                self.budget -= 1;
+                // SAFETY: one charged reference taken from the budget.
+                let r = unsafe { self.shared.charged() };
+                Ok(Token::new(r, f.buf, f.off, f.len))
+            }
             Err(e) => {
                 self.drop_filled(f);
                 Err(e)
+            }
+        }
+    }
+
+    /// Returns a token on the owner thread (kernel: recycling with `allow_direct` from NAPI
+    /// context): no CAS when it is the buffer's only lent fragment, and a freed buffer goes
+    /// straight into the fast cache instead of through the recycle ring. A token of another
+    /// pool is simply dropped (returned to its own pool).
+    #[inline]
+    pub fn put(&mut self, t: Token) {
+        if !t.pool().same(&self.shared) {
+            drop(t);
+            return;
+        }
+        let (r, buf) = t.into_parts();
+        r.forget();
+        self.budget += 1;
+        let i = buf.index();
+        match crate::ledger::slot::owner_put_lent(&self.shared.ledger.slots[i as usize]) {
+            Ok(true) => self.recycle_direct(i),
+            Ok(false) => {}
+            Err(_) => {
+                // Unreachable for a live token (its fragment is counted in the word); counted
+                // like any double return rather than trusted.
+                let e = LedgerError::NotLent { buf };
+                self.ledger.count_err(&e);
             }
         }
     }
@@ -838,6 +968,7 @@ impl PagePool {
             rep.tokens_outstanding +=
                 crate::ledger::slot::lent(w.load(crate::sync::Ordering::Relaxed)) as u64;
         }
+        self.shared.release_budget(std::mem::take(&mut self.budget));
         rep.deferred = rep.tokens_outstanding > 0;
         sh.counters
             .destroy_deferred
@@ -858,12 +989,7 @@ impl Drop for PagePool {
 /// # Safety
 /// `index < region.count`, `off + len <= region.buf_size`, the region is mapped and
 /// host-readable, and nobody writes those bytes while the returned slice lives.
-pub(crate) unsafe fn fragment_slice<'a>(
-    region: &'a Region,
-    index: u32,
-    off: u32,
-    len: u32,
-) -> &'a [u8] {
+pub(crate) unsafe fn fragment_slice(region: &Region, index: u32, off: u32, len: u32) -> &[u8] {
     let start = index as usize * region.buf_size as usize + off as usize;
     // SAFETY: guaranteed by the caller: in bounds of the mapping, not concurrently written.
     unsafe { std::slice::from_raw_parts(region.base.add(start), len as usize) }

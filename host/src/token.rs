@@ -14,16 +14,15 @@
 //! tokens into the handle's table and return them later by id, in bulk; ids are checked
 //! (double returns and ids never issued are typed errors and counted, never panics).
 
-use crate::pool::{fragment_slice, PoolShared};
+use crate::pool::{fragment_slice, PoolRef};
 use splitrx_shared::abi::{BufRef, RxCompletion};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// One lent fragment (a payload, or a header) of a pool buffer. `Send`; dropping it gives the
 /// fragment back to the pool.
 pub struct Token {
-    pool: Arc<PoolShared>,
+    pool: PoolRef,
     buf: BufRef,
     off: u32,
     len: u32,
@@ -46,7 +45,7 @@ pub struct FragLocation {
 }
 
 impl Token {
-    pub(crate) fn new(pool: Arc<PoolShared>, buf: BufRef, off: u32, len: u32) -> Token {
+    pub(crate) fn new(pool: PoolRef, buf: BufRef, off: u32, len: u32) -> Token {
         Token {
             pool,
             buf,
@@ -82,6 +81,18 @@ impl Token {
             unsafe { fragment_slice(&self.pool.region, self.buf.index(), self.off, self.len) }
         })
     }
+    /// Disarms the token: its pool and buffer, without returning the fragment (the caller
+    /// returns it).
+    pub(crate) fn into_parts(self) -> (PoolRef, BufRef) {
+        let t = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `t` is never dropped or used again, so moving its counted reference out of
+        // it leaves exactly one owner of that reference.
+        let pool = unsafe { std::ptr::read(&t.pool) };
+        (pool, t.buf)
+    }
+    pub(crate) fn pool(&self) -> &PoolRef {
+        &self.pool
+    }
     /// Where the fragment lives (always available).
     pub fn location(&self) -> FragLocation {
         let r = &self.pool.region;
@@ -96,6 +107,12 @@ impl Token {
         }
     }
 }
+
+// Tokens cross threads: the whole point.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Token>();
+};
 
 impl Drop for Token {
     #[inline]

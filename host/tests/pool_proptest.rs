@@ -21,17 +21,33 @@ const POOL: u8 = 4;
 enum Op {
     Alloc,
     /// `any`: pick a raw index (may be free, out of range); else a buffer the NIC holds.
-    Complete { sel: usize, any: bool, off: u32, len: u32, retired: bool },
+    Complete {
+        sel: usize,
+        any: bool,
+        off: u32,
+        len: u32,
+        retired: bool,
+    },
     Lend(usize),
     DropFilled(usize),
     DropToken(usize),
     Detach(usize),
     /// Returns detached ids picked by the selectors; `bogus` adds a never-issued id and
     /// `double` returns the first one twice.
-    BulkReturn { sels: Vec<usize>, bogus: bool, double: bool },
-    Retire { sel: usize, any: bool },
+    BulkReturn {
+        sels: Vec<usize>,
+        bogus: bool,
+        double: bool,
+    },
+    Retire {
+        sel: usize,
+        any: bool,
+    },
     /// Reset: the NIC reports the NIC-held buffers whose selector bit is set, plus `extra`.
-    Reconcile { mask: u16, extra: Option<u32> },
+    Reconcile {
+        mask: u16,
+        extra: Option<u32>,
+    },
     CloseHandle,
 }
 
@@ -132,17 +148,33 @@ impl Harness {
         }
         let mb = self.m[i as usize];
         if !mb.nic {
-            return Err(LedgerError::NotPosted { buf, state: mb.state() });
+            return Err(LedgerError::NotPosted {
+                buf,
+                state: mb.state(),
+            });
         }
         if off.checked_add(len).is_none_or(|e| e > BUF) {
-            return Err(LedgerError::OutOfBounds { buf, off, len, size: BUF });
+            return Err(LedgerError::OutOfBounds {
+                buf,
+                off,
+                len,
+                size: BUF,
+            });
         }
         if self.mode == PoolMode::Packed {
-            if off % ALIGN != 0 {
-                return Err(LedgerError::Misaligned { buf, off, align: ALIGN });
+            if off & (ALIGN - 1) != 0 {
+                return Err(LedgerError::Misaligned {
+                    buf,
+                    off,
+                    align: ALIGN,
+                });
             }
             if off < mb.wm {
-                return Err(LedgerError::Overlap { buf, off, watermark: mb.wm });
+                return Err(LedgerError::Overlap {
+                    buf,
+                    off,
+                    watermark: mb.wm,
+                });
             }
         }
         Ok(())
@@ -157,14 +189,27 @@ impl Harness {
                         assert_eq!(buf.pool(), POOL);
                         let mb = &mut self.m[buf.index() as usize];
                         assert_eq!(mb.state(), BufState::Free, "allocated a non-free buffer");
-                        *mb = MBuf { nic: true, ..MBuf::default() };
+                        *mb = MBuf {
+                            nic: true,
+                            ..MBuf::default()
+                        };
                     }
                     None => assert!(!any_free, "alloc failed with free buffers"),
                 }
             }
-            Op::Complete { sel, any, off, len, retired } => {
+            Op::Complete {
+                sel,
+                any,
+                off,
+                len,
+                retired,
+            } => {
                 let held = self.nic_held();
-                let i = if any || held.is_empty() { (sel % 14) as u32 } else { held[sel % held.len()] };
+                let i = if any || held.is_empty() {
+                    (sel % 14) as u32
+                } else {
+                    held[sel % held.len()]
+                };
                 let want = self.expect_complete(i, off, len);
                 let got = self.pool.complete(b(i), off, len, retired);
                 match (want, got) {
@@ -208,7 +253,11 @@ impl Harness {
                 }
                 let t = self.tokens.swap_remove(sel % self.tokens.len());
                 let i = t.buf().index();
-                drop(t);
+                if sel % 2 == 0 {
+                    drop(t); // any-thread path: CAS + recycle ring
+                } else {
+                    self.pool.put(t); // owner path: plain store + fast cache
+                }
                 self.put_lent(i);
             }
             Op::Detach(sel) => {
@@ -220,7 +269,11 @@ impl Harness {
                 let id = self.handle.detach(t);
                 assert!(self.ids.insert(id, i).is_none(), "id reused while live");
             }
-            Op::BulkReturn { sels, bogus, double } => {
+            Op::BulkReturn {
+                sels,
+                bogus,
+                double,
+            } => {
                 let mut live: Vec<TokenId> = self.ids.keys().copied().collect();
                 live.sort_by_key(|id| id.0);
                 let mut ids = Vec::new();
@@ -246,8 +299,13 @@ impl Harness {
                     want_err.push(TokenError::Unknown(id));
                 }
                 let r = self.handle.return_ids(&ids);
-                let uniq: Vec<TokenId> =
-                    ids.iter().copied().filter(|id| self.ids.contains_key(id)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                let uniq: Vec<TokenId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.ids.contains_key(id))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
                 assert_eq!(r.returned, uniq.len());
                 assert_eq!(r.errors, want_err);
                 for id in uniq {
@@ -258,14 +316,24 @@ impl Harness {
             }
             Op::Retire { sel, any } => {
                 let held = self.nic_held();
-                let i = if any || held.is_empty() { (sel % COUNT as usize) as u32 } else { held[sel % held.len()] };
+                let i = if any || held.is_empty() {
+                    (sel % COUNT as usize) as u32
+                } else {
+                    held[sel % held.len()]
+                };
                 let mb = self.m[i as usize];
                 let got = self.pool.retire(b(i));
                 if mb.nic {
                     assert_eq!(got, Ok(()));
                     self.m[i as usize].nic = false;
                 } else {
-                    assert_eq!(got, Err(LedgerError::NotPosted { buf: b(i), state: mb.state() }));
+                    assert_eq!(
+                        got,
+                        Err(LedgerError::NotPosted {
+                            buf: b(i),
+                            state: mb.state()
+                        })
+                    );
                 }
             }
             Op::Reconcile { mask, extra } => {
@@ -323,13 +391,23 @@ impl Harness {
         let count = |s| self.m.iter().filter(|mb| mb.state() == s).count() as u32;
         assert_eq!(
             (a.free, a.posted, a.filled, a.lent),
-            (count(BufState::Free), count(BufState::Posted), count(BufState::Filled), count(BufState::Lent))
+            (
+                count(BufState::Free),
+                count(BufState::Posted),
+                count(BufState::Filled),
+                count(BufState::Lent)
+            )
         );
         assert_eq!(a.filled_frags, self.filled.len() as u64);
         assert_eq!(a.lent_frags, (self.tokens.len() + self.ids.len()) as u64);
         for i in 0..COUNT {
             let mb = self.m[i as usize];
-            let want = SlotView { state: mb.state(), nic: mb.nic, filled: mb.filled, lent: mb.lent };
+            let want = SlotView {
+                state: mb.state(),
+                nic: mb.nic,
+                filled: mb.filled,
+                lent: mb.lent,
+            };
             assert_eq!(self.pool.state(b(i)), Some(want), "buffer {i}");
         }
         let s = self.pool.stats();
@@ -355,7 +433,7 @@ proptest! {
         let posted = h.m.iter().filter(|mb| mb.nic).count() as u32;
         let filled = h.filled.len() as u64;
         let Harness { pool, tokens, handle, filled: fl, .. } = h;
-        std::mem::forget(fl); // destroy reclaims Filled fragments the poller still had
+        drop(fl); // destroy reclaims Filled fragments the poller still had
         let rep = pool.destroy();
         prop_assert_eq!((rep.tokens_outstanding, rep.deferred, rep.retired_posted, rep.dropped_filled),
             (outstanding, outstanding > 0, posted, filled));

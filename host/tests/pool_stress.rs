@@ -23,7 +23,9 @@ fn byte(seq: u64, k: u32) -> u8 {
 }
 
 fn checksum(seq: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().enumerate().fold(seq, |a, (k, &x)| a.wrapping_mul(131).wrapping_add(x as u64 + k as u64))
+    bytes.iter().enumerate().fold(seq, |a, (k, &x)| {
+        a.wrapping_mul(131).wrapping_add(x as u64 + k as u64)
+    })
 }
 
 #[test]
@@ -34,7 +36,11 @@ fn four_threads_return_tokens_with_checksummed_payloads() {
     cfg.cache_size = 32;
     cfg.refill = 16;
     cfg.ring_size = 16;
-    let mut pool = PagePool::new(cfg, Box::new(HostMemory::new(HostMemoryConfig::new(BUF, BUFS)))).unwrap();
+    let mut pool = PagePool::new(
+        cfg,
+        Box::new(HostMemory::new(HostMemoryConfig::new(BUF, BUFS))),
+    )
+    .unwrap();
     let region = *pool.region();
 
     let mut txs = Vec::new();
@@ -46,16 +52,22 @@ fn four_threads_return_tokens_with_checksummed_payloads() {
             let (mut sum, mut n, mut seen) = (0u64, 0u64, Vec::new());
             let mut held: Vec<TokenId> = Vec::new();
             while let Some(rx) = h.recv() {
-                let seq = rx.completion.flow_hash.get() as u64 | (rx.completion.frame_len.get() as u64) << 32;
+                let seq = rx.completion.flow_hash.get() as u64
+                    | (rx.completion.frame_len.get() as u64) << 32;
                 let t = rx.payload.expect("payload token");
                 let bytes = t.bytes().expect("host memory is readable");
                 assert_eq!(bytes.len() as u32, FRAG);
                 for (k, &x) in bytes.iter().enumerate() {
-                    assert_eq!(x, byte(seq, k as u32), "fragment {seq} byte {k} (worker {w})");
+                    assert_eq!(
+                        x,
+                        byte(seq, k as u32),
+                        "fragment {seq} byte {k} (worker {w})"
+                    );
                 }
                 sum = sum.wrapping_add(checksum(seq, bytes));
                 seen.push(seq);
                 n += 1;
+                #[allow(clippy::manual_is_multiple_of)] // MSRV 1.85
                 if seq % 3 == 0 {
                     held.push(h.detach(t));
                     if held.len() == 8 {
@@ -89,7 +101,9 @@ fn four_threads_return_tokens_with_checksummed_payloads() {
             // SAFETY: the buffer is Posted (ours to write as the NIC), off + FRAG <= BUF.
             let dst = unsafe {
                 std::slice::from_raw_parts_mut(
-                    region.base.add(buf.index() as usize * BUF as usize + off as usize),
+                    region
+                        .base
+                        .add(buf.index() as usize * BUF as usize + off as usize),
                     FRAG as usize,
                 )
             };
@@ -98,13 +112,19 @@ fn four_threads_return_tokens_with_checksummed_payloads() {
             }
             expect_sum = expect_sum.wrapping_add(checksum(seq, dst));
             let retired = f + 1 == per_buf;
-            let filled = pool.complete(buf, off, FRAG, retired).expect("valid completion");
+            let filled = pool
+                .complete(buf, off, FRAG, retired)
+                .expect("valid completion");
             let token = pool.lend(filled).unwrap();
             let mut c = RxCompletion::default();
             c.flow_hash.set(seq as u32);
             c.frame_len.set((seq >> 32) as u32);
             txs[(seq % WORKERS as u64) as usize]
-                .send(Rx { completion: c, header: None, payload: Some(token) })
+                .send(Rx {
+                    completion: c,
+                    header: None,
+                    payload: Some(token),
+                })
                 .unwrap();
             seq += 1;
             if seq == FRAGS {
@@ -125,11 +145,17 @@ fn four_threads_return_tokens_with_checksummed_payloads() {
     }
     assert_eq!(n, FRAGS);
     seen.sort_unstable();
-    assert!(seen.iter().enumerate().all(|(i, &s)| s == i as u64), "every fragment exactly once");
+    assert!(
+        seen.iter().enumerate().all(|(i, &s)| s == i as u64),
+        "every fragment exactly once"
+    );
     assert_eq!(sum, expect_sum);
 
     let a = pool.audit().unwrap();
-    assert_eq!((a.free, a.posted, a.filled, a.lent, a.lent_frags), (BUFS, 0, 0, 0, 0));
+    assert_eq!(
+        (a.free, a.posted, a.filled, a.lent, a.lent_frags),
+        (BUFS, 0, 0, 0, 0)
+    );
     let c = pool.ledger_counters();
     assert_eq!(c.errors(), 0);
     assert_eq!(c.lent, FRAGS);

@@ -486,7 +486,7 @@ fn deferred_destroy_completes_on_last_token_from_another_thread() {
             lend(&mut p, b, 0, 1, true)
         })
         .collect();
-    std::mem::forget(f); // a Filled the poller dropped on the floor: destroy reclaims it
+    drop(f); // a Filled the poller dropped on the floor: destroy reclaims it
     let rep = p.destroy();
     assert_eq!(
         (
@@ -609,4 +609,45 @@ fn device_window_over_a_shared_file() {
     );
     drop(t);
     pool.audit().unwrap();
+}
+
+#[test]
+fn owner_put_recycles_into_the_cache_and_foreign_tokens_go_home() {
+    let mut p = host_pool(0, 4, 256, PoolMode::Packed);
+    let mut q = host_pool(1, 4, 256, PoolMode::Page);
+    let b = p.alloc().unwrap();
+    let t1 = lend(&mut p, b, 0, 8, false);
+    let t2 = lend(&mut p, b, 64, 8, true);
+    let cached = p.stats().recycle_cached;
+    p.put(t1); // two lent: CAS path, buffer stays Lent
+    assert_eq!(p.state(b), view(BufState::Lent, false, 0, 1));
+    p.put(t2); // last one: plain store, straight into the cache
+    assert_eq!(p.state(b), view(BufState::Free, false, 0, 0));
+    assert_eq!(p.stats().recycle_cached, cached + 1);
+    assert_eq!(p.audit().unwrap().in_ring, 0);
+    // A token of pool 1 handed to pool 0's put goes back to pool 1.
+    let qb = q.alloc().unwrap();
+    let tq = lend(&mut q, qb, 0, 1, true);
+    p.put(tq);
+    assert_eq!(q.state(qb), view(BufState::Free, false, 0, 0));
+    assert_eq!(
+        (p.ledger_counters().errors(), q.ledger_counters().errors()),
+        (0, 0)
+    );
+    p.audit().unwrap();
+    q.audit().unwrap();
+}
+
+#[test]
+fn metadata_per_buffer_at_most_16_bytes() {
+    let p = PagePool::new(
+        PoolConfig::new(0),
+        Box::new(HostMemory::new(HostMemoryConfig::new(4096, 65536))),
+    )
+    .unwrap();
+    let m = p.metadata_bytes();
+    // 4 (ledger word) + 4 (watermark) per buffer; provider free list 4 + 1 per buffer.
+    assert_eq!(m.ledger, 65536 * 8);
+    assert_eq!(m.provider, 65536 * 5);
+    assert!(m.per_buffer() <= 16.0, "{m:?}");
 }
