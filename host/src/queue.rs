@@ -25,7 +25,7 @@ use crate::pool::{PagePool, ReconcileReport};
 use crate::token::Rx;
 use splitrx_shared::abi::{rx_flags, BufRef, FillDesc, PoolMode, RxCompletion};
 use splitrx_shared::ring::{Consumer, Producer, RingError};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -153,6 +153,29 @@ pub enum QueueError {
     NotDrained,
 }
 
+/// How many buffers of each pool the NIC holds (posted and not yet handed back by a
+/// completion or a reset), published by the poller for flow control and progress displays.
+#[derive(Debug, Default)]
+pub struct InNic {
+    pub hdr: AtomicI64,
+    pub pay: AtomicI64,
+    /// Completions waiting in the completion ring at the last poll (their buffers are no longer
+    /// the NIC's, but `hdr`/`pay` still count them).
+    pub backlog: AtomicI64,
+    /// Buffers posted in total, minus buffers handed back by resets (header, payload): what
+    /// the queue has advertised to flow control.
+    pub posted_hdr: AtomicI64,
+    pub posted_pay: AtomicI64,
+}
+
+impl InNic {
+    /// Header / payload buffers the NIC can still fill (lower bounds as of the last poll).
+    pub fn available(&self) -> (i64, i64) {
+        let b = self.backlog.load(Ordering::Relaxed);
+        (self.hdr.load(Ordering::Relaxed) - b, self.pay.load(Ordering::Relaxed) - b)
+    }
+}
+
 /// The host side of one RX queue.
 pub struct RxQueue {
     id: u16,
@@ -169,6 +192,8 @@ pub struct RxQueue {
     ring_error: Option<RingError>,
     descs: Vec<FillDesc>,
     comps: Vec<RxCompletion>,
+    /// Buffers the NIC holds right now (posted, not yet handed back), header / payload.
+    in_nic: Arc<InNic>,
     /// Keeps the memory the ring handles point into mapped.
     _mem: Arc<dyn Send + Sync>,
 }
@@ -207,6 +232,7 @@ impl RxQueue {
             ring_error: None,
             descs: vec![FillDesc::default(); FILL_BATCH as usize],
             comps: vec![RxCompletion::default(); POLL_BATCH],
+            in_nic: Arc::default(),
             _mem: mem,
         }
     }
@@ -221,6 +247,10 @@ impl RxQueue {
     pub fn first_error(&self) -> Option<CompletionError> {
         self.first_error
     }
+    /// Buffers the NIC holds (shared gauge).
+    pub fn in_nic(&self) -> Arc<InNic> {
+        self.in_nic.clone()
+    }
     /// A ring found corrupt (the queue stops polling it).
     pub fn ring_error(&self) -> Option<RingError> {
         self.ring_error
@@ -233,6 +263,14 @@ impl RxQueue {
         }
         let h = refill_one(&mut self.hdr_fill, &mut self.hdr_pool, &mut self.descs);
         let p = refill_one(&mut self.pay_fill, &mut self.pay_pool, &mut self.descs);
+        if let Ok((k, _)) = h {
+            self.in_nic.hdr.fetch_add(k as i64, Ordering::Relaxed);
+            self.in_nic.posted_hdr.fetch_add(k as i64, Ordering::Release);
+        }
+        if let Ok((k, _)) = p {
+            self.in_nic.pay.fetch_add(k as i64, Ordering::Relaxed);
+            self.in_nic.posted_pay.fetch_add(k as i64, Ordering::Release);
+        }
         let mut n = 0;
         for (r, posted) in [(h, &mut self.counters.fill_hdr_posted), (p, &mut self.counters.fill_pay_posted)] {
             match r {
@@ -265,6 +303,18 @@ impl RxQueue {
             return 0;
         }
         self.counters.polls_busy += 1;
+        let (mut hdr_back, mut pay_back) = (0i64, 0i64);
+        for i in 0..n {
+            let c = &self.comps[i];
+            let f = c.flags.get();
+            hdr_back += !c.hdr_buf.is_none() as i64;
+            pay_back += (f & rx_flags::PAY_RETIRED != 0) as i64;
+        }
+        self.in_nic.hdr.fetch_sub(hdr_back, Ordering::Relaxed);
+        self.in_nic.pay.fetch_sub(pay_back, Ordering::Relaxed);
+        if let Ok(b) = self.cq.available() {
+            self.in_nic.backlog.store(b as i64, Ordering::Relaxed);
+        }
         for i in 0..n {
             let c = self.comps[i];
             if let Err(e) = self.complete(&c, sink) {
@@ -394,6 +444,8 @@ impl RxQueue {
                 out.unknown += 1;
             }
         }
+        self.in_nic.posted_hdr.fetch_sub(hdr.len() as i64, Ordering::Release);
+        self.in_nic.posted_pay.fetch_sub(pay.len() as i64, Ordering::Release);
         for (pool, list) in [(&mut self.hdr_pool, &hdr), (&mut self.pay_pool, &pay)] {
             out.reported += list.len() as u32;
             out.nic_held += nic_held(pool);
@@ -406,6 +458,8 @@ impl RxQueue {
             out.freed += check.freed + r.freed;
             out.retired_in_use += check.retired_in_use + r.retired_in_use;
         }
+        self.in_nic.hdr.store(0, Ordering::Relaxed);
+        self.in_nic.pay.store(0, Ordering::Relaxed);
         self.counters.resets += 1;
         self.posting = resume;
         Ok(out)
@@ -470,6 +524,8 @@ pub struct Poller<S> {
     pub cmd: mpsc::Sender<Cmd>,
     /// Completions processed so far (for progress displays).
     pub progress: Arc<AtomicU64>,
+    /// Buffers the NIC holds (flow control).
+    pub in_nic: Arc<InNic>,
     thread: JoinHandle<PollerExit<S>>,
 }
 
@@ -501,8 +557,8 @@ pub fn spawn_poller<S: Sink + 'static>(
 ) -> Poller<S> {
     let (tx, rx) = mpsc::channel::<Cmd>();
     let progress = Arc::new(AtomicU64::new(0));
+    let in_nic = queue.in_nic();
     let prog = progress.clone();
-    let stop = Arc::new(AtomicBool::new(false));
     let thread = std::thread::Builder::new()
         .name(format!("rxq{}-poller", queue.id()))
         .spawn(move || {
@@ -537,9 +593,6 @@ pub fn spawn_poller<S: Sink + 'static>(
                     }
                     Err(mpsc::TryRecvError::Empty) => {}
                 }
-                if stop.load(Ordering::Relaxed) {
-                    break None;
-                }
                 if n == 0 {
                     spins += 1;
                     if spins < 64 {
@@ -553,5 +606,5 @@ pub fn spawn_poller<S: Sink + 'static>(
             PollerExit { queue, sink, finish }
         })
         .expect("spawning a poller thread");
-    Poller { cmd: tx, progress, thread }
+    Poller { cmd: tx, progress, in_nic, thread }
 }

@@ -28,7 +28,7 @@ use splitrx_shared::abi::{
     CreateRxQueueArgs, CtrlOp, FillDesc, PoolArgs, PoolMode, RegisterPoolArgs, RingKind,
     RxCompletion,
 };
-use splitrx_sim::board::{BoardConfig, FirmwareReport, LoopWire, SimBoard, WireCtl};
+use splitrx_sim::board::{BoardConfig, FirmwareReport, FlowControl, LoopWire, SimBoard, WireCtl};
 use splitrx_sim::firmware::stats::{dev, q, Q_NAMES};
 use splitrx_sim::replay::Rate;
 use splitrx_sim::shm::{map, ShmRegion, PAGE};
@@ -80,6 +80,9 @@ pub struct RunConfig {
     pub rate: Option<Rate>,
     /// Check every delivered frame against the source.
     pub verify: bool,
+    /// Lossless link: the sim wire honours flow control (PAUSE) asserted while an RX queue
+    /// has few buffers posted. Off: the wire never waits and the NIC drops at the MAC.
+    pub lossless: bool,
 }
 
 impl Default for RunConfig {
@@ -99,9 +102,15 @@ impl Default for RunConfig {
             duration: None,
             rate: None,
             verify: true,
+            lossless: true,
         }
     }
 }
+
+/// Lossless mode: the wire holds a queue's frames while fewer than this many of its posted
+/// buffers are not yet claimed by frames already sent (> the firmware's fill cache refill
+/// granularity, so the NIC never runs dry).
+pub const PAUSE_LOW: i64 = 1;
 
 /// Why a run could not be done (a verification failure is not an error: it is in the report).
 #[derive(Debug, thiserror::Error)]
@@ -288,6 +297,33 @@ impl<S: Sink + 'static> SimRig<S> {
         if let Some(r) = cfg.rate {
             wire = wire.with_rate(r);
         }
+        let gauges: Arc<std::sync::OnceLock<Vec<Arc<crate::queue::InNic>>>> = Arc::default();
+        if cfg.lossless {
+            let params = NicParams {
+                queues: cfg.queues,
+                hds_thresh: cfg.hds_thresh,
+                hdr_buf_size: cfg.hdr_buf_size,
+                pay_buf_size: cfg.buf_size,
+            };
+            // Packed payload buffers hold many payloads: only header buffers are metered.
+            let page = cfg.mode == PoolMode::Page;
+            let tags = Expected::new(frames, &params)
+                .frames
+                .iter()
+                .map(|e| (e.queue, !e.overflow, page && e.split && !e.overflow))
+                .collect();
+            let g = gauges.clone();
+            wire = wire.with_flow_control(FlowControl::new(
+                tags,
+                cfg.queues,
+                PAUSE_LOW,
+                Box::new(move |q| {
+                    g.get().and_then(|v| v.get(q as usize)).map_or((0, 0), |n| {
+                        (n.posted_hdr.load(Ordering::Acquire), n.posted_pay.load(Ordering::Acquire))
+                    })
+                }),
+            ));
+        }
         let board = SimBoard::spawn(
             &BoardConfig {
                 host_window: host.path().to_path_buf(),
@@ -380,6 +416,7 @@ impl<S: Sink + 'static> SimRig<S> {
                 pollers.push(spawn_poller(queue, sink(qid), ctrl.clone()));
             }
         }
+        let _ = gauges.set(pollers.iter().map(|p| p.in_nic.clone()).collect());
         wire_ctl.start.store(true, Ordering::Release);
         Ok(SimRig {
             cfg: cfg.clone(),

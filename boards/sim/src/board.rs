@@ -55,7 +55,6 @@ pub struct WireCtl {
 
 /// A wire that plays a list of frames (held in one flat buffer) over and over: a capture
 /// replayed N times, or a generated workload. Optional pacing with a token bucket.
-#[derive(Debug)]
 pub struct LoopWire {
     data: Vec<u8>,
     spans: Vec<(usize, usize)>,
@@ -65,6 +64,21 @@ pub struct LoopWire {
     cur: (usize, usize),
     ctl: Arc<WireCtl>,
     pace: Option<(crate::replay::TokenBucket, crate::replay::Rate, Instant)>,
+    /// Link-level flow control (see [`FlowControl`]).
+    flow: Option<FlowControl>,
+    /// Times the wire was held by flow control.
+    pub paused: u64,
+}
+
+impl std::fmt::Debug for LoopWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopWire")
+            .field("frames", &self.spans.len())
+            .field("next", &self.next)
+            .field("limit", &self.limit)
+            .field("paused", &self.paused)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoopWire {
@@ -78,7 +92,12 @@ impl LoopWire {
             spans.push((data.len(), f.len()));
             data.extend_from_slice(f);
         }
-        LoopWire { data, spans, limit, next: 0, cur: (0, 0), ctl, pace: None }
+        LoopWire { data, spans, limit, next: 0, cur: (0, 0), ctl, pace: None, flow: None, paused: 0 }
+    }
+    /// Lossless mode: the link partner honours per-queue flow control (see [`FlowControl`]).
+    pub fn with_flow_control(mut self, flow: FlowControl) -> LoopWire {
+        self.flow = Some(flow);
+        self
     }
     /// Paces the wire at `rate` (token bucket with the rate's default burst).
     pub fn with_rate(mut self, rate: crate::replay::Rate) -> LoopWire {
@@ -96,6 +115,12 @@ impl Wire for LoopWire {
             return false;
         }
         let i = (self.next % self.spans.len() as u64) as usize;
+        if let Some(f) = &mut self.flow {
+            if !f.admit(i) {
+                self.paused += 1;
+                return false;
+            }
+        }
         let span = self.spans[i];
         if let Some((bucket, rate, t0)) = &mut self.pace {
             let now = t0.elapsed().as_nanos() as u64;
@@ -115,6 +140,53 @@ impl Wire for LoopWire {
         self.spans.is_empty()
             || self.limit.is_some_and(|l| self.next >= l)
             || self.ctl.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Priority flow control as the link partner sees it (like 802.1Qbb PFC with one priority per
+/// RX queue): a frame for queue `q` is sent only while the receiver has advertised room for it.
+/// The receiver advertises, per queue, the number of header and payload buffers it has posted
+/// in total (minus buffers handed back by resets); every frame sent to `q` may use one of each,
+/// so `posted - sent >= low` guarantees the frame a buffer. Frames that use no buffer of a kind
+/// (unsplit frames: no payload buffer; frames the NIC must drop: none) are tagged so.
+pub struct FlowControl {
+    /// Per frame of the wire's list: (queue, uses a header buffer, uses a payload buffer).
+    pub tags: Vec<(u16, bool, bool)>,
+    /// Per queue: buffers posted in total (header, payload).
+    pub posted: Box<dyn Fn(u16) -> (i64, i64) + Send>,
+    /// Minimum room kept.
+    pub low: i64,
+    used: Vec<(i64, i64)>,
+}
+
+impl std::fmt::Debug for FlowControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowControl").field("low", &self.low).field("used", &self.used).finish()
+    }
+}
+
+impl FlowControl {
+    pub fn new(
+        tags: Vec<(u16, bool, bool)>,
+        queues: u16,
+        low: i64,
+        posted: Box<dyn Fn(u16) -> (i64, i64) + Send>,
+    ) -> FlowControl {
+        FlowControl { tags, posted, low, used: vec![(0, 0); queues as usize] }
+    }
+    #[inline]
+    fn admit(&mut self, i: usize) -> bool {
+        let Some(&(q, h, p)) = self.tags.get(i) else { return true };
+        let Some(used) = self.used.get_mut(q as usize) else { return true };
+        if h || p {
+            let (ph, pp) = (self.posted)(q);
+            if (h && ph - used.0 < self.low) || (p && pp - used.1 < self.low) {
+                return false;
+            }
+        }
+        used.0 += h as i64;
+        used.1 += p as i64;
+        true
     }
 }
 

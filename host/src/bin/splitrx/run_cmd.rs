@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Buffers per pool of each queue (packed mode: payload pools get 1/8 as many).
     #[arg(long, default_value_t = 2048)]
     bufs: u32,
+    /// No flow control: the wire never waits for the host, and the NIC drops frames it has no
+    /// buffers for (counted per reason). Default: lossless (the wire honours PAUSE).
+    #[arg(long)]
+    lossy: bool,
     /// Skip the byte-for-byte check against the source.
     #[arg(long)]
     no_verify: bool,
@@ -108,6 +112,7 @@ impl RunArgs {
             duration: self.duration,
             rate: self.rate,
             verify: !self.no_verify,
+            lossless: !self.lossy,
             ..RunConfig::default()
         }
     }
