@@ -613,6 +613,9 @@ pub struct RunReport {
     pub verified: bool,
     pub pass: bool,
     pub failures: Vec<String>,
+    /// Firmware loop polls that did work / found nothing (the firmware core's load).
+    pub firmware_polls_busy: u64,
+    pub firmware_polls_idle: u64,
 }
 
 /// Human name of a `FrameClass` number.
@@ -843,6 +846,8 @@ pub fn report(cfg: &RunConfig, out: &RigOutcome<RunSink>, expected: Option<&Expe
         verified,
         pass: failures.is_empty(),
         failures,
+        firmware_polls_busy: out.firmware.as_ref().map_or(0, |f| f.polls_busy),
+        firmware_polls_idle: out.firmware.as_ref().map_or(0, |f| f.polls_idle),
     }
 }
 

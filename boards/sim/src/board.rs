@@ -3,7 +3,8 @@
 //! - [`SimMac`] ([`MacRx`]): frames come from a [`Wire`], lent to the firmware without a copy;
 //! - [`SimTx`] ([`MacTx`]): counts and discards (RoCE ACKs are not looped back yet);
 //! - [`SimDmaEngine`] ([`Dma`]): synchronous scatter-gather copies into the board's **own**
-//!   mappings of the shared-memory files ([`SimDma`]);
+//!   mappings of the shared-memory files (range-checked like [`crate::shm::SimDma`], with a
+//!   leaner hot path);
 //! - [`SimMem`] ([`SharedMemory`]): bus ranges to pointers into the same mappings;
 //! - [`SimClock`] ([`Clock`]): `Instant` since the board started.
 //!
@@ -12,7 +13,7 @@
 //! control region the host initialised, and runs `Firmware::poll` on its own thread until told
 //! to stop. The [`FirmwareReport`] returned on join carries the firmware's final counters.
 
-use crate::shm::{map, ShmError, ShmRegion, SimDma, WindowKind, WindowStats};
+use crate::shm::{map, ShmError, ShmRegion, WindowKind, WindowStats};
 use splitrx_firmware::hal::{
     Clock, Dma, DmaError, DmaSegment, DmaTicket, Hal, HalParts, MacRx, MacTx, RxFrame,
     SharedMemory, TxError,
@@ -255,12 +256,86 @@ impl MacTx for SimTx {
     }
 }
 
-/// The DMA engine: a synchronous copy per segment through [`SimDma`]. Tickets complete at once.
+/// One DMA window: a bus range and the board's own mapping of it.
+#[derive(Debug)]
+struct DmaWindow {
+    bus: u64,
+    len: u64,
+    ptr: NonNull<u8>,
+    kind: WindowKind,
+    writes: u64,
+    bytes: u64,
+    _region: Arc<ShmRegion>,
+}
+
+/// The DMA engine: a synchronous copy per segment into the board's own mappings. Tickets
+/// complete at once. A segment must lie entirely inside one window, else the write fails
+/// (counted) and the rest of it is not written.
+///
+/// (The datapath copy is the simulation's physical limit, so the engine keeps its hot path to
+/// a range check and one `memcpy`; counters are plain integers of the firmware thread.)
 #[derive(Debug)]
 pub struct SimDmaEngine {
-    dma: Arc<SimDma>,
+    windows: Vec<DmaWindow>,
     next: u32,
     failed: Option<u32>,
+    faults: u64,
+}
+
+// SAFETY: the pointers are into mappings owned (through `_region`) by the engine itself; the
+// engine is used by one thread at a time (it moves to the firmware thread once).
+unsafe impl Send for SimDmaEngine {}
+
+impl SimDmaEngine {
+    fn new(regions: &[(WindowKind, Arc<ShmRegion>)]) -> SimDmaEngine {
+        SimDmaEngine {
+            windows: regions
+                .iter()
+                .map(|(kind, r)| DmaWindow {
+                    bus: r.bus_base(),
+                    len: r.len() as u64,
+                    ptr: r.as_ptr(),
+                    kind: *kind,
+                    writes: 0,
+                    bytes: 0,
+                    _region: r.clone(),
+                })
+                .collect(),
+            next: 0,
+            failed: None,
+            faults: 0,
+        }
+    }
+    /// Writes and bytes per window kind.
+    pub fn stats(&self, kind: WindowKind) -> WindowStats {
+        self.windows.iter().filter(|w| w.kind == kind).fold(WindowStats::default(), |a, w| {
+            WindowStats { writes: a.writes + w.writes, bytes_written: a.bytes_written + w.bytes, ..a }
+        })
+    }
+    /// Rejected writes.
+    pub fn faults(&self) -> u64 {
+        self.faults
+    }
+    #[inline(always)]
+    fn copy(&mut self, bus: u64, data: &[u8]) -> bool {
+        for w in &mut self.windows {
+            let Some(off) = bus.checked_sub(w.bus) else { continue };
+            if off > w.len || data.len() as u64 > w.len - off {
+                continue;
+            }
+            // SAFETY: `[off, off + len)` is inside the window's mapping (checked above, without
+            // overflow); the mapping is a shared file no Rust reference points into, and the
+            // source is the MAC's frame buffer, which cannot overlap it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), w.ptr.as_ptr().add(off as usize), data.len())
+            };
+            w.writes += 1;
+            w.bytes += data.len() as u64;
+            return true;
+        }
+        self.faults += 1;
+        false
+    }
 }
 
 impl Dma for SimDmaEngine {
@@ -274,7 +349,7 @@ impl Dma for SimDmaEngine {
         // A failed segment ends the write (the firmware then reuses the buffers, which the
         // host has not been told about).
         for s in segs {
-            if self.dma.write(s.bus_addr, s.data).is_err() {
+            if !self.copy(s.bus_addr, s.data) {
                 self.failed = Some(self.next);
                 return Err(DmaError::Bus);
             }
@@ -351,7 +426,7 @@ pub struct FirmwareReport {
     /// DMA bytes written into the host-memory window and into the device BAR.
     pub dma_host: WindowStats,
     pub dma_bar: WindowStats,
-    pub dma_faults: (u64, u64),
+    pub dma_faults: u64,
     /// Busy/idle polls of the firmware loop.
     pub polls_busy: u64,
     pub polls_idle: u64,
@@ -389,11 +464,11 @@ impl SimBoard {
         let host = open(&cfg.host_window, map::HOST_MEM_BUS_BASE)?;
         let bar = open(&cfg.gpu_bar, map::GPU_BAR_BUS_BASE)?;
         let mapping_bases = [host.as_ptr().as_ptr() as usize, bar.as_ptr().as_ptr() as usize];
-        let mut dma = SimDma::new();
         // The two windows are at fixed, disjoint bus ranges of the board's memory map.
-        let _ = dma.add_window(WindowKind::HostMemory, host.clone());
-        let _ = dma.add_window(WindowKind::DeviceBar, bar.clone());
-        let dma = Arc::new(dma);
+        let dma = SimDmaEngine::new(&[
+            (WindowKind::HostMemory, host.clone()),
+            (WindowKind::DeviceBar, bar.clone()),
+        ]);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel::<Result<(), InitError>>();
         let (ctrl_bus, ctrl_len) = (cfg.ctrl_bus, cfg.ctrl_len);
@@ -404,7 +479,7 @@ impl SimBoard {
                 let parts = HalParts::<SimHal<W>> {
                     rx: SimMac::new(wire, ctl),
                     tx: SimTx::default(),
-                    dma: SimDmaEngine { dma: dma.clone(), next: 0, failed: None },
+                    dma,
                     mem: SimMem { regions: vec![host, bar] },
                     clock: SimClock(Instant::now()),
                 };
@@ -416,7 +491,7 @@ impl SimBoard {
                     }
                     Err(e) => {
                         let _ = tx.send(Err(e));
-                        return empty_report(&dma);
+                        return empty_report();
                     }
                 };
                 let (mut busy, mut idle, mut spins) = (0u64, 0u64, 0u32);
@@ -447,9 +522,9 @@ impl SimBoard {
                     queues,
                     mac_offered: mac.offered,
                     mac_bytes: mac.bytes,
-                    dma_host: dma.kind_stats(WindowKind::HostMemory),
-                    dma_bar: dma.kind_stats(WindowKind::DeviceBar),
-                    dma_faults: dma.faults(),
+                    dma_host: fw.hal().dma.stats(WindowKind::HostMemory),
+                    dma_bar: fw.hal().dma.stats(WindowKind::DeviceBar),
+                    dma_faults: fw.hal().dma.faults(),
                     polls_busy: busy,
                     polls_idle: idle,
                     run_time: t0.elapsed(),
@@ -485,15 +560,15 @@ impl Drop for SimBoard {
     }
 }
 
-fn empty_report(dma: &SimDma) -> FirmwareReport {
+fn empty_report() -> FirmwareReport {
     FirmwareReport {
         device: [0; DEV_COUNT],
         queues: Vec::new(),
         mac_offered: 0,
         mac_bytes: 0,
-        dma_host: dma.kind_stats(WindowKind::HostMemory),
-        dma_bar: dma.kind_stats(WindowKind::DeviceBar),
-        dma_faults: dma.faults(),
+        dma_host: WindowStats::default(),
+        dma_bar: WindowStats::default(),
+        dma_faults: 0,
         polls_busy: 0,
         polls_idle: 0,
         run_time: Duration::ZERO,
