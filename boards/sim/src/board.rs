@@ -158,6 +158,8 @@ pub struct FlowControl {
     /// Minimum room kept.
     pub low: i64,
     used: Vec<(i64, i64)>,
+    /// Last advertised values read (re-read only when they do not admit a frame).
+    seen: Vec<(i64, i64)>,
 }
 
 impl std::fmt::Debug for FlowControl {
@@ -173,15 +175,26 @@ impl FlowControl {
         low: i64,
         posted: Box<dyn Fn(u16) -> (i64, i64) + Send>,
     ) -> FlowControl {
-        FlowControl { tags, posted, low, used: vec![(0, 0); queues as usize] }
+        FlowControl {
+            tags,
+            posted,
+            low,
+            used: vec![(0, 0); queues as usize],
+            seen: vec![(0, 0); queues as usize],
+        }
     }
     #[inline]
     fn admit(&mut self, i: usize) -> bool {
         let Some(&(q, h, p)) = self.tags.get(i) else { return true };
-        let Some(used) = self.used.get_mut(q as usize) else { return true };
-        if h || p {
-            let (ph, pp) = (self.posted)(q);
-            if (h && ph - used.0 < self.low) || (p && pp - used.1 < self.low) {
+        let (Some(used), Some(seen)) = (self.used.get_mut(q as usize), self.seen.get_mut(q as usize))
+        else {
+            return true;
+        };
+        let short = |s: &(i64, i64)| (h && s.0 - used.0 < self.low) || (p && s.1 - used.1 < self.low);
+        if short(seen) {
+            // Advertised credit only grows (resets aside): re-read it only when needed.
+            *seen = (self.posted)(q);
+            if short(seen) {
                 return false;
             }
         }

@@ -186,19 +186,22 @@ pub struct BenchArgs {
     /// Scale the number of frames of each case (1.0 = 1M x 4 KiB, 4M x 64 B, 2M x 1500 B).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Runs of each case (the best is reported: the machine may be shared).
+    #[arg(long, default_value_t = 3)]
+    runs: u32,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
 }
 
-/// Single-core memcpy bandwidth into a mapped shared-memory file (bytes/s): best of 5 passes
+/// Single-core memcpy bandwidth into a mapped shared-memory file (bytes/s): best of 10 passes
 /// of a 64 MiB copy.
 fn memcpy_bandwidth() -> Result<f64, String> {
     const LEN: usize = 64 << 20;
     let dst = splitrx_sim::shm::ShmRegion::create_temp("memcpy", LEN, 0).map_err(|e| e.to_string())?;
     let src: Vec<u8> = (0..LEN).map(|i| (i * 7 + 3) as u8).collect();
     let mut best = f64::MAX;
-    for _ in 0..6 {
+    for _ in 0..10 {
         let t = Instant::now();
         // Chunks of 4 KiB like the datapath's copies.
         for (i, c) in src.chunks(4096).enumerate() {
@@ -234,7 +237,18 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             verify: false,
             ..RunConfig::default()
         };
-        match sim_run::run(&cfg, |_, _| {}) {
+        let mut best: Option<RunReport> = None;
+        for _ in 0..args.runs.max(1) {
+            match sim_run::run(&cfg, |_, _| {}) {
+                Ok(r) if best.as_ref().is_none_or(|b| r.mpps > b.mpps) => best = Some(r),
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("splitrx: error: {name}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        match best.ok_or(()) {
             Ok(r) => {
                 let pay_bw = r.payload_bytes as f64 / r.seconds;
                 rows.push(serde_json::json!({
@@ -250,10 +264,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
                     "pass": r.pass,
                 }));
             }
-            Err(e) => {
-                eprintln!("splitrx: error: {name}: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(()) => return ExitCode::FAILURE,
         }
     }
     let out = serde_json::json!({
