@@ -276,7 +276,10 @@ impl RxQueue {
         let need = 1 + flush_old as u32;
 
         // 3. Reserve: completion slots, header buffer, payload buffer.
-        match self.cq.free() {
+        // `reserve` loads the host's consumer index only when the cached one shows fewer than
+        // `need` free slots (`free()` would load it on every frame); the chunk is dropped
+        // uncommitted, which publishes nothing.
+        match self.cq.reserve(need).map(|c| c.len()) {
             Ok(f) if f >= need => {}
             Ok(_) => {
                 self.stats.inc(q::DROP_CQ_FULL);
