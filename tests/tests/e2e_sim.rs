@@ -178,8 +178,10 @@ fn queue_reset_mid_traffic_reconciles_exactly() {
         source: Source::Synthetic { spec: "mix".into(), seed: 3 },
         queues: 2,
         frames: Some(40_000),
-        // Paced, so that the reset lands in the middle of traffic on any machine.
+        // Paced, so that the reset lands in the middle of traffic on any machine; no flow
+        // control (frames that arrive while the queue resets are dropped and counted).
         rate: Some("50kpps".parse().unwrap()),
+        lossless: false,
         ..RunConfig::default()
     });
     let (rig, exp, _) = start_rig(&cfg, Some(40_000), None);

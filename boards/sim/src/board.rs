@@ -160,7 +160,17 @@ pub struct FlowControl {
     used: Vec<(i64, i64)>,
     /// Last advertised values read (re-read only when they do not admit a frame).
     seen: Vec<(i64, i64)>,
+    /// When the current pause began. A pause longer than [`PAUSE_MAX`] is given up (the frame
+    /// is sent; if the NIC has no buffer it drops it, counted): like a PFC watchdog, so that a
+    /// receiver that never advertises credit again (an application holding every buffer, or
+    /// credit lost to frames dropped during a queue reset) cannot stall the link forever.
+    paused_since: Option<Instant>,
+    /// Pauses given up by the watchdog.
+    pub watchdog: u64,
 }
+
+/// Longest flow-control pause before the watchdog sends anyway.
+pub const PAUSE_MAX: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for FlowControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,6 +191,8 @@ impl FlowControl {
             low,
             used: vec![(0, 0); queues as usize],
             seen: vec![(0, 0); queues as usize],
+            paused_since: None,
+            watchdog: 0,
         }
     }
     #[inline]
@@ -195,9 +207,14 @@ impl FlowControl {
             // Advertised credit only grows (resets aside): re-read it only when needed.
             *seen = (self.posted)(q);
             if short(seen) {
-                return false;
+                let since = *self.paused_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < PAUSE_MAX {
+                    return false;
+                }
+                self.watchdog += 1;
             }
         }
+        self.paused_since = None;
         used.0 += h as i64;
         used.1 += p as i64;
         true
