@@ -194,14 +194,14 @@ pub struct BenchArgs {
     json: bool,
 }
 
-/// Single-core memcpy bandwidth into a mapped shared-memory file (bytes/s): best of 10 passes
-/// of a 64 MiB copy.
+/// Single-core memcpy bandwidth into a mapped shared-memory file (bytes/s): best of 4 passes
+/// of a 64 MiB copy in 4 KiB chunks (the first pass also faults the pages in).
 fn memcpy_bandwidth() -> Result<f64, String> {
     const LEN: usize = 64 << 20;
     let dst = splitrx_sim::shm::ShmRegion::create_temp("memcpy", LEN, 0).map_err(|e| e.to_string())?;
     let src: Vec<u8> = (0..LEN).map(|i| (i * 7 + 3) as u8).collect();
     let mut best = f64::MAX;
-    for _ in 0..10 {
+    for _ in 0..4 {
         let t = Instant::now();
         // Chunks of 4 KiB like the datapath's copies.
         for (i, c) in src.chunks(4096).enumerate() {
@@ -213,13 +213,6 @@ fn memcpy_bandwidth() -> Result<f64, String> {
 }
 
 pub fn bench(args: &BenchArgs) -> ExitCode {
-    let memcpy = match memcpy_bandwidth() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("splitrx: error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let n = |base: f64| ((base * args.scale) as u64).max(10_000);
     let cases = [
         ("4 KiB payload, page mode", "udp4:4096", 4096u32, 0u32, n(1e6)),
@@ -227,6 +220,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         ("1500 B payload, page mode", "udp4:1500", 2048, 0, n(2e6)),
     ];
     let mut rows = Vec::new();
+    let mut memcpy_best = 0f64;
     for (name, spec, buf, thresh, frames) in cases {
         let cfg = RunConfig {
             source: Source::Synthetic { spec: spec.into(), seed: DEFAULT_SEED },
@@ -237,10 +231,20 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             verify: false,
             ..RunConfig::default()
         };
-        let mut best: Option<RunReport> = None;
+        // Each run measures memcpy right before the pipeline, so the ratio compares two
+        // measurements taken under the same machine load; the best run is reported.
+        let mut best: Option<(RunReport, f64)> = None;
         for _ in 0..args.runs.max(1) {
+            let memcpy = match memcpy_bandwidth() {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("splitrx: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            memcpy_best = memcpy_best.max(memcpy);
             match sim_run::run(&cfg, |_, _| {}) {
-                Ok(r) if best.as_ref().is_none_or(|b| r.mpps > b.mpps) => best = Some(r),
+                Ok(r) if best.as_ref().is_none_or(|b| r.mpps > b.0.mpps) => best = Some((r, memcpy)),
                 Ok(_) => {}
                 Err(e) => {
                     eprintln!("splitrx: error: {name}: {e}");
@@ -248,47 +252,52 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
                 }
             }
         }
-        match best.ok_or(()) {
-            Ok(r) => {
-                let pay_bw = r.payload_bytes as f64 / r.seconds;
-                rows.push(serde_json::json!({
-                    "case": name,
-                    "frames_sent": r.sent_frames,
-                    "frames_delivered": r.delivered_frames,
-                    "dropped": r.sent_frames - r.delivered_frames,
-                    "seconds": r.seconds,
-                    "mpps": r.mpps,
-                    "gbps_frames": r.gbps,
-                    "gbps_payload": pay_bw * 8.0 / 1e9,
-                    "payload_vs_memcpy": pay_bw / memcpy,
-                    "pass": r.pass,
-                }));
-            }
-            Err(()) => return ExitCode::FAILURE,
-        }
+        let Some((r, memcpy)) = best else { return ExitCode::FAILURE };
+        let pay_bw = r.payload_bytes as f64 / r.seconds;
+        rows.push(serde_json::json!({
+            "case": name,
+            "frames_sent": r.sent_frames,
+            "frames_delivered": r.delivered_frames,
+            "dropped": r.sent_frames - r.delivered_frames,
+            "seconds": r.seconds,
+            "mpps": r.mpps,
+            "gbps_frames": r.gbps,
+            "gbps_payload": pay_bw * 8.0 / 1e9,
+            "memcpy_gbps": memcpy * 8.0 / 1e9,
+            "payload_vs_memcpy": pay_bw / memcpy,
+            "pass": r.pass,
+        }));
     }
     let out = serde_json::json!({
-        "memcpy_gbps": memcpy * 8.0 / 1e9,
-        "memcpy_gbytes_per_s": memcpy / 1e9,
+        "memcpy_best_gbps": memcpy_best * 8.0 / 1e9,
         "cases": rows,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        println!("single-core memcpy into a mapped file: {:.2} GB/s ({:.1} Gb/s)", memcpy / 1e9, memcpy * 8.0 / 1e9);
-        println!("{:<44} {:>10} {:>9} {:>10} {:>10} {:>9} {:>9}", "case", "frames", "Mpps", "Gb/s", "payload", "vs memcpy", "dropped");
+        println!(
+            "single-core memcpy into a mapped file (best seen): {:.2} GB/s ({:.1} Gb/s)",
+            memcpy_best / 1e9,
+            memcpy_best * 8.0 / 1e9
+        );
+        println!(
+            "{:<44} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7}",
+            "case", "frames", "Mpps", "Gb/s", "payload", "memcpy", "vs memcpy", "dropped"
+        );
         for r in &rows {
             println!(
-                "{:<44} {:>10} {:>9.3} {:>10.2} {:>10.2} {:>8.1}% {:>9}",
+                "{:<44} {:>10} {:>8.3} {:>8.2} {:>8.2} {:>8.2} {:>8.1}% {:>7}",
                 r["case"].as_str().unwrap_or(""),
                 r["frames_delivered"],
                 r["mpps"].as_f64().unwrap_or(0.0),
                 r["gbps_frames"].as_f64().unwrap_or(0.0),
                 r["gbps_payload"].as_f64().unwrap_or(0.0),
+                r["memcpy_gbps"].as_f64().unwrap_or(0.0),
                 r["payload_vs_memcpy"].as_f64().unwrap_or(0.0) * 100.0,
                 r["dropped"],
             );
         }
+        println!("(Gb/s: frame bytes; payload: payload bytes into the device window; memcpy: measured just before the case's best run)");
     }
     ExitCode::SUCCESS
 }
