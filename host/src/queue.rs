@@ -108,7 +108,11 @@ pub enum CompletionError {
     #[error("unknown flag bits {0:#x}")]
     Flags(u16),
     #[error("inconsistent lengths (hdr {hdr_len}, payload {pay_len}, frame {frame_len})")]
-    Lengths { hdr_len: u16, pay_len: u32, frame_len: u32 },
+    Lengths {
+        hdr_len: u16,
+        pay_len: u32,
+        frame_len: u32,
+    },
     #[error("header buffer: {0}")]
     Header(LedgerError),
     #[error("payload buffer: {0}")]
@@ -172,7 +176,10 @@ impl InNic {
     /// Header / payload buffers the NIC can still fill (lower bounds as of the last poll).
     pub fn available(&self) -> (i64, i64) {
         let b = self.backlog.load(Ordering::Relaxed);
-        (self.hdr.load(Ordering::Relaxed) - b, self.pay.load(Ordering::Relaxed) - b)
+        (
+            self.hdr.load(Ordering::Relaxed) - b,
+            self.pay.load(Ordering::Relaxed) - b,
+        )
     }
 }
 
@@ -212,7 +219,11 @@ impl RxQueue {
     /// `mem` keeps the mapping the ring handles point into alive as long as the queue.
     pub fn new(
         id: u16,
-        rings: (Producer<FillDesc>, Producer<FillDesc>, Consumer<RxCompletion>),
+        rings: (
+            Producer<FillDesc>,
+            Producer<FillDesc>,
+            Consumer<RxCompletion>,
+        ),
         hdr_pool: PagePool,
         pay_pool: PagePool,
         mem: Arc<dyn Send + Sync>,
@@ -265,14 +276,21 @@ impl RxQueue {
         let p = refill_one(&mut self.pay_fill, &mut self.pay_pool, &mut self.descs);
         if let Ok((k, _)) = h {
             self.in_nic.hdr.fetch_add(k as i64, Ordering::Relaxed);
-            self.in_nic.posted_hdr.fetch_add(k as i64, Ordering::Release);
+            self.in_nic
+                .posted_hdr
+                .fetch_add(k as i64, Ordering::Release);
         }
         if let Ok((k, _)) = p {
             self.in_nic.pay.fetch_add(k as i64, Ordering::Relaxed);
-            self.in_nic.posted_pay.fetch_add(k as i64, Ordering::Release);
+            self.in_nic
+                .posted_pay
+                .fetch_add(k as i64, Ordering::Release);
         }
         let mut n = 0;
-        for (r, posted) in [(h, &mut self.counters.fill_hdr_posted), (p, &mut self.counters.fill_pay_posted)] {
+        for (r, posted) in [
+            (h, &mut self.counters.fill_hdr_posted),
+            (p, &mut self.counters.fill_pay_posted),
+        ] {
             match r {
                 Ok((k, dry)) => {
                     *posted += k as u64;
@@ -344,7 +362,9 @@ impl RxQueue {
             if !c.hdr_buf.is_none() || c.pay_len.get() != 0 {
                 return Err(CompletionError::Flags(flags));
             }
-            self.pay_pool.retire(c.pay_buf).map_err(CompletionError::Payload)?;
+            self.pay_pool
+                .retire(c.pay_buf)
+                .map_err(CompletionError::Payload)?;
             self.counters.rx_flush += 1;
             return Ok(());
         }
@@ -356,10 +376,16 @@ impl RxQueue {
             pay_len == 0 && c.pay_buf.is_none() && hdr_len as u32 <= frame_len
         };
         if !lengths_ok || hdr_len == 0 {
-            return Err(CompletionError::Lengths { hdr_len, pay_len, frame_len });
+            return Err(CompletionError::Lengths {
+                hdr_len,
+                pay_len,
+                frame_len,
+            });
         }
         // Check both buffers before committing either.
-        self.hdr_pool.check(c.hdr_buf, 0, hdr_len as u32).map_err(CompletionError::Header)?;
+        self.hdr_pool
+            .check(c.hdr_buf, 0, hdr_len as u32)
+            .map_err(CompletionError::Header)?;
         if split {
             self.pay_pool
                 .check(c.pay_buf, c.pay_off.get(), pay_len)
@@ -371,7 +397,10 @@ impl RxQueue {
             .map_err(CompletionError::Header)?;
         let payload = if split {
             let retired = self.pay_mode == PoolMode::Page || flags & rx_flags::PAY_RETIRED != 0;
-            match self.pay_pool.complete(c.pay_buf, c.pay_off.get(), pay_len, retired) {
+            match self
+                .pay_pool
+                .complete(c.pay_buf, c.pay_off.get(), pay_len, retired)
+            {
                 Ok(f) => Some(f),
                 Err(e) => {
                     self.hdr_pool.drop_filled(hdr);
@@ -398,7 +427,11 @@ impl RxQueue {
         k.rx_hdr_truncated += (flags & rx_flags::HDR_TRUNCATED != 0) as u64;
         k.rx_errors_malformed += (flags & rx_flags::ERROR != 0) as u64;
         k.rx_icrc_bad += (flags & rx_flags::ICRC_BAD != 0) as u64;
-        if !sink.deliver(Rx { completion: *c, header, payload }) {
+        if !sink.deliver(Rx {
+            completion: *c,
+            header,
+            payload,
+        }) {
             self.counters.rx_deliver_closed += 1;
         }
         Ok(())
@@ -433,7 +466,10 @@ impl RxQueue {
             let mut c = ctrl.lock().unwrap_or_else(|p| p.into_inner());
             c.reset_queue(self.id, &mut Deadline::after(Duration::from_secs(10)))?
         };
-        let mut out = ResetOutcome { drained: self.drain(sink), ..ResetOutcome::default() };
+        let mut out = ResetOutcome {
+            drained: self.drain(sink),
+            ..ResetOutcome::default()
+        };
         let (mut hdr, mut pay) = (Vec::new(), Vec::new());
         for b in reported {
             if b.pool() == self.hdr_pool.id() {
@@ -444,8 +480,12 @@ impl RxQueue {
                 out.unknown += 1;
             }
         }
-        self.in_nic.posted_hdr.fetch_sub(hdr.len() as i64, Ordering::Release);
-        self.in_nic.posted_pay.fetch_sub(pay.len() as i64, Ordering::Release);
+        self.in_nic
+            .posted_hdr
+            .fetch_sub(hdr.len() as i64, Ordering::Release);
+        self.in_nic
+            .posted_pay
+            .fetch_sub(pay.len() as i64, Ordering::Release);
         for (pool, list) in [(&mut self.hdr_pool, &hdr), (&mut self.pay_pool, &pay)] {
             out.reported += list.len() as u32;
             out.nic_held += nic_held(pool);
@@ -475,7 +515,10 @@ fn nic_held(pool: &PagePool) -> u32 {
 
 impl CompletionError {
     fn is_ledger(&self) -> bool {
-        matches!(self, CompletionError::Header(_) | CompletionError::Payload(_))
+        matches!(
+            self,
+            CompletionError::Header(_) | CompletionError::Payload(_)
+        )
     }
 }
 
@@ -544,7 +587,9 @@ impl<S> Poller<S> {
     /// Asks the poller to reset its queue mid-traffic and waits for the outcome.
     pub fn reset(&self) -> Result<ResetOutcome, String> {
         let (tx, rx) = mpsc::channel();
-        self.cmd.send(Cmd::Reset(tx)).map_err(|_| "poller gone".to_string())?;
+        self.cmd
+            .send(Cmd::Reset(tx))
+            .map_err(|_| "poller gone".to_string())?;
         rx.recv().map_err(|_| "poller gone".to_string())?
     }
 }
@@ -578,7 +623,9 @@ pub fn spawn_poller<S: Sink + 'static>(
                 since_cmd = 0;
                 match rx.try_recv() {
                     Ok(Cmd::Reset(reply)) => {
-                        let r = queue.reset(&ctrl, &mut sink, true).map_err(|e| e.to_string());
+                        let r = queue
+                            .reset(&ctrl, &mut sink, true)
+                            .map_err(|e| e.to_string());
                         let _ = reply.send(r);
                         continue;
                     }
@@ -589,7 +636,11 @@ pub fn spawn_poller<S: Sink + 'static>(
                         continue;
                     }
                     Ok(Cmd::Finish) | Err(mpsc::TryRecvError::Disconnected) => {
-                        break Some(queue.reset(&ctrl, &mut sink, false).map_err(|e| e.to_string()));
+                        break Some(
+                            queue
+                                .reset(&ctrl, &mut sink, false)
+                                .map_err(|e| e.to_string()),
+                        );
                     }
                     Err(mpsc::TryRecvError::Empty) => {}
                 }
@@ -603,8 +654,17 @@ pub fn spawn_poller<S: Sink + 'static>(
                 }
             };
             prog.store(queue.counters.rx_packets, Ordering::Relaxed);
-            PollerExit { queue, sink, finish }
+            PollerExit {
+                queue,
+                sink,
+                finish,
+            }
         })
         .expect("spawning a poller thread");
-    Poller { cmd: tx, progress, in_nic, thread }
+    Poller {
+        cmd: tx,
+        progress,
+        in_nic,
+        thread,
+    }
 }

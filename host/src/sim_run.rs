@@ -88,7 +88,10 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            source: Source::Synthetic { spec: "mix".into(), seed: DEFAULT_SEED },
+            source: Source::Synthetic {
+                spec: "mix".into(),
+                seed: DEFAULT_SEED,
+            },
             queues: 2,
             mode: PoolMode::Page,
             buf_size: 9216,
@@ -137,10 +140,16 @@ pub enum RunError {
 pub fn load_frames(src: &Source, frames: Option<u64>) -> Result<Vec<Vec<u8>>, RunError> {
     match src {
         Source::Synthetic { spec, seed } => {
-            let spec = if spec == "mix" { splitrx_sim::traffic::MIX } else { spec.as_str() };
+            let spec = if spec == "mix" {
+                splitrx_sim::traffic::MIX
+            } else {
+                spec.as_str()
+            };
             let spec = splitrx_sim::traffic::TrafficSpec::parse(spec)
                 .map_err(|e| RunError::Source(format!("--synthetic: {e}")))?;
-            let n = frames.map_or(SYNTHETIC_PERIOD, |f| (f as usize).min(SYNTHETIC_PERIOD)).max(1);
+            let n = frames
+                .map_or(SYNTHETIC_PERIOD, |f| (f as usize).min(SYNTHETIC_PERIOD))
+                .max(1);
             let mut g = splitrx_sim::traffic::Generator::new(&spec, *seed);
             Ok((0..n).map(|_| g.next_frame().bytes).collect())
         }
@@ -170,7 +179,10 @@ struct Layout {
 }
 
 fn layout(cfg: &RunConfig) -> Result<Layout, RunError> {
-    let ctrl = RegionLayout::new(u16::MAX, &[(RingKind::CtrlRequest, 64), (RingKind::CtrlResponse, 64)])?;
+    let ctrl = RegionLayout::new(
+        u16::MAX,
+        &[(RingKind::CtrlRequest, 64), (RingKind::CtrlResponse, 64)],
+    )?;
     let mut off = page_up(ctrl.size);
     let mut queues = Vec::new();
     for q in 0..cfg.queues {
@@ -196,7 +208,14 @@ fn layout(cfg: &RunConfig) -> Result<Layout, RunError> {
         pay_pools.push(bar);
         bar = page_up(bar + cfg.buf_size as u64 * cfg.pay_bufs_per_queue as u64);
     }
-    Ok(Layout { ctrl, queues, hdr_pools, pay_pools, host_len, bar_len: bar })
+    Ok(Layout {
+        ctrl,
+        queues,
+        hdr_pools,
+        pay_pools,
+        host_len,
+        bar_len: bar,
+    })
 }
 
 fn check_config(cfg: &RunConfig) -> Result<(), RunError> {
@@ -233,7 +252,9 @@ pub struct SimRig<S: Sink + 'static> {
 
 impl<S: Sink + 'static> std::fmt::Debug for SimRig<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimRig").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("SimRig")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -276,7 +297,11 @@ impl<S: Sink + 'static> SimRig<S> {
     ) -> Result<SimRig<S>, RunError> {
         check_config(cfg)?;
         let lay = layout(cfg)?;
-        let host = Arc::new(ShmRegion::create_temp("host", lay.host_len as usize, map::HOST_MEM_BUS_BASE)?);
+        let host = Arc::new(ShmRegion::create_temp(
+            "host",
+            lay.host_len as usize,
+            map::HOST_MEM_BUS_BASE,
+        )?);
         let bar = ShmRegion::create_temp("gpubar", lay.bar_len as usize, map::GPU_BAR_BUS_BASE)?;
         let base = host.as_ptr();
         // SAFETY: the control region is at offset 0 of the host window mapping (page-aligned,
@@ -319,7 +344,10 @@ impl<S: Sink + 'static> SimRig<S> {
                 PAUSE_LOW,
                 Box::new(move |q| {
                     g.get().and_then(|v| v.get(q as usize)).map_or((0, 0), |n| {
-                        (n.posted_hdr.load(Ordering::Acquire), n.posted_pay.load(Ordering::Acquire))
+                        (
+                            n.posted_hdr.load(Ordering::Acquire),
+                            n.posted_pay.load(Ordering::Acquire),
+                        )
                     })
                 }),
             ));
@@ -337,7 +365,9 @@ impl<S: Sink + 'static> SimRig<S> {
         let separate = board.mapping_bases[0] != base.as_ptr() as usize
             && board.mapping_bases[1] != bar.as_ptr().as_ptr() as usize;
         if !separate {
-            return Err(RunError::Other("the board shares the host's mapping".into()));
+            return Err(RunError::Other(
+                "the board shares the host's mapping".into(),
+            ));
         }
         let wait = || Deadline::after(Duration::from_secs(10));
         let mut pollers = Vec::new();
@@ -350,24 +380,58 @@ impl<S: Sink + 'static> SimRig<S> {
                 let (hdr_id, pay_id) = (2 * qid as u8, 2 * qid as u8 + 1);
                 let hdr_bus = map::HOST_MEM_BUS_BASE + lay.hdr_pools[i];
                 let pay_bus = map::GPU_BAR_BUS_BASE + lay.pay_pools[i];
-                let ring_size = (cfg.bufs_per_queue.max(cfg.pay_bufs_per_queue) as usize).next_power_of_two();
+                let ring_size =
+                    (cfg.bufs_per_queue.max(cfg.pay_bufs_per_queue) as usize).next_power_of_two();
                 let hdr_pool = PagePool::new(
-                    PoolConfig { pool_id: hdr_id, mode: PoolMode::Page, ring_size, ..PoolConfig::new(hdr_id) },
+                    PoolConfig {
+                        pool_id: hdr_id,
+                        mode: PoolMode::Page,
+                        ring_size,
+                        ..PoolConfig::new(hdr_id)
+                    },
                     Box::new(DeviceWindow::new(DeviceWindowConfig {
                         offset: lay.hdr_pools[i],
-                        ..DeviceWindowConfig::open(host.path(), cfg.hdr_buf_size, cfg.bufs_per_queue, hdr_bus)
+                        ..DeviceWindowConfig::open(
+                            host.path(),
+                            cfg.hdr_buf_size,
+                            cfg.bufs_per_queue,
+                            hdr_bus,
+                        )
                     })),
                 )?;
                 let pay_pool = PagePool::new(
-                    PoolConfig { pool_id: pay_id, mode: cfg.mode, align_log2: 6, ring_size, ..PoolConfig::new(pay_id) },
+                    PoolConfig {
+                        pool_id: pay_id,
+                        mode: cfg.mode,
+                        align_log2: 6,
+                        ring_size,
+                        ..PoolConfig::new(pay_id)
+                    },
                     Box::new(DeviceWindow::new(DeviceWindowConfig {
                         offset: lay.pay_pools[i],
-                        ..DeviceWindowConfig::open(bar.path(), cfg.buf_size, cfg.pay_bufs_per_queue, pay_bus)
+                        ..DeviceWindowConfig::open(
+                            bar.path(),
+                            cfg.buf_size,
+                            cfg.pay_bufs_per_queue,
+                            pay_bus,
+                        )
                     })),
                 )?;
                 for (id, bus, size, count, mode) in [
-                    (hdr_id, hdr_bus, cfg.hdr_buf_size, cfg.bufs_per_queue, PoolMode::Page),
-                    (pay_id, pay_bus, cfg.buf_size, cfg.pay_bufs_per_queue, cfg.mode),
+                    (
+                        hdr_id,
+                        hdr_bus,
+                        cfg.hdr_buf_size,
+                        cfg.bufs_per_queue,
+                        PoolMode::Page,
+                    ),
+                    (
+                        pay_id,
+                        pay_bus,
+                        cfg.buf_size,
+                        cfg.pay_bufs_per_queue,
+                        cfg.mode,
+                    ),
                 ] {
                     c.register_pool(
                         &RegisterPoolArgs {
@@ -494,9 +558,11 @@ impl<S: Sink + 'static> SimRig<S> {
         for p in std::mem::take(&mut self.pollers) {
             match p.finish() {
                 Some(exit) => {
-                    out.finish.push(exit.finish.unwrap_or_else(|| Err("no final reset".into())));
+                    out.finish
+                        .push(exit.finish.unwrap_or_else(|| Err("no final reset".into())));
                     out.queues.push(exit.queue.counters());
-                    out.completion_errors.push(exit.queue.first_error().map(|e| e.to_string()));
+                    out.completion_errors
+                        .push(exit.queue.first_error().map(|e| e.to_string()));
                     out.sinks.push(exit.sink);
                     queues.push(exit.queue);
                 }
@@ -511,7 +577,14 @@ impl<S: Sink + 'static> SimRig<S> {
             for q in &queues {
                 let _ = c.destroy_rx_queue(q.id(), &mut wait());
                 for id in [q.hdr_pool.id(), q.pay_pool.id()] {
-                    let _ = c.call(CtrlOp::UnregisterPool, &PoolArgs { pool: id, _pad: [0; 3] }, &mut wait());
+                    let _ = c.call(
+                        CtrlOp::UnregisterPool,
+                        &PoolArgs {
+                            pool: id,
+                            _pad: [0; 3],
+                        },
+                        &mut wait(),
+                    );
                 }
             }
         }
@@ -522,7 +595,8 @@ impl<S: Sink + 'static> SimRig<S> {
             let (hs, ps) = (q.hdr_pool.stats(), q.pay_pool.stats());
             out.tokens_outstanding += hs.tokens_outstanding + ps.tokens_outstanding;
             out.pool_stats.push((hs, ps));
-            out.ledger_errors += q.hdr_pool.ledger_counters().errors() + q.pay_pool.ledger_counters().errors();
+            out.ledger_errors +=
+                q.hdr_pool.ledger_counters().errors() + q.pay_pool.ledger_counters().errors();
         }
         drop(queues);
         let _ = &self.host;
@@ -558,7 +632,11 @@ pub struct VerifySink {
 
 impl VerifySink {
     pub fn new(verifier: Option<QueueVerifier>) -> VerifySink {
-        VerifySink { verifier, hold: None, held: Arc::default() }
+        VerifySink {
+            verifier,
+            hold: None,
+            held: Arc::default(),
+        }
     }
 }
 
@@ -652,7 +730,10 @@ impl Sink for RunSink {
 
 /// `splitrx run`: runs the source through the sim board and checks everything.
 /// `progress(offered, total)` is called periodically.
-pub fn run(cfg: &RunConfig, mut progress: impl FnMut(u64, Option<u64>)) -> Result<RunReport, RunError> {
+pub fn run(
+    cfg: &RunConfig,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<RunReport, RunError> {
     let limit = match (cfg.frames, cfg.duration, &cfg.source) {
         (Some(n), _, _) => Some(n),
         (None, Some(_), _) => None,
@@ -675,7 +756,10 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(u64, Option<u64>)) -> Resul
         pay_buf_size: cfg.buf_size,
     };
     let expected = if cfg.verify {
-        Some(Arc::new(Expected::new(&load_frames(&cfg.source, limit)?, &params)))
+        Some(Arc::new(Expected::new(
+            &load_frames(&cfg.source, limit)?,
+            &params,
+        )))
     } else {
         None
     };
@@ -684,7 +768,9 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(u64, Option<u64>)) -> Resul
         classes: [(0, 0); 8],
     })?;
     drop(wire_frames);
-    let deadline = cfg.duration.map_or(Duration::from_secs(3600), |d| d + Duration::from_secs(60));
+    let deadline = cfg
+        .duration
+        .map_or(Duration::from_secs(3600), |d| d + Duration::from_secs(60));
     let started = Instant::now();
     let done = rig.wait_wire_done(deadline, |w| {
         progress(w.offered.load(Ordering::Relaxed), limit);
@@ -702,13 +788,22 @@ pub fn run(cfg: &RunConfig, mut progress: impl FnMut(u64, Option<u64>)) -> Resul
 }
 
 /// Builds the report of a finished rig.
-pub fn report(cfg: &RunConfig, out: &RigOutcome<RunSink>, expected: Option<&Expected>) -> RunReport {
+pub fn report(
+    cfg: &RunConfig,
+    out: &RigOutcome<RunSink>,
+    expected: Option<&Expected>,
+) -> RunReport {
     let mut failures = Vec::new();
-    let host = out.queues.iter().fold(QueueCounters::default(), |a, k| add_counters(&a, k));
+    let host = out
+        .queues
+        .iter()
+        .fold(QueueCounters::default(), |a, k| add_counters(&a, k));
     let secs = out.elapsed.as_secs_f64().max(1e-9);
     let mut classes = Vec::new();
     for c in 1..8u8 {
-        let (f, b) = out.sinks.iter().fold((0, 0), |a, s| (a.0 + s.classes[c as usize].0, a.1 + s.classes[c as usize].1));
+        let (f, b) = out.sinks.iter().fold((0, 0), |a, s| {
+            (a.0 + s.classes[c as usize].0, a.1 + s.classes[c as usize].1)
+        });
         if f > 0 {
             classes.push((class_name(c).to_string(), f, b));
         }
@@ -717,8 +812,16 @@ pub fn report(cfg: &RunConfig, out: &RigOutcome<RunSink>, expected: Option<&Expe
         .iter()
         .map(|&i| (Q_NAMES[i].to_string(), nic_sum(&out.nic_queues, i)))
         .collect();
-    drops.push(("drop_no_queue".into(), out.nic_device.get(dev::DROP_NO_QUEUE).copied().unwrap_or(0)));
-    let pp = out.pool_stats.iter().fold(PoolStats::default(), |a, (h, p)| add_pool(&add_pool(&a, h), p));
+    drops.push((
+        "drop_no_queue".into(),
+        out.nic_device.get(dev::DROP_NO_QUEUE).copied().unwrap_or(0),
+    ));
+    let pp = out
+        .pool_stats
+        .iter()
+        .fold(PoolStats::default(), |a, (h, p)| {
+            add_pool(&add_pool(&a, h), p)
+        });
     let page_pool = vec![
         ("alloc_fast".into(), pp.alloc_fast),
         ("alloc_slow".into(), pp.alloc_slow),
@@ -737,7 +840,10 @@ pub fn report(cfg: &RunConfig, out: &RigOutcome<RunSink>, expected: Option<&Expe
     for (q, (h, p)) in out.audits.iter().enumerate() {
         for (what, a) in [("header", h), ("payload", p)] {
             match a {
-                Ok(r) if r.free == r.total => audit.push(format!("queue {q} {what} pool: {} buffers, all free", r.total)),
+                Ok(r) if r.free == r.total => audit.push(format!(
+                    "queue {q} {what} pool: {} buffers, all free",
+                    r.total
+                )),
                 Ok(r) => {
                     audit_ok = false;
                     audit.push(format!(
@@ -768,7 +874,10 @@ pub fn report(cfg: &RunConfig, out: &RigOutcome<RunSink>, expected: Option<&Expe
         }
     }
     if out.tokens_outstanding != 0 {
-        failures.push(format!("{} tokens still outstanding", out.tokens_outstanding));
+        failures.push(format!(
+            "{} tokens still outstanding",
+            out.tokens_outstanding
+        ));
     }
     if out.ledger_errors != 0 {
         failures.push(format!("{} ledger errors", out.ledger_errors));
@@ -787,7 +896,13 @@ pub fn report(cfg: &RunConfig, out: &RigOutcome<RunSink>, expected: Option<&Expe
             if let Some(v) = &s.inner.verifier {
                 let nic_dropped: u64 = DROP_COUNTERS
                     .iter()
-                    .map(|&i| out.nic_queues.get(q).and_then(|r| r.get(i)).copied().unwrap_or(0))
+                    .map(|&i| {
+                        out.nic_queues
+                            .get(q)
+                            .and_then(|r| r.get(i))
+                            .copied()
+                            .unwrap_or(0)
+                    })
                     .sum();
                 let vd = v.finish(sent[q], nic_dropped);
                 if let Some(f) = &vd.failure {
@@ -804,7 +919,10 @@ pub fn report(cfg: &RunConfig, out: &RigOutcome<RunSink>, expected: Option<&Expe
         }
         if let Some(fw) = &out.firmware {
             if fw.mac_offered != out.sent {
-                failures.push(format!("wire offered {} frames, firmware saw {}", out.sent, fw.mac_offered));
+                failures.push(format!(
+                    "wire offered {} frames, firmware saw {}",
+                    out.sent, fw.mac_offered
+                ));
             }
         }
     }
@@ -895,10 +1013,22 @@ fn add_pool(a: &PoolStats, b: &PoolStats) -> PoolStats {
 impl RunReport {
     /// The human-readable report.
     pub fn write_text(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        writeln!(w, "splitrx run: sim board, {} queue(s), {} mode, buf {} B, hds_thresh {}", self.queues, self.mode, self.buf_size, self.hds_thresh)?;
+        writeln!(
+            w,
+            "splitrx run: sim board, {} queue(s), {} mode, buf {} B, hds_thresh {}",
+            self.queues, self.mode, self.buf_size, self.hds_thresh
+        )?;
         writeln!(w, "source: {}", self.source)?;
-        writeln!(w, "wire:      {:>12} frames {:>15} bytes", self.sent_frames, self.sent_bytes)?;
-        writeln!(w, "delivered: {:>12} frames {:>15} bytes   split {} / unsplit {}", self.delivered_frames, self.delivered_bytes, self.split_frames, self.unsplit_frames)?;
+        writeln!(
+            w,
+            "wire:      {:>12} frames {:>15} bytes",
+            self.sent_frames, self.sent_bytes
+        )?;
+        writeln!(
+            w,
+            "delivered: {:>12} frames {:>15} bytes   split {} / unsplit {}",
+            self.delivered_frames, self.delivered_bytes, self.split_frames, self.unsplit_frames
+        )?;
         writeln!(w, "rate:      {:.2} Gb/s  {:.3} Mpps  over {:.3} s (payload into device memory: {} bytes)", self.gbps, self.mpps, self.seconds, self.payload_bytes)?;
         writeln!(w, "\nper class:")?;
         for (c, f, b) in &self.classes {
@@ -918,7 +1048,11 @@ impl RunReport {
         for (n, v) in &self.page_pool {
             writeln!(w, "     {n}: {v}")?;
         }
-        writeln!(w, "\nledger audit: {}", if self.audit_ok { "clean" } else { "FAILED" })?;
+        writeln!(
+            w,
+            "\nledger audit: {}",
+            if self.audit_ok { "clean" } else { "FAILED" }
+        )?;
         for a in &self.audit {
             writeln!(w, "  {a}")?;
         }
@@ -939,6 +1073,10 @@ impl RunReport {
         } else {
             "not checked against the source (--no-verify); buffers accounted for"
         };
-        writeln!(w, "\nverification: {} ({what})", if self.pass { "PASS" } else { "FAIL" })
+        writeln!(
+            w,
+            "\nverification: {} ({what})",
+            if self.pass { "PASS" } else { "FAIL" }
+        )
     }
 }

@@ -60,8 +60,16 @@ pub fn rss_input(frame: &[u8], r: &SplitResult) -> Vec<u8> {
     };
     let Some(addrs) = addrs else { return v };
     v.extend_from_slice(addrs);
-    if r.tunnel.is_none() && matches!(r.class, FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce) {
-        if let Some(p) = r.l4_offset.and_then(|l4| frame.get(l4 as usize..l4 as usize + 4)) {
+    if r.tunnel.is_none()
+        && matches!(
+            r.class,
+            FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce
+        )
+    {
+        if let Some(p) = r
+            .l4_offset
+            .and_then(|l4| frame.get(l4 as usize..l4 as usize + 4))
+        {
             v.extend_from_slice(p);
         }
     }
@@ -108,7 +116,10 @@ pub struct Expected {
 
 impl Expected {
     pub fn new<F: AsRef<[u8]>>(frames: &[F], p: &NicParams) -> Expected {
-        let cfg = SplitConfig { hds_thresh: 0, verify_icrc: true };
+        let cfg = SplitConfig {
+            hds_thresh: 0,
+            verify_icrc: true,
+        };
         let hdr_cap = p.hdr_buf_size.min(u16::MAX as u32);
         let queues = p.queues.max(1);
         let mut data = Vec::new();
@@ -149,7 +160,11 @@ impl Expected {
             per_queue[queue as usize].push(i as u32);
             data.extend_from_slice(f);
         }
-        Expected { data, frames: out, per_queue }
+        Expected {
+            data,
+            frames: out,
+            per_queue,
+        }
     }
 
     /// The bytes of frame `e`.
@@ -166,7 +181,9 @@ impl Expected {
         let (passes, rest) = (sent / k, sent % k);
         self.per_queue
             .iter()
-            .map(|l| passes * l.len() as u64 + l.iter().filter(|&&i| (i as u64) < rest).count() as u64)
+            .map(|l| {
+                passes * l.len() as u64 + l.iter().filter(|&&i| (i as u64) < rest).count() as u64
+            })
             .collect()
     }
 }
@@ -191,7 +208,9 @@ pub struct QueueVerdict {
 
 impl QueueVerdict {
     pub fn ok(&self) -> bool {
-        self.failure.is_none() && self.matched + self.dropped == self.sent && self.dropped == self.nic_dropped
+        self.failure.is_none()
+            && self.matched + self.dropped == self.sent
+            && self.dropped == self.nic_dropped
     }
 }
 
@@ -243,11 +262,17 @@ impl QueueVerifier {
         let exp = self.exp.clone();
         let list = &exp.per_queue[self.queue as usize];
         let Some(hdr) = rx.header.as_ref().and_then(|t| t.bytes()) else {
-            self.fail(format!("queue {}: delivered frame #{} has no readable header", self.queue, self.delivered));
+            self.fail(format!(
+                "queue {}: delivered frame #{} has no readable header",
+                self.queue, self.delivered
+            ));
             return;
         };
         if list.is_empty() {
-            self.fail(format!("queue {}: frame delivered, but no source frame steers here", self.queue));
+            self.fail(format!(
+                "queue {}: frame delivered, but no source frame steers here",
+                self.queue
+            ));
             return;
         }
         let split = c.flags.get() & rx_flags::SPLIT != 0;
@@ -347,9 +372,30 @@ mod tests {
     #[test]
     fn toeplitz_matches_the_rss_spec_vectors() {
         let cases: [([u8; 4], u16, [u8; 4], u16, u32, u32); 3] = [
-            ([161, 142, 100, 80], 1766, [66, 9, 149, 187], 2794, 0x323e8fc2, 0x51ccc178),
-            ([65, 69, 140, 83], 4739, [199, 92, 111, 2], 14230, 0xd718262a, 0xc626b0ea),
-            ([202, 188, 127, 2], 1303, [153, 39, 163, 191], 44251, 0x5d1809c5, 0x10e828a2),
+            (
+                [161, 142, 100, 80],
+                1766,
+                [66, 9, 149, 187],
+                2794,
+                0x323e8fc2,
+                0x51ccc178,
+            ),
+            (
+                [65, 69, 140, 83],
+                4739,
+                [199, 92, 111, 2],
+                14230,
+                0xd718262a,
+                0xc626b0ea,
+            ),
+            (
+                [202, 188, 127, 2],
+                1303,
+                [153, 39, 163, 191],
+                44251,
+                0x5d1809c5,
+                0x10e828a2,
+            ),
         ];
         for (dst, dp, src, sp, h2, h4) in cases {
             let mut b = Vec::new();

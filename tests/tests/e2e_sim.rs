@@ -27,7 +27,13 @@ fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 }
 
 fn small(cfg: RunConfig) -> RunConfig {
-    RunConfig { bufs_per_queue: 512, pay_bufs_per_queue: 512, fill_ring: 256, cq_ring: 512, ..cfg }
+    RunConfig {
+        bufs_per_queue: 512,
+        pay_bufs_per_queue: 512,
+        fill_ring: 256,
+        cq_ring: 512,
+        ..cfg
+    }
 }
 
 fn assert_pass(rep: &RunReport, what: &str) {
@@ -41,7 +47,11 @@ fn assert_pass(rep: &RunReport, what: &str) {
     assert_eq!(rep.ledger_errors, 0, "{what}");
     assert!(rep.completion_errors.is_empty(), "{what}");
     let dropped: u64 = rep.drops.iter().map(|d| d.1).sum();
-    assert_eq!(rep.delivered_frames + dropped, rep.sent_frames, "{what}: {text}");
+    assert_eq!(
+        rep.delivered_frames + dropped,
+        rep.sent_frames,
+        "{what}: {text}"
+    );
     for v in &rep.verdicts {
         assert_eq!(v.matched + v.dropped, v.sent, "{what}");
         assert_eq!(v.dropped, v.nic_dropped, "{what}");
@@ -55,14 +65,26 @@ fn assert_pass(rep: &RunReport, what: &str) {
 /// built-in mix (so the verifier's steering expectation is right).
 #[test]
 fn host_rss_matches_firmware_rss() {
-    let frames =
-        sim_run::load_frames(&Source::Synthetic { spec: "mix".into(), seed: 7 }, Some(4000))
-            .unwrap();
+    let frames = sim_run::load_frames(
+        &Source::Synthetic {
+            spec: "mix".into(),
+            seed: 7,
+        },
+        Some(4000),
+    )
+    .unwrap();
     let fw = Toeplitz::new(&RSS_KEY);
-    let cfg = SplitConfig { hds_thresh: 0, verify_icrc: true };
+    let cfg = SplitConfig {
+        hds_thresh: 0,
+        verify_icrc: true,
+    };
     for (i, f) in frames.iter().enumerate() {
         let r = split(f, &cfg);
-        assert_eq!(toeplitz(&RSS_KEY, &rss_input(f, &r)), fw.flow_hash(f, &r), "frame {i}");
+        assert_eq!(
+            toeplitz(&RSS_KEY, &rss_input(f, &r)),
+            fw.flow_hash(f, &r),
+            "frame {i}"
+        );
     }
 }
 
@@ -72,7 +94,8 @@ fn captures() -> Vec<PathBuf> {
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.extension().is_some_and(|e| e == "pcap" || e == "pcapng" || e == "cap")
+            p.extension()
+                .is_some_and(|e| e == "pcap" || e == "pcapng" || e == "cap")
         })
         .collect();
     v.sort();
@@ -85,16 +108,26 @@ fn captures() -> Vec<PathBuf> {
 #[test]
 fn every_capture_end_to_end() {
     for (i, path) in captures().into_iter().enumerate() {
-        let n = splitrx_host::capture::read_all(&path).map(|f| f.len()).unwrap_or(0) as u64;
+        let n = splitrx_host::capture::read_all(&path)
+            .map(|f| f.len())
+            .unwrap_or(0) as u64;
         if n == 0 {
             continue;
         }
-        let mode = if i % 3 == 2 { PoolMode::Packed } else { PoolMode::Page };
+        let mode = if i % 3 == 2 {
+            PoolMode::Packed
+        } else {
+            PoolMode::Page
+        };
         let cfg = small(RunConfig {
             source: Source::Pcap(path.clone()),
             queues: 2,
             mode,
-            buf_size: if mode == PoolMode::Packed { 32768 } else { 9216 },
+            buf_size: if mode == PoolMode::Packed {
+                32768
+            } else {
+                9216
+            },
             hds_thresh: if i % 2 == 1 { 64 } else { 0 },
             frames: Some(2 * n),
             ..RunConfig::default()
@@ -109,12 +142,23 @@ fn every_capture_end_to_end() {
 /// page and packed mode, with and without a header-split threshold.
 #[test]
 fn synthetic_mix_page_and_packed() {
-    for (mode, thresh, queues) in [(PoolMode::Page, 0, 2), (PoolMode::Packed, 256, 3), (PoolMode::Page, 512, 1)] {
+    for (mode, thresh, queues) in [
+        (PoolMode::Page, 0, 2),
+        (PoolMode::Packed, 256, 3),
+        (PoolMode::Page, 512, 1),
+    ] {
         let cfg = small(RunConfig {
-            source: Source::Synthetic { spec: "mix".into(), seed: 42 + thresh as u64 },
+            source: Source::Synthetic {
+                spec: "mix".into(),
+                seed: 42 + thresh as u64,
+            },
             queues,
             mode,
-            buf_size: if mode == PoolMode::Packed { 65536 } else { 9216 },
+            buf_size: if mode == PoolMode::Packed {
+                65536
+            } else {
+                9216
+            },
             pay_bufs_per_queue: if mode == PoolMode::Packed { 64 } else { 512 },
             hds_thresh: thresh,
             frames: Some(20_000),
@@ -126,12 +170,21 @@ fn synthetic_mix_page_and_packed() {
         assert_eq!(rep.sent_frames, 20_000);
         assert!(rep.delivered_frames > 0, "{what}");
         let pay: u64 = rep.verdicts.iter().map(|v| v.payload_bytes_checked).sum();
-        assert_eq!(pay, rep.payload_bytes, "{what}: every delivered payload byte compared");
+        assert_eq!(
+            pay, rep.payload_bytes,
+            "{what}: every delivered payload byte compared"
+        );
         if thresh > 0 {
-            assert!(rep.unsplit_frames > 0, "{what}: small payloads stay in the header buffer");
+            assert!(
+                rep.unsplit_frames > 0,
+                "{what}: small payloads stay in the header buffer"
+            );
         }
         if mode == PoolMode::Packed {
-            assert!(rep.host.rx_flush > 0 || rep.delivered_frames < 100, "{what}: packed buffers retired by FLUSH");
+            assert!(
+                rep.host.rx_flush > 0 || rep.delivered_frames < 100,
+                "{what}: packed buffers retired by FLUSH"
+            );
         }
     }
 }
@@ -150,7 +203,10 @@ fn start_rig(
         hdr_buf_size: cfg.hdr_buf_size,
         pay_buf_size: cfg.buf_size,
     };
-    let exp = Arc::new(Expected::new(&sim_run::load_frames(&cfg.source, limit).unwrap(), &params));
+    let exp = Arc::new(Expected::new(
+        &sim_run::load_frames(&cfg.source, limit).unwrap(),
+        &params,
+    ));
     let e2 = exp.clone();
     let mut helds = Vec::new();
     let rig = SimRig::start(cfg, &frames, limit, |qid| {
@@ -175,7 +231,10 @@ fn start_rig(
 #[test]
 fn queue_reset_mid_traffic_reconciles_exactly() {
     let cfg = small(RunConfig {
-        source: Source::Synthetic { spec: "mix".into(), seed: 3 },
+        source: Source::Synthetic {
+            spec: "mix".into(),
+            seed: 3,
+        },
         queues: 2,
         frames: Some(40_000),
         // Paced, so that the reset lands in the middle of traffic on any machine; no flow
@@ -188,7 +247,9 @@ fn queue_reset_mid_traffic_reconciles_exactly() {
     // Reset the queue that gets the most traffic.
     let qr = (0..2).max_by_key(|&i| exp.per_queue[i].len()).unwrap();
     let p0 = rig.pollers[qr].progress.clone();
-    wait_until("traffic on the queue", 30, || p0.load(Ordering::Relaxed) >= 2_000);
+    wait_until("traffic on the queue", 30, || {
+        p0.load(Ordering::Relaxed) >= 2_000
+    });
     let mut outcomes = Vec::new();
     for _ in 0..3 {
         let o = rig.pollers[qr].reset().expect("reset");
@@ -204,10 +265,22 @@ fn queue_reset_mid_traffic_reconciles_exactly() {
     }
     assert!(rig.wait_wire_done(Duration::from_secs(60), |_| {}));
     let out = rig.finish();
-    assert_eq!(out.nic_queues[qr][q::RESETS], 3, "the NIC counted the mid-traffic resets");
+    assert_eq!(
+        out.nic_queues[qr][q::RESETS],
+        3,
+        "the NIC counted the mid-traffic resets"
+    );
     let reported: u64 = outcomes.iter().map(|o| o.reported as u64).sum();
-    assert_eq!(out.nic_queues[qr][q::REPORTED], reported, "NIC and host agree on buffers returned");
-    assert_eq!(out.queues[qr].resets, 3 + 1, "three mid-traffic resets and the final one");
+    assert_eq!(
+        out.nic_queues[qr][q::REPORTED],
+        reported,
+        "NIC and host agree on buffers returned"
+    );
+    assert_eq!(
+        out.queues[qr].resets,
+        3 + 1,
+        "three mid-traffic resets and the final one"
+    );
     let rep = sim_run::report(&cfg, &out, Some(&exp));
     assert_pass(&rep, "reset mid-traffic");
     assert_eq!(rep.sent_frames, 40_000);
@@ -219,7 +292,10 @@ fn queue_reset_mid_traffic_reconciles_exactly() {
 fn app_stops_returning_tokens_then_recovers() {
     let hold = Arc::new(AtomicBool::new(true));
     let cfg = small(RunConfig {
-        source: Source::Synthetic { spec: "udp4:1500,tcp6:64-4000".into(), seed: 9 },
+        source: Source::Synthetic {
+            spec: "udp4:1500,tcp6:64-4000".into(),
+            seed: 9,
+        },
         queues: 1,
         // No flow control: the MAC keeps offering frames the NIC has no buffers for.
         lossless: false,
@@ -242,21 +318,33 @@ fn app_stops_returning_tokens_then_recovers() {
         offered > stable_since + 20_000
     });
     let stalled = p.load(Ordering::Relaxed);
-    assert!(stalled <= limit, "delivered {stalled} frames with {limit} payload buffers");
+    assert!(
+        stalled <= limit,
+        "delivered {stalled} frames with {limit} payload buffers"
+    );
     assert!(stalled >= limit / 2, "the pool was used: {stalled}");
     assert_eq!(helds[0].lock().unwrap().len() as u64, stalled);
     // The application returns every token, from this thread, and stops holding.
     hold.store(false, Ordering::Relaxed);
     helds[0].lock().unwrap().clear();
-    wait_until("traffic recovers", 30, || p.load(Ordering::Relaxed) > stalled + 10_000);
+    wait_until("traffic recovers", 30, || {
+        p.load(Ordering::Relaxed) > stalled + 10_000
+    });
     rig.wire.stop.store(true, Ordering::Relaxed);
     assert!(rig.wait_wire_done(Duration::from_secs(30), |_| {}));
     let out = rig.finish();
     let rep = sim_run::report(&cfg, &out, Some(&exp));
     assert_pass(&rep, "tokens held then returned");
     let no_buf = out.nic_queues[0][q::DROP_NO_HDR_BUF] + out.nic_queues[0][q::DROP_NO_PAY_BUF];
-    assert!(no_buf >= 20_000, "drops for lack of buffers were counted: {no_buf}");
-    assert!(rep.host.fill_pool_empty > 0, "the host saw its pool empty: {:?}", rep.host);
+    assert!(
+        no_buf >= 20_000,
+        "drops for lack of buffers were counted: {no_buf}"
+    );
+    assert!(
+        rep.host.fill_pool_empty > 0,
+        "the host saw its pool empty: {:?}",
+        rep.host
+    );
 }
 
 /// An application handle closed with tokens outstanding: close reclaims them, later frames are
@@ -270,7 +358,10 @@ fn handle_closed_with_tokens_outstanding_is_reclaimed() {
         }
     }
     let cfg = small(RunConfig {
-        source: Source::Synthetic { spec: "udp4:512-2048".into(), seed: 11 },
+        source: Source::Synthetic {
+            spec: "udp4:512-2048".into(),
+            seed: 11,
+        },
         queues: 1,
         ..RunConfig::default()
     });
@@ -302,7 +393,10 @@ fn handle_closed_with_tokens_outstanding_is_reclaimed() {
     assert_eq!(rep.detached, 198, "close reclaimed the detached tokens");
     assert!(rig.wait_wire_done(Duration::from_secs(60), |_| {}));
     let out = rig.finish();
-    assert!(out.queues[0].rx_deliver_closed > 0, "frames after close were dropped at delivery");
+    assert!(
+        out.queues[0].rx_deliver_closed > 0,
+        "frames after close were dropped at delivery"
+    );
     assert_eq!(out.tokens_outstanding, 0);
     for (h, p) in &out.audits {
         let (h, p) = (h.as_ref().unwrap(), p.as_ref().unwrap());

@@ -93,7 +93,17 @@ impl LoopWire {
             spans.push((data.len(), f.len()));
             data.extend_from_slice(f);
         }
-        LoopWire { data, spans, limit, next: 0, cur: (0, 0), ctl, pace: None, flow: None, paused: 0 }
+        LoopWire {
+            data,
+            spans,
+            limit,
+            next: 0,
+            cur: (0, 0),
+            ctl,
+            pace: None,
+            flow: None,
+            paused: 0,
+        }
     }
     /// Lossless mode: the link partner honours per-queue flow control (see [`FlowControl`]).
     pub fn with_flow_control(mut self, flow: FlowControl) -> LoopWire {
@@ -102,8 +112,7 @@ impl LoopWire {
     }
     /// Paces the wire at `rate` (token bucket with the rate's default burst).
     pub fn with_rate(mut self, rate: crate::replay::Rate) -> LoopWire {
-        let bucket =
-            crate::replay::TokenBucket::new(rate.per_sec(), rate.default_burst(), 0);
+        let bucket = crate::replay::TokenBucket::new(rate.per_sec(), rate.default_burst(), 0);
         self.pace = Some((bucket, rate, Instant::now()));
         self
     }
@@ -174,7 +183,10 @@ pub const PAUSE_MAX: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for FlowControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowControl").field("low", &self.low).field("used", &self.used).finish()
+        f.debug_struct("FlowControl")
+            .field("low", &self.low)
+            .field("used", &self.used)
+            .finish()
     }
 }
 
@@ -197,12 +209,16 @@ impl FlowControl {
     }
     #[inline]
     fn admit(&mut self, i: usize) -> bool {
-        let Some(&(q, h, p)) = self.tags.get(i) else { return true };
-        let (Some(used), Some(seen)) = (self.used.get_mut(q as usize), self.seen.get_mut(q as usize))
+        let Some(&(q, h, p)) = self.tags.get(i) else {
+            return true;
+        };
+        let (Some(used), Some(seen)) =
+            (self.used.get_mut(q as usize), self.seen.get_mut(q as usize))
         else {
             return true;
         };
-        let short = |s: &(i64, i64)| (h && s.0 - used.0 < self.low) || (p && s.1 - used.1 < self.low);
+        let short =
+            |s: &(i64, i64)| (h && s.0 - used.0 < self.low) || (p && s.1 - used.1 < self.low);
         if short(seen) {
             // Advertised credit only grows (resets aside): re-read it only when needed.
             *seen = (self.posted)(q);
@@ -235,7 +251,15 @@ pub struct SimMac<W: Wire> {
 
 impl<W: Wire> SimMac<W> {
     pub fn new(wire: W, ctl: Arc<WireCtl>) -> SimMac<W> {
-        SimMac { wire, ctl, has: false, offered: 0, bytes: 0, ts_ns: 0, t0: Instant::now() }
+        SimMac {
+            wire,
+            ctl,
+            has: false,
+            offered: 0,
+            bytes: 0,
+            ts_ns: 0,
+            t0: Instant::now(),
+        }
     }
 }
 
@@ -254,7 +278,10 @@ impl<W: Wire> MacRx for SimMac<W> {
                 self.ts_ns = self.t0.elapsed().as_nanos() as u64;
             }
         }
-        Some(RxFrame { data: self.wire.frame(), timestamp_ns: self.ts_ns })
+        Some(RxFrame {
+            data: self.wire.frame(),
+            timestamp_ns: self.ts_ns,
+        })
     }
     #[inline]
     fn release(&mut self) {
@@ -338,9 +365,14 @@ impl SimDmaEngine {
     }
     /// Writes and bytes per window kind.
     pub fn stats(&self, kind: WindowKind) -> WindowStats {
-        self.windows.iter().filter(|w| w.kind == kind).fold(WindowStats::default(), |a, w| {
-            WindowStats { writes: a.writes + w.writes, bytes_written: a.bytes_written + w.bytes, ..a }
-        })
+        self.windows
+            .iter()
+            .filter(|w| w.kind == kind)
+            .fold(WindowStats::default(), |a, w| WindowStats {
+                writes: a.writes + w.writes,
+                bytes_written: a.bytes_written + w.bytes,
+                ..a
+            })
     }
     /// Rejected writes.
     pub fn faults(&self) -> u64 {
@@ -349,7 +381,9 @@ impl SimDmaEngine {
     #[inline(always)]
     fn copy(&mut self, bus: u64, data: &[u8]) -> bool {
         for w in &mut self.windows {
-            let Some(off) = bus.checked_sub(w.bus) else { continue };
+            let Some(off) = bus.checked_sub(w.bus) else {
+                continue;
+            };
             if off > w.len || data.len() as u64 > w.len - off {
                 continue;
             }
@@ -357,7 +391,11 @@ impl SimDmaEngine {
             // overflow); the mapping is a shared file no Rust reference points into, and the
             // source is the MAC's frame buffer, which cannot overlap it.
             unsafe {
-                std::ptr::copy_nonoverlapping(data.as_ptr(), w.ptr.as_ptr().add(off as usize), data.len())
+                std::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    w.ptr.as_ptr().add(off as usize),
+                    data.len(),
+                )
             };
             w.writes += 1;
             w.bytes += data.len() as u64;
@@ -490,10 +528,17 @@ fn open(path: &Path, bus: u64) -> Result<Arc<ShmRegion>, ShmError> {
 impl SimBoard {
     /// Maps the files, brings the firmware up on the control region, and runs it on a new
     /// thread fed by `wire`. Returns once the firmware accepted the control region.
-    pub fn spawn<W: Wire + 'static>(cfg: &BoardConfig, wire: W, ctl: Arc<WireCtl>) -> Result<SimBoard, BoardError> {
+    pub fn spawn<W: Wire + 'static>(
+        cfg: &BoardConfig,
+        wire: W,
+        ctl: Arc<WireCtl>,
+    ) -> Result<SimBoard, BoardError> {
         let host = open(&cfg.host_window, map::HOST_MEM_BUS_BASE)?;
         let bar = open(&cfg.gpu_bar, map::GPU_BAR_BUS_BASE)?;
-        let mapping_bases = [host.as_ptr().as_ptr() as usize, bar.as_ptr().as_ptr() as usize];
+        let mapping_bases = [
+            host.as_ptr().as_ptr() as usize,
+            bar.as_ptr().as_ptr() as usize,
+        ];
         // The two windows are at fixed, disjoint bus ranges of the board's memory map.
         let dma = SimDmaEngine::new(&[
             (WindowKind::HostMemory, host.clone()),
@@ -510,7 +555,9 @@ impl SimBoard {
                     rx: SimMac::new(wire, ctl),
                     tx: SimTx::default(),
                     dma,
-                    mem: SimMem { regions: vec![host, bar] },
+                    mem: SimMem {
+                        regions: vec![host, bar],
+                    },
                     clock: SimClock(Instant::now()),
                 };
                 let t0 = Instant::now();
@@ -562,7 +609,11 @@ impl SimBoard {
             })
             .map_err(|_| BoardError::Thread)?;
         match rx.recv() {
-            Ok(Ok(())) => Ok(SimBoard { stop, thread: Some(thread), mapping_bases }),
+            Ok(Ok(())) => Ok(SimBoard {
+                stop,
+                thread: Some(thread),
+                mapping_bases,
+            }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(BoardError::Init(e))

@@ -198,7 +198,8 @@ pub struct BenchArgs {
 /// of a 64 MiB copy in 4 KiB chunks (the first pass also faults the pages in).
 fn memcpy_bandwidth() -> Result<f64, String> {
     const LEN: usize = 64 << 20;
-    let dst = splitrx_sim::shm::ShmRegion::create_temp("memcpy", LEN, 0).map_err(|e| e.to_string())?;
+    let dst =
+        splitrx_sim::shm::ShmRegion::create_temp("memcpy", LEN, 0).map_err(|e| e.to_string())?;
     let src: Vec<u8> = (0..LEN).map(|i| (i * 7 + 3) as u8).collect();
     let mut best = f64::MAX;
     for _ in 0..4 {
@@ -215,15 +216,30 @@ fn memcpy_bandwidth() -> Result<f64, String> {
 pub fn bench(args: &BenchArgs) -> ExitCode {
     let n = |base: f64| ((base * args.scale) as u64).max(10_000);
     let cases = [
-        ("4 KiB payload, page mode", "udp4:4096", 4096u32, 0u32, n(1e6)),
-        ("64 B payload, header-only (hds_thresh 256)", "udp4:64", 4096, 256, n(4e6)),
+        (
+            "4 KiB payload, page mode",
+            "udp4:4096",
+            4096u32,
+            0u32,
+            n(1e6),
+        ),
+        (
+            "64 B payload, header-only (hds_thresh 256)",
+            "udp4:64",
+            4096,
+            256,
+            n(4e6),
+        ),
         ("1500 B payload, page mode", "udp4:1500", 2048, 0, n(2e6)),
     ];
     let mut rows = Vec::new();
     let mut memcpy_best = 0f64;
     for (name, spec, buf, thresh, frames) in cases {
         let cfg = RunConfig {
-            source: Source::Synthetic { spec: spec.into(), seed: DEFAULT_SEED },
+            source: Source::Synthetic {
+                spec: spec.into(),
+                seed: DEFAULT_SEED,
+            },
             queues: 1,
             buf_size: buf,
             hds_thresh: thresh,
@@ -244,7 +260,9 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
             };
             memcpy_best = memcpy_best.max(memcpy);
             match sim_run::run(&cfg, |_, _| {}) {
-                Ok(r) if best.as_ref().is_none_or(|b| r.mpps > b.0.mpps) => best = Some((r, memcpy)),
+                Ok(r) if best.as_ref().is_none_or(|b| r.mpps > b.0.mpps) => {
+                    best = Some((r, memcpy))
+                }
                 Ok(_) => {}
                 Err(e) => {
                     eprintln!("splitrx: error: {name}: {e}");
@@ -252,7 +270,9 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
                 }
             }
         }
-        let Some((r, memcpy)) = best else { return ExitCode::FAILURE };
+        let Some((r, memcpy)) = best else {
+            return ExitCode::FAILURE;
+        };
         let pay_bw = r.payload_bytes as f64 / r.seconds;
         rows.push(serde_json::json!({
             "case": name,
