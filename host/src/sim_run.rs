@@ -223,10 +223,10 @@ fn check_config(cfg: &RunConfig) -> Result<(), RunError> {
     if cfg.queues == 0 || cfg.queues > 4 {
         return bad("--queues must be 1..=4 (the firmware has 8 pools, two per queue)");
     }
-    if cfg.buf_size < 64 || cfg.buf_size % 64 != 0 {
+    if cfg.buf_size < 64 || !cfg.buf_size.is_multiple_of(64) {
         return bad("--buf-size must be a multiple of 64, at least 64");
     }
-    if cfg.hdr_buf_size < 128 || cfg.hdr_buf_size % 64 != 0 {
+    if cfg.hdr_buf_size < 128 || !cfg.hdr_buf_size.is_multiple_of(64) {
         return bad("the header buffer size must be a multiple of 64, at least 128");
     }
     if !cfg.fill_ring.is_power_of_two() || !cfg.cq_ring.is_power_of_two() || cfg.fill_ring < 128 {

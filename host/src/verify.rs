@@ -371,7 +371,8 @@ mod tests {
     /// Microsoft RSS specification, "Verifying the RSS Hash Calculation", IPv4 with TCP.
     #[test]
     fn toeplitz_matches_the_rss_spec_vectors() {
-        let cases: [([u8; 4], u16, [u8; 4], u16, u32, u32); 3] = [
+        type Case = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+        let cases: [Case; 3] = [
             (
                 [161, 142, 100, 80],
                 1766,

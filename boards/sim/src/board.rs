@@ -274,7 +274,7 @@ impl<W: Wire> MacRx for SimMac<W> {
                 return None;
             }
             self.has = true;
-            if self.offered % 256 == 0 {
+            if self.offered.is_multiple_of(256) {
                 self.ts_ns = self.t0.elapsed().as_nanos() as u64;
             }
         }
