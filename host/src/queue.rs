@@ -668,3 +668,260 @@ pub fn spawn_poller<S: Sink + 'static>(
         thread,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The poller against a hostile NIC: completions crafted by the test (playing the NIC on
+    //! the other ends of the rings) must be validated, counted and rejected with a typed error,
+    //! never followed, never a panic, and never lose a buffer.
+    use super::*;
+    use crate::pool::PoolConfig;
+    use crate::provider::{HostMemory, HostMemoryConfig};
+    use crate::region::RegionLayout;
+    use splitrx_shared::abi::RingKind;
+    use std::alloc::{alloc_zeroed, dealloc, Layout};
+    use std::ptr::NonNull;
+    use zerocopy::little_endian::{U16, U32};
+
+    struct Mem(NonNull<u8>, Layout);
+    // SAFETY: the test owns the allocation; the ring handles are the only users.
+    unsafe impl Send for Mem {}
+    // SAFETY: as above.
+    unsafe impl Sync for Mem {}
+    impl Drop for Mem {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `rig` with this layout.
+            unsafe { dealloc(self.0.as_ptr(), self.1) }
+        }
+    }
+
+    /// The queue, plus the NIC's ends of its rings.
+    struct Rig {
+        q: RxQueue,
+        nic_hdr: Consumer<FillDesc>,
+        nic_pay: Consumer<FillDesc>,
+        nic_cq: Producer<RxCompletion>,
+    }
+
+    fn rig(mode: PoolMode) -> Rig {
+        let l = RegionLayout::new(
+            0,
+            &[
+                (RingKind::HeaderFill, 64),
+                (RingKind::PayloadFill, 64),
+                (RingKind::RxCompletion, 64),
+            ],
+        )
+        .unwrap();
+        let layout = Layout::from_size_align(l.size as usize, 4096).unwrap();
+        // SAFETY: non-zero size.
+        let p = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
+        let mem = Arc::new(Mem(p, layout));
+        // SAFETY: fresh, aligned, large enough; one handle per ring side below.
+        unsafe { l.init(p, l.size as usize).unwrap() };
+        let (rings, nic) = unsafe {
+            (
+                (
+                    l.producer(p, RingKind::HeaderFill).unwrap(),
+                    l.producer(p, RingKind::PayloadFill).unwrap(),
+                    l.consumer(p, RingKind::RxCompletion).unwrap(),
+                ),
+                (
+                    l.consumer(p, RingKind::HeaderFill).unwrap(),
+                    l.consumer(p, RingKind::PayloadFill).unwrap(),
+                    l.producer(p, RingKind::RxCompletion).unwrap(),
+                ),
+            )
+        };
+        let hdr = PagePool::new(
+            PoolConfig::new(0),
+            Box::new(HostMemory::new(HostMemoryConfig::new(256, 128))),
+        )
+        .unwrap();
+        let pay = PagePool::new(
+            PoolConfig {
+                mode,
+                ..PoolConfig::new(1)
+            },
+            Box::new(HostMemory::new(HostMemoryConfig::new(4096, 128))),
+        )
+        .unwrap();
+        let mut q = RxQueue::new(0, rings, hdr, pay, mem);
+        assert_eq!(q.refill(), 128, "two batches of 64 posted");
+        Rig {
+            q,
+            nic_hdr: nic.0,
+            nic_pay: nic.1,
+            nic_cq: nic.2,
+        }
+    }
+
+    fn comp(hdr: BufRef, pay: BufRef, hdr_len: u16, pay_len: u32, flags: u16) -> RxCompletion {
+        RxCompletion {
+            hdr_buf: hdr,
+            pay_buf: pay,
+            pay_off: U32::new(0),
+            pay_len: U32::new(pay_len),
+            hdr_len: U16::new(hdr_len),
+            flags: U16::new(flags),
+            class: 1,
+            reason: 0,
+            queue: U16::new(0),
+            flow_hash: U32::new(0),
+            frame_len: U32::new(hdr_len as u32 + pay_len),
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect(Vec<Rx>);
+    impl Sink for Collect {
+        fn deliver(&mut self, rx: Rx) -> bool {
+            self.0.push(rx);
+            true
+        }
+    }
+
+    #[test]
+    fn valid_completion_delivers_tokens_and_recycles() {
+        let mut r = rig(PoolMode::Page);
+        let h = r.nic_hdr.pop().unwrap().unwrap();
+        let p = r.nic_pay.pop().unwrap().unwrap();
+        assert_eq!(r.q.in_nic().posted_hdr.load(Ordering::Relaxed), 64);
+        let c = comp(
+            h.buf,
+            p.buf,
+            54,
+            1000,
+            rx_flags::SPLIT | rx_flags::PAY_RETIRED,
+        );
+        assert!(r.nic_cq.push(&c).unwrap());
+        let mut sink = Collect::default();
+        assert_eq!(r.q.poll(&mut sink), 1);
+        let k = r.q.counters();
+        assert_eq!(
+            (
+                k.rx_packets,
+                k.rx_bytes,
+                k.rx_hds_split,
+                k.rx_hds_payload_bytes
+            ),
+            (1, 1054, 1, 1000)
+        );
+        let rx = sink.0.pop().unwrap();
+        assert_eq!(rx.header.as_ref().unwrap().len(), 54);
+        assert_eq!(rx.payload.as_ref().unwrap().len(), 1000);
+        assert_eq!(r.q.pay_pool.stats().tokens_outstanding, 1);
+        drop(rx);
+        assert_eq!(r.q.pay_pool.stats().tokens_outstanding, 0);
+        assert!(r.q.first_error().is_none());
+    }
+
+    #[test]
+    fn hostile_completions_are_rejected_counted_and_change_nothing() {
+        let mut r = rig(PoolMode::Page);
+        let h = r.nic_hdr.pop().unwrap().unwrap();
+        let p = r.nic_pay.pop().unwrap().unwrap();
+        let split = rx_flags::SPLIT | rx_flags::PAY_RETIRED;
+        let never_posted = BufRef::new(0, 127).unwrap();
+        let mut wrong_queue = comp(h.buf, p.buf, 54, 100, split);
+        wrong_queue.queue = U16::new(3);
+        let cases: Vec<(RxCompletion, CompletionError)> = vec![
+            (wrong_queue, CompletionError::WrongQueue(3)),
+            (
+                comp(h.buf, p.buf, 54, 100, 1 << 15),
+                CompletionError::Flags(1 << 15),
+            ),
+            // Header + payload longer than the frame.
+            (
+                RxCompletion {
+                    frame_len: U32::new(100),
+                    ..comp(h.buf, p.buf, 54, 100, split)
+                },
+                CompletionError::Lengths {
+                    hdr_len: 54,
+                    pay_len: 100,
+                    frame_len: 100,
+                },
+            ),
+            // Unsplit but names a payload buffer.
+            (
+                comp(h.buf, p.buf, 54, 0, 0),
+                CompletionError::Lengths {
+                    hdr_len: 54,
+                    pay_len: 0,
+                    frame_len: 54,
+                },
+            ),
+        ];
+        let mut sink = Collect::default();
+        for (c, want) in &cases {
+            assert_eq!(r.q.complete(c, &mut sink), Err(*want));
+        }
+        // Through the ring: counted, the first one kept.
+        for (c, _) in &cases {
+            assert!(r.nic_cq.push(c).unwrap());
+            assert_eq!(r.q.poll(&mut sink), 1);
+        }
+        assert_eq!(r.q.first_error(), Some(cases[0].1));
+        assert_eq!(r.q.counters().rx_err_completion, 4);
+        // Ledger-level lies: a buffer that was never posted; a header longer than its buffer;
+        // the same buffer completed twice.
+        let lies = [
+            comp(never_posted, p.buf, 54, 100, split),
+            comp(h.buf, p.buf, 300, 100, split),
+        ];
+        assert!(matches!(
+            r.q.complete(&lies[0], &mut sink),
+            Err(CompletionError::Header(LedgerError::NotPosted { .. }))
+        ));
+        assert!(matches!(
+            r.q.complete(&lies[1], &mut sink),
+            Err(CompletionError::Header(LedgerError::OutOfBounds { .. }))
+        ));
+        for c in &lies {
+            assert!(r.nic_cq.push(c).unwrap());
+            assert_eq!(r.q.poll(&mut sink), 1);
+        }
+        assert_eq!(r.q.counters().rx_err_ledger, 2);
+        assert!(sink.0.is_empty(), "nothing delivered");
+        // The honest completion still works (nothing was committed by the rejected ones)...
+        assert!(r.nic_cq.push(&comp(h.buf, p.buf, 54, 100, split)).unwrap());
+        assert_eq!(r.q.poll(&mut sink), 1);
+        assert_eq!(sink.0.len(), 1);
+        // ...and replaying it is a double completion: rejected.
+        assert!(r.nic_cq.push(&comp(h.buf, p.buf, 54, 100, split)).unwrap());
+        assert_eq!(r.q.poll(&mut sink), 1);
+        assert_eq!(r.q.counters().rx_err_ledger, 3);
+        assert_eq!(r.q.counters().rx_packets, 1);
+        sink.0.clear();
+        // Every buffer is accounted for: 1 completed and returned, the rest posted.
+        let a = r.q.pay_pool.audit().unwrap();
+        assert_eq!((a.total, a.posted + a.free), (128, 128));
+        assert_eq!(a.lent, 0);
+    }
+
+    #[test]
+    fn a_ring_full_of_garbage_is_rejected_entry_by_entry() {
+        let mut r = rig(PoolMode::Page);
+        let mut sink = Collect::default();
+        for _ in 0..64 {
+            assert!(r
+                .nic_cq
+                .push(&comp(BufRef::NONE, BufRef::NONE, 1, 0, 0))
+                .unwrap());
+        }
+        assert!(
+            !r.nic_cq
+                .push(&comp(BufRef::NONE, BufRef::NONE, 1, 0, 0))
+                .unwrap(),
+            "ring full"
+        );
+        assert_eq!(r.q.drain(&mut sink), 64);
+        assert_eq!(
+            r.q.counters().rx_err_ledger,
+            64,
+            "NONE header buffers rejected"
+        );
+        assert!(r.q.ring_error().is_none());
+    }
+}
