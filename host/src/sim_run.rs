@@ -481,6 +481,11 @@ impl<S: Sink + 'static> SimRig<S> {
             }
         }
         let _ = gauges.set(pollers.iter().map(|p| p.in_nic.clone()).collect());
+        // Every mapping of the two files exists now (host rings, the pools' providers, the
+        // board's own): unlink the names, so nothing is left in /dev/shm even if the process is
+        // killed. The mappings stay valid until they are dropped.
+        let _ = std::fs::remove_file(host.path());
+        let _ = std::fs::remove_file(bar.path());
         wire_ctl.start.store(true, Ordering::Release);
         Ok(SimRig {
             cfg: cfg.clone(),

@@ -112,7 +112,10 @@ impl LoopWire {
     }
     /// Paces the wire at `rate` (token bucket with the rate's default burst).
     pub fn with_rate(mut self, rate: crate::replay::Rate) -> LoopWire {
-        let bucket = crate::replay::TokenBucket::new(rate.per_sec(), rate.default_burst(), 0);
+        // 10 ms of burst: the firmware thread may yield its core for a scheduler tick while
+        // idle, and the wire should catch up afterwards rather than lose the time.
+        let burst = (rate.per_sec() / 100).max(rate.default_burst());
+        let bucket = crate::replay::TokenBucket::new(rate.per_sec(), burst, 0);
         self.pace = Some((bucket, rate, Instant::now()));
         self
     }
@@ -125,6 +128,8 @@ impl Wire for LoopWire {
             return false;
         }
         let i = (self.next % self.spans.len() as u64) as usize;
+        // Flow control first (it only looks), then pacing (takes tokens), then the frame
+        // claims its buffers: a frame held by either is not charged twice.
         if let Some(f) = &mut self.flow {
             if !f.admit(i) {
                 self.paused += 1;
@@ -137,6 +142,9 @@ impl Wire for LoopWire {
             if bucket.try_take(rate.cost(span.1), now).is_err() {
                 return false;
             }
+        }
+        if let Some(f) = &mut self.flow {
+            f.claim(i);
         }
         self.cur = span;
         self.next += 1;
@@ -212,8 +220,7 @@ impl FlowControl {
         let Some(&(q, h, p)) = self.tags.get(i) else {
             return true;
         };
-        let (Some(used), Some(seen)) =
-            (self.used.get_mut(q as usize), self.seen.get_mut(q as usize))
+        let (Some(used), Some(seen)) = (self.used.get(q as usize), self.seen.get_mut(q as usize))
         else {
             return true;
         };
@@ -231,9 +238,18 @@ impl FlowControl {
             }
         }
         self.paused_since = None;
-        used.0 += h as i64;
-        used.1 += p as i64;
         true
+    }
+    /// Frame `i` is sent: it may use one buffer of each kind it is tagged with.
+    #[inline]
+    fn claim(&mut self, i: usize) {
+        let Some(&(q, h, p)) = self.tags.get(i) else {
+            return;
+        };
+        if let Some(used) = self.used.get_mut(q as usize) {
+            used.0 += h as i64;
+            used.1 += p as i64;
+        }
     }
 }
 
