@@ -52,7 +52,11 @@ impl Drop for RingMem {
 }
 
 fn desc(i: u64) -> FillDesc {
-    FillDesc::new(BufRef::new(1, (i as u32) & 0xff_ffff).unwrap(), i << 12, 4096)
+    FillDesc::new(
+        BufRef::new(1, (i as u32) & 0xff_ffff).unwrap(),
+        i << 12,
+        4096,
+    )
 }
 
 fn batch_of(first: u64) -> [FillDesc; BATCH] {
@@ -210,8 +214,11 @@ fn two_threads(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N));
     g.sample_size(20);
     type Run = fn(u64) -> Duration;
-    let runs: [(&str, Run); 3] =
-        [("splitrx", splitrx_2t), ("rtrb", rtrb_2t), ("crossbeam_arrayqueue", arrayqueue_2t)];
+    let runs: [(&str, Run); 3] = [
+        ("splitrx", splitrx_2t),
+        ("rtrb", rtrb_2t),
+        ("crossbeam_arrayqueue", arrayqueue_2t),
+    ];
     for (name, f) in runs {
         g.bench_function(BenchmarkId::new(name, "batch32_cap4096"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| f(N)).sum())
