@@ -104,7 +104,14 @@ pub mod slot {
     /// no lent fragment (a double return or a return of a never-lent token).
     #[inline]
     pub fn put_lent(slot: &AtomicU32) -> Result<bool, u32> {
-        let mut w = slot.load(Ordering::Relaxed);
+        let mut w = slot.load(Ordering::Acquire);
+        if w == LENT_ONE {
+            // Our fragment is the buffer's only reference and the NIC retired it: no other
+            // thread can write this word (others write only while holding a fragment or while
+            // NIC/filled are set), so a plain store frees it — page mode's common case.
+            slot.store(0, Ordering::Release);
+            return Ok(true);
+        }
         loop {
             if lent(w) == 0 {
                 return Err(w);
