@@ -432,11 +432,14 @@ fn cache_ring_and_provider_counters() {
     let mut p = host_pool(0, 32, 64, PoolMode::Page);
     let bufs: Vec<BufRef> = (0..32).map(|_| p.alloc().unwrap()).collect();
     assert_eq!(p.alloc(), None);
+    let mut d = [FillDesc::default(); 3];
+    assert_eq!(p.fill(&mut d), 0, "exhausted pool fills nothing");
     let s = p.stats();
-    // 8 slow refills of 4 from the provider, then one failed attempt (ring empty).
+    // 8 slow refills of 4 from the provider, then two failed attempts (ring and provider
+    // empty): `alloc` and `fill`.
     assert_eq!(
         (s.alloc_fast, s.alloc_slow, s.alloc_empty, s.alloc_failed),
-        (32, 9, 9, 1)
+        (32, 10, 10, 2)
     );
     assert_eq!(s.inflight, 32);
     let toks: Vec<_> = bufs.iter().map(|&b| lend(&mut p, b, 0, 1, true)).collect();
@@ -459,7 +462,7 @@ fn cache_ring_and_provider_counters() {
         p.retire(b).unwrap();
     }
     let s = p.stats();
-    assert_eq!((s0.alloc_slow, s0.alloc_empty, s0.alloc_fast), (11, 11, 42));
+    assert_eq!((s0.alloc_slow, s0.alloc_empty, s0.alloc_fast), (12, 12, 42));
     assert_eq!(
         (s.recycle_cached - s0.recycle_cached, s.recycle_cache_full),
         (6, 4)
