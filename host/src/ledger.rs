@@ -250,9 +250,10 @@ impl LedgerCounters {
     }
 }
 
-/// A fragment the NIC completed and the host now holds (`Filled`): hand it to an application
-/// with [`crate::pool::PagePool::lend`] / [`crate::pool::PagePool::deliver`], or give it back
-/// with [`crate::pool::PagePool::drop_filled`]. Not `Clone`: one value per fragment reference.
+/// A fragment the NIC completed and the host now holds (`Filled`): lend it to an application
+/// with [`crate::pool::PagePool::lend`] (then send the token through a
+/// [`crate::token::ConsumerTx`]), or give it back with [`crate::pool::PagePool::drop_filled`].
+/// Not `Clone`: one value per fragment reference.
 #[must_use = "a Filled fragment holds a buffer reference; lend it or drop_filled it"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Filled {
@@ -555,7 +556,7 @@ mod tests {
             BufState::of(slot::FILLED_ONE | slot::LENT_ONE),
             BufState::Lent
         );
-        let v = SlotView::of(slot::NIC | 3 * slot::FILLED_ONE | 2 * slot::LENT_ONE);
+        let v = SlotView::of(slot::NIC | (3 * slot::FILLED_ONE) | (2 * slot::LENT_ONE));
         assert_eq!(
             v,
             SlotView {
@@ -622,7 +623,7 @@ mod tests {
         let mut l = Ledger::new(1, PoolMode::Packed, 0);
         let b = BufRef::new(0, 0).unwrap();
         sh.slots[0].store(
-            slot::NIC | slot::MAX_FILLED * slot::FILLED_ONE,
+            slot::NIC | (slot::MAX_FILLED * slot::FILLED_ONE),
             Ordering::Relaxed,
         );
         assert_eq!(

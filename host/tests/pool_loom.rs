@@ -78,7 +78,7 @@ fn last_reference_frees_exactly_once_single_fragment() {
 fn last_reference(frags: u32) {
     loom::model(move || {
         const IDX: u32 = 7;
-        let word = Arc::new(AtomicU32::new(slot::NIC | frags * slot::LENT_ONE));
+        let word = Arc::new(AtomicU32::new(slot::NIC | (frags * slot::LENT_ONE)));
         let (ring, mut cons) = RecycleRing::new(2);
         let ring = Arc::new(ring);
         let apps: Vec<_> = (0..frags)
