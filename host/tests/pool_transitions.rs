@@ -654,3 +654,110 @@ fn metadata_per_buffer_at_most_16_bytes() {
     assert_eq!(m.provider, 65536 * 5);
     assert!(m.per_buffer() <= 16.0, "{m:?}");
 }
+
+#[test]
+fn complete_rx_validates_both_buffers_before_committing_either() {
+    use splitrx_host::pool::{complete_rx, RxError, RxFilled};
+    use splitrx_shared::abi::rx_flags;
+    let mut hdr = host_pool(0, 4, 256, PoolMode::Page);
+    let mut pay = host_pool(1, 4, 4096, PoolMode::Packed);
+    let hb = hdr.alloc().unwrap();
+    let pb = pay.alloc().unwrap();
+    let mut c = RxCompletion::default();
+    c.hdr_buf = hb;
+    c.pay_buf = pb;
+    c.hdr_len.set(54);
+    c.pay_off.set(0);
+    c.pay_len.set(5000); // beyond the 4096-byte payload buffer
+    c.flags.set(rx_flags::SPLIT);
+    let e = complete_rx(&mut hdr, &mut pay, &c).unwrap_err();
+    assert_eq!(
+        e,
+        RxError::Payload(LedgerError::OutOfBounds {
+            buf: pb,
+            off: 0,
+            len: 5000,
+            size: 4096
+        })
+    );
+    // Nothing committed: the header buffer is still Posted.
+    assert_eq!(hdr.state(hb), view(BufState::Posted, true, 0, 0));
+    assert_eq!(pay.ledger_counters().err_out_of_bounds, 1);
+    // SPLIT without a payload buffer.
+    let mut bad = c;
+    bad.pay_buf = BufRef::NONE;
+    assert_eq!(
+        complete_rx(&mut hdr, &mut pay, &bad),
+        Err(RxError::SplitMismatch)
+    );
+    // Valid packed fragment (not retired), then a second one that retires the buffer.
+    c.pay_len.set(1000);
+    let RxFilled::Frame {
+        header,
+        payload: Some(p1),
+    } = complete_rx(&mut hdr, &mut pay, &c).unwrap()
+    else {
+        panic!("expected a split frame")
+    };
+    assert_eq!((header.buf(), header.len()), (hb, 54));
+    assert_eq!((p1.buf(), p1.offset(), p1.len()), (pb, 0, 1000));
+    assert_eq!(hdr.state(hb), view(BufState::Filled, false, 1, 0));
+    assert_eq!(pay.state(pb), view(BufState::Filled, true, 1, 0));
+    let hb2 = hdr.alloc().unwrap();
+    let mut c2 = c;
+    c2.hdr_buf = hb2;
+    c2.pay_off.set(1024);
+    c2.pay_len.set(100);
+    c2.flags.set(rx_flags::SPLIT | rx_flags::PAY_RETIRED);
+    let RxFilled::Frame {
+        header: h2,
+        payload: Some(p2),
+    } = complete_rx(&mut hdr, &mut pay, &c2).unwrap()
+    else {
+        panic!("expected a split frame")
+    };
+    assert_eq!(pay.state(pb), view(BufState::Filled, false, 2, 0));
+    // A header buffer named twice is rejected (no longer posted).
+    assert_eq!(
+        complete_rx(&mut hdr, &mut pay, &c2),
+        Err(RxError::Header(LedgerError::NotPosted {
+            buf: hb2,
+            state: BufState::Filled
+        }))
+    );
+    // Unsplit frame: header only.
+    let hb3 = hdr.alloc().unwrap();
+    let mut c3 = RxCompletion::default();
+    c3.hdr_buf = hb3;
+    c3.pay_buf = BufRef::NONE;
+    c3.hdr_len.set(60);
+    let RxFilled::Frame {
+        header: h3,
+        payload: None,
+    } = complete_rx(&mut hdr, &mut pay, &c3).unwrap()
+    else {
+        panic!("expected an unsplit frame")
+    };
+    // FLUSH: the NIC returns an unused payload buffer.
+    let pb2 = pay.alloc().unwrap();
+    let mut fl = RxCompletion::default();
+    fl.hdr_buf = BufRef::NONE;
+    fl.pay_buf = pb2;
+    fl.flags.set(rx_flags::FLUSH);
+    assert_eq!(complete_rx(&mut hdr, &mut pay, &fl), Ok(RxFilled::Flushed));
+    assert_eq!(pay.state(pb2), view(BufState::Free, false, 0, 0));
+    assert_eq!(
+        complete_rx(&mut hdr, &mut pay, &fl),
+        Err(RxError::Payload(LedgerError::NotPosted {
+            buf: pb2,
+            state: BufState::Free
+        }))
+    );
+    for f in [header, h2, h3] {
+        hdr.drop_filled(f);
+    }
+    pay.drop_filled(p1);
+    pay.drop_filled(p2);
+    assert_eq!(hdr.audit().unwrap().free, 4);
+    assert_eq!(pay.audit().unwrap().free, 4);
+}
