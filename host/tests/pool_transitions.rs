@@ -655,6 +655,19 @@ fn metadata_per_buffer_at_most_16_bytes() {
     assert!(m.per_buffer() <= 16.0, "{m:?}");
 }
 
+fn rxc(hdr: BufRef, pay: BufRef, hdr_len: u16, off: u32, len: u32, flags: u16) -> RxCompletion {
+    use zerocopy::little_endian::{U16, U32};
+    RxCompletion {
+        hdr_buf: hdr,
+        pay_buf: pay,
+        hdr_len: U16::new(hdr_len),
+        pay_off: U32::new(off),
+        pay_len: U32::new(len),
+        flags: U16::new(flags),
+        ..RxCompletion::default()
+    }
+}
+
 #[test]
 fn complete_rx_validates_both_buffers_before_committing_either() {
     use splitrx_host::pool::{complete_rx, RxError, RxFilled};
@@ -663,13 +676,8 @@ fn complete_rx_validates_both_buffers_before_committing_either() {
     let mut pay = host_pool(1, 4, 4096, PoolMode::Packed);
     let hb = hdr.alloc().unwrap();
     let pb = pay.alloc().unwrap();
-    let mut c = RxCompletion::default();
-    c.hdr_buf = hb;
-    c.pay_buf = pb;
-    c.hdr_len.set(54);
-    c.pay_off.set(0);
-    c.pay_len.set(5000); // beyond the 4096-byte payload buffer
-    c.flags.set(rx_flags::SPLIT);
+    // pay_len beyond the 4096-byte payload buffer.
+    let mut c = rxc(hb, pb, 54, 0, 5000, rx_flags::SPLIT);
     let e = complete_rx(&mut hdr, &mut pay, &c).unwrap_err();
     assert_eq!(
         e,
@@ -727,10 +735,7 @@ fn complete_rx_validates_both_buffers_before_committing_either() {
     );
     // Unsplit frame: header only.
     let hb3 = hdr.alloc().unwrap();
-    let mut c3 = RxCompletion::default();
-    c3.hdr_buf = hb3;
-    c3.pay_buf = BufRef::NONE;
-    c3.hdr_len.set(60);
+    let c3 = rxc(hb3, BufRef::NONE, 60, 0, 0, 0);
     let RxFilled::Frame {
         header: h3,
         payload: None,
@@ -740,10 +745,7 @@ fn complete_rx_validates_both_buffers_before_committing_either() {
     };
     // FLUSH: the NIC returns an unused payload buffer.
     let pb2 = pay.alloc().unwrap();
-    let mut fl = RxCompletion::default();
-    fl.hdr_buf = BufRef::NONE;
-    fl.pay_buf = pb2;
-    fl.flags.set(rx_flags::FLUSH);
+    let fl = rxc(BufRef::NONE, pb2, 0, 0, 0, rx_flags::FLUSH);
     assert_eq!(complete_rx(&mut hdr, &mut pay, &fl), Ok(RxFilled::Flushed));
     assert_eq!(pay.state(pb2), view(BufState::Free, false, 0, 0));
     assert_eq!(
