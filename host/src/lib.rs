@@ -5,4 +5,10 @@
 pub mod capture;
 pub mod ctrl;
 pub mod inspect;
+pub mod ledger;
+pub mod pool;
+pub mod provider;
+pub mod recycle;
 pub mod region;
+pub mod sync;
+pub mod token;
