@@ -198,8 +198,16 @@ impl RxQueue {
         };
         self.state = QueueState::Fault;
         self.stats.inc(q::RING_FAULTS);
-        write_region_status(self.region, QueueStatus::FaultRingCorrupt, fault_code(ring, kind));
-        fw_warn!("rx queue {}: ring {} corrupt, queue stopped", self.id, ring as u32);
+        write_region_status(
+            self.region,
+            QueueStatus::FaultRingCorrupt,
+            fault_code(ring, kind),
+        );
+        fw_warn!(
+            "rx queue {}: ring {} corrupt, queue stopped",
+            self.id,
+            ring as u32
+        );
     }
 
     /// The current packed-mode payload buffer, if any.
@@ -289,9 +297,15 @@ impl RxQueue {
             }
         }
         if self.hdr_cache.is_empty() {
-            let Some(pool) = pools.get_mut(self.hdr_pool) else { return };
-            if let Err(e) = refill(&mut self.hdr_fill, &mut self.hdr_cache, pool, &mut self.stats)
-            {
+            let Some(pool) = pools.get_mut(self.hdr_pool) else {
+                return;
+            };
+            if let Err(e) = refill(
+                &mut self.hdr_fill,
+                &mut self.hdr_cache,
+                pool,
+                &mut self.stats,
+            ) {
                 self.fault(QueueRing::HeaderFill, e);
                 self.stats.inc(q::DROP_QUEUE_FAULT);
                 return;
@@ -304,10 +318,15 @@ impl RxQueue {
         let mut pay: Option<(HeldBuf, u32)> = None;
         if fresh_pay {
             if self.pay_cache.is_empty() {
-                let Some(pool) = pools.get_mut(self.pay_pool) else { return };
-                if let Err(e) =
-                    refill(&mut self.pay_fill, &mut self.pay_cache, pool, &mut self.stats)
-                {
+                let Some(pool) = pools.get_mut(self.pay_pool) else {
+                    return;
+                };
+                if let Err(e) = refill(
+                    &mut self.pay_fill,
+                    &mut self.pay_cache,
+                    pool,
+                    &mut self.stats,
+                ) {
                     self.fault(QueueRing::PayloadFill, e);
                     self.stats.inc(q::DROP_QUEUE_FAULT);
                     return;
@@ -325,11 +344,16 @@ impl RxQueue {
         }
 
         // 4. DMA: header part to the header buffer, payload to the payload buffer.
-        let hseg = DmaSegment { bus_addr: hdr.bus_addr, data: &frame[..hdr_len] };
+        let hseg = DmaSegment {
+            bus_addr: hdr.bus_addr,
+            data: &frame[..hdr_len],
+        };
         let res = match pay {
             Some((p, off)) => {
-                let pseg =
-                    DmaSegment { bus_addr: p.bus_addr + off as u64, data: &frame[po..po + pl] };
+                let pseg = DmaSegment {
+                    bus_addr: p.bus_addr + off as u64,
+                    data: &frame[po..po + pl],
+                };
                 dma_write(dma, &[hseg, pseg])
             }
             None => dma_write(dma, &[hseg]),
@@ -373,7 +397,10 @@ impl RxQueue {
                     retired = Some(p.buf);
                     self.packed = None;
                 } else {
-                    self.packed = Some(PackedCur { buf: p, used: used as u32 });
+                    self.packed = Some(PackedCur {
+                        buf: p,
+                        used: used as u32,
+                    });
                 }
             } else {
                 flags |= rx_flags::PAY_RETIRED;
@@ -390,8 +417,14 @@ impl RxQueue {
             flags |= rx_flags::TUNNEL;
         }
         match r.roce {
-            Some(RoceInfo { icrc_ok: Some(true), .. }) => flags |= rx_flags::ICRC_OK,
-            Some(RoceInfo { icrc_ok: Some(false), .. }) => {
+            Some(RoceInfo {
+                icrc_ok: Some(true),
+                ..
+            }) => flags |= rx_flags::ICRC_OK,
+            Some(RoceInfo {
+                icrc_ok: Some(false),
+                ..
+            }) => {
                 flags |= rx_flags::ICRC_BAD;
                 self.stats.inc(q::ICRC_BAD);
             }
@@ -405,7 +438,11 @@ impl RxQueue {
             hdr_len: U16::new(hdr_len as u16),
             flags: U16::new(flags),
             class: r.class as u8,
-            reason: if split { NoSplitReason::Split as u8 } else { reason as u8 },
+            reason: if split {
+                NoSplitReason::Split as u8
+            } else {
+                reason as u8
+            },
             queue: U16::new(self.id),
             flow_hash: U32::new(hash),
             frame_len: U32::new(flen as u32),
@@ -525,7 +562,6 @@ impl RxQueue {
                     };
                     let n = chunk.len();
                     if n == 0 {
-                        drop(chunk);
                         next(cursor);
                         continue;
                     }

@@ -16,9 +16,9 @@ use splitrx_shared::split::{FrameClass, SplitResult};
 
 /// The 40-byte key from Microsoft's RSS specification (also the default of most NICs).
 pub const MS_RSS_KEY: [u8; RSS_KEY_LEN] = [
-    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f,
-    0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
-    0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
+    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
+    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
 ];
 
 /// Bit-serial Toeplitz hash (the reference definition; used to check the table version).
@@ -89,7 +89,9 @@ impl Toeplitz {
 
 /// Writes the hash input of a frame into `out`; returns its length (0 for non-IP).
 pub fn flow_input(frame: &[u8], r: &SplitResult, out: &mut [u8; RSS_INPUT_MAX]) -> usize {
-    let Some(l3) = r.outer_l3_offset else { return 0 };
+    let Some(l3) = r.outer_l3_offset else {
+        return 0;
+    };
     let l3 = l3 as usize;
     let (addrs, alen) = match r.outer_ip_version {
         4 => (frame.get(l3 + 12..l3 + 20), 8),
@@ -99,9 +101,15 @@ pub fn flow_input(frame: &[u8], r: &SplitResult, out: &mut [u8; RSS_INPUT_MAX]) 
     let Some(addrs) = addrs else { return 0 };
     out[..alen].copy_from_slice(addrs);
     let ported = r.tunnel.is_none()
-        && matches!(r.class, FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce);
+        && matches!(
+            r.class,
+            FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce
+        );
     if ported {
-        if let Some(ports) = r.l4_offset.and_then(|l4| frame.get(l4 as usize..l4 as usize + 4)) {
+        if let Some(ports) = r
+            .l4_offset
+            .and_then(|l4| frame.get(l4 as usize..l4 as usize + 4))
+        {
             out[alen..alen + 4].copy_from_slice(ports);
             return alen + 4;
         }
@@ -125,14 +133,51 @@ mod tests {
     /// The IPv4 verification suite of Microsoft's RSS specification
     /// ("Verifying the RSS Hash Calculation"): (dst, dst port, src, src port, IPv4-only hash,
     /// IPv4-with-TCP hash).
+    type V4Case = ([u8; 4], u16, [u8; 4], u16, u32, u32);
+
     #[test]
     fn microsoft_ipv4_vectors() {
-        let cases: [([u8; 4], u16, [u8; 4], u16, u32, u32); 5] = [
-            ([161, 142, 100, 80], 1766, [66, 9, 149, 187], 2794, 0x323e8fc2, 0x51ccc178),
-            ([65, 69, 140, 83], 4739, [199, 92, 111, 2], 14230, 0xd718262a, 0xc626b0ea),
-            ([12, 22, 207, 184], 38024, [24, 19, 198, 95], 12898, 0xd2d0a5de, 0x5c2b394a),
-            ([209, 142, 163, 6], 2217, [38, 27, 205, 30], 48228, 0x82989176, 0xafc7327f),
-            ([202, 188, 127, 2], 1303, [153, 39, 163, 191], 44251, 0x5d1809c5, 0x10e828a2),
+        let cases: [V4Case; 5] = [
+            (
+                [161, 142, 100, 80],
+                1766,
+                [66, 9, 149, 187],
+                2794,
+                0x323e8fc2,
+                0x51ccc178,
+            ),
+            (
+                [65, 69, 140, 83],
+                4739,
+                [199, 92, 111, 2],
+                14230,
+                0xd718262a,
+                0xc626b0ea,
+            ),
+            (
+                [12, 22, 207, 184],
+                38024,
+                [24, 19, 198, 95],
+                12898,
+                0xd2d0a5de,
+                0x5c2b394a,
+            ),
+            (
+                [209, 142, 163, 6],
+                2217,
+                [38, 27, 205, 30],
+                48228,
+                0x82989176,
+                0xafc7327f,
+            ),
+            (
+                [202, 188, 127, 2],
+                1303,
+                [153, 39, 163, 191],
+                44251,
+                0x5d1809c5,
+                0x10e828a2,
+            ),
         ];
         let t = Toeplitz::new(&MS_RSS_KEY);
         for (dst, dp, src, sp, h2, h4) in cases {
@@ -201,7 +246,11 @@ mod tests {
         let t = Toeplitz::new(&key);
         let input: [u8; 36] = core::array::from_fn(|i| (i as u8).wrapping_mul(91) ^ 0x5a);
         for n in 0..=36 {
-            assert_eq!(t.hash(&input[..n]), toeplitz_reference(&key, &input[..n]), "len {n}");
+            assert_eq!(
+                t.hash(&input[..n]),
+                toeplitz_reference(&key, &input[..n]),
+                "len {n}"
+            );
         }
     }
 }
