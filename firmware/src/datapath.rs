@@ -283,9 +283,10 @@ impl RxQueue {
         }
         let need = 1 + flush_old as u32;
 
-        // 3. Reserve: completion slots, header buffer, payload buffer.
-        match self.cq.free() {
-            Ok(f) if f >= need => {}
+        // 3. Reserve: completion slots (nothing is visible until `commit`), header buffer,
+        // payload buffer.
+        let mut chunk = match self.cq.reserve(need) {
+            Ok(c) if c.len() >= need => c,
             Ok(_) => {
                 self.stats.inc(q::DROP_CQ_FULL);
                 return;
@@ -295,7 +296,7 @@ impl RxQueue {
                 self.stats.inc(q::DROP_QUEUE_FAULT);
                 return;
             }
-        }
+        };
         if self.hdr_cache.is_empty() {
             let Some(pool) = pools.get_mut(self.hdr_pool) else {
                 return;
@@ -447,24 +448,13 @@ impl RxQueue {
             flow_hash: U32::new(hash),
             frame_len: U32::new(flen as u32),
         };
-        match self.cq.reserve(need) {
-            Ok(mut chunk) if chunk.len() >= need => {
-                let mut i = 0;
-                if let Some(f) = &flush {
-                    chunk.write(0, f);
-                    i = 1;
-                }
-                chunk.write(i, &c);
-                chunk.commit(need);
-            }
-            // `free()` said there was room and only we produce: unreachable unless the peer
-            // corrupted the ring in between, which `reserve` reports as an error.
-            Ok(_) => {}
-            Err(e) => {
-                self.fault(QueueRing::Completion, e);
-                return;
-            }
+        let mut i = 0;
+        if let Some(f) = &flush {
+            chunk.write(0, f);
+            i = 1;
         }
+        chunk.write(i, &c);
+        chunk.commit(need);
 
         // 6. The host owns what the completions named.
         if let Some(pool) = pools.get_mut(self.hdr_pool) {

@@ -78,12 +78,58 @@ impl Toeplitz {
         h
     }
 
+    /// Hash of `N` input bytes starting at input byte position `pos` (fixed length: the loop
+    /// is unrolled and bounds-check free), XORed into `h`.
+    #[inline(always)]
+    fn hash_fixed<const N: usize>(&self, pos: usize, bytes: &[u8; N], mut h: u32) -> u32 {
+        let t = &self.tables[2 * pos..2 * (pos + N)];
+        for (i, &b) in bytes.iter().enumerate() {
+            h ^= t[2 * i][(b >> 4) as usize] ^ t[2 * i + 1][(b & 15) as usize];
+        }
+        h
+    }
+
     /// Flow hash of a frame from its split decision (see the module docs for the input).
+    /// Equal to `self.hash(input)` with `input` from [`flow_input`], computed straight from the
+    /// frame without assembling the input.
     #[inline]
     pub fn flow_hash(&self, frame: &[u8], r: &SplitResult) -> u32 {
-        let mut buf = [0u8; RSS_INPUT_MAX];
-        let n = flow_input(frame, r, &mut buf);
-        self.hash(&buf[..n])
+        let Some(l3) = r.outer_l3_offset else { return 0 };
+        let l3 = l3 as usize;
+        let ported = r.tunnel.is_none()
+            && matches!(r.class, FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce);
+        let ports = || -> Option<&[u8; 4]> {
+            if !ported {
+                return None;
+            }
+            let l4 = r.l4_offset? as usize;
+            frame.get(l4..l4 + 4)?.try_into().ok()
+        };
+        match r.outer_ip_version {
+            4 => {
+                let Some(a) = frame.get(l3 + 12..l3 + 20).and_then(|a| <&[u8; 8]>::try_from(a).ok())
+                else {
+                    return 0;
+                };
+                let h = self.hash_fixed(0, a, 0);
+                match ports() {
+                    Some(p) => self.hash_fixed(8, p, h),
+                    None => h,
+                }
+            }
+            6 => {
+                let Some(a) = frame.get(l3 + 8..l3 + 40).and_then(|a| <&[u8; 32]>::try_from(a).ok())
+                else {
+                    return 0;
+                };
+                let h = self.hash_fixed(0, a, 0);
+                match ports() {
+                    Some(p) => self.hash_fixed(32, p, h),
+                    None => h,
+                }
+            }
+            _ => 0,
+        }
     }
 }
 
@@ -235,6 +281,30 @@ mod tests {
             assert_eq!(t.hash(&b), h4);
             assert_eq!(toeplitz_reference(&MS_RSS_KEY, &b), h4);
         }
+    }
+
+    #[test]
+    fn flow_hash_equals_hash_of_flow_input() {
+        use splitrx_shared::split::{split, SplitConfig};
+        let mut f = [0u8; 14 + 40 + 20 + 8];
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&28u16.to_be_bytes());
+        f[20] = 6;
+        f[21] = 64;
+        for (i, b) in f[22..54].iter_mut().enumerate() {
+            *b = i as u8 * 7 + 1;
+        }
+        f[54..58].copy_from_slice(&[0x12, 0x34, 0x00, 0x50]);
+        f[66] = 5 << 4;
+        let r = split(&f, &SplitConfig::default());
+        let t = Toeplitz::new(&MS_RSS_KEY);
+        let mut buf = [0u8; RSS_INPUT_MAX];
+        let n = flow_input(&f, &r, &mut buf);
+        assert_eq!(n, 36);
+        assert_eq!(t.flow_hash(&f, &r), t.hash(&buf[..n]));
+        assert_eq!(t.flow_hash(&f, &r), toeplitz_reference(&MS_RSS_KEY, &buf[..n]));
     }
 
     #[test]
