@@ -147,11 +147,11 @@ fn refill(
     if room == 0 {
         return Ok(());
     }
-    let chunk = ring.peek(room.min(FILL_BATCH))?;
-    let n = chunk.len();
-    for i in 0..n {
-        let Some(d) = chunk.get(i) else { break };
-        match pool.accept(&d) {
+    let mut batch = [FillDesc::default(); FILL_BATCH as usize];
+    let take = (room.min(FILL_BATCH)) as usize;
+    let n = ring.pop_into(&mut batch[..take])?;
+    for d in &batch[..n] {
+        match pool.accept(d) {
             Ok(h) => {
                 // Cannot fail: at most `room` entries are taken.
                 let _ = cache.push_back(h);
@@ -160,7 +160,6 @@ fn refill(
             Err(e) => st.inc(e.counter()),
         }
     }
-    chunk.release(n);
     Ok(())
 }
 
