@@ -146,5 +146,6 @@ fn steer(active: &[u16], rss_queues: u16, hash: u32) -> Option<u16> {
     if n == 0 {
         return None;
     }
-    active.get(hash as usize % n).copied()
+    // 32-bit division: the 64-bit one costs several times more on most cores.
+    active.get((hash % n as u32) as usize).copied()
 }
