@@ -177,6 +177,7 @@ fn every_capture_frame_lands_exactly_page_mode() {
     h.post_hdr(64);
     h.post_pay(64);
     let (mut n_split, mut n_unsplit, mut n_trunc, mut n_drop_hdr) = (0u64, 0u64, 0u64, 0u64);
+    let (mut n_icrc_ok, mut n_tunnel) = (0u64, 0u64);
     for (file, f) in &frames {
         let r = split(f, &cfg0());
         let exp = expected_split(&r, f.len(), 0);
@@ -197,6 +198,15 @@ fn every_capture_frame_lands_exactly_page_mode() {
         assert_eq!(c.queue.get(), 0);
         assert_eq!(c.flow_hash.get(), expected_hash(f, &r), "{file}: flow hash");
         let flags = c.flags.get();
+        assert_eq!(flags & rx_flags::TUNNEL != 0, r.tunnel.is_some(), "{file}: TUNNEL");
+        let icrc = r.roce.and_then(|x| x.icrc_ok);
+        assert_eq!(flags & rx_flags::ICRC_OK != 0, icrc == Some(true), "{file}: ICRC_OK");
+        assert_eq!(flags & rx_flags::ICRC_BAD != 0, icrc == Some(false), "{file}: ICRC_BAD");
+        if r.class == splitrx_shared::split::FrameClass::Malformed {
+            assert_eq!(flags & rx_flags::ERROR, rx_flags::ERROR, "{file}: ERROR");
+        }
+        n_icrc_ok += (icrc == Some(true)) as u64;
+        n_tunnel += r.tunnel.is_some() as u64;
         match exp {
             Some((o, l)) => {
                 n_split += 1;
