@@ -614,7 +614,9 @@ impl RxQueue {
             self.state = QueueState::Running;
             write_region_status(self.region, QueueStatus::Running, 0);
         } else {
+            // A faulted ring the host did not repair: the queue stays stopped.
             self.state = QueueState::Fault;
+            write_region_status(self.region, QueueStatus::FaultRingCorrupt, 0);
         }
     }
 }

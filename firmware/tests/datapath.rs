@@ -586,6 +586,11 @@ fn ring_corruption_faults_queue_until_reset() {
     assert_eq!(h.stat(q::DROP_QUEUE_FAULT), drops + 1);
     // Other commands still work.
     assert_eq!(h.tb.status(CtrlOp::GetVersion, &[0u8; 0]), CtrlStatus::Ok);
+    // A reset without repairing the ring reports the buffers but leaves the queue faulted.
+    let r = h.tb.call(CtrlOp::ResetQueue, &QueueArgs { queue: U16::new(0), _pad: U16::new(0) });
+    assert_eq!(r.last().unwrap().status(), Some(CtrlStatus::Ok));
+    assert_eq!(h.tb.nic_status(queue_region_bus(0)).0, QueueStatus::FaultRingCorrupt as u32);
+    assert!(h.frame(&tcp_frame(300, 1)).is_empty());
     // Host repairs the ring (re-initialises it) and resets the queue.
     // SAFETY: the queue is stopped; the firmware does not touch the faulted ring.
     unsafe { splitrx_shared::ring::init::<FillDesc>(hdr_ring, 64).unwrap() };
