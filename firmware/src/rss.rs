@@ -94,10 +94,15 @@ impl Toeplitz {
     /// frame without assembling the input.
     #[inline]
     pub fn flow_hash(&self, frame: &[u8], r: &SplitResult) -> u32 {
-        let Some(l3) = r.outer_l3_offset else { return 0 };
+        let Some(l3) = r.outer_l3_offset else {
+            return 0;
+        };
         let l3 = l3 as usize;
         let ported = r.tunnel.is_none()
-            && matches!(r.class, FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce);
+            && matches!(
+                r.class,
+                FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce
+            );
         let ports = || -> Option<&[u8; 4]> {
             if !ported {
                 return None;
@@ -107,7 +112,9 @@ impl Toeplitz {
         };
         match r.outer_ip_version {
             4 => {
-                let Some(a) = frame.get(l3 + 12..l3 + 20).and_then(|a| <&[u8; 8]>::try_from(a).ok())
+                let Some(a) = frame
+                    .get(l3 + 12..l3 + 20)
+                    .and_then(|a| <&[u8; 8]>::try_from(a).ok())
                 else {
                     return 0;
                 };
@@ -118,7 +125,9 @@ impl Toeplitz {
                 }
             }
             6 => {
-                let Some(a) = frame.get(l3 + 8..l3 + 40).and_then(|a| <&[u8; 32]>::try_from(a).ok())
+                let Some(a) = frame
+                    .get(l3 + 8..l3 + 40)
+                    .and_then(|a| <&[u8; 32]>::try_from(a).ok())
                 else {
                     return 0;
                 };
@@ -304,7 +313,10 @@ mod tests {
         let n = flow_input(&f, &r, &mut buf);
         assert_eq!(n, 36);
         assert_eq!(t.flow_hash(&f, &r), t.hash(&buf[..n]));
-        assert_eq!(t.flow_hash(&f, &r), toeplitz_reference(&MS_RSS_KEY, &buf[..n]));
+        assert_eq!(
+            t.flow_hash(&f, &r),
+            toeplitz_reference(&MS_RSS_KEY, &buf[..n])
+        );
     }
 
     #[test]

@@ -198,10 +198,22 @@ fn every_capture_frame_lands_exactly_page_mode() {
         assert_eq!(c.queue.get(), 0);
         assert_eq!(c.flow_hash.get(), expected_hash(f, &r), "{file}: flow hash");
         let flags = c.flags.get();
-        assert_eq!(flags & rx_flags::TUNNEL != 0, r.tunnel.is_some(), "{file}: TUNNEL");
+        assert_eq!(
+            flags & rx_flags::TUNNEL != 0,
+            r.tunnel.is_some(),
+            "{file}: TUNNEL"
+        );
         let icrc = r.roce.and_then(|x| x.icrc_ok);
-        assert_eq!(flags & rx_flags::ICRC_OK != 0, icrc == Some(true), "{file}: ICRC_OK");
-        assert_eq!(flags & rx_flags::ICRC_BAD != 0, icrc == Some(false), "{file}: ICRC_BAD");
+        assert_eq!(
+            flags & rx_flags::ICRC_OK != 0,
+            icrc == Some(true),
+            "{file}: ICRC_OK"
+        );
+        assert_eq!(
+            flags & rx_flags::ICRC_BAD != 0,
+            icrc == Some(false),
+            "{file}: ICRC_BAD"
+        );
         if r.class == splitrx_shared::split::FrameClass::Malformed {
             assert_eq!(flags & rx_flags::ERROR, rx_flags::ERROR, "{file}: ERROR");
         }
@@ -248,6 +260,10 @@ fn every_capture_frame_lands_exactly_page_mode() {
     assert!(
         n_split > 500 && n_unsplit > 100,
         "split {n_split} unsplit {n_unsplit}"
+    );
+    assert!(
+        n_icrc_ok > 300 && n_tunnel > 40,
+        "icrc ok {n_icrc_ok}, tunnelled {n_tunnel}"
     );
     h.check_nothing_lost();
 }
@@ -587,9 +603,18 @@ fn ring_corruption_faults_queue_until_reset() {
     // Other commands still work.
     assert_eq!(h.tb.status(CtrlOp::GetVersion, &[0u8; 0]), CtrlStatus::Ok);
     // A reset without repairing the ring reports the buffers but leaves the queue faulted.
-    let r = h.tb.call(CtrlOp::ResetQueue, &QueueArgs { queue: U16::new(0), _pad: U16::new(0) });
+    let r = h.tb.call(
+        CtrlOp::ResetQueue,
+        &QueueArgs {
+            queue: U16::new(0),
+            _pad: U16::new(0),
+        },
+    );
     assert_eq!(r.last().unwrap().status(), Some(CtrlStatus::Ok));
-    assert_eq!(h.tb.nic_status(queue_region_bus(0)).0, QueueStatus::FaultRingCorrupt as u32);
+    assert_eq!(
+        h.tb.nic_status(queue_region_bus(0)).0,
+        QueueStatus::FaultRingCorrupt as u32
+    );
     assert!(h.frame(&tcp_frame(300, 1)).is_empty());
     // Host repairs the ring (re-initialises it) and resets the queue.
     // SAFETY: the queue is stopped; the firmware does not touch the faulted ring.
