@@ -124,6 +124,7 @@ pub(crate) struct Pending {
 #[derive(Debug)]
 pub struct ControlPlane {
     region: NonNull<u8>,
+    region_bus: (u64, u64),
     req: Consumer<CtrlMsg>,
     resp: Producer<CtrlMsg>,
     faulted: bool,
@@ -182,6 +183,7 @@ impl<H: Hal> Firmware<H> {
             rss_queues: 0,
             ctrl: ControlPlane {
                 region: region.base,
+                region_bus: (ctrl_bus, ctrl_bus.saturating_add(ctrl_len)),
                 req,
                 resp,
                 faulted: false,
@@ -375,12 +377,17 @@ impl<H: Hal> Firmware<H> {
         if hp.bound != 0 || pp.bound != 0 {
             return Err(CtrlStatus::Busy);
         }
-        let region = map_region(
-            &mut self.hal.mem,
-            a.region_bus_addr.get(),
-            a.region_len.get(),
-        )
-        .map_err(|_| CtrlStatus::BadRegion)?;
+        let (rb, rl) = (a.region_bus_addr.get(), a.region_len.get());
+        // A region must not overlap the control region or another queue's region: the
+        // firmware keeps one handle per ring, so rings must not alias.
+        let span = (rb, rb.checked_add(rl).ok_or(CtrlStatus::BadRegion)?);
+        let overlaps = |o: (u64, u64)| span.0 < o.1 && o.0 < span.1;
+        if overlaps(self.ctrl.region_bus)
+            || self.queues.iter().flatten().any(|q| overlaps(q.region_bus))
+        {
+            return Err(CtrlStatus::BadRegion);
+        }
+        let region = map_region(&mut self.hal.mem, rb, rl).map_err(|_| CtrlStatus::BadRegion)?;
         if region.header.queue_id.get() != id {
             return Err(CtrlStatus::BadRegion);
         }
@@ -406,6 +413,7 @@ impl<H: Hal> Firmware<H> {
         let init = QueueInit {
             id,
             region: region.base,
+            region_bus: span,
             locs,
             hdr_fill,
             pay_fill,

@@ -97,6 +97,8 @@ pub struct RxQueue {
     pub id: u16,
     pub state: QueueState,
     pub(crate) region: NonNull<u8>,
+    /// Bus range `[start, end)` of the queue's shared region.
+    pub(crate) region_bus: (u64, u64),
     pub(crate) locs: [RingLoc; 3],
     pub hdr_pool: usize,
     pub pay_pool: usize,
@@ -119,6 +121,7 @@ pub struct RxQueue {
 pub(crate) struct QueueInit {
     pub id: u16,
     pub region: NonNull<u8>,
+    pub region_bus: (u64, u64),
     pub locs: [RingLoc; 3],
     pub hdr_fill: Consumer<FillDesc>,
     pub pay_fill: Consumer<FillDesc>,
@@ -171,6 +174,7 @@ impl RxQueue {
             id: init.id,
             state: QueueState::Running,
             region: init.region,
+            region_bus: init.region_bus,
             locs: init.locs,
             hdr_pool: init.hdr_pool,
             pay_pool: init.pay_pool,

@@ -287,6 +287,25 @@ fn create_queue_statuses() {
     );
     let (s, _) = tb.create_queue(1, 1, 2, 0, 16, 16);
     assert_eq!(s, CtrlStatus::Busy, "pools are bound to one queue");
+    // Regions must not overlap another queue's region or the control region (rings would
+    // alias): a header for queue 1 written inside queue 0's region.
+    let inner = rb + 32 * 1024;
+    let kinds = [
+        (splitrx_shared::abi::RingKind::HeaderFill, 16),
+        (splitrx_shared::abi::RingKind::PayloadFill, 16),
+        (splitrx_shared::abi::RingKind::RxCompletion, 16),
+    ];
+    layout_region(&tb.mem, inner, 16 * 1024, 1, &kinds);
+    assert_eq!(
+        st(&mut tb, args(1, inner, 16 * 1024, 4, 5)),
+        CtrlStatus::BadRegion,
+        "overlap"
+    );
+    assert_eq!(
+        st(&mut tb, args(1, CTRL_BUS, CTRL_LEN, 4, 5)),
+        CtrlStatus::BadRegion,
+        "control"
+    );
     assert_eq!(
         tb.status(
             CtrlOp::UnregisterPool,
