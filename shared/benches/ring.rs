@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo bench -p splitrx-shared --bench ring -- --warm-up-time 1 --measurement-time 3`
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use splitrx_shared::abi::{BufRef, FillDesc};
 use splitrx_shared::ring::{self, ring_bytes, Consumer, Producer};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
@@ -118,6 +118,53 @@ fn splitrx_2t(n: u64) -> Duration {
     el
 }
 
+/// Same as `splitrx_2t`, but the producer writes each entry into a `reserve`d chunk (no
+/// staging array) and the consumer reads each entry out of a `peek`ed chunk.
+fn splitrx_chunks_2t(n: u64) -> Duration {
+    let mem = RingMem::new();
+    let (mut p, mut c) = mem.pair();
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut spins = 0;
+        while sent < n {
+            let mut w = p.reserve(BATCH as u32).unwrap();
+            let k = w.len();
+            for i in 0..k {
+                w.write(i, &desc(sent + u64::from(i)));
+            }
+            w.commit(k);
+            sent += u64::from(k);
+            if k == 0 {
+                backoff(&mut spins);
+            } else {
+                spins = 0;
+            }
+        }
+    });
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    let mut spins = 0;
+    while got < n {
+        let r = c.peek(BATCH as u32).unwrap();
+        let k = r.len();
+        for i in 0..k {
+            sum = sum.wrapping_add(r.get(i).unwrap().bus_addr.get());
+        }
+        r.release(k);
+        got += u64::from(k);
+        if k == 0 {
+            backoff(&mut spins);
+        } else {
+            spins = 0;
+        }
+    }
+    t.join().unwrap();
+    let el = start.elapsed();
+    black_box(sum);
+    el
+}
+
 fn rtrb_2t(n: u64) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
     let start = Instant::now();
@@ -209,16 +256,57 @@ fn arrayqueue_2t(n: u64) -> Duration {
     el
 }
 
+type Run = fn(u64) -> Duration;
+const RUNS: [(&str, Run); 4] = [
+    ("splitrx", splitrx_2t),
+    ("splitrx_chunks", splitrx_chunks_2t),
+    ("rtrb", rtrb_2t),
+    ("crossbeam_arrayqueue", arrayqueue_2t),
+];
+
+/// With `RING_BENCH_INTERLEAVED=<rounds>`: before the criterion runs, runs the two-thread
+/// contenders round-robin (A, B, C, D, A, B, ...) and prints each one's median and best
+/// Mentries/s and the throughput ratios of splitrx to each (of the medians and of the bests;
+/// on a loaded machine the best run is the one where both threads had a core). Interleaving makes the ratios robust against
+/// load that changes while a benchmark runs (other jobs on a small machine), which
+/// criterion's one-benchmark-after-the-other order is not.
+fn interleaved(rounds: usize) {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); RUNS.len()];
+    for _ in 0..rounds {
+        for (i, (_, f)) in RUNS.iter().enumerate() {
+            times[i].push(f(N).as_secs_f64());
+        }
+    }
+    let mut medians = Vec::new();
+    let mut bests = Vec::new();
+    println!("interleaved two-thread runs: {rounds} rounds of {N} entries each");
+    for (i, (name, _)) in RUNS.iter().enumerate() {
+        let t = &mut times[i];
+        t.sort_by(f64::total_cmp);
+        let med = t[t.len() / 2];
+        medians.push(med);
+        bests.push(t[0]);
+        println!(
+            "  {name:<22} median {:>7.1} Mentries/s ({:.2} ns/entry), best {:>7.1} Mentries/s",
+            N as f64 / med / 1e6,
+            med * 1e9 / N as f64,
+            N as f64 / t[0] / 1e6
+        );
+    }
+    for (i, (name, _)) in RUNS.iter().enumerate().skip(1) {
+        println!(
+            "  splitrx / {name}: {:.2}x (medians), {:.2}x (bests)",
+            medians[i] / medians[0],
+            bests[i] / bests[0]
+        );
+    }
+}
+
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring_2threads");
     g.throughput(Throughput::Elements(N));
     g.sample_size(20);
-    type Run = fn(u64) -> Duration;
-    let runs: [(&str, Run); 3] = [
-        ("splitrx", splitrx_2t),
-        ("rtrb", rtrb_2t),
-        ("crossbeam_arrayqueue", arrayqueue_2t),
-    ];
+    let runs = RUNS;
     for (name, f) in runs {
         g.bench_function(BenchmarkId::new(name, "batch32_cap4096"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| f(N)).sum())
@@ -305,4 +393,14 @@ fn one_thread(c: &mut Criterion) {
 }
 
 criterion_group!(benches, two_threads, one_thread);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(rounds) = std::env::var("RING_BENCH_INTERLEAVED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        interleaved(rounds);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
