@@ -210,6 +210,49 @@ fn rtrb_2t(n: u64) -> Duration {
     el
 }
 
+/// rtrb used in place, like `splitrx_chunks_2t`: the producer generates entries straight into
+/// the chunk, the consumer reads them through `as_slices` without copying them out.
+fn rtrb_chunks_2t(n: u64) -> Duration {
+    let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut spins = 0;
+        while sent < n {
+            loop {
+                if let Ok(chunk) = p.write_chunk_uninit(BATCH) {
+                    chunk.fill_from_iter((0..BATCH as u64).map(|i| desc(sent + i)));
+                    break;
+                }
+                backoff(&mut spins);
+            }
+            spins = 0;
+            sent += BATCH as u64;
+        }
+    });
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    let mut spins = 0;
+    while got < n {
+        match c.read_chunk(BATCH) {
+            Ok(chunk) => {
+                let (a, b) = chunk.as_slices();
+                for d in a.iter().chain(b) {
+                    sum = sum.wrapping_add(d.bus_addr.get());
+                }
+                chunk.commit_all();
+                got += BATCH as u64;
+                spins = 0;
+            }
+            Err(_) => backoff(&mut spins),
+        }
+    }
+    t.join().unwrap();
+    let el = start.elapsed();
+    black_box(sum);
+    el
+}
+
 fn arrayqueue_2t(n: u64) -> Duration {
     let q = std::sync::Arc::new(crossbeam_queue::ArrayQueue::<FillDesc>::new(CAP as usize));
     let qp = q.clone();
@@ -257,10 +300,14 @@ fn arrayqueue_2t(n: u64) -> Duration {
 }
 
 type Run = fn(u64) -> Duration;
-const RUNS: [(&str, Run); 4] = [
-    ("splitrx", splitrx_2t),
+/// Pairs are like for like: `*_slices` copy a staged batch in and copy a batch out into an
+/// array; `*_chunks` generate entries in place and read them in place (splitrx's `get` still
+/// copies each entry out of shared memory: that is its TOCTOU rule).
+const RUNS: [(&str, Run); 5] = [
+    ("splitrx_slices", splitrx_2t),
+    ("rtrb_slices", rtrb_2t),
     ("splitrx_chunks", splitrx_chunks_2t),
-    ("rtrb", rtrb_2t),
+    ("rtrb_chunks", rtrb_chunks_2t),
     ("crossbeam_arrayqueue", arrayqueue_2t),
 ];
 
@@ -293,13 +340,20 @@ fn interleaved(rounds: usize) {
             N as f64 / t[0] / 1e6
         );
     }
-    for (i, (name, _)) in RUNS.iter().enumerate().skip(1) {
+    let ratio = |a: usize, b: usize| {
         println!(
-            "  splitrx / {name}: {:.2}x (medians), {:.2}x (bests)",
-            medians[i] / medians[0],
-            bests[i] / bests[0]
+            "  {} / {}: {:.2}x (medians), {:.2}x (bests)",
+            RUNS[a].0,
+            RUNS[b].0,
+            medians[b] / medians[a],
+            bests[b] / bests[a]
         );
-    }
+    };
+    ratio(0, 1);
+    ratio(2, 3);
+    ratio(2, 1);
+    ratio(0, 4);
+    ratio(2, 4);
 }
 
 fn two_threads(c: &mut Criterion) {
@@ -373,6 +427,21 @@ fn one_thread(c: &mut Criterion) {
             out[x.len()..].copy_from_slice(y);
             chunk.commit_all();
             black_box(out);
+        })
+    });
+
+    g.bench_function("rtrb_fill_from_iter_sum_in_place", |b| {
+        b.iter(|| {
+            let chunk = rp.write_chunk_uninit(BATCH).unwrap();
+            chunk.fill_from_iter(black_box(&src).iter().copied());
+            let chunk = rc.read_chunk(BATCH).unwrap();
+            let (x, y) = chunk.as_slices();
+            let mut sum = 0u64;
+            for d in x.iter().chain(y) {
+                sum = sum.wrapping_add(d.bus_addr.get());
+            }
+            chunk.commit_all();
+            black_box(sum);
         })
     });
 
