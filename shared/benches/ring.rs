@@ -6,7 +6,14 @@
 //! (b) `ring_batch32_1thread/*`: one thread, one batch of 32 in and out (reserve+commit 32,
 //!     peek+release 32), i.e. the per-batch bookkeeping cost without cross-core traffic.
 //!
+//! Contenders come in like-for-like pairs: `*_slices` copy a staged batch in and a batch out
+//! into an array (`push_slice`/`pop_into`, rtrb `fill_from_iter`/`read_chunk` + copy);
+//! `*_chunks` generate entries in place and read them in place (`reserve`+`write`,
+//! `peek`+`get`; rtrb `fill_from_iter` of a generator, `read_chunk` + `as_slices`).
+//!
 //! Run: `cargo bench -p splitrx-shared --bench ring -- --warm-up-time 1 --measurement-time 3`
+//! With `RING_BENCH_INTERLEAVED=<rounds>` the two-thread contenders are first also run
+//! round-robin and their medians/bests and ratios printed (see `interleaved`).
 
 use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use splitrx_shared::abi::{BufRef, FillDesc};
