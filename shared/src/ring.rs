@@ -171,7 +171,7 @@ impl<T: FromBytes + IntoBytes + Immutable + Copy> RingEntry for T {}
 /// Checks what `init`/`attach` can check about a ring's placement.
 fn check_layout<T: RingEntry>(base: NonNull<u8>, capacity: u32) -> Result<(), RingError> {
     if !capacity.is_power_of_two()
-        || base.as_ptr() as usize % RING_ALIGN != 0
+        || base.as_ptr() as usize & (RING_ALIGN - 1) != 0
         || core::mem::align_of::<T>() > RING_ALIGN
     {
         return Err(RingError::BadLayout);
@@ -795,19 +795,16 @@ mod shm {
         /// Writes the entry of index `idx`.
         #[inline(always)]
         pub(super) fn write(&self, idx: u32, v: &T) {
-            // SAFETY: `slot` is in bounds and aligned for T (base 64-aligned, 256 and the slot
-            // offset are multiples of align_of::<T>() <= 64). Volatile: the store must happen,
-            // as one copy, before the Release publish.
-            unsafe { ptr::write_volatile(self.slot(idx), *v) }
+            // SAFETY: `slot` is in bounds and aligned for T and for the words `write_once`
+            // uses (base 64-aligned, 256-byte header, slot offsets multiples of size_of::<T>()).
+            unsafe { write_once(self.slot(idx), v) }
         }
 
-        /// Copies the entry of index `idx` out of shared memory, exactly once.
+        /// Copies the entry of index `idx` out of shared memory, reading each byte once.
         #[inline(always)]
         pub(super) fn read(&self, idx: u32) -> T {
-            // SAFETY: as in `write`; any bit pattern is a valid T (RingEntry: FromBytes), so
-            // whatever a hostile peer wrote is a valid value. Volatile: one read; the value is
-            // not re-read from shared memory later.
-            unsafe { ptr::read_volatile(self.slot(idx)) }
+            // SAFETY: `slot` is in bounds and aligned for T (see `write`).
+            unsafe { read_once(self.slot(idx)) }
         }
 
         /// Splits `n` entries starting at `idx` into the two contiguous runs (at `slot(idx)`,
@@ -823,12 +820,18 @@ mod shm {
         #[inline(always)]
         pub(super) fn write_slice(&self, idx: u32, src: &[T]) {
             let src = &src[..src.len().min(self.mask as usize + 1)];
-            let (first, second) = self.runs(idx, src.len());
-            // SAFETY: both runs are in bounds (type docs); `src` is private memory, not the
-            // ring, so they do not overlap; alignment as in `write`.
+            let (first, _) = self.runs(idx, src.len());
+            let (a, b) = src.split_at(first);
+            let s = self.slot(idx);
+            let z = self.slot(0);
+            // SAFETY: both runs are in bounds (type docs) and aligned as in `write`.
             unsafe {
-                ptr::copy_nonoverlapping(src.as_ptr(), self.slot(idx), first);
-                ptr::copy_nonoverlapping(src.as_ptr().add(first), self.slot(0), second);
+                for (i, v) in a.iter().enumerate() {
+                    write_once(s.add(i), v);
+                }
+                for (i, v) in b.iter().enumerate() {
+                    write_once(z.add(i), v);
+                }
             }
         }
 
@@ -836,16 +839,116 @@ mod shm {
         #[inline(always)]
         pub(super) fn read_slice(&self, idx: u32, dst: &mut [T]) {
             let n = dst.len().min(self.mask as usize + 1);
-            let dst = &mut dst[..n];
-            let (first, second) = self.runs(idx, n);
-            // SAFETY: both runs are in bounds (type docs); `dst` is private memory (an
-            // exclusive borrow), so the copy leaves the ring exactly once and later checks
+            let (first, _) = self.runs(idx, n);
+            let (a, b) = dst[..n].split_at_mut(first);
+            let s = self.slot(idx);
+            let z = self.slot(0);
+            // SAFETY: both runs are in bounds (type docs) and aligned as in `write`; `dst` is
+            // private memory, so every entry leaves the ring exactly once and later checks
             // look at the copy, never at shared memory.
             unsafe {
-                ptr::copy_nonoverlapping(self.slot(idx), dst.as_mut_ptr(), first);
-                ptr::copy_nonoverlapping(self.slot(0), dst.as_mut_ptr().add(first), second);
+                for (i, v) in a.iter_mut().enumerate() {
+                    *v = read_once(s.add(i));
+                }
+                for (i, v) in b.iter_mut().enumerate() {
+                    *v = read_once(z.add(i));
+                }
             }
         }
+    }
+
+    /// The word size `read_once`/`write_once` copy with: the widest of 8/4/1 bytes dividing
+    /// `size_of::<T>()` (a compile-time constant). Ring slots are aligned to it: the base is
+    /// 64-aligned, the header 256 bytes and slot offsets multiples of `size_of::<T>()`.
+    #[inline(always)]
+    const fn word<T>() -> usize {
+        let size = core::mem::size_of::<T>();
+        if size & 7 == 0 {
+            8
+        } else if size & 3 == 0 {
+            4
+        } else {
+            1
+        }
+    }
+
+    /// Copies `*v` into shared memory with one volatile store per word (see `word`): the
+    /// compiler cannot turn the copy into a library `memcpy` call or merge it across the
+    /// publishing Release store.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of a `T` and aligned to `word::<T>()`.
+    #[inline(always)]
+    unsafe fn write_once<T: RingEntry>(dst: *mut T, v: &T) {
+        let size = core::mem::size_of::<T>();
+        let src = (v as *const T).cast::<u8>();
+        let dst = dst.cast::<u8>();
+        // SAFETY: every word read lies inside `*v` (unaligned reads: `T` may be less aligned
+        // than a word); every word written lies inside `*dst` and is aligned (contract).
+        unsafe {
+            match word::<T>() {
+                8 => {
+                    for i in (0..size).step_by(8) {
+                        let w = src.add(i).cast::<u64>().read_unaligned();
+                        ptr::write_volatile(dst.add(i).cast::<u64>(), w);
+                    }
+                }
+                4 => {
+                    for i in (0..size).step_by(4) {
+                        let w = src.add(i).cast::<u32>().read_unaligned();
+                        ptr::write_volatile(dst.add(i).cast::<u32>(), w);
+                    }
+                }
+                _ => {
+                    for i in 0..size {
+                        ptr::write_volatile(dst.add(i), src.add(i).read());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies a `T` out of memory another party may be writing, like Linux's `READ_ONCE`:
+    /// one volatile load per word (the widest of 8/4/1 bytes that divides `size_of::<T>()`;
+    /// the choice is made at compile time), so the compiler can neither re-read shared memory
+    /// later nor split the copy differently. Each byte is read exactly once; a concurrent
+    /// writer can only make the result a mix of old and new words, which is still a valid `T`.
+    ///
+    /// # Safety
+    /// `src` is valid for reads of a `T` and aligned to the word size chosen: ring slots are
+    /// (64-aligned base, 256-byte header, slot offsets multiples of `size_of::<T>()`).
+    #[inline(always)]
+    unsafe fn read_once<T: RingEntry>(src: *const T) -> T {
+        let size = core::mem::size_of::<T>();
+        let mut out = core::mem::MaybeUninit::<T>::uninit();
+        let dst = out.as_mut_ptr().cast::<u8>();
+        let src = src.cast::<u8>();
+        // SAFETY: every word read lies inside `*src` and is aligned (contract); every word
+        // written lies inside `out` (unaligned writes, `out` may be less aligned than a word).
+        unsafe {
+            match word::<T>() {
+                8 => {
+                    for i in (0..size).step_by(8) {
+                        let w = ptr::read_volatile(src.add(i).cast::<u64>());
+                        dst.add(i).cast::<u64>().write_unaligned(w);
+                    }
+                }
+                4 => {
+                    for i in (0..size).step_by(4) {
+                        let w = ptr::read_volatile(src.add(i).cast::<u32>());
+                        dst.add(i).cast::<u32>().write_unaligned(w);
+                    }
+                }
+                _ => {
+                    for i in 0..size {
+                        dst.add(i).write(ptr::read_volatile(src.add(i)));
+                    }
+                }
+            }
+        }
+        // SAFETY: all `size` bytes of `out` were written, and any bit pattern is a valid T
+        // (RingEntry: FromBytes).
+        unsafe { out.assume_init() }
     }
 }
 

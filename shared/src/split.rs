@@ -58,9 +58,8 @@
 //! stack to mask them).
 
 use crate::wire::{
-    self, ethernet, ip, ipv4, ipv6, roce, tcp, udp, vxlan, EtherType, GenevePacket,
-    Ipv4Packet, Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Packet, RocePacket, TcpPacket, UdpPacket,
-    VxlanPacket,
+    self, ethernet, ip, ipv4, ipv6, roce, tcp, udp, vxlan, EtherType, GenevePacket, Ipv4Packet,
+    Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Packet, RocePacket, TcpPacket, UdpPacket, VxlanPacket,
 };
 
 /// What a frame is, as the split decision classifies it. Stored in `RxCompletion::class`.
@@ -186,7 +185,8 @@ pub struct RoceInfo {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 #[non_exhaustive]
 pub enum Malformed {
-    /// The frame ends inside a header.
+    /// The frame ends inside a header (or the IP datagram / tunnel payload that holds the
+    /// header ends inside it).
     Truncated,
     /// The IP header's length fields claim more bytes than the frame has.
     IpLengthExceedsFrame,
@@ -236,7 +236,10 @@ pub struct SplitConfig {
 
 impl Default for SplitConfig {
     fn default() -> Self {
-        SplitConfig { hds_thresh: 0, verify_icrc: true }
+        SplitConfig {
+            hds_thresh: 0,
+            verify_icrc: true,
+        }
     }
 }
 
@@ -306,17 +309,48 @@ fn off32(x: usize) -> Option<u32> {
     Some(x as u32)
 }
 
+#[inline(always)]
 fn walk(frame: &[u8], cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     let l2 = ethernet::l2_header(frame).map_err(|_| Malformed::Truncated)?;
-    let version = match l2.ethertype {
-        EtherType::IPV4 => 4,
-        EtherType::IPV6 => 6,
-        _ => return Ok(()),
+    let Some(version) = ip_version(l2.ethertype) else {
+        return Ok(());
     };
     r.outer_l3_offset = off32(l2.l3_offset);
     r.outer_ip_version = version;
-    l3(frame, l2.l3_offset, frame.len(), version, cfg, r, false)
+    // The outer datagram, then at most one tunnelled one (no recursion: the whole walk inlines
+    // into `split`, which lets the compiler keep the result in registers).
+    let mut next = Inner { l3: l2.l3_offset, end: frame.len(), version };
+    let mut inner = false;
+    loop {
+        match l3(frame, next, cfg, r, inner)? {
+            Some(n) if !inner => {
+                next = n;
+                inner = true;
+            }
+            _ => return Ok(()),
+        }
+    }
 }
+
+#[inline(always)]
+fn ip_version(ethertype: u16) -> Option<u8> {
+    match ethertype {
+        EtherType::IPV4 => Some(4),
+        EtherType::IPV6 => Some(6),
+        _ => None,
+    }
+}
+
+/// An IP datagram to walk: header offset, end (exclusive) of what may hold it, version.
+#[derive(Clone, Copy)]
+struct Inner {
+    l3: usize,
+    end: usize,
+    version: u8,
+}
+
+/// `Ok(Some(inner))` when a tunnel was opened and its inner IP datagram is to be walked.
+type Walk = Result<Option<Inner>, Malformed>;
 
 /// What the split needs from an IP header.
 struct Ip {
@@ -338,45 +372,43 @@ enum Frag {
     NonFirst,
 }
 
-/// The IP header at `off` (version from the EtherType), its datagram inside `frame[..end]`, then
-/// the L4 header. `inner` is true inside a tunnel (no second level of tunnels is opened).
-fn l3(
-    frame: &[u8],
-    off: usize,
-    end: usize,
-    version: u8,
-    cfg: &SplitConfig,
-    r: &mut SplitResult,
-    inner: bool,
-) -> Step {
-    r.l3_offset = off32(off);
-    let ip = if version == 4 { ipv4(frame, off, end)? } else { ipv6(frame, off, end)? };
+/// The IP header (version from the EtherType or tunnel header) and its L4 header.
+/// `inner` is true inside a tunnel (no second level of tunnels is opened).
+#[inline(always)]
+fn l3(frame: &[u8], at: Inner, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Walk {
+    r.l3_offset = off32(at.l3);
+    let ip = if at.version == 4 {
+        ipv4(frame, at.l3, at.end)?
+    } else {
+        ipv6(frame, at.l3, at.end)?
+    };
     match ip.frag {
         Frag::NonFirst => {
             r.class = FrameClass::Fragment;
             r.reason = NoSplitReason::Fragment;
-            return Ok(());
+            return Ok(None);
         }
         Frag::First => {
             r.l4_offset = off32(ip.l4);
             r.class = FrameClass::OtherIp;
             r.reason = NoSplitReason::Fragment;
-            return Ok(());
+            return Ok(None);
         }
         Frag::No => {}
     }
     r.l4_offset = off32(ip.l4);
     match ip.proto {
-        ip::TCP => tcp(frame, &ip, cfg, r),
+        ip::TCP => tcp(frame, &ip, cfg, r).map(|()| None),
         ip::UDP => udp(frame, &ip, cfg, r, inner),
         _ => {
             r.class = FrameClass::OtherIp;
             r.reason = NoSplitReason::UnknownProto;
-            Ok(())
+            Ok(None)
         }
     }
 }
 
+#[inline(always)]
 fn ipv4(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     let b = frame.get(off..end).unwrap_or(&[]);
     if b.len() < ipv4::HEADER_LEN {
@@ -416,12 +448,20 @@ fn ipv4(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     } else {
         Frag::No
     };
-    Ok(Ip { version: 4, l3: off, proto: p.protocol(), l4: off + hl, end: off + dlen, frag })
+    Ok(Ip {
+        version: 4,
+        l3: off,
+        proto: p.protocol(),
+        l4: off + hl,
+        end: off + dlen,
+        frag,
+    })
 }
 
 /// At most this many IPv6 extension headers are walked; more is treated as malformed.
 const MAX_IPV6_EXT_HEADERS: usize = 8;
 
+#[inline(always)]
 fn ipv6(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     let b = frame.get(off..end).unwrap_or(&[]);
     if b.len() < ipv6::HEADER_LEN {
@@ -435,7 +475,11 @@ fn ipv6(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     // End of the datagram relative to `off`. Payload length 0: a jumbogram (the Hop-by-Hop
     // Jumbo Payload option gives the length) or, without that option, BIG TCP without the
     // Hop-by-Hop header: the rest of the frame, as for IPv4 total length 0.
-    let mut dend = if plen == 0 { b.len() } else { ipv6::HEADER_LEN + plen };
+    let mut dend = if plen == 0 {
+        b.len()
+    } else {
+        ipv6::HEADER_LEN + plen
+    };
     if dend > b.len() {
         return Err(Malformed::IpLengthExceedsFrame);
     }
@@ -488,9 +532,17 @@ fn ipv6(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
             _ => break,
         }
     }
-    Ok(Ip { version: 6, l3: off, proto: nh, l4: off + pos, end: off + dend, frag })
+    Ok(Ip {
+        version: 6,
+        l3: off,
+        proto: nh,
+        l4: off + pos,
+        end: off + dend,
+        frag,
+    })
 }
 
+#[inline(always)]
 fn tcp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     let seg = TcpPacket::new_unchecked(frame.get(ip.l4..ip.end).unwrap_or(&[]));
     let len = ip.end - ip.l4;
@@ -505,7 +557,8 @@ fn tcp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     Ok(())
 }
 
-fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Step {
+#[inline(always)]
+fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Walk {
     let d = UdpPacket::new_unchecked(frame.get(ip.l4..ip.end).unwrap_or(&[]));
     let len = ip.end - ip.l4;
     if len < udp::HEADER_LEN {
@@ -521,7 +574,7 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
     }
     let payload = ip.l4 + udp::HEADER_LEN;
     match d.dst_port() {
-        udp::port::ROCEV2 => roce(frame, ip, cfg, r),
+        udp::port::ROCEV2 => roce(frame, ip, cfg, r).map(|()| None),
         udp::port::VXLAN if !inner => {
             let v = VxlanPacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
             match v.check_len() {
@@ -530,7 +583,7 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
                 Err(wire::Error::Malformed) => return Err(Malformed::BadTunnelHeader),
             }
             r.tunnel = Some(Tunnel::Vxlan);
-            inner_ethernet(frame, payload + vxlan::HEADER_LEN, ip.end, cfg, r)
+            Ok(inner_ethernet(frame, payload + vxlan::HEADER_LEN, ip.end, r)?)
         }
         udp::port::GENEVE if !inner => {
             let g = GenevePacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
@@ -542,45 +595,46 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
             r.tunnel = Some(Tunnel::Geneve);
             let inner_off = payload + g.header_len();
             match g.protocol_type() {
-                EtherType::TEB => inner_ethernet(frame, inner_off, ip.end, cfg, r),
-                EtherType::IPV4 => l3(frame, inner_off, ip.end, 4, cfg, r, true),
-                EtherType::IPV6 => l3(frame, inner_off, ip.end, 6, cfg, r, true),
-                _ => {
-                    r.class = FrameClass::NonIp;
-                    r.reason = NoSplitReason::NonIp;
-                    Ok(())
-                }
+                EtherType::TEB => Ok(inner_ethernet(frame, inner_off, ip.end, r)?),
+                t => match ip_version(t) {
+                    Some(version) => Ok(Some(Inner { l3: inner_off, end: ip.end, version })),
+                    None => {
+                        r.class = FrameClass::NonIp;
+                        r.reason = NoSplitReason::NonIp;
+                        Ok(None)
+                    }
+                },
             }
         }
         _ => {
             finish(r, FrameClass::Udp, payload, ulen - udp::HEADER_LEN, cfg);
-            Ok(())
+            Ok(None)
         }
     }
 }
 
-/// The Ethernet frame a tunnel carries, at `off`, ending at `end` (the outer UDP end).
+/// The Ethernet frame a tunnel carries, at `off`, ending at `end` (the outer UDP end): the
+/// inner IP datagram to walk, or `None` (class `NonIp`) when it is not IP.
+#[inline(always)]
 fn inner_ethernet(
     frame: &[u8],
     off: usize,
     end: usize,
-    cfg: &SplitConfig,
     r: &mut SplitResult,
-) -> Step {
+) -> Result<Option<Inner>, Malformed> {
     let l2 = ethernet::l2_header(frame.get(off..end).unwrap_or(&[]))
         .map_err(|_| Malformed::Truncated)?;
-    let version = match l2.ethertype {
-        EtherType::IPV4 => 4,
-        EtherType::IPV6 => 6,
-        _ => {
+    match ip_version(l2.ethertype) {
+        Some(version) => Ok(Some(Inner { l3: off + l2.l3_offset, end, version })),
+        None => {
             r.class = FrameClass::NonIp;
             r.reason = NoSplitReason::NonIp;
-            return Ok(());
+            Ok(None)
         }
-    };
-    l3(frame, off + l2.l3_offset, end, version, cfg, r, true)
+    }
 }
 
+#[inline(always)]
 fn roce(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     let bth_off = ip.l4 + udp::HEADER_LEN;
     let p = RocePacket::new_checked(frame.get(bth_off..ip.end).unwrap_or(&[]))
@@ -595,7 +649,12 @@ fn roce(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     } else {
         None
     };
-    r.roce = Some(RoceInfo { opcode: bth.opcode(), dest_qp: bth.dest_qp(), psn: bth.psn(), icrc_ok });
+    r.roce = Some(RoceInfo {
+        opcode: bth.opcode(),
+        dest_qp: bth.dest_qp(),
+        psn: bth.psn(),
+        icrc_ok,
+    });
     finish(r, FrameClass::Roce, payload, payload_len, cfg);
     Ok(())
 }
@@ -637,11 +696,685 @@ impl SplitCounters {
         }
         self.per_class[r.class as usize] += 1;
         self.per_reason[r.reason as usize] += 1;
-        if matches!(r.roce, Some(RoceInfo { icrc_ok: Some(false), .. })) {
+        if matches!(
+            r.roce,
+            Some(RoceInfo {
+                icrc_ok: Some(false),
+                ..
+            })
+        ) {
             self.icrc_bad += 1;
         }
         if r.tunnel.is_some() {
             self.tunnelled += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    const C0: SplitConfig = SplitConfig {
+        hds_thresh: 0,
+        verify_icrc: true,
+    };
+
+    fn eth(ethertype: u16) -> Vec<u8> {
+        let mut f = std::vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+
+    /// IPv4 header (no options) for `payload_len` bytes of `proto`.
+    fn ipv4(proto: u8, payload_len: usize) -> Vec<u8> {
+        let tl = (20 + payload_len) as u16;
+        let mut h =
+            std::vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        h[2..4].copy_from_slice(&tl.to_be_bytes());
+        h
+    }
+
+    fn ipv6(next: u8, payload_len: usize) -> Vec<u8> {
+        let mut h = std::vec![0x60, 0, 0, 0, 0, 0, next, 64];
+        h[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
+        h.extend_from_slice(&[0; 32]);
+        h
+    }
+
+    fn udp(dport: u16, payload_len: usize) -> Vec<u8> {
+        let mut h = std::vec![0x30, 0x39, 0, 0, 0, 0, 0, 0];
+        h[2..4].copy_from_slice(&dport.to_be_bytes());
+        h[4..6].copy_from_slice(&((8 + payload_len) as u16).to_be_bytes());
+        h
+    }
+
+    fn tcp(data_offset_words: u8) -> Vec<u8> {
+        let mut h = std::vec![0x04, 0xd2, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x18, 2, 0, 0, 0, 0, 0];
+        h[12] = data_offset_words << 4;
+        h.resize(data_offset_words.max(5) as usize * 4, 1); // NOP options
+        h
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    /// Ethernet/IPv4/TCP with `n` payload bytes and `pad` bytes of link padding.
+    fn tcp4(n: usize, pad: usize) -> Vec<u8> {
+        let mut f = cat(&[&eth(0x0800), &ipv4(6, 32 + n), &tcp(8), &std::vec![0xaa; n]]);
+        f.resize(f.len() + pad, 0);
+        f
+    }
+
+    fn err(f: &[u8]) -> Option<Malformed> {
+        let r = split(f, &C0);
+        assert_eq!(r.class == FrameClass::Malformed, r.error.is_some());
+        r.error
+    }
+
+    #[test]
+    fn tcp_split_and_threshold() {
+        let f = tcp4(100, 0);
+        let r = split(&f, &C0);
+        assert_eq!(
+            r,
+            SplitResult {
+                class: FrameClass::Tcp,
+                reason: NoSplitReason::Split,
+                split: true,
+                payload_offset: Some(66),
+                payload_len: Some(100),
+                l3_offset: Some(14),
+                l4_offset: Some(34),
+                outer_l3_offset: Some(14),
+                outer_ip_version: 4,
+                tunnel: None,
+                roce: None,
+                error: None,
+            }
+        );
+        // payload == hds_thresh: not split, offsets still reported.
+        let r = split(
+            &f,
+            &SplitConfig {
+                hds_thresh: 100,
+                verify_icrc: true,
+            },
+        );
+        assert_eq!(
+            (r.split, r.class, r.reason),
+            (false, FrameClass::Tcp, NoSplitReason::BelowThresh)
+        );
+        assert_eq!((r.payload_offset, r.payload_len), (Some(66), Some(100)));
+        let r = split(
+            &f,
+            &SplitConfig {
+                hds_thresh: 99,
+                verify_icrc: true,
+            },
+        );
+        assert!(r.split);
+        // Zero-length payload in a padded minimum frame: padding is not payload.
+        let f = tcp4(0, 6);
+        assert_eq!(f.len(), 72);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.reason, r.payload_offset, r.payload_len),
+            (NoSplitReason::BelowThresh, Some(66), Some(0))
+        );
+        let f = tcp4(3, 20);
+        assert_eq!(split(&f, &C0).payload_len, Some(3));
+    }
+
+    #[test]
+    fn udp_vlan_and_ipv6() {
+        let f = cat(&[
+            &eth(0x8100),
+            &[0, 5, 0x86, 0xdd],
+            &ipv6(17, 8 + 9),
+            &udp(53, 9),
+            &[7; 9],
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.split, r.outer_ip_version),
+            (FrameClass::Udp, true, 6)
+        );
+        assert_eq!(
+            (r.l3_offset, r.l4_offset, r.payload_offset, r.payload_len),
+            (Some(18), Some(58), Some(66), Some(9))
+        );
+        // IPv4 with options: IHL 7.
+        let mut ip = ipv4(17, 8 + 4);
+        ip[0] = 0x47;
+        ip[3] += 8;
+        let f = cat(&[&eth(0x0800), &ip, &[1; 8], &udp(9, 4), &[1, 2, 3, 4]]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.l4_offset, r.payload_offset, r.payload_len),
+            (Some(42), Some(50), Some(4))
+        );
+    }
+
+    #[test]
+    fn non_ip_and_other_ip() {
+        let r = split(&cat(&[&eth(0x0806), &[0; 28]]), &C0);
+        assert_eq!(r, SplitResult::NON_IP);
+        let r = split(&cat(&[&eth(0x002e), &[0; 46]]), &C0); // 802.3 length
+        assert_eq!(r.class, FrameClass::NonIp);
+        // Three tags: the third is not walked.
+        let r = split(
+            &cat(&[
+                &eth(0x88a8),
+                &[0, 1, 0x81, 0],
+                &[0, 2, 0x81, 0],
+                &[0, 3, 8, 0],
+                &ipv4(6, 0),
+            ]),
+            &C0,
+        );
+        assert_eq!(r.class, FrameClass::NonIp);
+        let r = split(
+            &cat(&[&eth(0x0800), &ipv4(1, 8), &[8, 0, 0, 0, 0, 0, 0, 0]]),
+            &C0,
+        );
+        assert_eq!(
+            (r.class, r.reason, r.l4_offset),
+            (FrameClass::OtherIp, NoSplitReason::UnknownProto, Some(34))
+        );
+        // IPv6 No Next Header.
+        let r = split(&cat(&[&eth(0x86dd), &ipv6(59, 0)]), &C0);
+        assert_eq!((r.class, r.l4_offset), (FrameClass::OtherIp, Some(54)));
+    }
+
+    #[test]
+    fn ipv4_fragments() {
+        let mut ip = ipv4(17, 16);
+        ip[6] = 0x20; // MF, offset 0: first
+        let f = cat(&[&eth(0x0800), &ip, &udp(9, 100), &[0; 8]]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.reason, r.l4_offset, r.payload_offset),
+            (FrameClass::OtherIp, NoSplitReason::Fragment, Some(34), None)
+        );
+        ip[7] = 1; // offset 8, MF: middle
+        let r = split(&cat(&[&eth(0x0800), &ip, &[0; 16]]), &C0);
+        assert_eq!(
+            (r.class, r.reason, r.l4_offset),
+            (FrameClass::Fragment, NoSplitReason::Fragment, None)
+        );
+        ip[6] = 0; // offset 8, no MF: last
+        let r = split(&cat(&[&eth(0x0800), &ip, &[0; 16]]), &C0);
+        assert_eq!(r.class, FrameClass::Fragment);
+    }
+
+    #[test]
+    fn ipv6_ext_headers_and_fragments() {
+        // HBH(8) -> DstOpts(8) -> Routing(24, SRH with 1 segment) -> UDP.
+        let hbh = [60, 0, 1, 4, 0, 0, 0, 0];
+        let dst = [43, 0, 1, 4, 0, 0, 0, 0];
+        let mut srh = std::vec![17, 2, 4, 0, 0, 0, 0, 0];
+        srh.extend_from_slice(&[0; 16]);
+        let ext = cat(&[&hbh, &dst, &srh]);
+        let f = cat(&[
+            &eth(0x86dd),
+            &ipv6(0, ext.len() + 8 + 5),
+            &ext,
+            &udp(7, 5),
+            &[9; 5],
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.l4_offset, r.payload_offset, r.payload_len),
+            (FrameClass::Udp, Some(94), Some(102), Some(5))
+        );
+        // HBH not first.
+        let dst2 = [0, 0, 1, 4, 0, 0, 0, 0];
+        let f = cat(&[&eth(0x86dd), &ipv6(60, 16 + 8), &dst2, &hbh, &udp(7, 0)]);
+        assert_eq!(err(&f), Some(Malformed::BadIpv6ExtHeader));
+        // Nine destination-options headers.
+        let mut chain = Vec::new();
+        for _ in 0..9 {
+            chain.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        let n = chain.len();
+        chain[n - 8] = 17;
+        let f = cat(&[&eth(0x86dd), &ipv6(60, n + 8), &chain, &udp(7, 0)]);
+        assert_eq!(err(&f), Some(Malformed::BadIpv6ExtHeader));
+        // Eight is fine.
+        let f = cat(&[&eth(0x86dd), &ipv6(60, n), &chain[8..], &udp(7, 0)]);
+        assert_eq!(split(&f, &C0).class, FrameClass::Udp);
+        // An ext header running past the datagram.
+        let f = cat(&[
+            &eth(0x86dd),
+            &ipv6(60, 8),
+            &[17, 1, 0, 0, 0, 0, 0, 0],
+            &[0; 8],
+        ]);
+        assert_eq!(err(&f), Some(Malformed::BadIpv6ExtHeader));
+        // Fragment header: first, non-first, atomic.
+        let first = [17, 0, 0, 1, 0, 0, 0, 7];
+        let f = cat(&[
+            &eth(0x86dd),
+            &ipv6(44, 16 + 8),
+            &first,
+            &udp(7, 100),
+            &[0; 8],
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.reason, r.l4_offset),
+            (FrameClass::OtherIp, NoSplitReason::Fragment, Some(62))
+        );
+        let later = [17, 0, 0, 0x09, 0, 0, 0, 7];
+        let r = split(&cat(&[&eth(0x86dd), &ipv6(44, 16), &later, &[0; 8]]), &C0);
+        assert_eq!(
+            (r.class, r.reason, r.l4_offset),
+            (FrameClass::Fragment, NoSplitReason::Fragment, None)
+        );
+        let atomic = [17, 0, 0, 0, 0, 0, 0, 7];
+        let r = split(
+            &cat(&[
+                &eth(0x86dd),
+                &ipv6(44, 8 + 8 + 2),
+                &atomic,
+                &udp(7, 2),
+                &[1, 2],
+            ]),
+            &C0,
+        );
+        assert_eq!(
+            (r.class, r.payload_offset, r.payload_len),
+            (FrameClass::Udp, Some(70), Some(2))
+        );
+        // Truncated fragment header.
+        let f = cat(&[&eth(0x86dd), &ipv6(44, 4), &first[..4]]);
+        assert_eq!(err(&f), Some(Malformed::BadIpv6ExtHeader));
+    }
+
+    #[test]
+    fn ipv6_jumbo_and_big_tcp() {
+        let n = 70_000;
+        let hbh = [6, 0, 0xc2, 4, 0, 0, 0, 0];
+        let mut hbh = hbh;
+        hbh[4..8].copy_from_slice(&((8 + 20 + n) as u32).to_be_bytes());
+        let f = cat(&[
+            &eth(0x86dd),
+            &ipv6(0, 0),
+            &hbh,
+            &tcp(5),
+            &std::vec![0; n],
+            &[0; 4],
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.payload_offset, r.payload_len),
+            (FrameClass::Tcp, Some(82), Some(n as u32))
+        );
+        // Jumbo length past the frame.
+        let mut g = f.clone();
+        g.truncate(f.len() - 5);
+        assert_eq!(err(&g), Some(Malformed::IpLengthExceedsFrame));
+        // Payload length 0 without the option: the rest of the frame (BIG TCP without HBH).
+        let f = cat(&[&eth(0x86dd), &ipv6(6, 0), &tcp(5), &[1; 10]]);
+        assert_eq!(split(&f, &C0).payload_len, Some(10));
+        // IPv4 BIG TCP.
+        let mut ip = ipv4(6, 0);
+        ip[2..4].copy_from_slice(&[0, 0]);
+        let f = cat(&[&eth(0x0800), &ip, &tcp(5), &[1; 10]]);
+        assert_eq!(split(&f, &C0).payload_len, Some(10));
+        // UDP length 0 in a jumbogram.
+        let mut hbh = [17, 0, 0xc2, 4, 0, 0, 0, 0];
+        hbh[4..8].copy_from_slice(&((8 + 8 + n) as u32).to_be_bytes());
+        let mut u = udp(9, 0);
+        u[4..6].copy_from_slice(&[0, 0]);
+        let f = cat(&[&eth(0x86dd), &ipv6(0, 0), &hbh, &u, &std::vec![0; n]]);
+        let r = split(&f, &C0);
+        assert_eq!((r.class, r.payload_len), (FrameClass::Udp, Some(n as u32)));
+    }
+
+    #[test]
+    fn every_malformed_reason() {
+        use Malformed::*;
+        let good = tcp4(10, 0);
+        // Truncated: inside Ethernet, a VLAN tag, the IPv4 header, the TCP header.
+        assert_eq!(err(&good[..13]), Some(Truncated));
+        assert_eq!(err(&cat(&[&eth(0x8100), &[0, 1]])), Some(Truncated));
+        assert_eq!(err(&good[..33]), Some(Truncated));
+        let f = cat(&[&eth(0x0800), &ipv4(6, 10), &[0; 10]]);
+        assert_eq!(err(&f), Some(Truncated));
+        let f = cat(&[&eth(0x86dd), &ipv6(17, 0)[..39]]);
+        assert_eq!(err(&f), Some(Truncated));
+        // IpLengthExceedsFrame: total length > frame.
+        assert_eq!(err(&good[..good.len() - 1]), Some(IpLengthExceedsFrame));
+        let f = cat(&[&eth(0x86dd), &ipv6(17, 20), &udp(1, 11)]);
+        assert_eq!(err(&f), Some(IpLengthExceedsFrame));
+        // BadIpv4HeaderLen: IHL < 5, IHL beyond the total length.
+        let mut f = good.clone();
+        f[14] = 0x44;
+        assert_eq!(err(&f), Some(BadIpv4HeaderLen));
+        let mut f = good.clone();
+        f[14] = 0x46;
+        f[16..18].copy_from_slice(&[0, 22]);
+        assert_eq!(err(&f), Some(BadIpv4HeaderLen));
+        // BadIpv4TotalLen.
+        let mut f = good.clone();
+        f[16..18].copy_from_slice(&[0, 19]);
+        assert_eq!(err(&f), Some(BadIpv4TotalLen));
+        // BadIpVersion (both ways).
+        let mut f = good.clone();
+        f[14] = 0x65;
+        assert_eq!(err(&f), Some(BadIpVersion));
+        let f = cat(&[&eth(0x86dd), &ipv4(6, 20), &[0; 20]]);
+        assert_eq!(err(&f), Some(BadIpVersion));
+        // BadTcpDataOffset: < 5, past the IP payload.
+        let mut f = good.clone();
+        f[46] = 0x40;
+        assert_eq!(err(&f), Some(BadTcpDataOffset));
+        let mut f = good.clone();
+        f[46] = 0xf0;
+        assert_eq!(err(&f), Some(BadTcpDataOffset));
+        // BadUdpLength: < 8, larger and smaller than the IP payload.
+        for l in [7u16, 0, 13, 11] {
+            let mut f = cat(&[&eth(0x0800), &ipv4(17, 12), &udp(9, 4), &[0; 4]]);
+            f[38..40].copy_from_slice(&l.to_be_bytes());
+            assert_eq!(err(&f), Some(BadUdpLength), "udp len {l}");
+        }
+        // BadIpv6ExtHeader: see ipv6_ext_headers_and_fragments.
+        // BadRoceHeader: unknown opcode, headers + pad + ICRC beyond the datagram, short BTH.
+        let f = roce_frame(0x40, &[], 0);
+        assert_eq!(err(&f), Some(BadRoceHeader));
+        let f = roce_frame(0x0a, &[0; 15], 0); // WRITE ONLY needs a 16-byte RETH
+        assert_eq!(err(&f), Some(BadRoceHeader));
+        let f = cat(&[&eth(0x0800), &ipv4(17, 8 + 11), &udp(4791, 11), &[0; 11]]);
+        assert_eq!(err(&f), Some(BadRoceHeader));
+        // BadTunnelHeader: VXLAN without the I flag, Geneve version 1, Geneve options past
+        // the packet.
+        let mut vx = std::vec![0u8; 8];
+        let f = cat(&[&eth(0x0800), &ipv4(17, 16), &udp(4789, 8), &vx]);
+        assert_eq!(err(&f), Some(BadTunnelHeader));
+        vx[0] = 0x08;
+        let f = cat(&[&eth(0x0800), &ipv4(17, 16), &udp(4789, 8), &vx]);
+        assert_eq!(err(&f), Some(Truncated)); // no inner Ethernet
+        let f = cat(&[&eth(0x0800), &ipv4(17, 15), &udp(4789, 7), &vx[..7]]);
+        assert_eq!(err(&f), Some(Truncated));
+        let gn = [0x40, 0, 0x65, 0x58, 0, 0, 1, 0];
+        let f = cat(&[&eth(0x0800), &ipv4(17, 16), &udp(6081, 8), &gn]);
+        assert_eq!(err(&f), Some(BadTunnelHeader));
+        let gn = [0x02, 0, 0x65, 0x58, 0, 0, 1, 0, 0, 0, 0, 0];
+        let f = cat(&[&eth(0x0800), &ipv4(17, 20), &udp(6081, 12), &gn]);
+        assert_eq!(err(&f), Some(BadTunnelHeader));
+    }
+
+    /// Ethernet/IPv4/UDP 4791 / BTH(opcode, pad) / `ext` + payload bytes / pad / ICRC (wrong).
+    fn roce_frame(op: u8, body: &[u8], pad: u8) -> Vec<u8> {
+        let n = 12 + body.len() + pad as usize + 4;
+        let bth = [op, pad << 4, 0xff, 0xff, 0, 0, 0, 0x11, 0x80, 0, 0, 5];
+        cat(&[
+            &eth(0x0800),
+            &ipv4(17, 8 + n),
+            &udp(4791, n),
+            &bth,
+            body,
+            &std::vec![0; pad as usize],
+            &[0; 4],
+        ])
+    }
+
+    #[test]
+    fn roce_offsets_pad_and_icrc() {
+        // RC SEND ONLY with 5 payload bytes + 3 pad.
+        let f = roce_frame(0x04, &[1, 2, 3, 4, 5], 3);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.split, r.payload_offset, r.payload_len),
+            (FrameClass::Roce, true, Some(54), Some(5))
+        );
+        assert_eq!(
+            r.roce,
+            Some(RoceInfo {
+                opcode: 4,
+                dest_qp: 0x11,
+                psn: 5,
+                icrc_ok: Some(false)
+            })
+        );
+        // With the right ICRC.
+        let mut g = f.clone();
+        let n = g.len();
+        let crc = roce::icrc(&g, 14, 4, 34, n - 4).unwrap();
+        g[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(split(&g, &C0).roce.unwrap().icrc_ok, Some(true));
+        assert_eq!(
+            split(
+                &g,
+                &SplitConfig {
+                    hds_thresh: 0,
+                    verify_icrc: false
+                }
+            )
+            .roce
+            .unwrap()
+            .icrc_ok,
+            None
+        );
+        // Link padding after the UDP datagram changes nothing.
+        let mut p = g.clone();
+        p.extend_from_slice(&[0; 7]);
+        assert_eq!(split(&p, &C0), split(&g, &C0));
+        // Payload below the threshold.
+        let r = split(
+            &g,
+            &SplitConfig {
+                hds_thresh: 5,
+                verify_icrc: true,
+            },
+        );
+        assert_eq!(
+            (r.class, r.reason),
+            (FrameClass::Roce, NoSplitReason::BelowThresh)
+        );
+        // ACK (AETH), no payload.
+        let r = split(&roce_frame(0x11, &[0; 4], 0), &C0);
+        assert_eq!(
+            (r.reason, r.payload_offset, r.payload_len),
+            (NoSplitReason::BelowThresh, Some(58), Some(0))
+        );
+        // Pad count larger than the payload.
+        assert_eq!(err(&roce_frame(0x04, &[], 0)[..]), None);
+        let mut f = roce_frame(0x04, &[], 0);
+        f[43] = 0x30;
+        assert_eq!(err(&f), Some(Malformed::BadRoceHeader));
+    }
+
+    #[test]
+    fn tunnels() {
+        let inner = cat(&[&eth(0x0800), &ipv4(6, 20 + 4), &tcp(5), &[1, 2, 3, 4]]);
+        let vx = [0x08, 0, 0, 0, 0, 0, 7, 0];
+        let f = cat(&[
+            &eth(0x0800),
+            &ipv4(17, 16 + inner.len()),
+            &udp(4789, 8 + inner.len()),
+            &vx,
+            &inner,
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (
+                r.class,
+                r.tunnel,
+                r.outer_l3_offset,
+                r.l3_offset,
+                r.l4_offset
+            ),
+            (
+                FrameClass::Tcp,
+                Some(Tunnel::Vxlan),
+                Some(14),
+                Some(64),
+                Some(84)
+            )
+        );
+        assert_eq!((r.payload_offset, r.payload_len), (Some(104), Some(4)));
+        // Inner IP length past the outer UDP payload.
+        let mut g = f.clone();
+        g[64 + 3] += 1;
+        assert_eq!(err(&g), Some(Malformed::IpLengthExceedsFrame));
+        // Geneve with 8 bytes of options carrying IPv4 directly (protocol 0x0800).
+        let ip_inner = &inner[14..];
+        let gn = [
+            0x02, 0, 0x08, 0x00, 0, 0, 1, 0, 0x01, 0x02, 0x03, 0x01, 0xa, 0xb, 0xc, 0xd,
+        ];
+        let f = cat(&[
+            &eth(0x86dd),
+            &ipv6(17, 8 + 16 + ip_inner.len()),
+            &udp(6081, 16 + ip_inner.len()),
+            &gn,
+            ip_inner,
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (
+                r.class,
+                r.tunnel,
+                r.outer_ip_version,
+                r.l3_offset,
+                r.payload_len
+            ),
+            (FrameClass::Tcp, Some(Tunnel::Geneve), 6, Some(78), Some(4))
+        );
+        // Geneve with an unknown protocol type.
+        let gn = [0, 0, 0x12, 0x34, 0, 0, 1, 0];
+        let f = cat(&[
+            &eth(0x0800),
+            &ipv4(17, 16 + 4),
+            &udp(6081, 8 + 4),
+            &gn,
+            &[0; 4],
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.tunnel),
+            (FrameClass::NonIp, Some(Tunnel::Geneve))
+        );
+        // A VXLAN port inside VXLAN is plain UDP (one tunnel level).
+        let in_udp = cat(&[&eth(0x0800), &ipv4(17, 8 + 3), &udp(4789, 3), &[1, 2, 3]]);
+        let f = cat(&[
+            &eth(0x0800),
+            &ipv4(17, 16 + in_udp.len()),
+            &udp(4789, 8 + in_udp.len()),
+            &vx,
+            &in_udp,
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.tunnel, r.payload_len),
+            (FrameClass::Udp, Some(Tunnel::Vxlan), Some(3))
+        );
+        // RoCE inside VXLAN: the ICRC covers the inner IP header.
+        let mut rf = roce_frame(0x04, &[1, 2, 3, 4], 0);
+        let n = rf.len();
+        let crc = roce::icrc(&rf, 14, 4, 34, n - 4).unwrap();
+        rf[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        let f = cat(&[
+            &eth(0x0800),
+            &ipv4(17, 16 + rf.len()),
+            &udp(4789, 8 + rf.len()),
+            &vx,
+            &rf,
+        ]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.payload_offset, r.payload_len),
+            (FrameClass::Roce, Some(50 + 54), Some(4))
+        );
+        assert_eq!(r.roce.unwrap().icrc_ok, Some(true));
+    }
+
+    fn invariants(frame: &[u8], cfg: &SplitConfig, r: &SplitResult) {
+        assert_eq!(r.split, r.reason == NoSplitReason::Split);
+        if r.split {
+            assert!(matches!(
+                r.class,
+                FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce
+            ));
+            let (o, l) = (
+                r.payload_offset.unwrap() as u64,
+                r.payload_len.unwrap() as u64,
+            );
+            assert!(o + l <= frame.len() as u64);
+            assert!(l > cfg.hds_thresh as u64);
+        }
+        if let (Some(o), Some(l)) = (r.payload_offset, r.payload_len) {
+            assert!(o as u64 + l as u64 <= frame.len() as u64);
+        }
+        assert_eq!(r.class == FrameClass::Malformed, r.error.is_some());
+    }
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let inner = cat(&[&eth(0x0800), &ipv4(6, 20 + 4), &tcp(5), &[1, 2, 3, 4]]);
+        let vx = [0x08, 0, 0, 0, 0, 0, 7, 0];
+        std::vec![
+            tcp4(40, 0),
+            roce_frame(0x0b, &[0; 24], 2),
+            roce_frame(0x12, &[0; 12], 0),
+            cat(&[
+                &eth(0x0800),
+                &ipv4(17, 16 + inner.len()),
+                &udp(4789, 8 + inner.len()),
+                &vx,
+                &inner
+            ]),
+            cat(&[
+                &eth(0x86dd),
+                &ipv6(0, 8 + 8 + 2),
+                &[17, 0, 1, 4, 0, 0, 0, 0],
+                &udp(7, 2),
+                &[1, 2]
+            ]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic(
+            data in proptest::collection::vec(any::<u8>(), 0..200),
+            t in 0u32..64,
+        ) {
+            let cfg = SplitConfig { hds_thresh: t, verify_icrc: t % 2 == 0 };
+            invariants(&data, &cfg, &split(&data, &cfg));
+        }
+
+        #[test]
+        fn ip_shaped_random_bytes(
+            et in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x8100), Just(0x88a8)],
+            body in proptest::collection::vec(any::<u8>(), 0..160),
+        ) {
+            let f = cat(&[&eth(et), &body]);
+            invariants(&f, &C0, &split(&f, &C0));
+        }
+
+        #[test]
+        fn mutated_frames(
+            which in 0usize..5,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+            t in 0u32..50,
+        ) {
+            let mut f = seeds()[which].clone();
+            for (i, v) in flips {
+                let n = f.len();
+                f[i % n] = v;
+            }
+            let cut = cut % (f.len() + 1);
+            let cfg = SplitConfig { hds_thresh: t, verify_icrc: true };
+            invariants(&f[..cut], &cfg, &split(&f[..cut], &cfg));
+            invariants(&f, &cfg, &split(&f, &cfg));
         }
     }
 }

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use wire_support::*;
 
 fn cfg(hds_thresh: u32) -> SplitConfig {
-    SplitConfig { hds_thresh, verify_icrc: true }
+    SplitConfig {
+        hds_thresh,
+        verify_icrc: true,
+    }
 }
 
 fn split0(f: &Frame) -> SplitResult {
@@ -21,7 +24,13 @@ fn check_invariants(frame: &[u8], c: &SplitConfig, r: &SplitResult) {
     let n = frame.len() as u64;
     assert_eq!(r.split, r.reason == NoSplitReason::Split, "{r:?}");
     if r.split {
-        assert!(matches!(r.class, FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce), "{r:?}");
+        assert!(
+            matches!(
+                r.class,
+                FrameClass::Tcp | FrameClass::Udp | FrameClass::Roce
+            ),
+            "{r:?}"
+        );
         assert!(r.payload_len.unwrap() > c.hds_thresh, "{r:?}");
     }
     if let (Some(o), Some(l)) = (r.payload_offset, r.payload_len) {
@@ -30,14 +39,23 @@ fn check_invariants(frame: &[u8], c: &SplitConfig, r: &SplitResult) {
     }
     assert_eq!(r.payload_offset.is_some(), r.payload_len.is_some());
     assert_eq!(r.class == FrameClass::Malformed, r.error.is_some(), "{r:?}");
-    assert_eq!(r.class == FrameClass::Malformed, r.reason == NoSplitReason::Malformed);
+    assert_eq!(
+        r.class == FrameClass::Malformed,
+        r.reason == NoSplitReason::Malformed
+    );
     if r.class == FrameClass::Malformed {
-        assert_eq!((r.payload_offset, r.payload_len, r.split), (None, None, false));
+        assert_eq!(
+            (r.payload_offset, r.payload_len, r.split),
+            (None, None, false)
+        );
     }
     if r.reason == NoSplitReason::BelowThresh {
         assert!(r.payload_len.unwrap() <= c.hds_thresh);
     }
-    for o in [r.l3_offset, r.l4_offset, r.outer_l3_offset].into_iter().flatten() {
+    for o in [r.l3_offset, r.l4_offset, r.outer_l3_offset]
+        .into_iter()
+        .flatten()
+    {
         assert!((o as u64) <= n, "offset past the frame: {r:?}");
     }
     assert_eq!(r.outer_l3_offset.is_some(), r.outer_ip_version != 0);
@@ -49,7 +67,7 @@ fn check_invariants(frame: &[u8], c: &SplitConfig, r: &SplitResult) {
     }
 }
 
-fn find<'a>(frames: &'a [Frame], number: usize) -> &'a Frame {
+fn find(frames: &[Frame], number: usize) -> &Frame {
     frames.iter().find(|f| f.number == number).unwrap()
 }
 
@@ -73,7 +91,7 @@ fn roce_captures_icrc_verifies() {
     .into_iter()
     .collect();
     let mut got = BTreeMap::new();
-    for (name, _) in &want {
+    for name in want.keys() {
         for f in frames_of(name) {
             let r = split0(&f);
             if r.class != FrameClass::Roce {
@@ -83,16 +101,34 @@ fn roce_captures_icrc_verifies() {
             let info = r.roce.unwrap();
             assert_eq!(info.icrc_ok, Some(true), "{} #{}", f.file, f.number);
             // With verification off, no verdict.
-            let off = split(&f.data, &SplitConfig { hds_thresh: 0, verify_icrc: false });
+            let off = split(
+                &f.data,
+                &SplitConfig {
+                    hds_thresh: 0,
+                    verify_icrc: false,
+                },
+            );
             assert_eq!(off.roce.unwrap().icrc_ok, None);
-            assert_eq!(SplitResult { roce: r.roce.map(|i| RoceInfo { icrc_ok: None, ..i }), ..r }, off);
+            assert_eq!(
+                SplitResult {
+                    roce: r.roce.map(|i| RoceInfo { icrc_ok: None, ..i }),
+                    ..r
+                },
+                off
+            );
             // Corrupt one payload/header byte after the BTH: the ICRC must catch it, but the
             // split decision must not change.
             let mut bad = f.data.clone();
             let i = r.l4_offset.unwrap() as usize + 8 + 12;
             bad[i] ^= 0x01;
             let rb = split(&bad, &cfg(0));
-            assert_eq!(rb.roce.unwrap().icrc_ok, Some(false), "{} #{}", f.file, f.number);
+            assert_eq!(
+                rb.roce.unwrap().icrc_ok,
+                Some(false),
+                "{} #{}",
+                f.file,
+                f.number
+            );
             // ... while a change in a masked field (TTL, UDP checksum, BTH resv8a) does not.
             let mut masked = f.data.clone();
             masked[r.l3_offset.unwrap() as usize + 8] ^= 0x55;
@@ -120,18 +156,28 @@ fn roce_payload_offsets() {
         let frames = frames_of(file);
         let r = split0(find(&frames, n));
         assert_eq!(r.roce.unwrap().opcode, op, "{file} #{n}");
-        assert_eq!((r.payload_offset, r.payload_len), (Some(off), Some(len)), "{file} #{n}");
+        assert_eq!(
+            (r.payload_offset, r.payload_len),
+            (Some(off), Some(len)),
+            "{file} #{n}"
+        );
     }
     // Every RoCE frame: payload + pad + ICRC ends exactly at the UDP end, and the extended
     // header length matches the opcode table.
     let mut opcodes = BTreeMap::new();
-    for f in all_ethernet_frames().iter().filter(|f| f.file.starts_with("roce__")) {
+    for f in all_ethernet_frames()
+        .iter()
+        .filter(|f| f.file.starts_with("roce__"))
+    {
         let r = split0(f);
         let Some(info) = r.roce else { continue };
         let l4 = r.l4_offset.unwrap() as usize;
         let bth = BthPacket::new_checked(&f.data[l4 + 8..]).unwrap();
         let layout = roce::RoceLayout::lookup(bth.opcode()).unwrap();
-        assert_eq!(r.payload_offset.unwrap() as usize, l4 + 8 + 12 + layout.ext_len as usize);
+        assert_eq!(
+            r.payload_offset.unwrap() as usize,
+            l4 + 8 + 12 + layout.ext_len as usize
+        );
         let udp_len = u16::from_be_bytes([f.data[l4 + 4], f.data[l4 + 5]]) as usize;
         assert_eq!(
             r.payload_offset.unwrap() as usize
@@ -143,12 +189,19 @@ fn roce_payload_offsets() {
         *opcodes.entry(info.opcode).or_insert(0) += 1;
     }
     // The opcode mix the captures README lists (WRITE_ONLY 0x0a: 10+5+32+... etc.).
-    for op in [0x00, 0x01, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f]
-    {
-        assert!(opcodes.contains_key(&op), "opcode {op:#x} missing: {opcodes:?}");
+    for op in [
+        0x00, 0x01, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    ] {
+        assert!(
+            opcodes.contains_key(&op),
+            "opcode {op:#x} missing: {opcodes:?}"
+        );
     }
     for op in [0x10, 0x11, 0x12, 0x14, 0x24, 0x64] {
-        assert!(opcodes.contains_key(&op), "opcode {op:#x} missing: {opcodes:?}");
+        assert!(
+            opcodes.contains_key(&op),
+            "opcode {op:#x} missing: {opcodes:?}"
+        );
     }
     assert_eq!(opcodes.values().sum::<usize>(), 465);
 }
@@ -160,7 +213,10 @@ fn all_frames_and_truncations_hold_invariants() {
     assert_eq!(frames.len(), 1421);
     for f in &frames {
         for t in [0, 1, 64, 100, 1000, u32::MAX] {
-            let c = SplitConfig { hds_thresh: t, verify_icrc: t % 2 == 0 };
+            let c = SplitConfig {
+                hds_thresh: t,
+                verify_icrc: t % 2 == 0,
+            };
             check_invariants(&f.data, &c, &split(&f.data, &c));
         }
         // Every prefix of small frames, a sample of prefixes of the super-frames.
@@ -179,7 +235,8 @@ fn class_summary() {
     let mut got: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for f in all_ethernet_frames() {
         let r = split0(&f);
-        *got.entry((r.class.as_str(), r.reason.as_str())).or_default() += 1;
+        *got.entry((r.class.as_str(), r.reason.as_str()))
+            .or_default() += 1;
     }
     let want: BTreeMap<(&str, &str), usize> = [
         (("fragment", "fragment"), 85),
@@ -217,11 +274,20 @@ fn vlan_and_qinq_offsets() {
     let f = frames_of("pcapplusplus__QinQ_802.1_AD.pcapng");
     assert_eq!(&f[0].data[12..14], &[0x88, 0xa8]);
     let r = split0(&f[0]);
-    assert_eq!((r.outer_l3_offset, r.l3_offset, r.l4_offset), (Some(22), Some(22), Some(42)));
-    assert_eq!((r.class, r.reason), (FrameClass::OtherIp, NoSplitReason::UnknownProto));
+    assert_eq!(
+        (r.outer_l3_offset, r.l3_offset, r.l4_offset),
+        (Some(22), Some(22), Some(42))
+    );
+    assert_eq!(
+        (r.class, r.reason),
+        (FrameClass::OtherIp, NoSplitReason::UnknownProto)
+    );
     // 0x8100/0x8100 QinQ ICMP.
     let f = frames_of("pcapplusplus__VlanPackets.pcap");
-    let qinq: Vec<_> = f.iter().filter(|f| f.data[12..14] == [0x81, 0] && f.data[16..18] == [0x81, 0]).collect();
+    let qinq: Vec<_> = f
+        .iter()
+        .filter(|f| f.data[12..14] == [0x81, 0] && f.data[16..18] == [0x81, 0])
+        .collect();
     assert_eq!(qinq.len(), 20);
     for f in qinq {
         assert_eq!(split0(f).l3_offset, Some(22));
@@ -229,7 +295,10 @@ fn vlan_and_qinq_offsets() {
     // QinQ ARP: not IP.
     for f in frames_of("tcpdump__802.1ad_QinQ.pcap") {
         let r = split0(&f);
-        assert_eq!((r.class, r.l3_offset, r.outer_ip_version), (FrameClass::NonIp, None, 0));
+        assert_eq!(
+            (r.class, r.l3_offset, r.outer_ip_version),
+            (FrameClass::NonIp, None, 0)
+        );
     }
 }
 
@@ -243,7 +312,10 @@ fn tunnel_inner_offsets() {
         if f.data[62..64] == [0x08, 0x06] {
             assert_eq!((r.class, r.l3_offset), (FrameClass::NonIp, Some(14)));
         } else {
-            assert_eq!((r.class, r.l3_offset, r.l4_offset), (FrameClass::OtherIp, Some(64), Some(84)));
+            assert_eq!(
+                (r.class, r.l3_offset, r.l4_offset),
+                (FrameClass::OtherIp, Some(64), Some(84))
+            );
         }
     }
     // Geneve: 8 bytes of options move the inner frame from 64 to 72.
@@ -260,18 +332,36 @@ fn tunnel_inner_offsets() {
             assert_eq!(r.payload_offset, Some((l4 + tcp.header_len()) as u32));
             // The inner IP total length, not the frame, bounds the payload.
             let ip_end = r.l3_offset.unwrap() as usize
-                + u16::from_be_bytes([f.data[r.l3_offset.unwrap() as usize + 2], f.data[r.l3_offset.unwrap() as usize + 3]]) as usize;
-            assert_eq!(r.payload_offset.unwrap() + r.payload_len.unwrap(), ip_end as u32);
+                + u16::from_be_bytes([
+                    f.data[r.l3_offset.unwrap() as usize + 2],
+                    f.data[r.l3_offset.unwrap() as usize + 3],
+                ]) as usize;
+            assert_eq!(
+                r.payload_offset.unwrap() + r.payload_len.unwrap(),
+                ip_end as u32
+            );
         }
     }
     assert_eq!(with_opts, 19);
     // GSO super-frames: IPv4/UDP/VXLAN/Eth/IPv6/TCP and IPv6/UDP/Geneve/Eth/IPv6/TCP.
     let r = split0(&frames_of("tcpdump__gso-ipv4-vxlan-ipv6.pcap")[0]);
-    assert_eq!((r.class, r.tunnel, r.split), (FrameClass::Tcp, Some(Tunnel::Vxlan), true));
-    assert_eq!((r.l3_offset, r.l4_offset, r.payload_offset, r.payload_len), (Some(64), Some(104), Some(136), Some(4134)));
+    assert_eq!(
+        (r.class, r.tunnel, r.split),
+        (FrameClass::Tcp, Some(Tunnel::Vxlan), true)
+    );
+    assert_eq!(
+        (r.l3_offset, r.l4_offset, r.payload_offset, r.payload_len),
+        (Some(64), Some(104), Some(136), Some(4134))
+    );
     let r = split0(&frames_of("tcpdump__gso-ipv6-geneve-ipv6.pcap")[0]);
-    assert_eq!((r.class, r.tunnel, r.outer_ip_version), (FrameClass::Tcp, Some(Tunnel::Geneve), 6));
-    assert_eq!((r.l3_offset, r.l4_offset, r.payload_offset, r.payload_len), (Some(84), Some(124), Some(156), Some(6790)));
+    assert_eq!(
+        (r.class, r.tunnel, r.outer_ip_version),
+        (FrameClass::Tcp, Some(Tunnel::Geneve), 6)
+    );
+    assert_eq!(
+        (r.l3_offset, r.l4_offset, r.payload_offset, r.payload_len),
+        (Some(84), Some(124), Some(156), Some(6790))
+    );
 }
 
 #[test]
@@ -280,8 +370,14 @@ fn ipv6_extension_headers() {
     let f = &frames_of("tcpdump__bigtcp-ipv6-hbh.pcap")[0];
     assert_eq!(&f.data[18..20], &[0, 0]); // payload length 0
     let r = split0(f);
-    assert_eq!((r.class, r.l4_offset, r.payload_offset, r.payload_len), (FrameClass::Tcp, Some(62), Some(94), Some(80000)));
-    assert_eq!(r.payload_offset.unwrap() + r.payload_len.unwrap(), f.data.len() as u32);
+    assert_eq!(
+        (r.class, r.l4_offset, r.payload_offset, r.payload_len),
+        (FrameClass::Tcp, Some(62), Some(94), Some(80000))
+    );
+    assert_eq!(
+        r.payload_offset.unwrap() + r.payload_len.unwrap(),
+        f.data.len() as u32
+    );
     // Jumbogram ICMPv6.
     let r = split0(&frames_of("tcpdump__ipv6_jumbogram_1.pcap")[0]);
     assert_eq!((r.class, r.l4_offset), (FrameClass::OtherIp, Some(62)));
@@ -291,16 +387,43 @@ fn ipv6_extension_headers() {
     // Type-0 routing header, then UDP with an empty payload (frames 3, 4).
     let f = frames_of("tcpdump__ipv6-routing-header.pcap");
     let r = split0(&f[2]);
-    assert_eq!((r.class, r.reason, r.l4_offset, r.payload_offset, r.payload_len), (FrameClass::Udp, NoSplitReason::BelowThresh, Some(78), Some(86), Some(0)));
+    assert_eq!(
+        (
+            r.class,
+            r.reason,
+            r.l4_offset,
+            r.payload_offset,
+            r.payload_len
+        ),
+        (
+            FrameClass::Udp,
+            NoSplitReason::BelowThresh,
+            Some(78),
+            Some(86),
+            Some(0)
+        )
+    );
     let r = split0(&f[3]);
     assert_eq!((r.l4_offset, r.payload_offset), (Some(94), Some(102)));
     // HBH, routing, destination options: UDP with 10 payload bytes after 48 bytes of ext
     // headers (frame 6), OSPF/ICMPv6 (OtherIp) behind the others.
     let f = frames_of("pcapplusplus__ipv6_options.pcap");
     let r = split0(&f[5]);
-    assert_eq!((r.class, r.split, r.l4_offset, r.payload_offset, r.payload_len), (FrameClass::Udp, true, Some(62), Some(70), Some(10)));
+    assert_eq!(
+        (
+            r.class,
+            r.split,
+            r.l4_offset,
+            r.payload_offset,
+            r.payload_len
+        ),
+        (FrameClass::Udp, true, Some(62), Some(70), Some(10))
+    );
     let l4s: Vec<_> = f.iter().map(|f| split0(f).l4_offset).collect();
-    assert_eq!(l4s, [Some(94), Some(94), Some(78), Some(54), Some(62), Some(62)]);
+    assert_eq!(
+        l4s,
+        [Some(94), Some(94), Some(78), Some(54), Some(62), Some(62)]
+    );
 }
 
 #[test]
@@ -308,9 +431,20 @@ fn big_tcp_ipv4_total_length_zero() {
     let f = &frames_of("tcpdump__bigtcp-ipv4.pcap")[0];
     assert_eq!(&f.data[16..18], &[0, 0]);
     let r = split0(f);
-    assert_eq!((r.class, r.split, r.l4_offset, r.payload_offset, r.payload_len), (FrameClass::Tcp, true, Some(34), Some(66), Some(80000)));
+    assert_eq!(
+        (
+            r.class,
+            r.split,
+            r.l4_offset,
+            r.payload_offset,
+            r.payload_len
+        ),
+        (FrameClass::Tcp, true, Some(34), Some(66), Some(80000))
+    );
     let tcp = TcpPacket::new_checked(&f.data[34..]).unwrap();
-    assert!(tcp.options().any(|o| matches!(o, Ok(TcpOption::Timestamps { .. }))));
+    assert!(tcp
+        .options()
+        .any(|o| matches!(o, Ok(TcpOption::Timestamps { .. }))));
 }
 
 #[test]
@@ -326,7 +460,12 @@ fn fragments_are_not_split() {
                 assert_eq!(r.class, FrameClass::OtherIp, "{file} #{}", f.number);
                 assert!(r.l4_offset.is_some());
             } else {
-                assert_eq!((r.class, r.l4_offset), (FrameClass::Fragment, None), "{file} #{}", f.number);
+                assert_eq!(
+                    (r.class, r.l4_offset),
+                    (FrameClass::Fragment, None),
+                    "{file} #{}",
+                    f.number
+                );
             }
             assert_eq!((r.payload_offset, r.payload_len), (None, None));
         }
@@ -335,42 +474,99 @@ fn fragments_are_not_split() {
     check("pcapplusplus__frag_with_padding.pcap", &[8], 8);
     check("pcapplusplus__ipv6_opt_fragments.pcap", &[1], 4);
     let f = frames_of("pcapplusplus__ip4_fragments.pcap");
-    let frag = f.iter().filter(|f| split0(f).reason == NoSplitReason::Fragment).count();
+    let frag = f
+        .iter()
+        .filter(|f| split0(f).reason == NoSplitReason::Fragment)
+        .count();
     assert_eq!(frag, 50);
     let f = frames_of("pcapplusplus__ip6_fragments.pcap");
-    let frag = f.iter().filter(|f| split0(f).reason == NoSplitReason::Fragment).count();
+    let frag = f
+        .iter()
+        .filter(|f| split0(f).reason == NoSplitReason::Fragment)
+        .count();
     assert_eq!(frag, 36);
 }
 
 #[test]
 fn malformed_captures() {
     let cases: [(&str, usize, Malformed); 14] = [
-        ("pcapplusplus__ipv4-malformed.pcap", 1, Malformed::BadIpv4TotalLen),
-        ("pcapplusplus__ipv4-malformed.pcap", 2, Malformed::BadIpVersion),
-        ("pcapplusplus__tcp-malformed.pcap", 1, Malformed::BadTcpDataOffset),
-        ("pcapplusplus__tcp-malformed.pcap", 2, Malformed::BadTcpDataOffset),
-        ("tcpdump__esp_truncated.pcap", 1, Malformed::IpLengthExceedsFrame),
-        ("tcpdump__ipv4_invalid_hdr_length.pcap", 1, Malformed::BadIpv4HeaderLen),
-        ("tcpdump__ipv4_invalid_total_length.pcap", 1, Malformed::IpLengthExceedsFrame),
+        (
+            "pcapplusplus__ipv4-malformed.pcap",
+            1,
+            Malformed::BadIpv4TotalLen,
+        ),
+        (
+            "pcapplusplus__ipv4-malformed.pcap",
+            2,
+            Malformed::BadIpVersion,
+        ),
+        (
+            "pcapplusplus__tcp-malformed.pcap",
+            1,
+            Malformed::BadTcpDataOffset,
+        ),
+        (
+            "pcapplusplus__tcp-malformed.pcap",
+            2,
+            Malformed::BadTcpDataOffset,
+        ),
+        (
+            "tcpdump__esp_truncated.pcap",
+            1,
+            Malformed::IpLengthExceedsFrame,
+        ),
+        (
+            "tcpdump__ipv4_invalid_hdr_length.pcap",
+            1,
+            Malformed::BadIpv4HeaderLen,
+        ),
+        (
+            "tcpdump__ipv4_invalid_total_length.pcap",
+            1,
+            Malformed::IpLengthExceedsFrame,
+        ),
         ("tcpdump__ipv6-bad-version.pcap", 2, Malformed::BadIpVersion),
         ("tcpdump__ipv6-bad-version.pcap", 4, Malformed::BadIpVersion),
-        ("tcpdump__ipv6-srh-tlv-pad1-padn-5-trunc.pcap", 1, Malformed::IpLengthExceedsFrame),
+        (
+            "tcpdump__ipv6-srh-tlv-pad1-padn-5-trunc.pcap",
+            1,
+            Malformed::IpLengthExceedsFrame,
+        ),
         ("tcpdump__ipv6_invalid_length.pcap", 1, Malformed::Truncated),
-        ("tcpdump__tcp_header_heapoverflow.pcap", 1, Malformed::IpLengthExceedsFrame),
-        ("tcpdump__tcp_rst_data-trunc.pcap", 1, Malformed::IpLengthExceedsFrame),
-        ("tcpdump__udp-length-heapoverflow.pcap", 1, Malformed::IpLengthExceedsFrame),
+        (
+            "tcpdump__tcp_header_heapoverflow.pcap",
+            1,
+            Malformed::IpLengthExceedsFrame,
+        ),
+        (
+            "tcpdump__tcp_rst_data-trunc.pcap",
+            1,
+            Malformed::IpLengthExceedsFrame,
+        ),
+        (
+            "tcpdump__udp-length-heapoverflow.pcap",
+            1,
+            Malformed::IpLengthExceedsFrame,
+        ),
     ];
     for (file, n, want) in cases {
         let frames = frames_of(file);
         let r = split0(find(&frames, n));
-        assert_eq!((r.class, r.reason, r.error), (FrameClass::Malformed, NoSplitReason::Malformed, Some(want)), "{file} #{n}");
+        assert_eq!(
+            (r.class, r.reason, r.error),
+            (FrameClass::Malformed, NoSplitReason::Malformed, Some(want)),
+            "{file} #{n}"
+        );
         assert!(!r.split);
     }
     // The good frames of ipv6-bad-version are ICMPv6.
     let f = frames_of("tcpdump__ipv6-bad-version.pcap");
     assert_eq!(split0(&f[0]).class, FrameClass::OtherIp);
     // MPLS in front of the bad IPv4: not IP to us.
-    assert_eq!(split0(&frames_of("pcapplusplus__ip4_bad_fragment.pcap")[0]).class, FrameClass::NonIp);
+    assert_eq!(
+        split0(&frames_of("pcapplusplus__ip4_bad_fragment.pcap")[0]).class,
+        FrameClass::NonIp
+    );
 }
 
 #[test]
@@ -386,7 +582,10 @@ fn ethernet_padding_is_not_payload() {
                 let tl = u16::from_be_bytes([f.data[l3 + 2], f.data[l3 + 3]]) as usize;
                 if l3 + tl < 60 {
                     seen += 1;
-                    assert_eq!(r.payload_offset.unwrap() + r.payload_len.unwrap(), (l3 + tl) as u32);
+                    assert_eq!(
+                        r.payload_offset.unwrap() + r.payload_len.unwrap(),
+                        (l3 + tl) as u32
+                    );
                 }
             }
         }

@@ -170,6 +170,7 @@ pub struct L2Header {
 /// Walks the Ethernet header and up to two VLAN tags, in any TPID combination (0x88a8 then
 /// 0x8100 as 802.1ad prescribes, but also 0x8100/0x8100 and the other orders real QinQ captures
 /// use). `Err(Truncated)` when the frame ends inside the header or a tag.
+#[inline]
 pub fn l2_header(frame: &[u8]) -> Result<L2Header> {
     let eth = EthernetFrame::new_checked(frame)?;
     let mut ethertype = eth.ethertype();
@@ -186,7 +187,11 @@ pub fn l2_header(frame: &[u8]) -> Result<L2Header> {
         off += VLAN_TAG_LEN;
         n += 1;
     }
-    Ok(L2Header { ethertype, l3_offset: off, vids })
+    Ok(L2Header {
+        ethertype,
+        l3_offset: off,
+        vids,
+    })
 }
 
 #[cfg(test)]
@@ -211,15 +216,28 @@ mod tests {
         assert_eq!(f.ethertype(), EtherType::QINQ);
         assert_eq!(f.payload().len(), 10);
         let t = VlanTag::new_checked(f.payload()).unwrap();
-        assert_eq!((t.pcp(), t.dei(), t.vid(), t.ethertype()), (3, false, 100, 0x8100));
+        assert_eq!(
+            (t.pcp(), t.dei(), t.vid(), t.ethertype()),
+            (3, false, 100, 0x8100)
+        );
         let t = VlanTag::new_checked(t.payload()).unwrap();
-        assert_eq!((t.pcp(), t.dei(), t.vid(), t.ethertype()), (0, true, 200, 0x0800));
+        assert_eq!(
+            (t.pcp(), t.dei(), t.vid(), t.ethertype()),
+            (0, true, 200, 0x0800)
+        );
     }
 
     #[test]
     fn qinq_walk() {
         let h = l2_header(&QINQ).unwrap();
-        assert_eq!(h, L2Header { ethertype: 0x0800, l3_offset: 22, vids: [Some(100), Some(200)] });
+        assert_eq!(
+            h,
+            L2Header {
+                ethertype: 0x0800,
+                l3_offset: 22,
+                vids: [Some(100), Some(200)]
+            }
+        );
         // 0x8100 / 0x8100 and 0x8100 / 0x88a8 are walked too.
         let mut f = QINQ;
         f[12..14].copy_from_slice(&[0x81, 0x00]);
@@ -230,7 +248,11 @@ mod tests {
         f[20..22].copy_from_slice(&[0x81, 0x00]);
         assert_eq!(
             l2_header(&f).unwrap(),
-            L2Header { ethertype: 0x8100, l3_offset: 22, vids: [Some(100), Some(200)] }
+            L2Header {
+                ethertype: 0x8100,
+                l3_offset: 22,
+                vids: [Some(100), Some(200)]
+            }
         );
     }
 
@@ -240,14 +262,21 @@ mod tests {
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
         assert_eq!(
             l2_header(&f[..14]).unwrap(),
-            L2Header { ethertype: EtherType::IPV6, l3_offset: 14, vids: [None, None] }
+            L2Header {
+                ethertype: EtherType::IPV6,
+                l3_offset: 14,
+                vids: [None, None]
+            }
         );
         // A tag announced but cut.
         assert_eq!(l2_header(&QINQ[..14]), Err(Error::Truncated));
         assert_eq!(l2_header(&QINQ[..17]), Err(Error::Truncated));
         assert_eq!(l2_header(&QINQ[..21]), Err(Error::Truncated));
         assert_eq!(l2_header(&QINQ[..13]), Err(Error::Truncated));
-        assert_eq!(EthernetFrame::new_checked(&QINQ[..13]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            EthernetFrame::new_checked(&QINQ[..13]).unwrap_err(),
+            Error::Truncated
+        );
         // Accessors on a short buffer return zeros, never panic.
         let f = EthernetFrame::new_unchecked(&QINQ[..3]);
         assert_eq!(f.src_addr(), [0; 6]);

@@ -75,7 +75,9 @@ impl<T: AsRef<[u8]>> GenevePacket<T> {
         be32(self.b(), field::VNI) >> 8
     }
     pub fn options(&self) -> GeneveOptions<'_> {
-        GeneveOptions { data: clamp(self.b(), HEADER_LEN, self.header_len()) }
+        GeneveOptions {
+            data: clamp(self.b(), HEADER_LEN, self.header_len()),
+        }
     }
     pub fn payload(&self) -> &[u8] {
         let b = self.b();
@@ -113,7 +115,11 @@ impl<'a> Iterator for GeneveOptions<'a> {
             return Some(Err(Error::Malformed));
         };
         self.data = clamp(d, len, d.len());
-        Some(Ok(GeneveOption { class: be16(d, 0), kind: u8_at(d, 2), data }))
+        Some(Ok(GeneveOption {
+            class: be16(d, 0),
+            kind: u8_at(d, 2),
+            data,
+        }))
     }
 }
 
@@ -139,19 +145,36 @@ mod tests {
         assert_eq!((p.protocol_type(), p.vni()), (0x6558, 0xabcdef));
         assert_eq!(p.payload(), &[0xee, 0xff]);
         let want: [_; 2] = [
-            Ok(GeneveOption { class: 0x0102, kind: 0x80, data: &[0x11, 0x22, 0x33, 0x44] }),
-            Ok(GeneveOption { class: 0xffff, kind: 1, data: &[] }),
+            Ok(GeneveOption {
+                class: 0x0102,
+                kind: 0x80,
+                data: &[0x11, 0x22, 0x33, 0x44],
+            }),
+            Ok(GeneveOption {
+                class: 0xffff,
+                kind: 1,
+                data: &[],
+            }),
         ];
         assert!(p.options().eq(want));
     }
 
     #[test]
     fn errors() {
-        assert_eq!(GenevePacket::new_checked(&GNV[..7]).unwrap_err(), Error::Truncated);
-        assert_eq!(GenevePacket::new_checked(&GNV[..19]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            GenevePacket::new_checked(&GNV[..7]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            GenevePacket::new_checked(&GNV[..19]).unwrap_err(),
+            Error::Malformed
+        );
         let mut g = GNV;
         g[0] = 0x43; // version 1
-        assert_eq!(GenevePacket::new_checked(&g[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            GenevePacket::new_checked(&g[..]).unwrap_err(),
+            Error::Malformed
+        );
         // An option claiming 2 words inside a 3-word area that has 1 word left.
         g[0] = 0x03;
         g[19] = 0x02;

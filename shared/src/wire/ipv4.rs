@@ -165,8 +165,8 @@ mod tests {
     // 10.0.0.1 -> 10.0.0.2, UDP, total length 32 (20 header + 12), DF, TTL 64, good checksum,
     // followed by 2 bytes of link padding.
     static UDP4: [u8; 34] = [
-        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x14, 0x92, 10, 0, 0, 1, 10,
-        0, 0, 2, // header
+        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x14, 0x92, 10, 0, 0, 1, 10, 0,
+        0, 2, // header
         0x04, 0xd2, 0x16, 0x2e, 0x00, 0x0c, 0x00, 0x00, 0xde, 0xad, 0xbe, 0xef, // UDP
         0x00, 0x00, // padding
     ];
@@ -242,22 +242,43 @@ mod tests {
     #[test]
     fn check_len_errors() {
         let f = UDP4;
-        assert_eq!(Ipv4Packet::new_checked(&f[..19]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&f[..19]).unwrap_err(),
+            Error::Truncated
+        );
         // Total length 32 > 31 bytes.
-        assert_eq!(Ipv4Packet::new_checked(&f[..31]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&f[..31]).unwrap_err(),
+            Error::Truncated
+        );
         let mut g = f;
         g[0] = 0x44; // IHL 4
-        assert_eq!(Ipv4Packet::new_checked(&g[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&g[..]).unwrap_err(),
+            Error::Malformed
+        );
         g[0] = 0x65; // version 6
-        assert_eq!(Ipv4Packet::new_checked(&g[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&g[..]).unwrap_err(),
+            Error::Malformed
+        );
         g[0] = 0x4f; // IHL 15 = 60 bytes > 34-byte buffer
-        assert_eq!(Ipv4Packet::new_checked(&g[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&g[..]).unwrap_err(),
+            Error::Truncated
+        );
         g[0] = 0x46; // IHL 24 > total length 20
         g[3] = 20;
-        assert_eq!(Ipv4Packet::new_checked(&g[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&g[..]).unwrap_err(),
+            Error::Malformed
+        );
         g[0] = 0x45;
         g[3] = 19; // total length < 20
-        assert_eq!(Ipv4Packet::new_checked(&g[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&g[..]).unwrap_err(),
+            Error::Malformed
+        );
         // Accessors of an unchecked short view do not panic.
         let p = Ipv4Packet::new_unchecked(&g[..3]);
         assert_eq!((p.total_len(), p.protocol(), p.src_addr()), (0, 0, [0; 4]));

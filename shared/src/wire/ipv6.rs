@@ -165,7 +165,10 @@ pub enum Ipv6Option<'a> {
     PadN(u8),
     /// RFC 2675 Jumbo Payload: the length of everything after the IPv6 header.
     JumboPayload(u32),
-    Other { kind: u8, data: &'a [u8] },
+    Other {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 /// Option type of the RFC 2675 Jumbo Payload option.
@@ -397,16 +400,31 @@ mod tests {
 
     #[test]
     fn check_len_errors() {
-        assert_eq!(Ipv6Packet::new_checked(&V6[..39]).unwrap_err(), Error::Truncated);
-        assert_eq!(Ipv6Packet::new_checked(&V6[..55]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv6Packet::new_checked(&V6[..39]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Ipv6Packet::new_checked(&V6[..55]).unwrap_err(),
+            Error::Truncated
+        );
         let mut v = V6;
         v[0] = 0x4b;
-        assert_eq!(Ipv6Packet::new_checked(&v[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            Ipv6Packet::new_checked(&v[..]).unwrap_err(),
+            Error::Malformed
+        );
         // Extension header length 16 in an 8-byte buffer.
         let mut e = [0u8; 8];
         e[1] = 1;
-        assert_eq!(Ipv6ExtHeader::new_checked(&e[..]).unwrap_err(), Error::Truncated);
-        assert_eq!(Ipv6ExtHeader::new_checked(&e[..1]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv6ExtHeader::new_checked(&e[..]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            Ipv6ExtHeader::new_checked(&e[..1]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
@@ -430,7 +448,10 @@ mod tests {
         assert!(h.options().eq(v));
         let other = [6, 0, 0x1e, 4, 1, 2, 3, 4];
         let h = Ipv6ExtHeader::new_checked(&other[..]).unwrap();
-        let v: [_; 1] = [Ok(Ipv6Option::Other { kind: 0x1e, data: &[1, 2, 3, 4] })];
+        let v: [_; 1] = [Ok(Ipv6Option::Other {
+            kind: 0x1e,
+            data: &[1, 2, 3, 4],
+        })];
         assert!(h.options().eq(v));
     }
 
@@ -443,8 +464,14 @@ mod tests {
         srh[23] = 0xa;
         srh[39] = 0xb;
         let h = Ipv6RoutingHeader::new_checked(&srh[..]).unwrap();
-        assert_eq!((h.next_header(), h.header_len(), h.routing_type()), (58, 40, 4));
-        assert_eq!((h.segments_left(), h.last_entry(), h.srh_tag()), (1, 1, 0x0102));
+        assert_eq!(
+            (h.next_header(), h.header_len(), h.routing_type()),
+            (58, 40, 4)
+        );
+        assert_eq!(
+            (h.segments_left(), h.last_entry(), h.srh_tag()),
+            (1, 1, 0x0102)
+        );
         assert_eq!(h.srh_flags(), 0);
         assert_eq!(h.srh_segment(0).unwrap()[15], 0xa);
         assert_eq!(h.srh_segment(1).unwrap()[15], 0xb);
@@ -452,8 +479,14 @@ mod tests {
         assert_eq!(h.srh_tlvs(), &[] as &[u8]);
         // Last entry 2 needs 56 bytes.
         srh[4] = 2;
-        assert_eq!(Ipv6RoutingHeader::new_checked(&srh[..]).unwrap_err(), Error::Malformed);
-        assert_eq!(Ipv6RoutingHeader::new_checked(&srh[..39]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Ipv6RoutingHeader::new_checked(&srh[..]).unwrap_err(),
+            Error::Malformed
+        );
+        assert_eq!(
+            Ipv6RoutingHeader::new_checked(&srh[..39]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
@@ -466,7 +499,12 @@ mod tests {
         assert!(h.more_frags() && !h.is_first());
         assert_eq!(h.ident(), 0xdeadbeef);
         let first = [17, 0, 0x00, 0x01, 0, 0, 0, 1];
-        assert!(Ipv6FragmentHeader::new_checked(&first[..]).unwrap().is_first());
-        assert_eq!(Ipv6FragmentHeader::new_checked(&f[..7]).unwrap_err(), Error::Truncated);
+        assert!(Ipv6FragmentHeader::new_checked(&first[..])
+            .unwrap()
+            .is_first());
+        assert_eq!(
+            Ipv6FragmentHeader::new_checked(&f[..7]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }

@@ -130,7 +130,10 @@ impl RoceLayout {
             }
             i += 1;
         }
-        RoceLayout { headers, ext_len: len as u8 }
+        RoceLayout {
+            headers,
+            ext_len: len as u8,
+        }
     }
 
     /// The layout the opcode implies, `None` for opcodes that are not RC, UC, UD or CNP.
@@ -374,15 +377,25 @@ impl<T: AsRef<[u8]>> RocePacket<T> {
 
     pub fn reth(&self) -> Option<Reth> {
         let h = self.ext_at(ext::RETH)?;
-        Some(Reth { va: be64(h, 0), rkey: be32(h, 8), dma_len: be32(h, 12) })
+        Some(Reth {
+            va: be64(h, 0),
+            rkey: be32(h, 8),
+            dma_len: be32(h, 12),
+        })
     }
     pub fn aeth(&self) -> Option<Aeth> {
         let h = self.ext_at(ext::AETH)?;
-        Some(Aeth { syndrome: u8_at(h, 0), msn: be32(h, 0) & 0x00ff_ffff })
+        Some(Aeth {
+            syndrome: u8_at(h, 0),
+            msn: be32(h, 0) & 0x00ff_ffff,
+        })
     }
     pub fn deth(&self) -> Option<Deth> {
         let h = self.ext_at(ext::DETH)?;
-        Some(Deth { qkey: be32(h, 0), src_qp: be32(h, 4) & 0x00ff_ffff })
+        Some(Deth {
+            qkey: be32(h, 0),
+            src_qp: be32(h, 4) & 0x00ff_ffff,
+        })
     }
     pub fn atomic_eth(&self) -> Option<AtomicEth> {
         let h = self.ext_at(ext::ATOMIC_ETH)?;
@@ -414,7 +427,9 @@ impl<T: AsRef<[u8]>> RocePacket<T> {
     /// those do not fit).
     pub fn payload(&self) -> &[u8] {
         let b = self.b();
-        let end = b.len().saturating_sub(ICRC_LEN + self.bth().pad_count() as usize);
+        let end = b
+            .len()
+            .saturating_sub(ICRC_LEN + self.bth().pad_count() as usize);
         clamp(b, self.payload_offset(), end)
     }
     /// The ICRC field as the CRC value (least-significant byte first on the wire).
@@ -467,7 +482,9 @@ pub fn icrc(frame: &[u8], l3: usize, ip_version: u8, l4: usize, icrc_off: usize)
         return None;
     }
     let covered = frame.get(l3..icrc_off)?;
-    icrc_off.checked_add(ICRC_LEN).filter(|&e| e <= frame.len())?;
+    icrc_off
+        .checked_add(ICRC_LEN)
+        .filter(|&e| e <= frame.len())?;
     let masks = icrc_masks(l3, ip_version, l4);
     let mut h = crc32fast::Hasher::new();
     h.update(&[0xff; 8]);
@@ -537,17 +554,29 @@ mod tests {
             (RC_WRITE_LAST, 0, 0),
         ];
         for (op, h, len) in cases {
-            assert_eq!(RoceLayout::lookup(op), Some(RoceLayout { headers: h, ext_len: len }));
+            assert_eq!(
+                RoceLayout::lookup(op),
+                Some(RoceLayout {
+                    headers: h,
+                    ext_len: len
+                })
+            );
         }
         for op in [0x15u8, 0x18, 0x2c, 0x40, 0x60, 0x63, 0x66, 0xa0, 0xc0, 0xff] {
             assert_eq!(RoceLayout::lookup(op), None, "{op:#x}");
         }
         let l = RoceLayout::lookup(RC_WRITE_ONLY_IMM).unwrap();
-        assert_eq!((l.offset_of(RETH), l.offset_of(IMMDT), l.offset_of(AETH)), (Some(0), Some(16), None));
+        assert_eq!(
+            (l.offset_of(RETH), l.offset_of(IMMDT), l.offset_of(AETH)),
+            (Some(0), Some(16), None)
+        );
         let l = RoceLayout::lookup(UD_SEND_ONLY_IMM).unwrap();
         assert_eq!((l.offset_of(DETH), l.offset_of(IMMDT)), (Some(0), Some(8)));
         let l = RoceLayout::lookup(RC_ATOMIC_ACK).unwrap();
-        assert_eq!((l.offset_of(AETH), l.offset_of(ATOMIC_ACK_ETH)), (Some(0), Some(4)));
+        assert_eq!(
+            (l.offset_of(AETH), l.offset_of(ATOMIC_ACK_ETH)),
+            (Some(0), Some(4))
+        );
     }
 
     // RC WRITE ONLY with immediate: BTH (SE, pad 2, tver 0, pkey 0xffff, QP 0x000011,
@@ -569,22 +598,48 @@ mod tests {
         assert!(b.solicited() && !b.mig_req() && b.ack_req());
         assert_eq!((b.pad_count(), b.tver(), b.pkey()), (2, 0, 0xffff));
         assert_eq!((b.dest_qp(), b.psn(), b.resv8a()), (0x11, 0x123456, 0));
-        assert_eq!(p.reth(), Some(Reth { va: 0x1000, rkey: 0xabcd, dma_len: 2 }));
+        assert_eq!(
+            p.reth(),
+            Some(Reth {
+                va: 0x1000,
+                rkey: 0xabcd,
+                dma_len: 2
+            })
+        );
         assert_eq!(p.imm_data(), Some(0xcafebabe));
-        assert_eq!((p.aeth(), p.deth(), p.ieth(), p.atomic_eth()), (None, None, None, None));
+        assert_eq!(
+            (p.aeth(), p.deth(), p.ieth(), p.atomic_eth()),
+            (None, None, None, None)
+        );
         assert_eq!(p.payload_offset(), 32);
         assert_eq!(p.payload(), b"hi");
         assert_eq!(p.icrc_field(), 0x04030201);
         // Too short for its pad + ICRC.
-        assert_eq!(RocePacket::new_checked(&WRITE_IMM[..35]).unwrap_err(), Error::Malformed);
-        assert_eq!(RocePacket::new_checked(&WRITE_IMM[..11]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            RocePacket::new_checked(&WRITE_IMM[..35]).unwrap_err(),
+            Error::Malformed
+        );
+        assert_eq!(
+            RocePacket::new_checked(&WRITE_IMM[..11]).unwrap_err(),
+            Error::Truncated
+        );
         let mut bad = WRITE_IMM;
         bad[0] = 0x40; // RD
-        assert_eq!(RocePacket::new_checked(&bad[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            RocePacket::new_checked(&bad[..]).unwrap_err(),
+            Error::Malformed
+        );
         // An unchecked short view does not panic.
         let p = RocePacket::new_unchecked(&WRITE_IMM[..13]);
         assert_eq!((p.payload(), p.icrc_field()), (&[] as &[u8], 0x0056_3412)); // bytes 9..13
-        assert_eq!(p.reth(), Some(Reth { va: 0, rkey: 0, dma_len: 0 }));
+        assert_eq!(
+            p.reth(),
+            Some(Reth {
+                va: 0,
+                rkey: 0,
+                dma_len: 0
+            })
+        );
     }
 
     #[test]
@@ -598,7 +653,12 @@ mod tests {
         let p = RocePacket::new_checked(&a[..]).unwrap();
         assert_eq!(
             p.atomic_eth(),
-            Some(AtomicEth { va: 0x1122_3344_5566_7788, rkey: 7, swap_add: 9, compare: 3 })
+            Some(AtomicEth {
+                va: 0x1122_3344_5566_7788,
+                rkey: 7,
+                swap_add: 9,
+                compare: 3
+            })
         );
         assert_eq!(p.payload(), &[] as &[u8]);
         let mut ack = [0u8; 12 + 12 + 4];
@@ -606,13 +666,25 @@ mod tests {
         ack[12..16].copy_from_slice(&[0x00, 0x00, 0x00, 0x05]);
         ack[16..24].copy_from_slice(&42u64.to_be_bytes());
         let p = RocePacket::new_checked(&ack[..]).unwrap();
-        assert_eq!(p.aeth(), Some(Aeth { syndrome: 0, msn: 5 }));
+        assert_eq!(
+            p.aeth(),
+            Some(Aeth {
+                syndrome: 0,
+                msn: 5
+            })
+        );
         assert_eq!(p.atomic_ack_eth(), Some(42));
         let mut ud = [0u8; 12 + 8 + 4 + 4];
         ud[0] = opcode::UD_SEND_ONLY;
         ud[12..20].copy_from_slice(&[0x80, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01]);
         let p = RocePacket::new_checked(&ud[..]).unwrap();
-        assert_eq!(p.deth(), Some(Deth { qkey: 0x8001_0000, src_qp: 1 }));
+        assert_eq!(
+            p.deth(),
+            Some(Deth {
+                qkey: 0x8001_0000,
+                src_qp: 1
+            })
+        );
         assert_eq!(p.payload().len(), 4);
     }
 }

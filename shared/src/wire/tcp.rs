@@ -102,7 +102,9 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         clamp(self.b(), HEADER_LEN, self.header_len())
     }
     pub fn options(&self) -> TcpOptions<'_> {
-        TcpOptions { data: self.options_raw() }
+        TcpOptions {
+            data: self.options_raw(),
+        }
     }
     /// The bytes after the header (after at least the 20-byte fixed header).
     pub fn payload(&self) -> &[u8] {
@@ -121,9 +123,15 @@ pub enum TcpOption<'a> {
     SackPermitted,
     /// SACK blocks, raw (pairs of big-endian u32 edges).
     Sack(&'a [u8]),
-    Timestamps { tsval: u32, tsecr: u32 },
+    Timestamps {
+        tsval: u32,
+        tsecr: u32,
+    },
     /// Any other kind (MPTCP, TCP-AO, fast open, ...), with its data.
-    Unknown { kind: u8, data: &'a [u8] },
+    Unknown {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 /// Iterator over TCP options. After End-of-List it stops; on an option whose length is < 2 or
@@ -173,7 +181,10 @@ impl<'a> Iterator for TcpOptions<'a> {
             (3, 1) => TcpOption::WindowScale(value[0]),
             (4, 0) => TcpOption::SackPermitted,
             (5, n) if n % 8 == 0 && n > 0 => TcpOption::Sack(value),
-            (8, 8) => TcpOption::Timestamps { tsval: be32(value, 0), tsecr: be32(value, 4) },
+            (8, 8) => TcpOption::Timestamps {
+                tsval: be32(value, 0),
+                tsecr: be32(value, 4),
+            },
             (2..=5 | 8, _) => {
                 self.data = &[];
                 return Some(Err(Error::Malformed));
@@ -210,20 +221,28 @@ mod tests {
         let want: [_; 3] = [
             Ok(TcpOption::NoOperation),
             Ok(TcpOption::NoOperation),
-            Ok(TcpOption::Timestamps { tsval: 0x11, tsecr: 0x22 }),
+            Ok(TcpOption::Timestamps {
+                tsval: 0x11,
+                tsecr: 0x22,
+            }),
         ];
         assert!(p.options().eq(want));
     }
 
     #[test]
     fn option_kinds() {
-        let o = [2, 4, 0x05, 0xb4, 3, 3, 7, 4, 2, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2, 30, 4, 0xaa, 0xbb, 0];
+        let o = [
+            2, 4, 0x05, 0xb4, 3, 3, 7, 4, 2, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2, 30, 4, 0xaa, 0xbb, 0,
+        ];
         let want: [_; 6] = [
             Ok(TcpOption::MaxSegmentSize(1460)),
             Ok(TcpOption::WindowScale(7)),
             Ok(TcpOption::SackPermitted),
             Ok(TcpOption::Sack(&[0, 0, 0, 1, 0, 0, 0, 2])),
-            Ok(TcpOption::Unknown { kind: 30, data: &[0xaa, 0xbb] }),
+            Ok(TcpOption::Unknown {
+                kind: 30,
+                data: &[0xaa, 0xbb],
+            }),
             Ok(TcpOption::EndOfList),
         ];
         assert!(TcpOptions::new(&o).eq(want));
@@ -234,11 +253,11 @@ mod tests {
     #[test]
     fn malformed_options_stop_the_walk() {
         let cases: [&[u8]; 5] = [
-            &[2],                // no length byte
-            &[2, 1],             // length < 2
-            &[2, 0],             // length 0 (would loop forever if trusted)
-            &[8, 10, 0, 0, 0],   // runs past the end
-            &[2, 3, 0x05],       // MSS with the wrong length
+            &[2],              // no length byte
+            &[2, 1],           // length < 2
+            &[2, 0],           // length 0 (would loop forever if trusted)
+            &[8, 10, 0, 0, 0], // runs past the end
+            &[2, 3, 0x05],     // MSS with the wrong length
         ];
         for c in cases {
             let v: [_; 1] = [Err(Error::Malformed)];
@@ -250,11 +269,20 @@ mod tests {
 
     #[test]
     fn check_len_errors() {
-        assert_eq!(TcpPacket::new_checked(&SEG[..19]).unwrap_err(), Error::Truncated);
-        assert_eq!(TcpPacket::new_checked(&SEG[..31]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            TcpPacket::new_checked(&SEG[..19]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            TcpPacket::new_checked(&SEG[..31]).unwrap_err(),
+            Error::Malformed
+        );
         let mut s = SEG;
         s[12] = 0x40; // data offset 4
-        assert_eq!(TcpPacket::new_checked(&s[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            TcpPacket::new_checked(&s[..]).unwrap_err(),
+            Error::Malformed
+        );
         s[12] = 0x50;
         let p = TcpPacket::new_checked(&s[..]).unwrap();
         assert_eq!(p.payload().len(), 16);

@@ -26,6 +26,8 @@ pub struct UdpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+// `len()` is the UDP length field (as in smoltcp), not a collection length.
+#[allow(clippy::len_without_is_empty)]
 impl<T: AsRef<[u8]>> UdpPacket<T> {
     pub const fn new_unchecked(buffer: T) -> Self {
         UdpPacket { buffer }
@@ -82,8 +84,9 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 mod tests {
     use super::*;
 
-    static DGRAM: [u8; 14] =
-        [0x30, 0x39, 0x12, 0xb7, 0x00, 0x0c, 0xbe, 0xef, 1, 2, 3, 4, 0xee, 0xee];
+    static DGRAM: [u8; 14] = [
+        0x30, 0x39, 0x12, 0xb7, 0x00, 0x0c, 0xbe, 0xef, 1, 2, 3, 4, 0xee, 0xee,
+    ];
 
     #[test]
     fn fields() {
@@ -95,13 +98,25 @@ mod tests {
 
     #[test]
     fn check_len_errors() {
-        assert_eq!(UdpPacket::new_checked(&DGRAM[..7]).unwrap_err(), Error::Truncated);
-        assert_eq!(UdpPacket::new_checked(&DGRAM[..11]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            UdpPacket::new_checked(&DGRAM[..7]).unwrap_err(),
+            Error::Truncated
+        );
+        assert_eq!(
+            UdpPacket::new_checked(&DGRAM[..11]).unwrap_err(),
+            Error::Truncated
+        );
         let mut d = DGRAM;
         d[5] = 7;
-        assert_eq!(UdpPacket::new_checked(&d[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            UdpPacket::new_checked(&d[..]).unwrap_err(),
+            Error::Malformed
+        );
         d[5] = 0;
-        assert_eq!(UdpPacket::new_checked(&d[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            UdpPacket::new_checked(&d[..]).unwrap_err(),
+            Error::Malformed
+        );
         assert_eq!(UdpPacket::new_unchecked(&d[..3]).len(), 0);
     }
 }

@@ -70,10 +70,16 @@ mod tests {
         let p = VxlanPacket::new_checked(&h[..]).unwrap();
         assert_eq!((p.flags(), p.vni_valid(), p.vni()), (0x08, true, 0x1234));
         assert_eq!(p.payload(), &[0xaa]);
-        assert_eq!(VxlanPacket::new_checked(&h[..7]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            VxlanPacket::new_checked(&h[..7]).unwrap_err(),
+            Error::Truncated
+        );
         let mut g = h;
         g[0] = 0;
-        assert_eq!(VxlanPacket::new_checked(&g[..]).unwrap_err(), Error::Malformed);
+        assert_eq!(
+            VxlanPacket::new_checked(&g[..]).unwrap_err(),
+            Error::Malformed
+        );
         g[0] = 0x88; // GBP-style extra flag: accepted
         assert!(VxlanPacket::new_checked(&g[..]).is_ok());
     }

@@ -27,7 +27,12 @@ pub fn capture_files() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(captures_dir())
         .expect("testdata/captures")
         .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
         .collect();
     v.sort();
     v
@@ -103,7 +108,12 @@ pub fn ethernet_frames(path: &Path) -> Vec<Frame> {
             let data = &bytes[off + 16..off + 16 + caplen];
             number += 1;
             if ether {
-                out.push(Frame { file: file.clone(), number, data: data.to_vec(), orig_len });
+                out.push(Frame {
+                    file: file.clone(),
+                    number,
+                    data: data.to_vec(),
+                    orig_len,
+                });
             }
             off += 16 + caplen;
         }
@@ -113,7 +123,10 @@ pub fn ethernet_frames(path: &Path) -> Vec<Frame> {
 
 /// The Ethernet frames of every capture file.
 pub fn all_ethernet_frames() -> Vec<Frame> {
-    capture_files().iter().flat_map(|p| ethernet_frames(p)).collect()
+    capture_files()
+        .iter()
+        .flat_map(|p| ethernet_frames(p))
+        .collect()
 }
 
 /// The frames of the file named `name`.
