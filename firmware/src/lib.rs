@@ -1,3 +1,151 @@
-//! splitrx firmware library (no_std). Implementation pending (issue 4).
+//! splitrx firmware library: the RX datapath and control plane of the SmartNIC's ARM core.
+//!
+//! `no_std`, no heap: every table is sized by the constants in [`config`]. The firmware is
+//! generic over the HAL traits of [`hal`]; the host tests run it against in-memory fakes
+//! (`testing`, feature `std`).
+//!
+//! The firmware owns nothing the host gave it on trust: ring indices are checked by the ring
+//! handles (a corrupt index faults the queue, visible in its `QueueHeader::nic_status`), fill
+//! descriptors are checked against the registered pools ([`pools`]), and control requests are
+//! parsed by value and answered with a status code ([`control`]).
+//!
+//! Entry point: [`Firmware::new`] with the control region, then [`Firmware::poll`] in the main
+//! loop.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations)]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+#[macro_use]
+mod fmt;
+
+#[cfg(any(test, feature = "std"))]
+pub mod bench_support;
+pub mod config;
+pub mod control;
+pub mod datapath;
+pub mod hal;
+pub mod pools;
+pub mod rss;
+pub mod stats;
+#[cfg(any(test, feature = "std"))]
+pub mod testing;
+
+use config::{MAX_QUEUES, RX_BATCH};
+use control::ControlPlane;
+use datapath::RxQueue;
+use hal::{Hal, HalParts, MacRx};
+use pools::Pools;
+use rss::Toeplitz;
+use splitrx_shared::split::{split, SplitConfig};
+use stats::{dev, DeviceStats, QueueStats};
+
+pub use control::InitError;
+
+/// The firmware: HAL, pool table, RX queues, RSS state and the control plane.
+pub struct Firmware<H: Hal> {
+    pub(crate) hal: HalParts<H>,
+    pub(crate) pools: Pools,
+    pub(crate) queues: [Option<RxQueue>; MAX_QUEUES],
+    /// Ids of the created queues, ascending (the RSS steering table).
+    pub(crate) active: heapless::Vec<u16, MAX_QUEUES>,
+    pub(crate) rss: Toeplitz,
+    /// Queues RSS spreads over (0 = all created queues).
+    pub(crate) rss_queues: u16,
+    pub(crate) ctrl: ControlPlane,
+    pub(crate) stats: DeviceStats,
+}
+
+impl<H: Hal> core::fmt::Debug for Firmware<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Firmware")
+            .field("active", &self.active)
+            .field("rss_queues", &self.rss_queues)
+            .field("ctrl", &self.ctrl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Hal> Firmware<H> {
+    /// Processes up to [`config::CMD_BATCH`] control requests (or continues a multi-response
+    /// request), then up to [`RX_BATCH`] frames. Returns whether any work was done.
+    pub fn poll(&mut self) -> bool {
+        let ctrl = self.poll_control();
+        let rx = self.poll_rx() != 0;
+        let work = ctrl || rx;
+        if work {
+            self.stats.inc(dev::BUSY_POLLS);
+        }
+        work
+    }
+
+    /// Takes up to [`RX_BATCH`] frames from the MAC and places (or drops) each. Returns the
+    /// number of frames taken.
+    pub fn poll_rx(&mut self) -> usize {
+        let cfg = SplitConfig {
+            hds_thresh: 0,
+            verify_icrc: true,
+        };
+        let mut n = 0;
+        while n < RX_BATCH {
+            let Some(f) = self.hal.rx.peek() else { break };
+            n += 1;
+            let data = f.data;
+            self.stats.inc(dev::MAC_FRAMES);
+            self.stats.add(dev::MAC_BYTES, data.len() as u64);
+            self.stats.0[dev::LAST_RX_TIMESTAMP] = f.timestamp_ns;
+            let r = split(data, &cfg);
+            let hash = self.rss.flow_hash(data, &r);
+            match steer(&self.active, self.rss_queues, hash)
+                .and_then(|q| self.queues.get_mut(q as usize))
+                .and_then(Option::as_mut)
+            {
+                Some(q) => q.receive(&mut self.pools, &mut self.hal.dma, data, &r, hash),
+                None => self.stats.inc(dev::DROP_NO_QUEUE),
+            }
+            self.hal.rx.release();
+        }
+        n
+    }
+
+    /// The HAL instances (tests feed the fake MAC and inspect the fake DMA through this).
+    pub fn hal(&self) -> &HalParts<H> {
+        &self.hal
+    }
+    pub fn hal_mut(&mut self) -> &mut HalParts<H> {
+        &mut self.hal
+    }
+    /// Counters of queue `id`.
+    pub fn queue_stats(&self, id: u16) -> Option<&QueueStats> {
+        self.queue(id).map(|q| &q.stats)
+    }
+    /// A queue's state, for inspection.
+    pub fn queue(&self, id: u16) -> Option<&RxQueue> {
+        self.queues.get(id as usize).and_then(Option::as_ref)
+    }
+    /// Device-wide counters.
+    pub fn device_stats(&self) -> &DeviceStats {
+        &self.stats
+    }
+    /// Buffers of pool `id` the NIC currently holds (posted bits set).
+    pub fn pool_posted(&self, id: u8) -> Option<u32> {
+        self.pools.by_id(id).map(|p| p.posted_count())
+    }
+}
+
+/// Maps a flow hash to a queue id: `hash % n` over the first `n` created queues in id order,
+/// `n = rss_queues` (or all created queues when 0).
+#[inline(always)]
+fn steer(active: &[u16], rss_queues: u16, hash: u32) -> Option<u16> {
+    let n = match rss_queues {
+        0 => active.len(),
+        r => active.len().min(r as usize),
+    };
+    if n == 0 {
+        return None;
+    }
+    // 32-bit division: the 64-bit one costs several times more on most cores.
+    active.get((hash % n as u32) as usize).copied()
+}

@@ -171,7 +171,7 @@ impl<T: FromBytes + IntoBytes + Immutable + Copy> RingEntry for T {}
 /// Checks what `init`/`attach` can check about a ring's placement.
 fn check_layout<T: RingEntry>(base: NonNull<u8>, capacity: u32) -> Result<(), RingError> {
     if !capacity.is_power_of_two()
-        || base.as_ptr() as usize % RING_ALIGN != 0
+        || base.as_ptr() as usize & (RING_ALIGN - 1) != 0
         || core::mem::align_of::<T>() > RING_ALIGN
     {
         return Err(RingError::BadLayout);
@@ -795,11 +795,9 @@ mod shm {
         /// Writes the entry of index `idx`.
         #[inline(always)]
         pub(super) fn write(&self, idx: u32, v: &T) {
-            // SAFETY: `slot` is in bounds and aligned for T (base 64-aligned, 256 and the slot
-            // offset are multiples of align_of::<T>() <= 64). A plain store is enough: the
-            // memory escapes (it came from a raw pointer), so the store cannot be elided, and
-            // the Release store that publishes the entry orders it.
-            unsafe { self.slot(idx).write(*v) }
+            // SAFETY: `slot` is in bounds and aligned for T and for the words `write_once`
+            // uses (base 64-aligned, 256-byte header, slot offsets multiples of size_of::<T>()).
+            unsafe { write_once(self.slot(idx), v) }
         }
 
         /// Copies the entry of index `idx` out of shared memory, reading each byte once.
@@ -822,12 +820,18 @@ mod shm {
         #[inline(always)]
         pub(super) fn write_slice(&self, idx: u32, src: &[T]) {
             let src = &src[..src.len().min(self.mask as usize + 1)];
-            let (first, second) = self.runs(idx, src.len());
-            // SAFETY: both runs are in bounds (type docs); `src` is private memory, not the
-            // ring, so they do not overlap; alignment as in `write`.
+            let (first, _) = self.runs(idx, src.len());
+            let (a, b) = src.split_at(first);
+            let s = self.slot(idx);
+            let z = self.slot(0);
+            // SAFETY: both runs are in bounds (type docs) and aligned as in `write`.
             unsafe {
-                ptr::copy_nonoverlapping(src.as_ptr(), self.slot(idx), first);
-                ptr::copy_nonoverlapping(src.as_ptr().add(first), self.slot(0), second);
+                for (i, v) in a.iter().enumerate() {
+                    write_once(s.add(i), v);
+                }
+                for (i, v) in b.iter().enumerate() {
+                    write_once(z.add(i), v);
+                }
             }
         }
 
@@ -835,14 +839,71 @@ mod shm {
         #[inline(always)]
         pub(super) fn read_slice(&self, idx: u32, dst: &mut [T]) {
             let n = dst.len().min(self.mask as usize + 1);
-            let dst = &mut dst[..n];
-            let (first, second) = self.runs(idx, n);
-            // SAFETY: both runs are in bounds (type docs); `dst` is private memory (an
-            // exclusive borrow), so the copy leaves the ring exactly once and later checks
+            let (first, _) = self.runs(idx, n);
+            let (a, b) = dst[..n].split_at_mut(first);
+            let s = self.slot(idx);
+            let z = self.slot(0);
+            // SAFETY: both runs are in bounds (type docs) and aligned as in `write`; `dst` is
+            // private memory, so every entry leaves the ring exactly once and later checks
             // look at the copy, never at shared memory.
             unsafe {
-                ptr::copy_nonoverlapping(self.slot(idx), dst.as_mut_ptr(), first);
-                ptr::copy_nonoverlapping(self.slot(0), dst.as_mut_ptr().add(first), second);
+                for (i, v) in a.iter_mut().enumerate() {
+                    *v = read_once(s.add(i));
+                }
+                for (i, v) in b.iter_mut().enumerate() {
+                    *v = read_once(z.add(i));
+                }
+            }
+        }
+    }
+
+    /// The word size `read_once`/`write_once` copy with: the widest of 8/4/1 bytes dividing
+    /// `size_of::<T>()` (a compile-time constant). Ring slots are aligned to it: the base is
+    /// 64-aligned, the header 256 bytes and slot offsets multiples of `size_of::<T>()`.
+    #[inline(always)]
+    const fn word<T>() -> usize {
+        let size = core::mem::size_of::<T>();
+        if size & 7 == 0 {
+            8
+        } else if size & 3 == 0 {
+            4
+        } else {
+            1
+        }
+    }
+
+    /// Copies `*v` into shared memory with one volatile store per word (see `word`): the
+    /// compiler cannot turn the copy into a library `memcpy` call or merge it across the
+    /// publishing Release store.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of a `T` and aligned to `word::<T>()`.
+    #[inline(always)]
+    unsafe fn write_once<T: RingEntry>(dst: *mut T, v: &T) {
+        let size = core::mem::size_of::<T>();
+        let src = (v as *const T).cast::<u8>();
+        let dst = dst.cast::<u8>();
+        // SAFETY: every word read lies inside `*v` (unaligned reads: `T` may be less aligned
+        // than a word); every word written lies inside `*dst` and is aligned (contract).
+        unsafe {
+            match word::<T>() {
+                8 => {
+                    for i in (0..size).step_by(8) {
+                        let w = src.add(i).cast::<u64>().read_unaligned();
+                        ptr::write_volatile(dst.add(i).cast::<u64>(), w);
+                    }
+                }
+                4 => {
+                    for i in (0..size).step_by(4) {
+                        let w = src.add(i).cast::<u32>().read_unaligned();
+                        ptr::write_volatile(dst.add(i).cast::<u32>(), w);
+                    }
+                }
+                _ => {
+                    for i in 0..size {
+                        ptr::write_volatile(dst.add(i), src.add(i).read());
+                    }
+                }
             }
         }
     }
@@ -865,19 +926,23 @@ mod shm {
         // SAFETY: every word read lies inside `*src` and is aligned (contract); every word
         // written lies inside `out` (unaligned writes, `out` may be less aligned than a word).
         unsafe {
-            if size % 8 == 0 {
-                for i in (0..size).step_by(8) {
-                    let w = ptr::read_volatile(src.add(i).cast::<u64>());
-                    dst.add(i).cast::<u64>().write_unaligned(w);
+            match word::<T>() {
+                8 => {
+                    for i in (0..size).step_by(8) {
+                        let w = ptr::read_volatile(src.add(i).cast::<u64>());
+                        dst.add(i).cast::<u64>().write_unaligned(w);
+                    }
                 }
-            } else if size % 4 == 0 {
-                for i in (0..size).step_by(4) {
-                    let w = ptr::read_volatile(src.add(i).cast::<u32>());
-                    dst.add(i).cast::<u32>().write_unaligned(w);
+                4 => {
+                    for i in (0..size).step_by(4) {
+                        let w = ptr::read_volatile(src.add(i).cast::<u32>());
+                        dst.add(i).cast::<u32>().write_unaligned(w);
+                    }
                 }
-            } else {
-                for i in 0..size {
-                    dst.add(i).write(ptr::read_volatile(src.add(i)));
+                _ => {
+                    for i in 0..size {
+                        dst.add(i).write(ptr::read_volatile(src.add(i)));
+                    }
                 }
             }
         }

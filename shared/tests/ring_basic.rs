@@ -1,6 +1,9 @@
 //! Unit tests of the ring: fill/drain, wraparound across `u32::MAX`, partial batches,
 //! full/empty, layout checks and the exact byte layout in memory.
 #![cfg(not(loom))]
+// Handles and chunks are dropped explicitly to show where they end (uncommitted chunk,
+// handles gone before a re-attach).
+#![allow(clippy::drop_non_drop)]
 
 mod ring_util;
 
@@ -332,4 +335,28 @@ fn a_capacity_one_ring_works() {
         assert_eq!(c.pop(), Ok(Some(E16::new(i))));
         assert_eq!(c.pop(), Ok(None));
     }
+}
+
+#[test]
+fn handles_can_move_to_another_thread() {
+    fn send<X: Send>(_: &X) {}
+    let mem = RingMem::new(4, 16);
+    let (p, c) = pair::<E16>(&mem, 4, 0);
+    send(&p);
+    send(&c);
+    let mut p = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut p = p;
+            p.push_slice(&[E16::new(1), E16::new(2)]).unwrap();
+            p
+        })
+        .join()
+        .unwrap()
+    });
+    let mut c = c;
+    assert_eq!(c.pop(), Ok(Some(E16::new(1))));
+    assert_eq!(p.push(&E16::new(3)), Ok(true));
+    let mut out = [E16::default(); 3];
+    assert_eq!(c.pop_into(&mut out), Ok(2));
+    assert_eq!(&out[..2], &[E16::new(2), E16::new(3)]);
 }

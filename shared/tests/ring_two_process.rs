@@ -92,7 +92,7 @@ fn child_producer(path: &str) {
         seq += u64::from(n);
         if n == 0 {
             backoff(&mut spins);
-            if spins % 4096 == 0 && start.elapsed() > TIMEOUT {
+            if spins & 4095 == 0 && start.elapsed() > TIMEOUT {
                 panic!("child: parent stopped consuming at {seq}");
             }
         } else {
@@ -158,7 +158,7 @@ fn two_processes_share_one_ring() {
         }
         if n == 0 {
             backoff(&mut spins);
-            if spins % 1024 == 0 {
+            if spins & 1023 == 0 {
                 if start.elapsed() > TIMEOUT {
                     fail(&mut child, format!("timeout after {next} entries"));
                 }

@@ -1,0 +1,36 @@
+//! Runs N TCP/IPv4 1514-byte frames through the datapath (non-copying DMA fake) for
+//! instruction counting:
+//!
+//! valgrind --tool=callgrind --toggle-collect='*Firmware*poll_rx*' \
+//!     target/release/examples/dp_count 100000 [packed]
+//!
+//! With `--toggle-collect`, only instructions inside `poll_rx` (the firmware's datapath) are
+//! counted; divide by N. Running with N = 0 gives the baseline (should be ~0).
+
+use splitrx_firmware::bench_support::{tcp_ipv4_frame, Rig};
+use splitrx_firmware::stats::q;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let packed = args.next().as_deref() == Some("packed");
+    let mut rig = Rig::new(tcp_ipv4_frame(1514), packed);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(256);
+        rig.feed(k);
+        let mut done = 0;
+        while done < k as usize {
+            done += rig.tb.fw.poll_rx();
+        }
+        rig.host_recycle();
+        left -= k;
+    }
+    let st = rig.tb.fw.queue_stats(0).unwrap();
+    assert_eq!(st.get(q::RX_FRAMES), n);
+    println!(
+        "{} frames placed, {} split",
+        st.get(q::RX_FRAMES),
+        st.get(q::SPLIT)
+    );
+}
