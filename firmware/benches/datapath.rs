@@ -45,8 +45,13 @@ fn bench(c: &mut Criterion) {
     }
     // Breakdown: the split decision and the flow hash alone, on the same frame.
     let f = tcp_ipv4_frame(1514);
-    let cfg = SplitConfig { hds_thresh: 0, verify_icrc: true };
-    g.bench_function("split_only_tcp4_1514", |b| b.iter(|| split(black_box(&f), &cfg)));
+    let cfg = SplitConfig {
+        hds_thresh: 0,
+        verify_icrc: true,
+    };
+    g.bench_function("split_only_tcp4_1514", |b| {
+        b.iter(|| split(black_box(&f), &cfg))
+    });
     let t = Toeplitz::new(&MS_RSS_KEY);
     let r = split(&f, &cfg);
     g.bench_function("split_plus_hash_tcp4_1514", |b| {
@@ -55,7 +60,9 @@ fn bench(c: &mut Criterion) {
             t.flow_hash(&f, &r)
         })
     });
-    g.bench_function("hash_only_tcp4", |b| b.iter(|| t.flow_hash(black_box(&f), black_box(&r))));
+    g.bench_function("hash_only_tcp4", |b| {
+        b.iter(|| t.flow_hash(black_box(&f), black_box(&r)))
+    });
     g.finish();
 }
 

@@ -28,5 +28,9 @@ fn main() {
     }
     let st = rig.tb.fw.queue_stats(0).unwrap();
     assert_eq!(st.get(q::RX_FRAMES), n);
-    println!("{} frames placed, {} split", st.get(q::RX_FRAMES), st.get(q::SPLIT));
+    println!(
+        "{} frames placed, {} split",
+        st.get(q::RX_FRAMES),
+        st.get(q::SPLIT)
+    );
 }

@@ -52,7 +52,10 @@ impl Rig {
     /// A rig with one queue; `packed` selects a packed payload pool (64 KiB buffers, 64-byte
     /// alignment) instead of page mode (2 KiB buffers).
     pub fn new(frame: Vec<u8>, packed: bool) -> Rig {
-        let mac = RepeatMac { frame, remaining: 0 };
+        let mac = RepeatMac {
+            frame,
+            remaining: 0,
+        };
         let mut tb = Testbed::with_mac(mac, false, 16);
         let n = 2 * RIG_RING;
         let (s, hp) = tb.register_pool(1, HDR_POOL_BUS, n, 256, PoolMode::Page, 0);
@@ -69,7 +72,14 @@ impl Rig {
         let p: Vec<FillDesc> = (0..RIG_RING).map(|i| pp.desc(i)).collect();
         assert_eq!(q.hdr_fill.push_slice(&h).unwrap(), RIG_RING as usize);
         assert_eq!(q.pay_fill.push_slice(&p).unwrap(), RIG_RING as usize);
-        Rig { tb, q, hp, pp, comps: std::vec![RxCompletion::default(); RIG_RING as usize], descs: Vec::new() }
+        Rig {
+            tb,
+            q,
+            hp,
+            pp,
+            comps: std::vec![RxCompletion::default(); RIG_RING as usize],
+            descs: Vec::new(),
+        }
     }
 
     /// Queues `n` more frames at the MAC.

@@ -24,7 +24,7 @@ pub const MAX_ALIGN_LOG2: u8 = 12;
 pub const RSS_INPUT_MAX: usize = 36;
 
 /// Firmware version reported by GetVersion: major << 16 | minor << 8 | patch.
-pub const FW_VERSION: u32 = (0 << 16) | (1 << 8);
+pub const FW_VERSION: u32 = 1 << 8; // 0.1.0
 /// GetVersion capability bits.
 pub mod caps {
     pub const PACKED: u32 = 1 << 0;
@@ -34,5 +34,5 @@ pub mod caps {
 
 const _: () = assert!(MAX_QUEUES <= u16::MAX as usize);
 const _: () = assert!(MAX_POOLS <= 255);
-const _: () = assert!(MAX_BUFFERS_PER_POOL % 32 == 0);
+const _: () = assert!(MAX_BUFFERS_PER_POOL & 31 == 0);
 const _: () = assert!(FILL_BATCH as usize <= FILL_CACHE);

@@ -53,8 +53,12 @@ impl Region {
         let r = &self.header.rings[i];
         // SAFETY: `validate` checked offset + ring_bytes <= region_size <= mapped length, so the
         // offset is inside the mapping.
-        let base = unsafe { NonNull::new_unchecked(self.base.as_ptr().add(r.offset.get() as usize)) };
-        RingLoc { base, capacity: r.capacity.get() }
+        let base =
+            unsafe { NonNull::new_unchecked(self.base.as_ptr().add(r.offset.get() as usize)) };
+        RingLoc {
+            base,
+            capacity: r.capacity.get(),
+        }
     }
 
     /// Finds exactly one ring of each kind in `want` (and nothing else); returns their slots.
@@ -66,7 +70,10 @@ impl Region {
             if kind == RingKind::Unused {
                 continue;
             }
-            let k = want.iter().position(|w| *w == kind).ok_or(InitError::Rings)?;
+            let k = want
+                .iter()
+                .position(|w| *w == kind)
+                .ok_or(InitError::Rings)?;
             if found[k] != usize::MAX {
                 return Err(InitError::Rings);
             }
@@ -80,13 +87,17 @@ impl Region {
 }
 
 /// Translates, checks and copies out a region's header.
-pub(crate) fn map_region<M: SharedMemory>(mem: &mut M, bus: u64, len: u64) -> Result<Region, InitError> {
+pub(crate) fn map_region<M: SharedMemory>(
+    mem: &mut M,
+    bus: u64,
+    len: u64,
+) -> Result<Region, InitError> {
     let len = usize::try_from(len).map_err(|_| InitError::Unmapped)?;
     if len < size_of::<QueueHeader>() {
         return Err(InitError::Misaligned);
     }
     let base = mem.translate(bus, len).ok_or(InitError::Unmapped)?;
-    if base.as_ptr() as usize % 64 != 0 {
+    if base.as_ptr() as usize & 63 != 0 {
         return Err(InitError::Misaligned);
     }
     // SAFETY: `translate` promised `len >= size_of::<QueueHeader>()` readable bytes; a volatile
@@ -113,6 +124,7 @@ pub(crate) struct Pending {
 #[derive(Debug)]
 pub struct ControlPlane {
     region: NonNull<u8>,
+    region_bus: (u64, u64),
     req: Consumer<CtrlMsg>,
     resp: Producer<CtrlMsg>,
     faulted: bool,
@@ -169,7 +181,14 @@ impl<H: Hal> Firmware<H> {
             active: heapless::Vec::new(),
             rss: Toeplitz::new(&MS_RSS_KEY),
             rss_queues: 0,
-            ctrl: ControlPlane { region: region.base, req, resp, faulted: false, pending: None },
+            ctrl: ControlPlane {
+                region: region.base,
+                region_bus: (ctrl_bus, ctrl_bus.saturating_add(ctrl_len)),
+                req,
+                resp,
+                faulted: false,
+                pending: None,
+            },
             stats: DeviceStats::default(),
         })
     }
@@ -245,7 +264,12 @@ impl<H: Hal> Firmware<H> {
                     m.opcode = req.opcode;
                     m.status = U16::new(st as u16);
                     if st != CtrlStatus::Ok {
-                        fw_debug!("ctrl op {} seq {}: status {}", req.opcode.get(), req.seq.get(), st as u16);
+                        fw_debug!(
+                            "ctrl op {} seq {}: status {}",
+                            req.opcode.get(),
+                            req.seq.get(),
+                            st as u16
+                        );
                     }
                     self.respond(&m);
                 }
@@ -311,7 +335,12 @@ impl<H: Hal> Firmware<H> {
     fn op_register_pool(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
         let a: RegisterPoolArgs = req.args().ok_or(CtrlStatus::Invalid)?;
         self.pools.register(&a).map_err(pool_status)?;
-        fw_info!("pool {} registered: {} x {} bytes", a.pool, a.count.get(), a.buf_size.get());
+        fw_info!(
+            "pool {} registered: {} x {} bytes",
+            a.pool,
+            a.count.get(),
+            a.buf_size.get()
+        );
         Ok(ok())
     }
 
@@ -338,20 +367,36 @@ impl<H: Hal> Firmware<H> {
         }
         let hs = self.pools.find(a.hdr_pool).ok_or(CtrlStatus::NotFound)?;
         let ps = self.pools.find(a.pay_pool).ok_or(CtrlStatus::NotFound)?;
-        let (hp, pp) = (self.pools.get(hs).ok_or(CtrlStatus::NotFound)?, self.pools.get(ps).ok_or(CtrlStatus::NotFound)?);
+        let (hp, pp) = (
+            self.pools.get(hs).ok_or(CtrlStatus::NotFound)?,
+            self.pools.get(ps).ok_or(CtrlStatus::NotFound)?,
+        );
         if hp.mode != PoolMode::Page || hp.buf_size < MIN_HDR_BUF {
             return Err(CtrlStatus::Invalid);
         }
         if hp.bound != 0 || pp.bound != 0 {
             return Err(CtrlStatus::Busy);
         }
-        let region = map_region(&mut self.hal.mem, a.region_bus_addr.get(), a.region_len.get())
-            .map_err(|_| CtrlStatus::BadRegion)?;
+        let (rb, rl) = (a.region_bus_addr.get(), a.region_len.get());
+        // A region must not overlap the control region or another queue's region: the
+        // firmware keeps one handle per ring, so rings must not alias.
+        let span = (rb, rb.checked_add(rl).ok_or(CtrlStatus::BadRegion)?);
+        let overlaps = |o: (u64, u64)| span.0 < o.1 && o.0 < span.1;
+        if overlaps(self.ctrl.region_bus)
+            || self.queues.iter().flatten().any(|q| overlaps(q.region_bus))
+        {
+            return Err(CtrlStatus::BadRegion);
+        }
+        let region = map_region(&mut self.hal.mem, rb, rl).map_err(|_| CtrlStatus::BadRegion)?;
         if region.header.queue_id.get() != id {
             return Err(CtrlStatus::BadRegion);
         }
         let [h, p, c] = region
-            .rings([RingKind::HeaderFill, RingKind::PayloadFill, RingKind::RxCompletion])
+            .rings([
+                RingKind::HeaderFill,
+                RingKind::PayloadFill,
+                RingKind::RxCompletion,
+            ])
             .map_err(|_| CtrlStatus::BadRegion)?;
         let locs = [region.ring(h), region.ring(p), region.ring(c)];
         // SAFETY (three attaches): each ring lies inside the validated, mapped, 64-aligned
@@ -368,6 +413,7 @@ impl<H: Hal> Firmware<H> {
         let init = QueueInit {
             id,
             region: region.base,
+            region_bus: span,
             locs,
             hdr_fill,
             pay_fill,
@@ -383,7 +429,11 @@ impl<H: Hal> Firmware<H> {
             }
         }
         self.queues[id as usize] = Some(q);
-        let pos = self.active.iter().position(|&x| x > id).unwrap_or(self.active.len());
+        let pos = self
+            .active
+            .iter()
+            .position(|&x| x > id)
+            .unwrap_or(self.active.len());
         let _ = self.active.insert(pos, id);
         write_region_status(region.base, QueueStatus::Running, 0);
         fw_info!("rx queue {} created", id);
@@ -396,7 +446,11 @@ impl<H: Hal> Firmware<H> {
             return Err(CtrlStatus::Invalid);
         }
         let id = a.queue.get();
-        let q = self.queues.get_mut(id as usize).and_then(Option::as_mut).ok_or(CtrlStatus::NotFound)?;
+        let q = self
+            .queues
+            .get_mut(id as usize)
+            .and_then(Option::as_mut)
+            .ok_or(CtrlStatus::NotFound)?;
         q.state = QueueState::Resetting;
         write_region_status(q.region, QueueStatus::Resetting, 0);
         self.ctrl.pending = Some(Pending {
@@ -412,7 +466,9 @@ impl<H: Hal> Firmware<H> {
     /// Emits outstanding-buffer batches while the response ring has room; finishes the reset or
     /// destroy after the last one.
     fn run_pending(&mut self) -> bool {
-        let Some(mut p) = self.ctrl.pending.take() else { return false };
+        let Some(mut p) = self.ctrl.pending.take() else {
+            return false;
+        };
         let mut work = false;
         loop {
             if !self.resp_room() {
@@ -423,7 +479,11 @@ impl<H: Hal> Firmware<H> {
             }
             work = true;
             let mut batch: heapless::Vec<BufRef, OUTSTANDING_PER_MSG> = heapless::Vec::new();
-            let done = match self.queues.get_mut(p.queue as usize).and_then(Option::as_mut) {
+            let done = match self
+                .queues
+                .get_mut(p.queue as usize)
+                .and_then(Option::as_mut)
+            {
                 Some(q) => q.report_outstanding(&mut self.pools, &mut p.cursor, &mut batch),
                 None => true,
             };
@@ -436,7 +496,11 @@ impl<H: Hal> Firmware<H> {
                 bufs: [BufRef::NONE; OUTSTANDING_PER_MSG],
             };
             args.bufs[..batch.len()].copy_from_slice(&batch);
-            let status = if done { CtrlStatus::Ok } else { CtrlStatus::More };
+            let status = if done {
+                CtrlStatus::Ok
+            } else {
+                CtrlStatus::More
+            };
             let m = CtrlMsg::with_args(p.seq, p.op, status, &args);
             if done {
                 self.finish_pending(&p);
@@ -452,7 +516,9 @@ impl<H: Hal> Firmware<H> {
     /// the final `Ok` is published, so the host sees the new state when it reads the `Ok`.
     fn finish_pending(&mut self, p: &Pending) {
         let id = p.queue as usize;
-        let Some(q) = self.queues.get_mut(id).and_then(Option::as_mut) else { return };
+        let Some(q) = self.queues.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
         q.stats.add(q::REPORTED, p.total as u64);
         match p.op {
             CtrlOp::DestroyRxQueue => {
@@ -465,7 +531,11 @@ impl<H: Hal> Firmware<H> {
                 write_region_status(q.region, QueueStatus::Stopped, 0);
                 self.queues[id] = None;
                 self.active.retain(|&x| x != p.queue);
-                fw_info!("rx queue {} destroyed, {} buffers returned", p.queue, p.total);
+                fw_info!(
+                    "rx queue {} destroyed, {} buffers returned",
+                    p.queue,
+                    p.total
+                );
             }
             _ => {
                 q.finish_reset(&mut self.pools);
@@ -494,7 +564,11 @@ impl<H: Hal> Firmware<H> {
         let values: &[u64] = if queue == u16::MAX {
             &self.stats.0[..DEV_COUNT]
         } else {
-            let q = self.queues.get(queue as usize).and_then(Option::as_ref).ok_or(CtrlStatus::NotFound)?;
+            let q = self
+                .queues
+                .get(queue as usize)
+                .and_then(Option::as_ref)
+                .ok_or(CtrlStatus::NotFound)?;
             &q.stats.0[..Q_COUNT]
         };
         let first = page * STATS_PER_PAGE;
@@ -531,6 +605,8 @@ fn ok() -> Answer {
 }
 
 fn done_with<A: IntoBytes + zerocopy::Immutable>(a: &A) -> Answer {
-    Answer::Done(CtrlStatus::Ok, CtrlMsg::with_args(0, CtrlOp::GetVersion, CtrlStatus::Ok, a))
+    Answer::Done(
+        CtrlStatus::Ok,
+        CtrlMsg::with_args(0, CtrlOp::GetVersion, CtrlStatus::Ok, a),
+    )
 }
-

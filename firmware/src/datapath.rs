@@ -97,6 +97,8 @@ pub struct RxQueue {
     pub id: u16,
     pub state: QueueState,
     pub(crate) region: NonNull<u8>,
+    /// Bus range `[start, end)` of the queue's shared region.
+    pub(crate) region_bus: (u64, u64),
     pub(crate) locs: [RingLoc; 3],
     pub hdr_pool: usize,
     pub pay_pool: usize,
@@ -119,6 +121,7 @@ pub struct RxQueue {
 pub(crate) struct QueueInit {
     pub id: u16,
     pub region: NonNull<u8>,
+    pub region_bus: (u64, u64),
     pub locs: [RingLoc; 3],
     pub hdr_fill: Consumer<FillDesc>,
     pub pay_fill: Consumer<FillDesc>,
@@ -147,11 +150,11 @@ fn refill(
     if room == 0 {
         return Ok(());
     }
-    let chunk = ring.peek(room.min(FILL_BATCH))?;
-    let n = chunk.len();
-    for i in 0..n {
-        let Some(d) = chunk.get(i) else { break };
-        match pool.accept(&d) {
+    let mut batch = [FillDesc::default(); FILL_BATCH as usize];
+    let take = (room.min(FILL_BATCH)) as usize;
+    let n = ring.pop_into(&mut batch[..take])?;
+    for d in &batch[..n] {
+        match pool.accept(d) {
             Ok(h) => {
                 // Cannot fail: at most `room` entries are taken.
                 let _ = cache.push_back(h);
@@ -160,7 +163,6 @@ fn refill(
             Err(e) => st.inc(e.counter()),
         }
     }
-    chunk.release(n);
     Ok(())
 }
 
@@ -172,6 +174,7 @@ impl RxQueue {
             id: init.id,
             state: QueueState::Running,
             region: init.region,
+            region_bus: init.region_bus,
             locs: init.locs,
             hdr_pool: init.hdr_pool,
             pay_pool: init.pay_pool,
@@ -198,8 +201,16 @@ impl RxQueue {
         };
         self.state = QueueState::Fault;
         self.stats.inc(q::RING_FAULTS);
-        write_region_status(self.region, QueueStatus::FaultRingCorrupt, fault_code(ring, kind));
-        fw_warn!("rx queue {}: ring {} corrupt, queue stopped", self.id, ring as u32);
+        write_region_status(
+            self.region,
+            QueueStatus::FaultRingCorrupt,
+            fault_code(ring, kind),
+        );
+        fw_warn!(
+            "rx queue {}: ring {} corrupt, queue stopped",
+            self.id,
+            ring as u32
+        );
     }
 
     /// The current packed-mode payload buffer, if any.
@@ -275,12 +286,10 @@ impl RxQueue {
         }
         let need = 1 + flush_old as u32;
 
-        // 3. Reserve: completion slots, header buffer, payload buffer.
-        // `reserve` loads the host's consumer index only when the cached one shows fewer than
-        // `need` free slots (`free()` would load it on every frame); the chunk is dropped
-        // uncommitted, which publishes nothing.
-        match self.cq.reserve(need).map(|c| c.len()) {
-            Ok(f) if f >= need => {}
+        // 3. Reserve: completion slots (nothing is visible until `commit`), header buffer,
+        // payload buffer.
+        let mut chunk = match self.cq.reserve(need) {
+            Ok(c) if c.len() >= need => c,
             Ok(_) => {
                 self.stats.inc(q::DROP_CQ_FULL);
                 return;
@@ -290,11 +299,17 @@ impl RxQueue {
                 self.stats.inc(q::DROP_QUEUE_FAULT);
                 return;
             }
-        }
+        };
         if self.hdr_cache.is_empty() {
-            let Some(pool) = pools.get_mut(self.hdr_pool) else { return };
-            if let Err(e) = refill(&mut self.hdr_fill, &mut self.hdr_cache, pool, &mut self.stats)
-            {
+            let Some(pool) = pools.get_mut(self.hdr_pool) else {
+                return;
+            };
+            if let Err(e) = refill(
+                &mut self.hdr_fill,
+                &mut self.hdr_cache,
+                pool,
+                &mut self.stats,
+            ) {
                 self.fault(QueueRing::HeaderFill, e);
                 self.stats.inc(q::DROP_QUEUE_FAULT);
                 return;
@@ -307,10 +322,15 @@ impl RxQueue {
         let mut pay: Option<(HeldBuf, u32)> = None;
         if fresh_pay {
             if self.pay_cache.is_empty() {
-                let Some(pool) = pools.get_mut(self.pay_pool) else { return };
-                if let Err(e) =
-                    refill(&mut self.pay_fill, &mut self.pay_cache, pool, &mut self.stats)
-                {
+                let Some(pool) = pools.get_mut(self.pay_pool) else {
+                    return;
+                };
+                if let Err(e) = refill(
+                    &mut self.pay_fill,
+                    &mut self.pay_cache,
+                    pool,
+                    &mut self.stats,
+                ) {
                     self.fault(QueueRing::PayloadFill, e);
                     self.stats.inc(q::DROP_QUEUE_FAULT);
                     return;
@@ -328,11 +348,16 @@ impl RxQueue {
         }
 
         // 4. DMA: header part to the header buffer, payload to the payload buffer.
-        let hseg = DmaSegment { bus_addr: hdr.bus_addr, data: &frame[..hdr_len] };
+        let hseg = DmaSegment {
+            bus_addr: hdr.bus_addr,
+            data: &frame[..hdr_len],
+        };
         let res = match pay {
             Some((p, off)) => {
-                let pseg =
-                    DmaSegment { bus_addr: p.bus_addr + off as u64, data: &frame[po..po + pl] };
+                let pseg = DmaSegment {
+                    bus_addr: p.bus_addr + off as u64,
+                    data: &frame[po..po + pl],
+                };
                 dma_write(dma, &[hseg, pseg])
             }
             None => dma_write(dma, &[hseg]),
@@ -376,7 +401,10 @@ impl RxQueue {
                     retired = Some(p.buf);
                     self.packed = None;
                 } else {
-                    self.packed = Some(PackedCur { buf: p, used: used as u32 });
+                    self.packed = Some(PackedCur {
+                        buf: p,
+                        used: used as u32,
+                    });
                 }
             } else {
                 flags |= rx_flags::PAY_RETIRED;
@@ -393,8 +421,14 @@ impl RxQueue {
             flags |= rx_flags::TUNNEL;
         }
         match r.roce {
-            Some(RoceInfo { icrc_ok: Some(true), .. }) => flags |= rx_flags::ICRC_OK,
-            Some(RoceInfo { icrc_ok: Some(false), .. }) => {
+            Some(RoceInfo {
+                icrc_ok: Some(true),
+                ..
+            }) => flags |= rx_flags::ICRC_OK,
+            Some(RoceInfo {
+                icrc_ok: Some(false),
+                ..
+            }) => {
                 flags |= rx_flags::ICRC_BAD;
                 self.stats.inc(q::ICRC_BAD);
             }
@@ -408,29 +442,22 @@ impl RxQueue {
             hdr_len: U16::new(hdr_len as u16),
             flags: U16::new(flags),
             class: r.class as u8,
-            reason: if split { NoSplitReason::Split as u8 } else { reason as u8 },
+            reason: if split {
+                NoSplitReason::Split as u8
+            } else {
+                reason as u8
+            },
             queue: U16::new(self.id),
             flow_hash: U32::new(hash),
             frame_len: U32::new(flen as u32),
         };
-        match self.cq.reserve(need) {
-            Ok(mut chunk) if chunk.len() >= need => {
-                let mut i = 0;
-                if let Some(f) = &flush {
-                    chunk.write(0, f);
-                    i = 1;
-                }
-                chunk.write(i, &c);
-                chunk.commit(need);
-            }
-            // `free()` said there was room and only we produce: unreachable unless the peer
-            // corrupted the ring in between, which `reserve` reports as an error.
-            Ok(_) => {}
-            Err(e) => {
-                self.fault(QueueRing::Completion, e);
-                return;
-            }
+        let mut i = 0;
+        if let Some(f) = &flush {
+            chunk.write(0, f);
+            i = 1;
         }
+        chunk.write(i, &c);
+        chunk.commit(need);
 
         // 6. The host owns what the completions named.
         if let Some(pool) = pools.get_mut(self.hdr_pool) {
@@ -528,7 +555,6 @@ impl RxQueue {
                     };
                     let n = chunk.len();
                     if n == 0 {
-                        drop(chunk);
                         next(cursor);
                         continue;
                     }
@@ -592,7 +618,9 @@ impl RxQueue {
             self.state = QueueState::Running;
             write_region_status(self.region, QueueStatus::Running, 0);
         } else {
+            // A faulted ring the host did not repair: the queue stays stopped.
             self.state = QueueState::Fault;
+            write_region_status(self.region, QueueStatus::FaultRingCorrupt, 0);
         }
     }
 }

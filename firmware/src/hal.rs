@@ -167,7 +167,11 @@ pub enum BoardError {
 impl<Led: OutputPin, Bus: I2c, Delay: DelayNs> Board<Led, Bus, Delay> {
     /// Shows the link state on the link LED.
     pub fn set_link(&mut self, up: bool) -> Result<(), BoardError> {
-        let r = if up { self.link_led.set_high() } else { self.link_led.set_low() };
+        let r = if up {
+            self.link_led.set_high()
+        } else {
+            self.link_led.set_low()
+        };
         r.map_err(|_| BoardError::Pin)
     }
 
@@ -181,10 +185,16 @@ impl<Led: OutputPin, Bus: I2c, Delay: DelayNs> Board<Led, Bus, Delay> {
     }
 
     /// Reads `buf.len()` bytes of the transceiver EEPROM (page A0h) starting at `offset`.
-    pub fn read_transceiver_eeprom(&mut self, offset: u8, buf: &mut [u8]) -> Result<(), BoardError> {
+    pub fn read_transceiver_eeprom(
+        &mut self,
+        offset: u8,
+        buf: &mut [u8],
+    ) -> Result<(), BoardError> {
         if offset as usize + buf.len() > 256 {
             return Err(BoardError::Range);
         }
-        self.i2c.write_read(SFP_EEPROM_ADDR, &[offset], buf).map_err(|_| BoardError::I2c)
+        self.i2c
+            .write_read(SFP_EEPROM_ADDR, &[offset], buf)
+            .map_err(|_| BoardError::I2c)
     }
 }

@@ -25,7 +25,9 @@ impl Bitmap {
     }
     #[inline(always)]
     pub fn get(&self, i: u32) -> bool {
-        self.words.get((i / 32) as usize).is_some_and(|w| w & (1 << (i % 32)) != 0)
+        self.words
+            .get((i / 32) as usize)
+            .is_some_and(|w| w & (1 << (i % 32)) != 0)
     }
     /// Sets bit `i`; returns its previous value.
     #[inline(always)]
@@ -151,7 +153,10 @@ impl Pool {
         if self.posted.set(idx) {
             return Err(DescError::Duplicate);
         }
-        Ok(HeldBuf { buf, bus_addr: addr })
+        Ok(HeldBuf {
+            buf,
+            bus_addr: addr,
+        })
     }
 
     /// The NIC hands `buf` back to the host (completion, retirement or reset report).
@@ -180,7 +185,9 @@ impl Default for Pools {
 
 impl Pools {
     pub const fn new() -> Pools {
-        Pools { slots: [const { None }; MAX_POOLS] }
+        Pools {
+            slots: [const { None }; MAX_POOLS],
+        }
     }
 
     /// Registers a pool after checking its arguments (see `docs/firmware.md`).
@@ -194,7 +201,9 @@ impl Pools {
         if count as usize > MAX_BUFFERS_PER_POOL {
             return Err(PoolError::Invalid);
         }
-        let need = (buf_size as u64).checked_mul(count as u64).ok_or(PoolError::Invalid)?;
+        let need = (buf_size as u64)
+            .checked_mul(count as u64)
+            .ok_or(PoolError::Invalid)?;
         if need > wlen || base.checked_add(wlen).is_none() {
             return Err(PoolError::Invalid);
         }
@@ -215,7 +224,11 @@ impl Pools {
         if self.find(a.pool).is_some() {
             return Err(PoolError::Exists);
         }
-        let slot = self.slots.iter().position(Option::is_none).ok_or(PoolError::NoSpace)?;
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(PoolError::NoSpace)?;
         self.slots[slot] = Some(Pool {
             id: a.pool,
             bus_base: base,
@@ -242,7 +255,9 @@ impl Pools {
 
     /// Slot of pool `id`.
     pub fn find(&self, id: u8) -> Option<usize> {
-        self.slots.iter().position(|p| p.as_ref().is_some_and(|p| p.id == id))
+        self.slots
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.id == id))
     }
 
     #[inline(always)]
@@ -287,7 +302,10 @@ mod tests {
         let mut a = args(2, 4, 2048);
         a.window_len = U64::new(4 * 2048 - 1);
         assert_eq!(p.register(&a), Err(PoolError::Invalid));
-        assert_eq!(p.register(&args(2, MAX_BUFFERS_PER_POOL as u32 + 1, 64)), Err(PoolError::Invalid));
+        assert_eq!(
+            p.register(&args(2, MAX_BUFFERS_PER_POOL as u32 + 1, 64)),
+            Err(PoolError::Invalid)
+        );
         assert_eq!(p.register(&args(255, 4, 64)), Err(PoolError::Invalid));
         let mut a = args(3, 4, 64);
         a.mode = 2;
@@ -313,13 +331,28 @@ mod tests {
         let d = |pool: u8, idx: u32, addr: u64, len: u32| {
             FillDesc::new(BufRef::new(pool, idx).unwrap(), addr, len)
         };
-        assert_eq!(pool.accept(&d(2, 0, 0x1000_0000, 2048)), Err(DescError::BadPool));
-        assert_eq!(pool.accept(&d(1, 4, 0x1000_2000, 2048)), Err(DescError::BadIndex));
-        assert_eq!(pool.accept(&d(1, 1, 0x1000_0001, 2048)), Err(DescError::BadAddr));
-        assert_eq!(pool.accept(&d(1, 1, 0x1000_0800, 2047)), Err(DescError::BadLen));
+        assert_eq!(
+            pool.accept(&d(2, 0, 0x1000_0000, 2048)),
+            Err(DescError::BadPool)
+        );
+        assert_eq!(
+            pool.accept(&d(1, 4, 0x1000_2000, 2048)),
+            Err(DescError::BadIndex)
+        );
+        assert_eq!(
+            pool.accept(&d(1, 1, 0x1000_0001, 2048)),
+            Err(DescError::BadAddr)
+        );
+        assert_eq!(
+            pool.accept(&d(1, 1, 0x1000_0800, 2047)),
+            Err(DescError::BadLen)
+        );
         let ok = pool.accept(&d(1, 1, 0x1000_0800, 2048)).unwrap();
         assert_eq!(ok.bus_addr, 0x1000_0800);
-        assert_eq!(pool.accept(&d(1, 1, 0x1000_0800, 2048)), Err(DescError::Duplicate));
+        assert_eq!(
+            pool.accept(&d(1, 1, 0x1000_0800, 2048)),
+            Err(DescError::Duplicate)
+        );
         assert_eq!(pool.posted_count(), 1);
         pool.release(ok.buf);
         assert_eq!(pool.posted_count(), 0);

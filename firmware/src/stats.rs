@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(Q_COUNT, 36);
         assert_eq!(DEV_COUNT, 10);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
-        assert_eq!(reason_counter(NoSplitReason::Malformed), Some(q::REASON_MALFORMED));
+        assert_eq!(
+            reason_counter(NoSplitReason::Malformed),
+            Some(q::REASON_MALFORMED)
+        );
         assert_eq!(reason_counter(NoSplitReason::Split), None);
         assert_eq!(Q_NAMES[q::ICRC_BAD], "icrc_bad");
     }

@@ -144,7 +144,15 @@ pub struct FakeDma {
 
 impl FakeDma {
     pub fn new(mem: Rc<Memory>, copy: bool) -> FakeDma {
-        FakeDma { mem, copy, writes: 0, bytes: 0, fail_next: 0, log: None, next: 0 }
+        FakeDma {
+            mem,
+            copy,
+            writes: 0,
+            bytes: 0,
+            fail_next: 0,
+            log: None,
+            next: 0,
+        }
     }
 }
 
@@ -159,10 +167,8 @@ impl Dma for FakeDma {
             return Err(DmaError::Bus);
         }
         for s in segs {
-            if self.copy {
-                if !self.mem.write(s.bus_addr, s.data) {
-                    return Err(DmaError::Bus);
-                }
+            if self.copy && !self.mem.write(s.bus_addr, s.data) {
+                return Err(DmaError::Bus);
             }
             if let Some(l) = &mut self.log {
                 l.push((s.bus_addr, s.data.len()));
@@ -194,7 +200,10 @@ impl FakeMac {
 
 impl MacRx for FakeMac {
     fn peek(&mut self) -> Option<RxFrame<'_>> {
-        self.frames.front().map(|(d, ts)| RxFrame { data: d, timestamp_ns: *ts })
+        self.frames.front().map(|(d, ts)| RxFrame {
+            data: d,
+            timestamp_ns: *ts,
+        })
     }
     fn release(&mut self) {
         self.frames.pop_front();
@@ -211,7 +220,10 @@ pub struct RepeatMac {
 impl MacRx for RepeatMac {
     #[inline]
     fn peek(&mut self) -> Option<RxFrame<'_>> {
-        (self.remaining > 0).then_some(RxFrame { data: &self.frame, timestamp_ns: self.remaining })
+        (self.remaining > 0).then_some(RxFrame {
+            data: &self.frame,
+            timestamp_ns: self.remaining,
+        })
     }
     #[inline]
     fn release(&mut self) {
@@ -297,7 +309,9 @@ pub fn layout_region(
             entry_size: U16::new(kind.entry_size() as u16),
         };
         let bytes = ring_bytes(cap, kind.entry_size()) as u64;
-        let p = mem.ptr(bus + off, bytes as usize).expect("ring inside arena");
+        let p = mem
+            .ptr(bus + off, bytes as usize)
+            .expect("ring inside arena");
         out.push(p);
         off = (off + bytes).div_ceil(64) * 64;
     }
@@ -349,7 +363,11 @@ pub struct HostPool {
 
 impl HostPool {
     pub fn desc(&self, i: u32) -> FillDesc {
-        FillDesc::new(BufRef::new(self.id, i).unwrap(), self.bus + i as u64 * self.buf_size as u64, self.buf_size)
+        FillDesc::new(
+            BufRef::new(self.id, i).unwrap(),
+            self.bus + i as u64 * self.buf_size as u64,
+            self.buf_size,
+        )
     }
     pub fn addr(&self, b: BufRef) -> u64 {
         self.bus + b.index() as u64 * self.buf_size as u64
@@ -379,6 +397,12 @@ fn host_attach<T: RingEntry>(p: NonNull<u8>, cap: u32) -> (Producer<T>, ()) {
     (unsafe { Producer::attach(p, cap) }.expect("attach"), ())
 }
 
+impl Default for Testbed<FakeMac> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Testbed<FakeMac> {
     pub fn new() -> Testbed<FakeMac> {
         Testbed::with_mac(FakeMac::default(), true, 16)
@@ -388,13 +412,19 @@ impl Testbed<FakeMac> {
 impl<R: MacRx> Testbed<R> {
     /// A testbed with control rings of `ctrl_cap` entries; `copy` selects a copying DMA fake.
     pub fn with_mac(mac: R, copy: bool, ctrl_cap: u32) -> Testbed<R> {
-        let mem = Memory::new(vec![Arena::new(HOST_BUS, HOST_LEN), Arena::new(GPU_BUS, GPU_LEN)]);
+        let mem = Memory::new(vec![
+            Arena::new(HOST_BUS, HOST_LEN),
+            Arena::new(GPU_BUS, GPU_LEN),
+        ]);
         let rings = layout_region(
             &mem,
             CTRL_BUS,
             CTRL_LEN,
             u16::MAX,
-            &[(RingKind::CtrlRequest, ctrl_cap), (RingKind::CtrlResponse, ctrl_cap)],
+            &[
+                (RingKind::CtrlRequest, ctrl_cap),
+                (RingKind::CtrlResponse, ctrl_cap),
+            ],
         );
         let (req, ()) = host_attach::<CtrlMsg>(rings[0], ctrl_cap);
         // SAFETY: as in `host_attach`; the test is the only host-side consumer.
@@ -407,7 +437,14 @@ impl<R: MacRx> Testbed<R> {
             clock: FakeClock::default(),
         };
         let fw = Firmware::new(hal, CTRL_BUS, CTRL_LEN).expect("firmware init");
-        Testbed { mem, fw, req, resp, seq: 0, ctrl_cap }
+        Testbed {
+            mem,
+            fw,
+            req,
+            resp,
+            seq: 0,
+            ctrl_cap,
+        }
     }
 
     /// Sends a raw request (returns false when the request ring is full).
@@ -467,7 +504,15 @@ impl<R: MacRx> Testbed<R> {
             align_log2,
             _pad: 0,
         };
-        (self.status(CtrlOp::RegisterPool, &a), HostPool { id, bus, buf_size, count })
+        (
+            self.status(CtrlOp::RegisterPool, &a),
+            HostPool {
+                id,
+                bus,
+                buf_size,
+                count,
+            },
+        )
     }
 
     /// Lays out queue `q`'s region (fill rings of `fill_cap`, completion ring of `cq_cap`) and
@@ -506,13 +551,24 @@ impl<R: MacRx> Testbed<R> {
             hds_thresh: U32::new(hds_thresh),
         };
         let st = self.status(CtrlOp::CreateRxQueue, &a);
-        (st, HostQueue { id: q, hdr_fill, pay_fill, cq, rings })
+        (
+            st,
+            HostQueue {
+                id: q,
+                hdr_fill,
+                pay_fill,
+                cq,
+                rings,
+            },
+        )
     }
 
     /// Queue `q`'s `nic_status` and `nic_fault` words.
     pub fn nic_status(&self, bus: u64) -> (u32, u32) {
         let b = self.mem.read(bus + 20, 8);
-        (u32::from_le_bytes(b[..4].try_into().unwrap()), u32::from_le_bytes(b[4..].try_into().unwrap()))
+        (
+            u32::from_le_bytes(b[..4].try_into().unwrap()),
+            u32::from_le_bytes(b[4..].try_into().unwrap()),
+        )
     }
-
 }

@@ -78,7 +78,10 @@ fn board_leds_eeprom_and_delay() {
     let mut vendor = [0u8; 16];
     b.read_transceiver_eeprom(20, &mut vendor).unwrap();
     assert_eq!(&vendor, b"SPLITRX VENDOR  ");
-    assert_eq!(b.read_transceiver_eeprom(250, &mut vendor), Err(BoardError::Range));
+    assert_eq!(
+        b.read_transceiver_eeprom(250, &mut vendor),
+        Err(BoardError::Range)
+    );
     let log = log.borrow();
     assert_eq!(log[0], "link high");
     assert_eq!(log[1], "act high");

@@ -7,8 +7,8 @@ use splitrx_firmware::stats::{dev, q, DEV_COUNT, Q_COUNT};
 use splitrx_firmware::testing::*;
 use splitrx_shared::abi::{
     rx_flags, BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, OutstandingArgs, PoolArgs,
-    PoolMode, QueueArgs, QueueStatus, RegisterPoolArgs, RssArgs, StatsArgs, StatsPage,
-    VersionInfo, ABI_VERSION, OUTSTANDING_PER_MSG, STATS_PER_PAGE,
+    PoolMode, QueueArgs, QueueStatus, RegisterPoolArgs, RssArgs, StatsArgs, StatsPage, VersionInfo,
+    ABI_VERSION, OUTSTANDING_PER_MSG, STATS_PER_PAGE,
 };
 use splitrx_shared::split::{split, SplitConfig};
 use std::collections::HashSet;
@@ -16,7 +16,10 @@ use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::FromZeros;
 
 fn qa(q: u16) -> QueueArgs {
-    QueueArgs { queue: U16::new(q), _pad: U16::new(0) }
+    QueueArgs {
+        queue: U16::new(q),
+        _pad: U16::new(0),
+    }
 }
 
 fn setup(tb: &mut Testbed, mode: PoolMode) -> (HostPool, HostPool, HostQueue) {
@@ -68,7 +71,10 @@ fn malformed_and_unknown_requests_get_error_statuses() {
     m.seq = U32::new(77);
     m.opcode = U16::new(0xbeef);
     let r = tb.call_msg(&m);
-    assert_eq!((r[0].status(), r[0].seq.get(), r[0].opcode.get()), (Some(CtrlStatus::UnknownOp), 77, 0xbeef));
+    assert_eq!(
+        (r[0].status(), r[0].seq.get(), r[0].opcode.get()),
+        (Some(CtrlStatus::UnknownOp), 77, 0xbeef)
+    );
     m.opcode = U16::new(0);
     assert_eq!(tb.call_msg(&m)[0].status(), Some(CtrlStatus::UnknownOp));
     // A request with a non-zero status field is malformed.
@@ -79,8 +85,26 @@ fn malformed_and_unknown_requests_get_error_statuses() {
         assert_eq!(tb.status(op, &[0u8; 0]), CtrlStatus::Unsupported);
     }
     // Padding must be zero.
-    assert_eq!(tb.status(CtrlOp::UnregisterPool, &PoolArgs { pool: 1, _pad: [0, 1, 0] }), CtrlStatus::Invalid);
-    assert_eq!(tb.status(CtrlOp::ResetQueue, &QueueArgs { queue: U16::new(0), _pad: U16::new(9) }), CtrlStatus::Invalid);
+    assert_eq!(
+        tb.status(
+            CtrlOp::UnregisterPool,
+            &PoolArgs {
+                pool: 1,
+                _pad: [0, 1, 0]
+            }
+        ),
+        CtrlStatus::Invalid
+    );
+    assert_eq!(
+        tb.status(
+            CtrlOp::ResetQueue,
+            &QueueArgs {
+                queue: U16::new(0),
+                _pad: U16::new(9)
+            }
+        ),
+        CtrlStatus::Invalid
+    );
     let d = tb.fw.device_stats();
     assert_eq!(d.get(dev::CMD_UNKNOWN), 2);
     assert_eq!(d.get(dev::CMD_INVALID), 3);
@@ -90,13 +114,41 @@ fn malformed_and_unknown_requests_get_error_statuses() {
 #[test]
 fn register_and_unregister_pool_statuses() {
     let mut tb = Testbed::new();
-    assert_eq!(tb.register_pool(1, HDR_POOL_BUS, 16, 256, PoolMode::Page, 0).0, CtrlStatus::Ok);
-    assert_eq!(tb.register_pool(1, HDR_POOL_BUS, 16, 256, PoolMode::Page, 0).0, CtrlStatus::Exists);
-    assert_eq!(tb.register_pool(2, HDR_POOL_BUS, 0, 256, PoolMode::Page, 0).0, CtrlStatus::Invalid);
-    assert_eq!(tb.register_pool(2, HDR_POOL_BUS, 16, 0, PoolMode::Page, 0).0, CtrlStatus::Invalid);
-    assert_eq!(tb.register_pool(2, HDR_POOL_BUS, 16, 256, PoolMode::Page, 3).0, CtrlStatus::Invalid);
-    assert_eq!(tb.register_pool(2, HDR_POOL_BUS, 16, 64, PoolMode::Packed, 7).0, CtrlStatus::Invalid);
-    assert_eq!(tb.register_pool(2, HDR_POOL_BUS, 1 << 17, 64, PoolMode::Page, 0).0, CtrlStatus::Invalid);
+    assert_eq!(
+        tb.register_pool(1, HDR_POOL_BUS, 16, 256, PoolMode::Page, 0)
+            .0,
+        CtrlStatus::Ok
+    );
+    assert_eq!(
+        tb.register_pool(1, HDR_POOL_BUS, 16, 256, PoolMode::Page, 0)
+            .0,
+        CtrlStatus::Exists
+    );
+    assert_eq!(
+        tb.register_pool(2, HDR_POOL_BUS, 0, 256, PoolMode::Page, 0)
+            .0,
+        CtrlStatus::Invalid
+    );
+    assert_eq!(
+        tb.register_pool(2, HDR_POOL_BUS, 16, 0, PoolMode::Page, 0)
+            .0,
+        CtrlStatus::Invalid
+    );
+    assert_eq!(
+        tb.register_pool(2, HDR_POOL_BUS, 16, 256, PoolMode::Page, 3)
+            .0,
+        CtrlStatus::Invalid
+    );
+    assert_eq!(
+        tb.register_pool(2, HDR_POOL_BUS, 16, 64, PoolMode::Packed, 7)
+            .0,
+        CtrlStatus::Invalid
+    );
+    assert_eq!(
+        tb.register_pool(2, HDR_POOL_BUS, 1 << 17, 64, PoolMode::Page, 0)
+            .0,
+        CtrlStatus::Invalid
+    );
     let a = RegisterPoolArgs {
         bus_base: U64::new(u64::MAX - 100),
         window_len: U64::new(4096),
@@ -107,13 +159,43 @@ fn register_and_unregister_pool_statuses() {
         align_log2: 0,
         _pad: 0,
     };
-    assert_eq!(tb.status(CtrlOp::RegisterPool, &a), CtrlStatus::Invalid, "window wraps the bus");
+    assert_eq!(
+        tb.status(CtrlOp::RegisterPool, &a),
+        CtrlStatus::Invalid,
+        "window wraps the bus"
+    );
     for i in 0..MAX_POOLS as u8 - 1 {
-        assert_eq!(tb.register_pool(10 + i, HDR_POOL_BUS, 1, 256, PoolMode::Page, 0).0, CtrlStatus::Ok);
+        assert_eq!(
+            tb.register_pool(10 + i, HDR_POOL_BUS, 1, 256, PoolMode::Page, 0)
+                .0,
+            CtrlStatus::Ok
+        );
     }
-    assert_eq!(tb.register_pool(50, HDR_POOL_BUS, 1, 256, PoolMode::Page, 0).0, CtrlStatus::NoSpace);
-    assert_eq!(tb.status(CtrlOp::UnregisterPool, &PoolArgs { pool: 10, _pad: [0; 3] }), CtrlStatus::Ok);
-    assert_eq!(tb.status(CtrlOp::UnregisterPool, &PoolArgs { pool: 10, _pad: [0; 3] }), CtrlStatus::NotFound);
+    assert_eq!(
+        tb.register_pool(50, HDR_POOL_BUS, 1, 256, PoolMode::Page, 0)
+            .0,
+        CtrlStatus::NoSpace
+    );
+    assert_eq!(
+        tb.status(
+            CtrlOp::UnregisterPool,
+            &PoolArgs {
+                pool: 10,
+                _pad: [0; 3]
+            }
+        ),
+        CtrlStatus::Ok
+    );
+    assert_eq!(
+        tb.status(
+            CtrlOp::UnregisterPool,
+            &PoolArgs {
+                pool: 10,
+                _pad: [0; 3]
+            }
+        ),
+        CtrlStatus::NotFound
+    );
 }
 
 #[test]
@@ -133,22 +215,63 @@ fn create_queue_statuses() {
     let rb = queue_region_bus(0);
     let st = |tb: &mut Testbed, a: CreateRxQueueArgs| tb.status(CtrlOp::CreateRxQueue, &a);
     // No header laid out yet: bad magic.
-    assert_eq!(st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 2)), CtrlStatus::BadRegion);
-    assert_eq!(st(&mut tb, args(0, 0x10, 4096, 1, 2)), CtrlStatus::BadRegion, "unmapped");
-    assert_eq!(st(&mut tb, args(0, rb + 8, 4096, 1, 2)), CtrlStatus::BadRegion, "misaligned");
-    assert_eq!(st(&mut tb, args(0, rb, 100, 1, 2)), CtrlStatus::BadRegion, "too short");
-    assert_eq!(st(&mut tb, args(MAX_QUEUES as u16, rb, QUEUE_REGION_LEN, 1, 2)), CtrlStatus::Invalid);
-    assert_eq!(st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 1)), CtrlStatus::Invalid);
-    assert_eq!(st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 9)), CtrlStatus::NotFound);
-    assert_eq!(st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 2, 1)), CtrlStatus::Invalid, "packed header pool");
-    assert_eq!(st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 3, 2)), CtrlStatus::Invalid, "header buffers too small");
+    assert_eq!(
+        st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 2)),
+        CtrlStatus::BadRegion
+    );
+    assert_eq!(
+        st(&mut tb, args(0, 0x10, 4096, 1, 2)),
+        CtrlStatus::BadRegion,
+        "unmapped"
+    );
+    assert_eq!(
+        st(&mut tb, args(0, rb + 8, 4096, 1, 2)),
+        CtrlStatus::BadRegion,
+        "misaligned"
+    );
+    assert_eq!(
+        st(&mut tb, args(0, rb, 100, 1, 2)),
+        CtrlStatus::BadRegion,
+        "too short"
+    );
+    assert_eq!(
+        st(&mut tb, args(MAX_QUEUES as u16, rb, QUEUE_REGION_LEN, 1, 2)),
+        CtrlStatus::Invalid
+    );
+    assert_eq!(
+        st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 1)),
+        CtrlStatus::Invalid
+    );
+    assert_eq!(
+        st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 9)),
+        CtrlStatus::NotFound
+    );
+    assert_eq!(
+        st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 2, 1)),
+        CtrlStatus::Invalid,
+        "packed header pool"
+    );
+    assert_eq!(
+        st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 3, 2)),
+        CtrlStatus::Invalid,
+        "header buffers too small"
+    );
     // A region whose rings are of the wrong kinds.
-    layout_region(&tb.mem, rb, QUEUE_REGION_LEN, 0, &[
-        (splitrx_shared::abi::RingKind::HeaderFill, 16),
-        (splitrx_shared::abi::RingKind::CtrlRequest, 16),
-        (splitrx_shared::abi::RingKind::RxCompletion, 16),
-    ]);
-    assert_eq!(st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 2)), CtrlStatus::BadRegion);
+    layout_region(
+        &tb.mem,
+        rb,
+        QUEUE_REGION_LEN,
+        0,
+        &[
+            (splitrx_shared::abi::RingKind::HeaderFill, 16),
+            (splitrx_shared::abi::RingKind::CtrlRequest, 16),
+            (splitrx_shared::abi::RingKind::RxCompletion, 16),
+        ],
+    );
+    assert_eq!(
+        st(&mut tb, args(0, rb, QUEUE_REGION_LEN, 1, 2)),
+        CtrlStatus::BadRegion
+    );
     // The header's queue id must match.
     let (s, _q) = tb.create_queue(0, 1, 2, 0, 16, 16);
     assert_eq!(s, CtrlStatus::Ok);
@@ -157,10 +280,42 @@ fn create_queue_statuses() {
     assert_eq!(s, CtrlStatus::Exists);
     tb.register_pool(4, HDR_POOL_BUS + (2 << 20), 16, 256, PoolMode::Page, 0);
     tb.register_pool(5, PAY_POOL_BUS + (2 << 20), 16, 4096, PoolMode::Page, 0);
-    assert_eq!(st(&mut tb, args(1, rb, QUEUE_REGION_LEN, 4, 5)), CtrlStatus::BadRegion, "queue id mismatch");
+    assert_eq!(
+        st(&mut tb, args(1, rb, QUEUE_REGION_LEN, 4, 5)),
+        CtrlStatus::BadRegion,
+        "queue id mismatch"
+    );
     let (s, _) = tb.create_queue(1, 1, 2, 0, 16, 16);
     assert_eq!(s, CtrlStatus::Busy, "pools are bound to one queue");
-    assert_eq!(tb.status(CtrlOp::UnregisterPool, &PoolArgs { pool: 1, _pad: [0; 3] }), CtrlStatus::Busy);
+    // Regions must not overlap another queue's region or the control region (rings would
+    // alias): a header for queue 1 written inside queue 0's region.
+    let inner = rb + 32 * 1024;
+    let kinds = [
+        (splitrx_shared::abi::RingKind::HeaderFill, 16),
+        (splitrx_shared::abi::RingKind::PayloadFill, 16),
+        (splitrx_shared::abi::RingKind::RxCompletion, 16),
+    ];
+    layout_region(&tb.mem, inner, 16 * 1024, 1, &kinds);
+    assert_eq!(
+        st(&mut tb, args(1, inner, 16 * 1024, 4, 5)),
+        CtrlStatus::BadRegion,
+        "overlap"
+    );
+    assert_eq!(
+        st(&mut tb, args(1, CTRL_BUS, CTRL_LEN, 4, 5)),
+        CtrlStatus::BadRegion,
+        "control"
+    );
+    assert_eq!(
+        tb.status(
+            CtrlOp::UnregisterPool,
+            &PoolArgs {
+                pool: 1,
+                _pad: [0; 3]
+            }
+        ),
+        CtrlStatus::Busy
+    );
 }
 
 /// Reads every buffer of a reset/destroy report; checks the More/Ok sequence and the totals.
@@ -168,11 +323,21 @@ fn report(responses: &[CtrlMsg], queue: u16) -> Vec<BufRef> {
     let mut out = Vec::new();
     for (i, r) in responses.iter().enumerate() {
         let last = i + 1 == responses.len();
-        assert_eq!(r.status(), Some(if last { CtrlStatus::Ok } else { CtrlStatus::More }));
+        assert_eq!(
+            r.status(),
+            Some(if last {
+                CtrlStatus::Ok
+            } else {
+                CtrlStatus::More
+            })
+        );
         let a: OutstandingArgs = r.args().unwrap();
         assert_eq!(a.queue.get(), queue);
         if !last {
-            assert_eq!(a.count as usize, OUTSTANDING_PER_MSG, "only the last batch may be short");
+            assert_eq!(
+                a.count as usize, OUTSTANDING_PER_MSG,
+                "only the last batch may be short"
+            );
         }
         out.extend_from_slice(&a.bufs[..a.count as usize]);
         assert_eq!(a.total.get() as usize, out.len());
@@ -212,7 +377,10 @@ fn reset_reports_every_buffer_the_host_did_not_get_back() {
     let got = report(&r, 0);
     let got_set: HashSet<BufRef> = got.iter().copied().collect();
     assert_eq!(got_set.len(), got.len(), "no buffer reported twice");
-    assert_eq!(got_set, posted, "exactly the buffers the host did not get back");
+    assert_eq!(
+        got_set, posted,
+        "exactly the buffers the host did not get back"
+    );
     // 40 - 5 header buffers; 30 payload buffers minus the one retired when the fourth
     // 1000-byte payload filled it to 4096 (the fifth went to a fresh, still current, buffer).
     assert_eq!(got.len(), 35 + 29);
@@ -220,7 +388,10 @@ fn reset_reports_every_buffer_the_host_did_not_get_back() {
     assert_eq!(tb.fw.pool_posted(2), Some(0));
     let st = tb.fw.queue_stats(0).unwrap();
     assert_eq!((st.get(q::RESETS), st.get(q::REPORTED)), (1, 64));
-    assert_eq!(tb.nic_status(queue_region_bus(0)).0, QueueStatus::Running as u32);
+    assert_eq!(
+        tb.nic_status(queue_region_bus(0)).0,
+        QueueStatus::Running as u32
+    );
     // The queue runs again, and the rings continue at their indices.
     q.hdr_fill.push(&hp.desc(3)).unwrap();
     q.pay_fill.push(&pp.desc(3)).unwrap();
@@ -228,7 +399,10 @@ fn reset_reports_every_buffer_the_host_did_not_get_back() {
     tb.fw.poll();
     let cs = q.completions();
     assert_eq!(cs.len(), 1);
-    assert_eq!((cs[0].hdr_buf, cs[0].pay_buf, cs[0].pay_off.get()), (hp.desc(3).buf, pp.desc(3).buf, 0));
+    assert_eq!(
+        (cs[0].hdr_buf, cs[0].pay_buf, cs[0].pay_off.get()),
+        (hp.desc(3).buf, pp.desc(3).buf, 0)
+    );
 }
 
 #[test]
@@ -261,9 +435,16 @@ fn reset_report_waits_for_room_in_a_small_response_ring() {
     let v = resp.pop().unwrap();
     assert_eq!(v.status(), Some(CtrlStatus::Ok));
     let got = report(&resp, 0);
-    assert_eq!(got.len(), 49 + 49 + 0, "everything except the one header buffer completed (unsplit frame)");
+    assert_eq!(
+        got.len(),
+        49 + 49,
+        "everything except the header buffer of the unsplit frame"
+    );
     assert_eq!(got.len(), 98);
-    assert!(polls > 4, "the report was spread over several polls ({polls})");
+    assert!(
+        polls > 4,
+        "the report was spread over several polls ({polls})"
+    );
 }
 
 #[test]
@@ -277,14 +458,38 @@ fn destroy_reports_and_frees_the_pools() {
     let r = tb.call(CtrlOp::DestroyRxQueue, &qa(0));
     assert_eq!(report(&r, 0).len(), 6);
     assert!(tb.fw.queue(0).is_none());
-    assert_eq!(tb.nic_status(queue_region_bus(0)).0, QueueStatus::Stopped as u32);
-    assert_eq!(tb.status(CtrlOp::DestroyRxQueue, &qa(0)), CtrlStatus::NotFound);
+    assert_eq!(
+        tb.nic_status(queue_region_bus(0)).0,
+        QueueStatus::Stopped as u32
+    );
+    assert_eq!(
+        tb.status(CtrlOp::DestroyRxQueue, &qa(0)),
+        CtrlStatus::NotFound
+    );
     assert_eq!(tb.status(CtrlOp::ResetQueue, &qa(0)), CtrlStatus::NotFound);
     tb.fw.hal_mut().rx.push(&tcp_frame(100, 1));
     tb.fw.poll();
     assert_eq!(tb.fw.device_stats().get(dev::DROP_NO_QUEUE), 1);
-    assert_eq!(tb.status(CtrlOp::UnregisterPool, &PoolArgs { pool: 1, _pad: [0; 3] }), CtrlStatus::Ok);
-    assert_eq!(tb.status(CtrlOp::UnregisterPool, &PoolArgs { pool: 2, _pad: [0; 3] }), CtrlStatus::Ok);
+    assert_eq!(
+        tb.status(
+            CtrlOp::UnregisterPool,
+            &PoolArgs {
+                pool: 1,
+                _pad: [0; 3]
+            }
+        ),
+        CtrlStatus::Ok
+    );
+    assert_eq!(
+        tb.status(
+            CtrlOp::UnregisterPool,
+            &PoolArgs {
+                pool: 2,
+                _pad: [0; 3]
+            }
+        ),
+        CtrlStatus::Ok
+    );
 }
 
 #[test]
@@ -300,13 +505,26 @@ fn read_stats_pages_match_the_counters() {
     for (queue, total) in [(0u16, Q_COUNT), (u16::MAX, DEV_COUNT)] {
         let mut all = Vec::new();
         for page in 0.. {
-            let r = tb.call(CtrlOp::ReadStats, &StatsArgs { queue: U16::new(queue), page: U16::new(page) });
+            let r = tb.call(
+                CtrlOp::ReadStats,
+                &StatsArgs {
+                    queue: U16::new(queue),
+                    page: U16::new(page),
+                },
+            );
             if (page as usize) * STATS_PER_PAGE >= total {
                 assert_eq!(r[0].status(), Some(CtrlStatus::Invalid));
                 break;
             }
             let sp: StatsPage = r[0].args().unwrap();
-            assert_eq!((sp.queue.get(), sp.first.get() as usize, sp.total.get() as usize), (queue, page as usize * STATS_PER_PAGE, total));
+            assert_eq!(
+                (
+                    sp.queue.get(),
+                    sp.first.get() as usize,
+                    sp.total.get() as usize
+                ),
+                (queue, page as usize * STATS_PER_PAGE, total)
+            );
             all.extend(sp.values[..sp.count.get() as usize].iter().map(|v| v.get()));
         }
         assert_eq!(all.len(), total);
@@ -318,7 +536,13 @@ fn read_stats_pages_match_the_counters() {
             assert_eq!(all[dev::MAC_FRAMES], 3);
         }
     }
-    let r = tb.call(CtrlOp::ReadStats, &StatsArgs { queue: U16::new(5), page: U16::new(0) });
+    let r = tb.call(
+        CtrlOp::ReadStats,
+        &StatsArgs {
+            queue: U16::new(5),
+            page: U16::new(0),
+        },
+    );
     assert_eq!(r[0].status(), Some(CtrlStatus::NotFound));
 }
 
@@ -327,8 +551,22 @@ fn rss_steers_by_toeplitz_hash() {
     let mut tb = Testbed::new();
     let mut queues = Vec::new();
     for qid in 0..3u16 {
-        let (_, hp) = tb.register_pool(qid as u8 * 2, HDR_POOL_BUS + qid as u64 * (1 << 20), 64, 256, PoolMode::Page, 0);
-        let (_, pp) = tb.register_pool(qid as u8 * 2 + 1, PAY_POOL_BUS + qid as u64 * (1 << 20), 64, 4096, PoolMode::Page, 0);
+        let (_, hp) = tb.register_pool(
+            qid as u8 * 2,
+            HDR_POOL_BUS + qid as u64 * (1 << 20),
+            64,
+            256,
+            PoolMode::Page,
+            0,
+        );
+        let (_, pp) = tb.register_pool(
+            qid as u8 * 2 + 1,
+            PAY_POOL_BUS + qid as u64 * (1 << 20),
+            64,
+            4096,
+            PoolMode::Page,
+            0,
+        );
         let (s, mut q) = tb.create_queue(qid, hp.id, pp.id, 0, 64, 64);
         assert_eq!(s, CtrlStatus::Ok);
         for i in 0..64 {
@@ -339,14 +577,28 @@ fn rss_steers_by_toeplitz_hash() {
     }
     let mut key = MS_RSS_KEY;
     key[0] ^= 0x55;
-    let a = RssArgs { queues: U16::new(2), _pad: U16::new(0), key };
+    let a = RssArgs {
+        queues: U16::new(2),
+        _pad: U16::new(0),
+        key,
+    };
     assert_eq!(tb.status(CtrlOp::SetRss, &a), CtrlStatus::Ok);
-    let bad = RssArgs { queues: U16::new(MAX_QUEUES as u16 + 1), _pad: U16::new(0), key };
+    let bad = RssArgs {
+        queues: U16::new(MAX_QUEUES as u16 + 1),
+        _pad: U16::new(0),
+        key,
+    };
     assert_eq!(tb.status(CtrlOp::SetRss, &bad), CtrlStatus::Invalid);
     let mut per_queue = [0usize; 3];
     for s in 0..40u16 {
         let f = tcp_frame(200, 1000 + s);
-        let r = split(&f, &SplitConfig { hds_thresh: 0, verify_icrc: false });
+        let r = split(
+            &f,
+            &SplitConfig {
+                hds_thresh: 0,
+                verify_icrc: false,
+            },
+        );
         let mut input = [0u8; 36];
         let n = flow_input(&f, &r, &mut input);
         assert_eq!(n, 12);
@@ -359,7 +611,10 @@ fn rss_steers_by_toeplitz_hash() {
         assert_eq!((c[0].flow_hash.get(), c[0].queue.get() as usize), (h, want));
         per_queue[want] += 1;
     }
-    assert!(per_queue[0] > 5 && per_queue[1] > 5 && per_queue[2] == 0, "{per_queue:?}");
+    assert!(
+        per_queue[0] > 5 && per_queue[1] > 5 && per_queue[2] == 0,
+        "{per_queue:?}"
+    );
     assert!(queues[2].completions().is_empty());
 }
 
@@ -373,7 +628,10 @@ fn control_ring_corruption_stops_only_the_control_plane() {
     unsafe { std::ptr::write_volatile(req_ring.as_ptr().cast::<u32>(), 1000) };
     tb.fw.poll();
     assert!(tb.fw.control().is_faulted());
-    assert_eq!(tb.nic_status(CTRL_BUS).0, QueueStatus::FaultRingCorrupt as u32);
+    assert_eq!(
+        tb.nic_status(CTRL_BUS).0,
+        QueueStatus::FaultRingCorrupt as u32
+    );
     assert_eq!(tb.fw.device_stats().get(dev::CTRL_RING_FAULT), 1);
     // The datapath keeps running.
     q.hdr_fill.push(&hp.desc(0)).unwrap();

@@ -53,7 +53,9 @@ impl Host {
 
     fn post_hdr(&mut self, n: usize) {
         for _ in 0..n {
-            let Some(i) = self.free_h.pop_front() else { return };
+            let Some(i) = self.free_h.pop_front() else {
+                return;
+            };
             let d = self.hp.desc(i);
             self.tb.mem.fill(d.bus_addr.get(), HDR_SIZE as usize, PAD);
             assert!(self.q.hdr_fill.push(&d).unwrap());
@@ -63,9 +65,13 @@ impl Host {
 
     fn post_pay(&mut self, n: usize) {
         for _ in 0..n {
-            let Some(i) = self.free_p.pop_front() else { return };
+            let Some(i) = self.free_p.pop_front() else {
+                return;
+            };
             let d = self.pp.desc(i);
-            self.tb.mem.fill(d.bus_addr.get(), self.pp.buf_size as usize, PAD);
+            self.tb
+                .mem
+                .fill(d.bus_addr.get(), self.pp.buf_size as usize, PAD);
             assert!(self.q.pay_fill.push(&d).unwrap());
             self.posted.insert(d.buf.raw());
         }
@@ -75,17 +81,30 @@ impl Host {
     fn check_dma(&mut self) {
         let log = std::mem::take(self.tb.fw.hal_mut().dma.log.as_mut().unwrap());
         for (bus, len) in log {
-            let (pool, size) = if bus >= PAY_POOL_BUS { (self.pp, self.pp.buf_size) } else { (self.hp, HDR_SIZE) };
+            let (pool, size) = if bus >= PAY_POOL_BUS {
+                (self.pp, self.pp.buf_size)
+            } else {
+                (self.hp, HDR_SIZE)
+            };
             let idx = ((bus - pool.bus) / size as u64) as u32;
             let b = BufRef::new(pool.id, idx).unwrap();
-            assert!(self.posted.contains(&b.raw()), "DMA into {b:?}, which the NIC does not hold");
-            assert!(bus + len as u64 <= pool.addr(b) + size as u64, "DMA past the end of {b:?}");
+            assert!(
+                self.posted.contains(&b.raw()),
+                "DMA into {b:?}, which the NIC does not hold"
+            );
+            assert!(
+                bus + len as u64 <= pool.addr(b) + size as u64,
+                "DMA past the end of {b:?}"
+            );
         }
     }
 
     /// A completion hands buffers back: record it (they are recycled later by `recycle`).
     fn returned(&mut self, b: BufRef) {
-        assert!(self.posted.remove(&b.raw()), "{b:?} handed back but not held by the NIC");
+        assert!(
+            self.posted.remove(&b.raw()),
+            "{b:?} handed back but not held by the NIC"
+        );
         if b.pool() == 1 {
             self.free_h.push_back(b.index());
         } else {
@@ -103,7 +122,8 @@ impl Host {
     /// What the NIC took (posted bits) plus what still sits in the fill rings is exactly what
     /// the host posted and did not get back.
     fn check_nothing_lost(&mut self) {
-        let in_rings = (64 - self.q.hdr_fill.free().unwrap()) + (64 - self.q.pay_fill.free().unwrap());
+        let in_rings =
+            (64 - self.q.hdr_fill.free().unwrap()) + (64 - self.q.pay_fill.free().unwrap());
         let taken = self.tb.fw.pool_posted(1).unwrap() + self.tb.fw.pool_posted(2).unwrap();
         assert_eq!(taken + in_rings, self.posted.len() as u32);
     }
@@ -114,7 +134,10 @@ impl Host {
 }
 
 fn cfg0() -> SplitConfig {
-    SplitConfig { hds_thresh: 0, verify_icrc: true }
+    SplitConfig {
+        hds_thresh: 0,
+        verify_icrc: true,
+    }
 }
 
 /// (payload offset, payload len) when the frame is split with threshold `thresh`.
@@ -136,17 +159,25 @@ fn check_header_buffer(h: &Host, c: &RxCompletion, expect: &[u8]) {
     let addr = h.hp.addr(c.hdr_buf);
     let got = h.tb.mem.read(addr, HDR_SIZE as usize);
     assert_eq!(&got[..expect.len()], expect, "header buffer bytes");
-    assert!(got[expect.len()..].iter().all(|&b| b == PAD), "header buffer written past hdr_len");
+    assert!(
+        got[expect.len()..].iter().all(|&b| b == PAD),
+        "header buffer written past hdr_len"
+    );
 }
 
 #[test]
 fn every_capture_frame_lands_exactly_page_mode() {
     let frames = common::all_frames();
-    assert!(frames.len() > 1400, "captures not found ({} frames)", frames.len());
+    assert!(
+        frames.len() > 1400,
+        "captures not found ({} frames)",
+        frames.len()
+    );
     let mut h = Host::new(64, 96 << 10, PoolMode::Page, 0, 0);
     h.post_hdr(64);
     h.post_pay(64);
     let (mut n_split, mut n_unsplit, mut n_trunc, mut n_drop_hdr) = (0u64, 0u64, 0u64, 0u64);
+    let (mut n_icrc_ok, mut n_tunnel) = (0u64, 0u64);
     for (file, f) in &frames {
         let r = split(f, &cfg0());
         let exp = expected_split(&r, f.len(), 0);
@@ -167,6 +198,27 @@ fn every_capture_frame_lands_exactly_page_mode() {
         assert_eq!(c.queue.get(), 0);
         assert_eq!(c.flow_hash.get(), expected_hash(f, &r), "{file}: flow hash");
         let flags = c.flags.get();
+        assert_eq!(
+            flags & rx_flags::TUNNEL != 0,
+            r.tunnel.is_some(),
+            "{file}: TUNNEL"
+        );
+        let icrc = r.roce.and_then(|x| x.icrc_ok);
+        assert_eq!(
+            flags & rx_flags::ICRC_OK != 0,
+            icrc == Some(true),
+            "{file}: ICRC_OK"
+        );
+        assert_eq!(
+            flags & rx_flags::ICRC_BAD != 0,
+            icrc == Some(false),
+            "{file}: ICRC_BAD"
+        );
+        if r.class == splitrx_shared::split::FrameClass::Malformed {
+            assert_eq!(flags & rx_flags::ERROR, rx_flags::ERROR, "{file}: ERROR");
+        }
+        n_icrc_ok += (icrc == Some(true)) as u64;
+        n_tunnel += r.tunnel.is_some() as u64;
         match exp {
             Some((o, l)) => {
                 n_split += 1;
@@ -205,7 +257,14 @@ fn every_capture_frame_lands_exactly_page_mode() {
     assert_eq!(h.stat(q::HDR_TRUNCATED), n_trunc);
     assert_eq!(h.stat(q::RX_FRAMES), n_split + n_unsplit);
     assert_eq!(h.stat(q::DROP_HDR_OVERFLOW), n_drop_hdr);
-    assert!(n_split > 500 && n_unsplit > 100, "split {n_split} unsplit {n_unsplit}");
+    assert!(
+        n_split > 500 && n_unsplit > 100,
+        "split {n_split} unsplit {n_unsplit}"
+    );
+    assert!(
+        n_icrc_ok > 300 && n_tunnel > 40,
+        "icrc ok {n_icrc_ok}, tunnelled {n_tunnel}"
+    );
     h.check_nothing_lost();
 }
 
@@ -243,7 +302,11 @@ fn packed_run(thresh: u32) {
             assert_eq!(cs.len(), 1, "{file}");
             cs[0]
         } else if let Some((old, used)) = cur {
-            assert_eq!(cs.len(), 2, "{file}: FLUSH of the full buffer precedes the frame");
+            assert_eq!(
+                cs.len(),
+                2,
+                "{file}: FLUSH of the full buffer precedes the frame"
+            );
             let fl = cs[0];
             assert_eq!(fl.flags.get(), rx_flags::FLUSH | rx_flags::PAY_RETIRED);
             assert_eq!(fl.pay_buf, old);
@@ -269,7 +332,11 @@ fn packed_run(thresh: u32) {
         assert_eq!(got, &f[o..o + l], "{file}: payload bytes at offset {off}");
         let used = (off + l as u64).div_ceil(ALIGN) * ALIGN;
         let retire = (SIZE as u64).saturating_sub(used) <= thresh as u64;
-        assert_eq!(c.flags.get() & rx_flags::PAY_RETIRED != 0, retire, "{file}: eager retire rule");
+        assert_eq!(
+            c.flags.get() & rx_flags::PAY_RETIRED != 0,
+            retire,
+            "{file}: eager retire rule"
+        );
         if retire {
             h.returned(c.pay_buf);
             retired += 1;
@@ -281,7 +348,10 @@ fn packed_run(thresh: u32) {
         h.post_hdr(1);
         h.post_pay(1);
     }
-    assert!(placed > 200 && flushes > 10, "placed {placed} flushes {flushes}");
+    assert!(
+        placed > 200 && flushes > 10,
+        "placed {placed} flushes {flushes}"
+    );
     assert_eq!(h.stat(q::PACKED_FLUSH), flushes);
     assert_eq!(h.stat(q::PACKED_RETIRED), flushes + retired);
     h.check_nothing_lost();
@@ -331,12 +401,20 @@ fn hds_thresh_decides_split() {
     let c = h.frame(&tcp_frame(101, 1))[0];
     assert_eq!(c.flags.get() & rx_flags::SPLIT, rx_flags::SPLIT);
     assert_eq!((c.hdr_len.get(), c.pay_len.get()), (54, 101));
-    let a = HdsThreshArgs { queue: U16::new(0), _pad: U16::new(0), hds_thresh: U32::new(1000) };
+    let a = HdsThreshArgs {
+        queue: U16::new(0),
+        _pad: U16::new(0),
+        hds_thresh: U32::new(1000),
+    };
     assert_eq!(h.tb.status(CtrlOp::SetHdsThresh, &a), CtrlStatus::Ok);
     let c = h.frame(&tcp_frame(400, 1))[0];
     assert_eq!(c.reason, NoSplitReason::BelowThresh as u8);
     assert_eq!(h.stat(q::REASON_BELOW_THRESH), 2);
-    let a = HdsThreshArgs { queue: U16::new(5), _pad: U16::new(0), hds_thresh: U32::new(1) };
+    let a = HdsThreshArgs {
+        queue: U16::new(5),
+        _pad: U16::new(0),
+        hds_thresh: U32::new(1),
+    };
     assert_eq!(h.tb.status(CtrlOp::SetHdsThresh, &a), CtrlStatus::NotFound);
 }
 
@@ -378,7 +456,12 @@ fn backpressure_completion_ring_full() {
     let (_, pp) = tb.register_pool(2, PAY_POOL_BUS, 64, 4096, PoolMode::Page, 0);
     let (st, mut q) = tb.create_queue(0, 1, 2, 0, 64, 2);
     assert_eq!(st, CtrlStatus::Ok);
-    let hp = HostPool { id: 1, bus: HDR_POOL_BUS, buf_size: HDR_SIZE, count: 64 };
+    let hp = HostPool {
+        id: 1,
+        bus: HDR_POOL_BUS,
+        buf_size: HDR_SIZE,
+        count: 64,
+    };
     for i in 0..8 {
         q.hdr_fill.push(&hp.desc(i)).unwrap();
         q.pay_fill.push(&pp.desc(i)).unwrap();
@@ -399,7 +482,11 @@ fn backpressure_completion_ring_full() {
     tb.fw.poll();
     let cs2 = q.completions();
     assert_eq!(cs2.len(), 1);
-    assert_eq!(cs2[0].hdr_buf, BufRef::new(1, 2).unwrap(), "next buffer in order, none skipped");
+    assert_eq!(
+        cs2[0].hdr_buf,
+        BufRef::new(1, 2).unwrap(),
+        "next buffer in order, none skipped"
+    );
 }
 
 #[test]
@@ -430,10 +517,34 @@ fn each_descriptor_validation_failure_is_counted_and_discarded() {
     let mut h = Host::new(16, 4096, PoolMode::Page, 0, 0);
     let good = h.hp.desc(3);
     let bad = [
-        (FillDesc::new(BufRef::new(2, 3).unwrap(), good.bus_addr.get(), HDR_SIZE), q::DESC_BAD_POOL),
-        (FillDesc::new(BufRef::new(1, 64).unwrap(), HDR_POOL_BUS + 64 * 512, HDR_SIZE), q::DESC_BAD_INDEX),
-        (FillDesc::new(BufRef::new(1, 3).unwrap(), good.bus_addr.get() + 8, HDR_SIZE), q::DESC_BAD_ADDR),
-        (FillDesc::new(BufRef::new(1, 3).unwrap(), good.bus_addr.get(), HDR_SIZE + 1), q::DESC_BAD_LEN),
+        (
+            FillDesc::new(BufRef::new(2, 3).unwrap(), good.bus_addr.get(), HDR_SIZE),
+            q::DESC_BAD_POOL,
+        ),
+        (
+            FillDesc::new(
+                BufRef::new(1, 64).unwrap(),
+                HDR_POOL_BUS + 64 * 512,
+                HDR_SIZE,
+            ),
+            q::DESC_BAD_INDEX,
+        ),
+        (
+            FillDesc::new(
+                BufRef::new(1, 3).unwrap(),
+                good.bus_addr.get() + 8,
+                HDR_SIZE,
+            ),
+            q::DESC_BAD_ADDR,
+        ),
+        (
+            FillDesc::new(
+                BufRef::new(1, 3).unwrap(),
+                good.bus_addr.get(),
+                HDR_SIZE + 1,
+            ),
+            q::DESC_BAD_LEN,
+        ),
         (FillDesc::new(BufRef::NONE, 0, 0), q::DESC_BAD_POOL),
     ];
     for (d, _) in &bad {
@@ -491,13 +602,36 @@ fn ring_corruption_faults_queue_until_reset() {
     assert_eq!(h.stat(q::DROP_QUEUE_FAULT), drops + 1);
     // Other commands still work.
     assert_eq!(h.tb.status(CtrlOp::GetVersion, &[0u8; 0]), CtrlStatus::Ok);
+    // A reset without repairing the ring reports the buffers but leaves the queue faulted.
+    let r = h.tb.call(
+        CtrlOp::ResetQueue,
+        &QueueArgs {
+            queue: U16::new(0),
+            _pad: U16::new(0),
+        },
+    );
+    assert_eq!(r.last().unwrap().status(), Some(CtrlStatus::Ok));
+    assert_eq!(
+        h.tb.nic_status(queue_region_bus(0)).0,
+        QueueStatus::FaultRingCorrupt as u32
+    );
+    assert!(h.frame(&tcp_frame(300, 1)).is_empty());
     // Host repairs the ring (re-initialises it) and resets the queue.
     // SAFETY: the queue is stopped; the firmware does not touch the faulted ring.
     unsafe { splitrx_shared::ring::init::<FillDesc>(hdr_ring, 64).unwrap() };
     h.q.hdr_fill = unsafe { splitrx_shared::ring::Producer::attach(hdr_ring, 64).unwrap() };
-    let r = h.tb.call(CtrlOp::ResetQueue, &QueueArgs { queue: U16::new(0), _pad: U16::new(0) });
+    let r = h.tb.call(
+        CtrlOp::ResetQueue,
+        &QueueArgs {
+            queue: U16::new(0),
+            _pad: U16::new(0),
+        },
+    );
     assert_eq!(r.last().unwrap().status(), Some(CtrlStatus::Ok));
-    assert_eq!(h.tb.nic_status(queue_region_bus(0)).0, QueueStatus::Running as u32);
+    assert_eq!(
+        h.tb.nic_status(queue_region_bus(0)).0,
+        QueueStatus::Running as u32
+    );
     h.free_h = (0..64).collect();
     h.free_p = (0..16).collect();
     h.posted.clear();

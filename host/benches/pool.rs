@@ -218,6 +218,50 @@ fn owner_refill(c: &mut Criterion) {
             total
         })
     });
+    // Baselines: the owner popping what other threads pushed (push back untimed).
+    let m = Mutex::new((0..COUNT).collect::<Vec<u32>>());
+    g.bench_function("mutex_vec_pop", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            let mut got = Vec::with_capacity(BATCH);
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                let t0 = Instant::now();
+                for _ in 0..n {
+                    got.push(m.lock().unwrap().pop().unwrap());
+                }
+                total += t0.elapsed();
+                m.lock().unwrap().extend(got.drain(..));
+                left -= n as u64;
+            }
+            total
+        })
+    });
+    let q = ArrayQueue::new(COUNT as usize);
+    for i in 0..COUNT {
+        q.push(i).unwrap();
+    }
+    g.bench_function("array_queue_pop", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            let mut got = Vec::with_capacity(BATCH);
+            while left > 0 {
+                let n = left.min(BATCH as u64) as usize;
+                let t0 = Instant::now();
+                for _ in 0..n {
+                    got.push(q.pop().unwrap());
+                }
+                total += t0.elapsed();
+                for i in got.drain(..) {
+                    q.push(i).unwrap();
+                }
+                left -= n as u64;
+            }
+            total
+        })
+    });
     g.finish();
     let s = p.stats();
     eprintln!(

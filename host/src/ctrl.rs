@@ -215,7 +215,7 @@ impl CtrlClient {
         a: &RegisterPoolArgs,
         wait: &mut dyn Wait,
     ) -> Result<(), CtrlError> {
-        self.call(CtrlOp::RegisterPool, a, wait).map(drop)
+        self.call(CtrlOp::RegisterPool, a, wait).map(|_| ())
     }
 
     pub fn create_rx_queue(
@@ -223,12 +223,12 @@ impl CtrlClient {
         a: &CreateRxQueueArgs,
         wait: &mut dyn Wait,
     ) -> Result<(), CtrlError> {
-        self.call(CtrlOp::CreateRxQueue, a, wait).map(drop)
+        self.call(CtrlOp::CreateRxQueue, a, wait).map(|_| ())
     }
 
     pub fn destroy_rx_queue(&mut self, queue: u16, wait: &mut dyn Wait) -> Result<(), CtrlError> {
         self.call(CtrlOp::DestroyRxQueue, &queue_args(queue), wait)
-            .map(drop)
+            .map(|_| ())
     }
 
     pub fn set_hds_thresh(
@@ -242,7 +242,7 @@ impl CtrlClient {
             _pad: U16::new(0),
             hds_thresh: U32::new(thresh),
         };
-        self.call(CtrlOp::SetHdsThresh, &a, wait).map(drop)
+        self.call(CtrlOp::SetHdsThresh, &a, wait).map(|_| ())
     }
 
     pub fn set_rss(
@@ -256,7 +256,7 @@ impl CtrlClient {
             _pad: U16::new(0),
             key: *key,
         };
-        self.call(CtrlOp::SetRss, &a, wait).map(drop)
+        self.call(CtrlOp::SetRss, &a, wait).map(|_| ())
     }
 
     /// Resets a queue; returns every buffer the NIC reported it still held. Checks that each

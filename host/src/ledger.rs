@@ -104,7 +104,14 @@ pub mod slot {
     /// no lent fragment (a double return or a return of a never-lent token).
     #[inline]
     pub fn put_lent(slot: &AtomicU32) -> Result<bool, u32> {
-        let mut w = slot.load(Ordering::Relaxed);
+        let mut w = slot.load(Ordering::Acquire);
+        if w == LENT_ONE {
+            // Our fragment is the buffer's only reference and the NIC retired it: no other
+            // thread can write this word (others write only while holding a fragment or while
+            // NIC/filled are set), so a plain store frees it — page mode's common case.
+            slot.store(0, Ordering::Release);
+            return Ok(true);
+        }
         loop {
             if lent(w) == 0 {
                 return Err(w);
@@ -243,9 +250,10 @@ impl LedgerCounters {
     }
 }
 
-/// A fragment the NIC completed and the host now holds (`Filled`): hand it to an application
-/// with [`crate::pool::PagePool::lend`] / [`crate::pool::PagePool::deliver`], or give it back
-/// with [`crate::pool::PagePool::drop_filled`]. Not `Clone`: one value per fragment reference.
+/// A fragment the NIC completed and the host now holds (`Filled`): lend it to an application
+/// with [`crate::pool::PagePool::lend`] (then send the token through a
+/// [`crate::token::ConsumerTx`]), or give it back with [`crate::pool::PagePool::drop_filled`].
+/// Not `Clone`: one value per fragment reference.
 #[must_use = "a Filled fragment holds a buffer reference; lend it or drop_filled it"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct Filled {
@@ -533,4 +541,107 @@ impl Ledger {
 
     /// Bytes of owner-side metadata per buffer.
     pub const OWNER_BYTES_PER_BUF: usize = core::mem::size_of::<u32>();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_decode_from_the_word() {
+        assert_eq!(BufState::of(0), BufState::Free);
+        assert_eq!(BufState::of(slot::NIC), BufState::Posted);
+        assert_eq!(BufState::of(slot::NIC | slot::FILLED_ONE), BufState::Filled);
+        assert_eq!(
+            BufState::of(slot::FILLED_ONE | slot::LENT_ONE),
+            BufState::Lent
+        );
+        let v = SlotView::of(slot::NIC | (3 * slot::FILLED_ONE) | (2 * slot::LENT_ONE));
+        assert_eq!(
+            v,
+            SlotView {
+                state: BufState::Lent,
+                nic: true,
+                filled: 3,
+                lent: 2
+            }
+        );
+    }
+
+    #[test]
+    fn returns_without_a_lent_fragment_are_rejected_and_counted() {
+        let sh = LedgerShared::new(3, 4, 256);
+        let b = BufRef::new(3, 1).unwrap();
+        // Never lent (Free), and posted-but-not-lent: both rejected, word unchanged.
+        assert_eq!(sh.put_lent(b), Err(LedgerError::NotLent { buf: b }));
+        sh.slots[1].store(slot::NIC | slot::FILLED_ONE, Ordering::Relaxed);
+        assert_eq!(sh.put_lent(b), Err(LedgerError::NotLent { buf: b }));
+        assert_eq!(
+            slot::owner_put_lent(&sh.slots[1]),
+            Err(slot::NIC | slot::FILLED_ONE)
+        );
+        assert_eq!(
+            sh.slots[1].load(Ordering::Relaxed),
+            slot::NIC | slot::FILLED_ONE
+        );
+        assert_eq!(
+            sh.remote_not_lent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        // A real return, then the double return.
+        sh.slots[1].store(slot::LENT_ONE, Ordering::Relaxed);
+        assert_eq!(sh.put_lent(b), Ok(true));
+        assert_eq!(sh.put_lent(b), Err(LedgerError::NotLent { buf: b }));
+        assert_eq!(
+            sh.remote_not_lent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        let l = Ledger::new(4, PoolMode::Page, 0);
+        assert_eq!(l.counters(&sh).err_not_lent, 3);
+        // References that are not this pool's buffers.
+        assert_eq!(sh.put_lent(BufRef::NONE), Err(LedgerError::NoBuffer));
+        let other = BufRef::new(4, 1).unwrap();
+        assert_eq!(
+            sh.put_lent(other),
+            Err(LedgerError::WrongPool {
+                buf: other,
+                pool: 3
+            })
+        );
+        let far = BufRef::new(3, 4).unwrap();
+        assert_eq!(
+            sh.put_lent(far),
+            Err(LedgerError::BadIndex { buf: far, count: 4 })
+        );
+    }
+
+    #[test]
+    fn lent_and_filled_counts_saturate_with_an_error() {
+        let sh = LedgerShared::new(0, 1, 4096);
+        let mut l = Ledger::new(1, PoolMode::Packed, 0);
+        let b = BufRef::new(0, 0).unwrap();
+        sh.slots[0].store(
+            slot::NIC | (slot::MAX_FILLED * slot::FILLED_ONE),
+            Ordering::Relaxed,
+        );
+        assert_eq!(
+            l.complete(&sh, b, 0, 1, false),
+            Err(LedgerError::RefOverflow { buf: b })
+        );
+        sh.slots[0].store(slot::FILLED_ONE | slot::MAX_LENT, Ordering::Relaxed);
+        let f = Filled {
+            buf: b,
+            off: 0,
+            len: 1,
+        };
+        l.filled_out = 1;
+        assert_eq!(l.lend(&sh, &f), Err(LedgerError::RefOverflow { buf: b }));
+        assert_eq!(l.counters(&sh).err_ref_overflow, 2);
+        assert_eq!(
+            sh.slots[0].load(Ordering::Relaxed),
+            slot::FILLED_ONE | slot::MAX_LENT
+        );
+    }
 }

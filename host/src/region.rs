@@ -98,7 +98,7 @@ impl RegionLayout {
                 need: self.size,
             });
         }
-        if mem.as_ptr() as usize % RING_ALIGN as usize != 0 {
+        if !(mem.as_ptr() as usize).is_multiple_of(RING_ALIGN as usize) {
             return Err(LayoutError::Misaligned);
         }
         let bytes = self.header.as_bytes();

@@ -65,12 +65,23 @@ fn ring_two_producers_one_consumer_with_overflow() {
 /// buffer ends up exactly once in the owner's cache and the word is zero.
 #[test]
 fn last_reference_frees_exactly_once() {
-    loom::model(|| {
+    last_reference(2);
+}
+
+/// The same with one lent fragment: once the owner's retire cleared NIC the application
+/// takes the plain-store path of `put_lent`.
+#[test]
+fn last_reference_frees_exactly_once_single_fragment() {
+    last_reference(1);
+}
+
+fn last_reference(frags: u32) {
+    loom::model(move || {
         const IDX: u32 = 7;
-        let word = Arc::new(AtomicU32::new(slot::NIC | 2 * slot::LENT_ONE));
+        let word = Arc::new(AtomicU32::new(slot::NIC | (frags * slot::LENT_ONE)));
         let (ring, mut cons) = RecycleRing::new(2);
         let ring = Arc::new(ring);
-        let apps: Vec<_> = (0..2)
+        let apps: Vec<_> = (0..frags)
             .map(|_| {
                 let (word, ring) = (word.clone(), ring.clone());
                 thread::spawn(move || {

@@ -432,11 +432,14 @@ fn cache_ring_and_provider_counters() {
     let mut p = host_pool(0, 32, 64, PoolMode::Page);
     let bufs: Vec<BufRef> = (0..32).map(|_| p.alloc().unwrap()).collect();
     assert_eq!(p.alloc(), None);
+    let mut d = [FillDesc::default(); 3];
+    assert_eq!(p.fill(&mut d), 0, "exhausted pool fills nothing");
     let s = p.stats();
-    // 8 slow refills of 4 from the provider, then one failed attempt (ring empty).
+    // 8 slow refills of 4 from the provider, then two failed attempts (ring and provider
+    // empty): `alloc` and `fill`.
     assert_eq!(
         (s.alloc_fast, s.alloc_slow, s.alloc_empty, s.alloc_failed),
-        (32, 9, 9, 1)
+        (32, 10, 10, 2)
     );
     assert_eq!(s.inflight, 32);
     let toks: Vec<_> = bufs.iter().map(|&b| lend(&mut p, b, 0, 1, true)).collect();
@@ -459,7 +462,7 @@ fn cache_ring_and_provider_counters() {
         p.retire(b).unwrap();
     }
     let s = p.stats();
-    assert_eq!((s0.alloc_slow, s0.alloc_empty, s0.alloc_fast), (11, 11, 42));
+    assert_eq!((s0.alloc_slow, s0.alloc_empty, s0.alloc_fast), (12, 12, 42));
     assert_eq!(
         (s.recycle_cached - s0.recycle_cached, s.recycle_cache_full),
         (6, 4)
@@ -650,4 +653,113 @@ fn metadata_per_buffer_at_most_16_bytes() {
     assert_eq!(m.ledger, 65536 * 8);
     assert_eq!(m.provider, 65536 * 5);
     assert!(m.per_buffer() <= 16.0, "{m:?}");
+}
+
+fn rxc(hdr: BufRef, pay: BufRef, hdr_len: u16, off: u32, len: u32, flags: u16) -> RxCompletion {
+    use zerocopy::little_endian::{U16, U32};
+    RxCompletion {
+        hdr_buf: hdr,
+        pay_buf: pay,
+        hdr_len: U16::new(hdr_len),
+        pay_off: U32::new(off),
+        pay_len: U32::new(len),
+        flags: U16::new(flags),
+        ..RxCompletion::default()
+    }
+}
+
+#[test]
+fn complete_rx_validates_both_buffers_before_committing_either() {
+    use splitrx_host::pool::{complete_rx, RxError, RxFilled};
+    use splitrx_shared::abi::rx_flags;
+    let mut hdr = host_pool(0, 4, 256, PoolMode::Page);
+    let mut pay = host_pool(1, 4, 4096, PoolMode::Packed);
+    let hb = hdr.alloc().unwrap();
+    let pb = pay.alloc().unwrap();
+    // pay_len beyond the 4096-byte payload buffer.
+    let mut c = rxc(hb, pb, 54, 0, 5000, rx_flags::SPLIT);
+    let e = complete_rx(&mut hdr, &mut pay, &c).unwrap_err();
+    assert_eq!(
+        e,
+        RxError::Payload(LedgerError::OutOfBounds {
+            buf: pb,
+            off: 0,
+            len: 5000,
+            size: 4096
+        })
+    );
+    // Nothing committed: the header buffer is still Posted.
+    assert_eq!(hdr.state(hb), view(BufState::Posted, true, 0, 0));
+    assert_eq!(pay.ledger_counters().err_out_of_bounds, 1);
+    // SPLIT without a payload buffer.
+    let mut bad = c;
+    bad.pay_buf = BufRef::NONE;
+    assert_eq!(
+        complete_rx(&mut hdr, &mut pay, &bad),
+        Err(RxError::SplitMismatch)
+    );
+    // Valid packed fragment (not retired), then a second one that retires the buffer.
+    c.pay_len.set(1000);
+    let RxFilled::Frame {
+        header,
+        payload: Some(p1),
+    } = complete_rx(&mut hdr, &mut pay, &c).unwrap()
+    else {
+        panic!("expected a split frame")
+    };
+    assert_eq!((header.buf(), header.len()), (hb, 54));
+    assert_eq!((p1.buf(), p1.offset(), p1.len()), (pb, 0, 1000));
+    assert_eq!(hdr.state(hb), view(BufState::Filled, false, 1, 0));
+    assert_eq!(pay.state(pb), view(BufState::Filled, true, 1, 0));
+    let hb2 = hdr.alloc().unwrap();
+    let mut c2 = c;
+    c2.hdr_buf = hb2;
+    c2.pay_off.set(1024);
+    c2.pay_len.set(100);
+    c2.flags.set(rx_flags::SPLIT | rx_flags::PAY_RETIRED);
+    let RxFilled::Frame {
+        header: h2,
+        payload: Some(p2),
+    } = complete_rx(&mut hdr, &mut pay, &c2).unwrap()
+    else {
+        panic!("expected a split frame")
+    };
+    assert_eq!(pay.state(pb), view(BufState::Filled, false, 2, 0));
+    // A header buffer named twice is rejected (no longer posted).
+    assert_eq!(
+        complete_rx(&mut hdr, &mut pay, &c2),
+        Err(RxError::Header(LedgerError::NotPosted {
+            buf: hb2,
+            state: BufState::Filled
+        }))
+    );
+    // Unsplit frame: header only.
+    let hb3 = hdr.alloc().unwrap();
+    let c3 = rxc(hb3, BufRef::NONE, 60, 0, 0, 0);
+    let RxFilled::Frame {
+        header: h3,
+        payload: None,
+    } = complete_rx(&mut hdr, &mut pay, &c3).unwrap()
+    else {
+        panic!("expected an unsplit frame")
+    };
+    // FLUSH: the NIC returns an unused payload buffer.
+    let pb2 = pay.alloc().unwrap();
+    let fl = rxc(BufRef::NONE, pb2, 0, 0, 0, rx_flags::FLUSH);
+    assert_eq!(complete_rx(&mut hdr, &mut pay, &fl), Ok(RxFilled::Flushed));
+    assert_eq!(pay.state(pb2), view(BufState::Free, false, 0, 0));
+    assert_eq!(
+        complete_rx(&mut hdr, &mut pay, &fl),
+        Err(RxError::Payload(LedgerError::NotPosted {
+            buf: pb2,
+            state: BufState::Free
+        }))
+    );
+    for f in [header, h2, h3] {
+        hdr.drop_filled(f);
+    }
+    pay.drop_filled(p1);
+    pay.drop_filled(p2);
+    assert_eq!(hdr.audit().unwrap().free, 4);
+    assert_eq!(pay.audit().unwrap().free, 4);
 }

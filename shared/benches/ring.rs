@@ -6,9 +6,16 @@
 //! (b) `ring_batch32_1thread/*`: one thread, one batch of 32 in and out (reserve+commit 32,
 //!     peek+release 32), i.e. the per-batch bookkeeping cost without cross-core traffic.
 //!
+//! Contenders come in like-for-like pairs: `*_slices` copy a staged batch in and a batch out
+//! into an array (`push_slice`/`pop_into`, rtrb `fill_from_iter`/`read_chunk` + copy);
+//! `*_chunks` generate entries in place and read them in place (`reserve`+`write`,
+//! `peek`+`get`; rtrb `fill_from_iter` of a generator, `read_chunk` + `as_slices`).
+//!
 //! Run: `cargo bench -p splitrx-shared --bench ring -- --warm-up-time 1 --measurement-time 3`
+//! With `RING_BENCH_INTERLEAVED=<rounds>` the two-thread contenders are first also run
+//! round-robin and their medians/bests and ratios printed (see `interleaved`).
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_group, BenchmarkId, Criterion, Throughput};
 use splitrx_shared::abi::{BufRef, FillDesc};
 use splitrx_shared::ring::{self, ring_bytes, Consumer, Producer};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
@@ -118,6 +125,53 @@ fn splitrx_2t(n: u64) -> Duration {
     el
 }
 
+/// Same as `splitrx_2t`, but the producer writes each entry into a `reserve`d chunk (no
+/// staging array) and the consumer reads each entry out of a `peek`ed chunk.
+fn splitrx_chunks_2t(n: u64) -> Duration {
+    let mem = RingMem::new();
+    let (mut p, mut c) = mem.pair();
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut spins = 0;
+        while sent < n {
+            let mut w = p.reserve(BATCH as u32).unwrap();
+            let k = w.len();
+            for i in 0..k {
+                w.write(i, &desc(sent + u64::from(i)));
+            }
+            w.commit(k);
+            sent += u64::from(k);
+            if k == 0 {
+                backoff(&mut spins);
+            } else {
+                spins = 0;
+            }
+        }
+    });
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    let mut spins = 0;
+    while got < n {
+        let r = c.peek(BATCH as u32).unwrap();
+        let k = r.len();
+        for i in 0..k {
+            sum = sum.wrapping_add(r.get(i).unwrap().bus_addr.get());
+        }
+        r.release(k);
+        got += u64::from(k);
+        if k == 0 {
+            backoff(&mut spins);
+        } else {
+            spins = 0;
+        }
+    }
+    t.join().unwrap();
+    let el = start.elapsed();
+    black_box(sum);
+    el
+}
+
 fn rtrb_2t(n: u64) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
     let start = Instant::now();
@@ -151,6 +205,49 @@ fn rtrb_2t(n: u64) -> Duration {
                 for d in &out {
                     sum = sum.wrapping_add(d.bus_addr.get());
                 }
+                got += BATCH as u64;
+                spins = 0;
+            }
+            Err(_) => backoff(&mut spins),
+        }
+    }
+    t.join().unwrap();
+    let el = start.elapsed();
+    black_box(sum);
+    el
+}
+
+/// rtrb used in place, like `splitrx_chunks_2t`: the producer generates entries straight into
+/// the chunk, the consumer reads them through `as_slices` without copying them out.
+fn rtrb_chunks_2t(n: u64) -> Duration {
+    let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        let mut sent = 0;
+        let mut spins = 0;
+        while sent < n {
+            loop {
+                if let Ok(chunk) = p.write_chunk_uninit(BATCH) {
+                    chunk.fill_from_iter((0..BATCH as u64).map(|i| desc(sent + i)));
+                    break;
+                }
+                backoff(&mut spins);
+            }
+            spins = 0;
+            sent += BATCH as u64;
+        }
+    });
+    let mut got = 0u64;
+    let mut sum = 0u64;
+    let mut spins = 0;
+    while got < n {
+        match c.read_chunk(BATCH) {
+            Ok(chunk) => {
+                let (a, b) = chunk.as_slices();
+                for d in a.iter().chain(b) {
+                    sum = sum.wrapping_add(d.bus_addr.get());
+                }
+                chunk.commit_all();
                 got += BATCH as u64;
                 spins = 0;
             }
@@ -209,16 +306,68 @@ fn arrayqueue_2t(n: u64) -> Duration {
     el
 }
 
+type Run = fn(u64) -> Duration;
+/// Pairs are like for like: `*_slices` copy a staged batch in and copy a batch out into an
+/// array; `*_chunks` generate entries in place and read them in place (splitrx's `get` still
+/// copies each entry out of shared memory: that is its TOCTOU rule).
+const RUNS: [(&str, Run); 5] = [
+    ("splitrx_slices", splitrx_2t),
+    ("rtrb_slices", rtrb_2t),
+    ("splitrx_chunks", splitrx_chunks_2t),
+    ("rtrb_chunks", rtrb_chunks_2t),
+    ("crossbeam_arrayqueue", arrayqueue_2t),
+];
+
+/// With `RING_BENCH_INTERLEAVED=<rounds>`: before the criterion runs, runs the two-thread
+/// contenders round-robin (A, B, C, D, A, B, ...) and prints each one's median and best
+/// Mentries/s and the throughput ratios of splitrx to each (of the medians and of the bests;
+/// on a loaded machine the best run is the one where both threads had a core). Interleaving makes the ratios robust against
+/// load that changes while a benchmark runs (other jobs on a small machine), which
+/// criterion's one-benchmark-after-the-other order is not.
+fn interleaved(rounds: usize) {
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); RUNS.len()];
+    for _ in 0..rounds {
+        for (i, (_, f)) in RUNS.iter().enumerate() {
+            times[i].push(f(N).as_secs_f64());
+        }
+    }
+    let mut medians = Vec::new();
+    let mut bests = Vec::new();
+    println!("interleaved two-thread runs: {rounds} rounds of {N} entries each");
+    for (i, (name, _)) in RUNS.iter().enumerate() {
+        let t = &mut times[i];
+        t.sort_by(f64::total_cmp);
+        let med = t[t.len() / 2];
+        medians.push(med);
+        bests.push(t[0]);
+        println!(
+            "  {name:<22} median {:>7.1} Mentries/s ({:.2} ns/entry), best {:>7.1} Mentries/s",
+            N as f64 / med / 1e6,
+            med * 1e9 / N as f64,
+            N as f64 / t[0] / 1e6
+        );
+    }
+    let ratio = |a: usize, b: usize| {
+        println!(
+            "  {} / {}: {:.2}x (medians), {:.2}x (bests)",
+            RUNS[a].0,
+            RUNS[b].0,
+            medians[b] / medians[a],
+            bests[b] / bests[a]
+        );
+    };
+    ratio(0, 1);
+    ratio(2, 3);
+    ratio(2, 1);
+    ratio(0, 4);
+    ratio(2, 4);
+}
+
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring_2threads");
     g.throughput(Throughput::Elements(N));
     g.sample_size(20);
-    type Run = fn(u64) -> Duration;
-    let runs: [(&str, Run); 3] = [
-        ("splitrx", splitrx_2t),
-        ("rtrb", rtrb_2t),
-        ("crossbeam_arrayqueue", arrayqueue_2t),
-    ];
+    let runs = RUNS;
     for (name, f) in runs {
         g.bench_function(BenchmarkId::new(name, "batch32_cap4096"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| f(N)).sum())
@@ -288,6 +437,21 @@ fn one_thread(c: &mut Criterion) {
         })
     });
 
+    g.bench_function("rtrb_fill_from_iter_sum_in_place", |b| {
+        b.iter(|| {
+            let chunk = rp.write_chunk_uninit(BATCH).unwrap();
+            chunk.fill_from_iter(black_box(&src).iter().copied());
+            let chunk = rc.read_chunk(BATCH).unwrap();
+            let (x, y) = chunk.as_slices();
+            let mut sum = 0u64;
+            for d in x.iter().chain(y) {
+                sum = sum.wrapping_add(d.bus_addr.get());
+            }
+            chunk.commit_all();
+            black_box(sum);
+        })
+    });
+
     let q = crossbeam_queue::ArrayQueue::<FillDesc>::new(CAP as usize);
     g.bench_function("crossbeam_arrayqueue_push_pop_32", |b| {
         b.iter(|| {
@@ -305,4 +469,14 @@ fn one_thread(c: &mut Criterion) {
 }
 
 criterion_group!(benches, two_threads, one_thread);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(rounds) = std::env::var("RING_BENCH_INTERLEAVED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        interleaved(rounds);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -319,7 +319,11 @@ fn walk(frame: &[u8], cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     r.outer_ip_version = version;
     // The outer datagram, then at most one tunnelled one (no recursion: the whole walk inlines
     // into `split`, which lets the compiler keep the result in registers).
-    let mut next = Inner { l3: l2.l3_offset, end: frame.len(), version };
+    let mut next = Inner {
+        l3: l2.l3_offset,
+        end: frame.len(),
+        version,
+    };
     let mut inner = false;
     loop {
         match l3(frame, next, cfg, r, inner)? {
@@ -583,7 +587,12 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
                 Err(wire::Error::Malformed) => return Err(Malformed::BadTunnelHeader),
             }
             r.tunnel = Some(Tunnel::Vxlan);
-            Ok(inner_ethernet(frame, payload + vxlan::HEADER_LEN, ip.end, r)?)
+            Ok(inner_ethernet(
+                frame,
+                payload + vxlan::HEADER_LEN,
+                ip.end,
+                r,
+            )?)
         }
         udp::port::GENEVE if !inner => {
             let g = GenevePacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
@@ -597,7 +606,11 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
             match g.protocol_type() {
                 EtherType::TEB => Ok(inner_ethernet(frame, inner_off, ip.end, r)?),
                 t => match ip_version(t) {
-                    Some(version) => Ok(Some(Inner { l3: inner_off, end: ip.end, version })),
+                    Some(version) => Ok(Some(Inner {
+                        l3: inner_off,
+                        end: ip.end,
+                        version,
+                    })),
                     None => {
                         r.class = FrameClass::NonIp;
                         r.reason = NoSplitReason::NonIp;
@@ -625,7 +638,11 @@ fn inner_ethernet(
     let l2 = ethernet::l2_header(frame.get(off..end).unwrap_or(&[]))
         .map_err(|_| Malformed::Truncated)?;
     match ip_version(l2.ethertype) {
-        Some(version) => Ok(Some(Inner { l3: off + l2.l3_offset, end, version })),
+        Some(version) => Ok(Some(Inner {
+            l3: off + l2.l3_offset,
+            end,
+            version,
+        })),
         None => {
             r.class = FrameClass::NonIp;
             r.reason = NoSplitReason::NonIp;

@@ -189,7 +189,7 @@ fn size() -> Result<()> {
         bail!("boards/size-probe is missing");
     }
     run(cargo().current_dir(&probe).args(["build", "--release"]))?;
-    let elf = probe.join("target/thumbv7em-none-eabihf/release/size-probe");
+    let elf = probe.join("target/thumbv7em-none-eabihf/release/splitrx-size-probe");
     let text = elf_size(&elf)?;
     println!("{text}");
     Ok(())

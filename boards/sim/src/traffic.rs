@@ -293,34 +293,8 @@ pub fn roce_icrc(l3: &[u8]) -> Option<u32> {
     if proto != PROTO_UDP {
         return None;
     }
-    // The masked pseudo-header goes into one buffer: crc32fast's folding path only engages
-    // for updates of 64 bytes and more.
-    const LRH: usize = 8;
-    let mut pseudo = [0xffu8; LRH + 60 + UDP_HDR + BTH];
-    let ip = &mut pseudo[LRH..LRH + ip_len];
-    ip.copy_from_slice(&l3[..ip_len]);
-    if version == 4 {
-        ip[1] = 0xff; // TOS
-        ip[8] = 0xff; // TTL
-        ip[10] = 0xff; // header checksum
-        ip[11] = 0xff;
-    } else {
-        ip[0] |= 0x0f; // traffic class (high nibble)
-        ip[1] = 0xff; // traffic class (low nibble) + flow label
-        ip[2] = 0xff;
-        ip[3] = 0xff;
-        ip[7] = 0xff; // hop limit
-    }
-    let rest = &l3[ip_len..];
-    let udp_bth = &mut pseudo[LRH + ip_len..LRH + ip_len + UDP_HDR + BTH];
-    udp_bth.copy_from_slice(&rest[..UDP_HDR + BTH]);
-    udp_bth[6] = 0xff; // UDP checksum
-    udp_bth[7] = 0xff;
-    udp_bth[UDP_HDR + 4] = 0xff; // BTH resv8a (FECN/BECN/resv6)
-    let mut h = crc32fast::Hasher::new();
-    h.update(&pseudo[..LRH + ip_len + UDP_HDR + BTH]);
-    h.update(&rest[UDP_HDR + BTH..rest.len() - ICRC]);
-    Some(h.finalize())
+    // One ICRC implementation for generator and NIC alike: the shared crate's.
+    splitrx_shared::wire::roce::icrc(l3, 0, version, ip_len, l3.len() - ICRC)
 }
 
 /// Checks the ICRC of a RoCEv2 Ethernet frame (up to two VLAN tags; the IP packet is delimited

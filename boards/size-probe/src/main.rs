@@ -34,7 +34,10 @@ impl MacRx for Rx {
         }
         // SAFETY: the MAC "DMA'd" the frame into FRAME; single-threaded probe.
         let data = unsafe { &*ptr::addr_of!(FRAME) };
-        Some(RxFrame { data: &data[..len], timestamp_ns: reg(4) as u64 })
+        Some(RxFrame {
+            data: &data[..len],
+            timestamp_ns: reg(4) as u64,
+        })
     }
     fn release(&mut self) {
         set_reg(0, 0);
@@ -102,8 +105,16 @@ static mut FW: MaybeUninit<Firmware<Board>> = MaybeUninit::uninit();
 
 #[no_mangle]
 pub extern "C" fn _start() -> ! {
-    let hal = HalParts { rx: Rx, tx: Tx, dma: Engine, mem: Windows, clock: Timer };
-    let Ok(fw) = Firmware::new(hal, 0x1_0000_0000, 64 << 10) else { loop {} };
+    let hal = HalParts {
+        rx: Rx,
+        tx: Tx,
+        dma: Engine,
+        mem: Windows,
+        clock: Timer,
+    };
+    let Ok(fw) = Firmware::new(hal, 0x1_0000_0000, 64 << 10) else {
+        loop {}
+    };
     // SAFETY: single-threaded start-up; FW is written once here and only used below.
     let fw = unsafe { (*ptr::addr_of_mut!(FW)).write(fw) };
     loop {

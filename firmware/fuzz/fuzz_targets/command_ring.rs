@@ -29,15 +29,23 @@ fuzz_target!(|data: &[u8]| {
     let (_, pp) = tb.register_pool(2, PAY_POOL_BUS, 64, 2048, PoolMode::Packed, 6);
     let mut rings = Vec::new();
     for q in 0..MAX_QUEUES as u16 {
-        rings.push(layout_region(&tb.mem, queue_region_bus(q), QUEUE_REGION_LEN, q, &[
-            (RingKind::HeaderFill, 16),
-            (RingKind::PayloadFill, 16),
-            (RingKind::RxCompletion, 16),
-        ]));
+        rings.push(layout_region(
+            &tb.mem,
+            queue_region_bus(q),
+            QUEUE_REGION_LEN,
+            q,
+            &[
+                (RingKind::HeaderFill, 16),
+                (RingKind::PayloadFill, 16),
+                (RingKind::RxCompletion, 16),
+            ],
+        ));
     }
     let mut seq = 1000u32;
     for chunk in data.chunks_exact(64) {
-        let Ok(mut m) = CtrlMsg::read_from_bytes(chunk) else { return };
+        let Ok(mut m) = CtrlMsg::read_from_bytes(chunk) else {
+            return;
+        };
         seq += 1;
         m.seq = U32::new(seq);
         let sel = chunk[4];
@@ -54,14 +62,26 @@ fuzz_target!(|data: &[u8]| {
             m.body[8..16].copy_from_slice(&U64::new(QUEUE_REGION_LEN).get().to_le_bytes());
             m.body[16..18].copy_from_slice(&q.to_le_bytes());
         }
-        assert!(tb.send_raw(&m) || { tb.fw.poll(); true });
+        assert!(
+            tb.send_raw(&m) || {
+                tb.fw.poll();
+                true
+            }
+        );
         // Some traffic, to make resets report real buffers.
-        tb.fw.hal_mut().rx.push(&frame(chunk[9], chunk[10] as usize * 4));
+        tb.fw
+            .hal_mut()
+            .rx
+            .push(&frame(chunk[9], chunk[10] as usize * 4));
         let mut got_final = false;
         for _ in 0..200 {
             tb.fw.poll();
             while let Some(r) = tb.resp.pop().unwrap() {
-                assert_eq!(r.seq.get(), seq, "responses in order, one request at a time");
+                assert_eq!(
+                    r.seq.get(),
+                    seq,
+                    "responses in order, one request at a time"
+                );
                 assert_eq!(r.opcode, m.opcode);
                 let st = r.status().expect("valid status code");
                 if st != CtrlStatus::More {

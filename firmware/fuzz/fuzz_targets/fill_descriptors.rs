@@ -7,7 +7,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use splitrx_firmware::testing::*;
-use splitrx_shared::abi::{rx_flags, BufRef, CtrlOp, FillDesc, OutstandingArgs, PoolMode, QueueArgs};
+use splitrx_shared::abi::{
+    rx_flags, BufRef, CtrlOp, FillDesc, OutstandingArgs, PoolMode, QueueArgs,
+};
 use std::collections::HashSet;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::FromBytes;
@@ -23,7 +25,9 @@ fn frame(len: usize) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, data)) = data.split_first() else { return };
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
     let packed = mode & 1 == 1;
     let mut tb = Testbed::new();
     let (_, hp) = tb.register_pool(1, HDR_POOL_BUS, 32, 256, PoolMode::Page, 0);
@@ -55,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
             3 => d.buf = BufRef::from_raw(d.buf.raw() ^ ((c[4] as u32) << 24)),
             _ => {}
         }
-        let ring = if hdr { &mut q.hdr_fill } else { &mut q.pay_fill };
+        let ring = if hdr {
+            &mut q.hdr_fill
+        } else {
+            &mut q.pay_fill
+        };
         let ok = valid(&d, &pool);
         if ok && out.contains(&d.buf) {
             // A duplicate of a buffer the NIC holds. The NIC checks "already posted" when it
@@ -73,10 +81,18 @@ fuzz_target!(|data: &[u8]| {
             for comp in q.completions() {
                 let f = comp.flags.get();
                 if !comp.hdr_buf.is_none() {
-                    assert!(out.remove(&comp.hdr_buf), "completion names {:?}", comp.hdr_buf);
+                    assert!(
+                        out.remove(&comp.hdr_buf),
+                        "completion names {:?}",
+                        comp.hdr_buf
+                    );
                 }
                 if !comp.pay_buf.is_none() {
-                    assert!(out.contains(&comp.pay_buf), "payload {:?} not posted", comp.pay_buf);
+                    assert!(
+                        out.contains(&comp.pay_buf),
+                        "payload {:?} not posted",
+                        comp.pay_buf
+                    );
                     if f & rx_flags::PAY_RETIRED != 0 {
                         out.remove(&comp.pay_buf);
                     }
@@ -93,7 +109,13 @@ fuzz_target!(|data: &[u8]| {
             out.remove(&comp.pay_buf);
         }
     }
-    let r = tb.call(CtrlOp::ResetQueue, &QueueArgs { queue: U16::new(0), _pad: U16::new(0) });
+    let r = tb.call(
+        CtrlOp::ResetQueue,
+        &QueueArgs {
+            queue: U16::new(0),
+            _pad: U16::new(0),
+        },
+    );
     let mut reported = HashSet::new();
     for m in &r {
         let a: OutstandingArgs = m.args().unwrap();

@@ -8,10 +8,16 @@ mod wire_support;
 
 /// All Ethernet frames of all captures, with their file names.
 pub fn all_frames() -> Vec<(String, Vec<u8>)> {
-    wire_support::all_ethernet_frames().into_iter().map(|f| (f.file, f.data)).collect()
+    wire_support::all_ethernet_frames()
+        .into_iter()
+        .map(|f| (f.file, f.data))
+        .collect()
 }
 
 /// The Ethernet frames of one capture.
 pub fn frames_of(name: &str) -> Vec<Vec<u8>> {
-    wire_support::frames_of(name).into_iter().map(|f| f.data).collect()
+    wire_support::frames_of(name)
+        .into_iter()
+        .map(|f| f.data)
+        .collect()
 }
