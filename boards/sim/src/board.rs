@@ -61,7 +61,9 @@ pub struct LoopWire {
     spans: Vec<(usize, usize)>,
     /// Frames to offer in total (`None`: until stopped).
     limit: Option<u64>,
+    /// Frames sent so far, and the index of the next one in `spans`.
     next: u64,
+    pos: usize,
     cur: (usize, usize),
     ctl: Arc<WireCtl>,
     pace: Option<(crate::replay::TokenBucket, crate::replay::Rate, Instant)>,
@@ -98,6 +100,7 @@ impl LoopWire {
             spans,
             limit,
             next: 0,
+            pos: 0,
             cur: (0, 0),
             ctl,
             pace: None,
@@ -127,7 +130,7 @@ impl Wire for LoopWire {
         if !self.ctl.start.load(Ordering::Acquire) || self.spans.is_empty() || self.finished() {
             return false;
         }
-        let i = (self.next % self.spans.len() as u64) as usize;
+        let i = self.pos;
         // Flow control first (it only looks), then pacing (takes tokens), then the frame
         // claims its buffers: a frame held by either is not charged twice.
         if let Some(f) = &mut self.flow {
@@ -148,6 +151,10 @@ impl Wire for LoopWire {
         }
         self.cur = span;
         self.next += 1;
+        self.pos += 1;
+        if self.pos == self.spans.len() {
+            self.pos = 0;
+        }
         true
     }
     #[inline]
