@@ -594,17 +594,6 @@ impl<S> Poller<S> {
     }
 }
 
-/// A short busy wait (a few hundred nanoseconds) between looks at the completion ring.
-#[inline]
-fn backoff() {
-    for _ in 0..BACKOFF_SPINS {
-        std::hint::spin_loop();
-    }
-}
-
-/// `spin_loop` hints per [`backoff`].
-const BACKOFF_SPINS: u32 = 32;
-
 /// Runs `queue`'s poller on a new thread, delivering frames to `sink`.
 pub fn spawn_poller<S: Sink + 'static>(
     mut queue: RxQueue,
@@ -627,12 +616,6 @@ pub fn spawn_poller<S: Sink + 'static>(
                     prog.store(queue.counters.rx_packets, Ordering::Relaxed);
                     spins = 0;
                     since_cmd += 1;
-                    if n < POLL_BATCH / 2 {
-                        // A short batch: the NIC is barely ahead. Let it publish a few more
-                        // before looking again, instead of pulling its index cache line over
-                        // after every frame (each look costs the NIC a cache-line transfer).
-                        backoff();
-                    }
                     if since_cmd < 64 {
                         continue;
                     }
@@ -664,7 +647,7 @@ pub fn spawn_poller<S: Sink + 'static>(
                 if n == 0 {
                     spins += 1;
                     if spins < 64 {
-                        backoff();
+                        std::hint::spin_loop();
                     } else {
                         std::thread::yield_now();
                     }
