@@ -8,9 +8,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 
+pub mod board;
 pub mod replay;
 pub mod shm;
 pub mod traffic;
-pub mod board;
 
 pub use splitrx_firmware as firmware;
