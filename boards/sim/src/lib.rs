@@ -4,7 +4,12 @@
 //! - [`traffic`]: deterministic synthetic frames with ground truth (`--synthetic SPEC`);
 //! - [`replay`]: a pcap/pcapng replay source with loop count and token-bucket pacing;
 //! - [`shm`]: file-backed shared-memory regions with bus addresses, and [`shm::SimDma`],
-//!   the DMA engine the firmware's HAL is implemented over.
+//!   a general DMA engine over registered windows;
+//! - [`board`]: the firmware HAL in-process (MAC over a [`board::Wire`], DMA engine and shared
+//!   memory over the board's own mappings) and [`board::SimBoard`], the firmware thread.
+//!
+//! [`firmware`] re-exports `splitrx-firmware` for the host side of the board (its counter
+//! names and RSS), which depends on this crate, not on the firmware directly.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 
