@@ -408,3 +408,72 @@ fn handle_closed_with_tokens_outstanding_is_reclaimed() {
     }
     assert_eq!(out.sent, 30_000);
 }
+
+/// The verification can fail: the same run checked against a source copy with one payload byte
+/// changed reports FAIL naming that frame and byte; a source copy missing a frame's header
+/// match reports the unmatched frame.
+#[test]
+fn verification_detects_a_differing_byte() {
+    let cfg = small(RunConfig {
+        source: Source::Synthetic {
+            spec: "udp4:1000,tcp6:2000".into(),
+            seed: 5,
+        },
+        queues: 1,
+        frames: Some(3_000),
+        ..RunConfig::default()
+    });
+    let frames = sim_run::load_frames(&cfg.source, Some(3_000)).unwrap();
+    let params = NicParams {
+        queues: 1,
+        hds_thresh: 0,
+        hdr_buf_size: cfg.hdr_buf_size,
+        pay_buf_size: cfg.buf_size,
+    };
+    let cfg_split = SplitConfig {
+        hds_thresh: 0,
+        verify_icrc: false,
+    };
+    // Frame 100: flip payload byte 10 in the verifier's copy only.
+    let mut tampered = frames.clone();
+    let r = split(&tampered[100], &cfg_split);
+    assert!(r.split);
+    let at = r.payload_offset.unwrap() as usize + 10;
+    tampered[100][at] ^= 0x5a;
+    for (copy, want) in [
+        (
+            tampered,
+            "source frame 100 (stream position 100): payload byte 10 differs",
+        ),
+        // A header byte (the IP identification / flow label area) changed: frame 200 no
+        // longer matches anything in order.
+        (
+            {
+                let mut t = frames.clone();
+                t[200][20] ^= 0xff;
+                t
+            },
+            "matches no source frame in order",
+        ),
+    ] {
+        let exp = Arc::new(Expected::new(&copy, &params));
+        let e2 = exp.clone();
+        let rig = SimRig::start(&cfg, &frames, Some(3_000), |q| RunSink {
+            inner: VerifySink::new(Some(QueueVerifier::new(e2.clone(), q))),
+            classes: [(0, 0); 8],
+        })
+        .unwrap();
+        assert!(rig.wait_wire_done(Duration::from_secs(60), |_| {}));
+        let out = rig.finish();
+        let rep = sim_run::report(&cfg, &out, Some(&exp));
+        assert!(!rep.pass, "tampered source must fail");
+        assert!(
+            rep.failures.iter().any(|f| f.contains(want)),
+            "want `{want}` in {:?}",
+            rep.failures
+        );
+        // Buffers are still all accounted for: only the comparison failed.
+        assert!(rep.audit_ok);
+        assert_eq!(rep.tokens_outstanding, 0);
+    }
+}
