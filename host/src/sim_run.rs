@@ -280,8 +280,6 @@ pub struct RigOutcome<S> {
     pub sent_bytes: u64,
     /// From the start of traffic to the last completion.
     pub elapsed: Duration,
-    /// The firmware's mappings were not the host's.
-    pub separate_mappings: bool,
     /// Tokens still outstanding at the end (not returned by the application).
     pub tokens_outstanding: u64,
 }
@@ -556,7 +554,6 @@ impl<S: Sink + 'static> SimRig<S> {
             sent: self.wire.offered.load(Ordering::Relaxed),
             sent_bytes: self.wire.offered_bytes.load(Ordering::Relaxed),
             elapsed,
-            separate_mappings: true,
             tokens_outstanding: 0,
         };
         let mut queues = Vec::new();
@@ -574,9 +571,6 @@ impl<S: Sink + 'static> SimRig<S> {
                 None => out.finish.push(Err("poller thread panicked".into())),
             }
         }
-        // Sinks hold the application's tokens: give them back before auditing.
-        let sinks = std::mem::take(&mut out.sinks);
-        out.sinks = sinks;
         {
             let mut c = self.ctrl.lock().unwrap_or_else(|p| p.into_inner());
             for q in &queues {
@@ -604,7 +598,6 @@ impl<S: Sink + 'static> SimRig<S> {
                 q.hdr_pool.ledger_counters().errors() + q.pay_pool.ledger_counters().errors();
         }
         drop(queues);
-        let _ = &self.host;
         out
     }
 }
