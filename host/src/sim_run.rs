@@ -245,7 +245,9 @@ pub struct SimRig<S: Sink + 'static> {
     pub wire: Arc<WireCtl>,
     pub pollers: Vec<Poller<S>>,
     board: Option<SimBoard>,
-    host: Arc<ShmRegion>,
+    /// The host's mappings. The control client's rings point into `_host`: it is declared
+    /// after `ctrl` (fields drop in order) and the pollers' queues hold their own reference.
+    _host: Arc<ShmRegion>,
     _bar: ShmRegion,
     pub started: Instant,
 }
@@ -491,7 +493,7 @@ impl<S: Sink + 'static> SimRig<S> {
             wire: wire_ctl,
             pollers,
             board: Some(board),
-            host,
+            _host: host,
             _bar: bar,
             started: Instant::now(),
         })
