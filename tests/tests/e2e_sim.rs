@@ -107,13 +107,14 @@ fn captures() -> Vec<PathBuf> {
 /// host memory, exact payload bytes in the device window, every frame and buffer accounted for.
 #[test]
 fn every_capture_end_to_end() {
-    for (i, path) in captures().into_iter().enumerate() {
-        let n = splitrx_host::capture::read_all(&path)
-            .map(|f| f.len())
-            .unwrap_or(0) as u64;
-        if n == 0 {
-            continue;
-        }
+    let all = captures();
+    let mut frames_total = 0;
+    for (i, path) in all.iter().enumerate() {
+        let n = splitrx_host::capture::read_all(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len() as u64;
+        assert!(n > 0, "{} has no frames", path.display());
+        frames_total += n;
         let mode = if i % 3 == 2 {
             PoolMode::Packed
         } else {
@@ -128,6 +129,7 @@ fn every_capture_end_to_end() {
             } else {
                 9216
             },
+            pay_bufs_per_queue: if mode == PoolMode::Packed { 64 } else { 512 },
             hds_thresh: if i % 2 == 1 { 64 } else { 0 },
             frames: Some(2 * n),
             ..RunConfig::default()
@@ -136,6 +138,11 @@ fn every_capture_end_to_end() {
         assert_pass(&rep, &path.display().to_string());
         assert_eq!(rep.sent_frames, 2 * n);
     }
+    assert!(
+        all.len() >= 50 && frames_total > 1000,
+        "{} captures, {frames_total} frames",
+        all.len()
+    );
 }
 
 /// Synthetic traffic (TCP/UDP over IPv4/IPv6, VLAN, VXLAN, RoCEv2 WRITE/SEND, 64..9000 B) in
