@@ -678,3 +678,133 @@ fn empty_report() -> FirmwareReport {
         run_time: Duration::ZERO,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicI64;
+
+    fn wire(frames: &[&[u8]], limit: Option<u64>) -> (LoopWire, Arc<WireCtl>) {
+        let ctl = Arc::new(WireCtl::default());
+        (LoopWire::new(frames, limit, ctl.clone()), ctl)
+    }
+
+    #[test]
+    fn loop_wire_waits_for_start_repeats_and_ends_at_the_limit() {
+        let (mut w, ctl) = wire(&[b"aa", b"bbb"], Some(5));
+        assert!(!w.advance(), "nothing before start");
+        assert!(!w.finished());
+        ctl.start.store(true, Ordering::Release);
+        let mut got = Vec::new();
+        while w.advance() {
+            got.push(w.frame().to_vec());
+        }
+        assert_eq!(got, [&b"aa"[..], b"bbb", b"aa", b"bbb", b"aa"]);
+        assert!(w.finished());
+        let (mut w, ctl) = wire(&[b"x"], None);
+        ctl.start.store(true, Ordering::Release);
+        assert!(w.advance() && w.advance());
+        ctl.stop.store(true, Ordering::Relaxed);
+        assert!(!w.advance() && w.finished());
+    }
+
+    #[test]
+    fn mac_lends_the_same_frame_until_release_and_counts() {
+        let (w, ctl) = wire(&[b"one", b"two!"], Some(2));
+        ctl.start.store(true, Ordering::Release);
+        let mut mac = SimMac::new(w, ctl.clone());
+        assert_eq!(mac.peek().unwrap().data, b"one");
+        assert_eq!(mac.peek().unwrap().data, b"one");
+        mac.release();
+        assert_eq!(mac.peek().unwrap().data, b"two!");
+        mac.release();
+        mac.release(); // no frame: no effect
+        assert!(mac.peek().is_none());
+        assert_eq!(ctl.offered.load(Ordering::Relaxed), 2);
+        assert_eq!(ctl.offered_bytes.load(Ordering::Relaxed), 7);
+        assert!(ctl.done.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn flow_control_sends_only_frames_with_a_posted_buffer() {
+        // Frame 0 -> queue 0 (header + payload), frame 1 -> queue 1 (header only).
+        let posted = Arc::new([AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)]);
+        let p = posted.clone();
+        let fc = FlowControl::new(
+            vec![(0, true, true), (1, true, false)],
+            2,
+            1,
+            Box::new(move |q| match q {
+                0 => (p[0].load(Ordering::Relaxed), p[1].load(Ordering::Relaxed)),
+                _ => (p[2].load(Ordering::Relaxed), 0),
+            }),
+        );
+        let (w, ctl) = wire(&[b"q0", b"q1"], None);
+        let mut w = w.with_flow_control(fc);
+        ctl.start.store(true, Ordering::Release);
+        assert!(!w.advance(), "queue 0 has no buffer");
+        posted[0].store(1, Ordering::Relaxed);
+        assert!(
+            !w.advance(),
+            "queue 0 has a header buffer but no payload buffer"
+        );
+        posted[1].store(1, Ordering::Relaxed);
+        assert!(w.advance() && w.frame() == b"q0");
+        assert!(!w.advance(), "queue 1 has no buffer");
+        posted[2].store(1, Ordering::Relaxed);
+        assert!(w.advance() && w.frame() == b"q1");
+        assert!(
+            !w.advance(),
+            "queue 0's single buffer was claimed by frame 0"
+        );
+        assert!(w.paused >= 4);
+    }
+
+    #[test]
+    fn flow_control_watchdog_gives_up_a_pause() {
+        let fc = FlowControl::new(vec![(0, true, false)], 1, 1, Box::new(|_| (0, 0)));
+        let (w, ctl) = wire(&[b"f"], None);
+        let mut w = w.with_flow_control(fc);
+        ctl.start.store(true, Ordering::Release);
+        assert!(!w.advance());
+        let end = Instant::now() + Duration::from_secs(10);
+        while !w.advance() {
+            assert!(Instant::now() < end, "watchdog never fired");
+        }
+        assert_eq!(w.flow.as_ref().map(|f| f.watchdog), Some(1));
+    }
+
+    #[test]
+    fn dma_engine_writes_inside_windows_only() {
+        let host = Arc::new(ShmRegion::create_temp("dmatest", PAGE_TEST, 0x10_000).unwrap());
+        let mut dma = SimDmaEngine::new(&[(WindowKind::HostMemory, host.clone())]);
+        let t = dma
+            .write(&[DmaSegment {
+                bus_addr: 0x10_000 + 8,
+                data: b"hello",
+            }])
+            .unwrap();
+        assert_eq!(dma.poll(t), Ok(true));
+        let mut out = [0u8; 5];
+        assert!(host.read(0x10_008, &mut out));
+        assert_eq!(&out, b"hello");
+        // One byte past the end, below the window, and an overflowing address: refused.
+        for bus in [0x10_000 + PAGE_TEST as u64 - 4, 0xfff0, u64::MAX - 2] {
+            let r = dma.write(&[DmaSegment {
+                bus_addr: bus,
+                data: b"hello",
+            }]);
+            assert_eq!(r, Err(DmaError::Bus));
+        }
+        assert_eq!(dma.faults(), 3);
+        let s = dma.stats(WindowKind::HostMemory);
+        assert_eq!((s.writes, s.bytes_written), (1, 5));
+        let segs = [DmaSegment {
+            bus_addr: 0x10_000,
+            data: b"x",
+        }; 5];
+        assert_eq!(dma.write(&segs), Err(DmaError::TooManySegments));
+    }
+
+    const PAGE_TEST: usize = crate::shm::PAGE;
+}
