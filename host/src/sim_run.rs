@@ -674,12 +674,15 @@ pub struct RunReport {
     pub gbps: f64,
     pub mpps: f64,
     /// Delivered frames and bytes per class.
+    #[serde(serialize_with = "classes_as_map")]
     pub classes: Vec<(String, u64, u64)>,
     /// NIC drops per reason (sum over queues, plus frames with no queue).
+    #[serde(serialize_with = "as_map")]
     pub drops: Vec<(String, u64)>,
     /// Host queue counters (ethtool -S style), summed over queues.
     pub host: QueueCounters,
     /// Page-pool counters (kernel `page_pool_stats` names), header and payload pools summed.
+    #[serde(serialize_with = "as_map")]
     pub page_pool: Vec<(String, u64)>,
     pub audit_ok: bool,
     pub audit: Vec<String>,
@@ -694,6 +697,27 @@ pub struct RunReport {
     /// Firmware loop polls that did work / found nothing (the firmware core's load).
     pub firmware_polls_busy: u64,
     pub firmware_polls_idle: u64,
+}
+
+fn as_map<S: serde::Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|(k, v)| (k, v)))
+}
+
+fn classes_as_map<S: serde::Serializer>(v: &[(String, u64, u64)], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct Count {
+        frames: u64,
+        bytes: u64,
+    }
+    s.collect_map(v.iter().map(|(k, f, b)| {
+        (
+            k,
+            Count {
+                frames: *f,
+                bytes: *b,
+            },
+        )
+    }))
 }
 
 /// Human name of a `FrameClass` number.

@@ -17,8 +17,18 @@ pub enum Mode {
     Packed,
 }
 
+/// Where the firmware runs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Board {
+    /// In-process: the firmware on its own thread, sharing two /dev/shm files with the host.
+    Sim,
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// The board (the in-process sim board is the only one this build runs).
+    #[arg(long, value_enum, default_value_t = Board::Sim)]
+    board: Board,
     /// Replay a pcap/pcapng capture (any link type splitrx converts to Ethernet).
     #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
     pcap: Option<PathBuf>,
@@ -158,6 +168,9 @@ fn print_report(rep: &RunReport, json: bool) -> io::Result<()> {
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
+    match args.board {
+        Board::Sim => {}
+    }
     let cfg = args.config();
     let show = !args.json && io::stderr().is_terminal();
     match sim_run::run(&cfg, progress_bar(show)) {
