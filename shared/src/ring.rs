@@ -32,7 +32,9 @@
 //!   cache of the peer's index. The peer's index is loaded only when the cache cannot satisfy
 //!   a request (`reserve(n)` with fewer than `n` slots known free, `peek(n)` with fewer than
 //!   `n` entries known ready). A batch therefore costs at most one `Acquire` load and exactly
-//!   one `Release` store, and often no load at all.
+//!   one `Release` store, and often no load at all. (This is libxdp's `xsk_prod_nb_free` /
+//!   `xsk_cons_nb_avail` rule; it includes "the cache says full/empty" and keeps batches whole
+//!   when the cache is merely short.)
 //!
 //! # The peer is not trusted
 //!
@@ -76,6 +78,8 @@
 //! model applies to the physical page no matter how many virtual mappings or processes share
 //! it, so `Release`/`Acquire` pair across processes exactly as across threads. A peer in another
 //! process (or a device) that writes the word with a plain store cannot produce a torn value.
+//! A device peer additionally needs the ring in DMA-coherent (or uncached) memory; that is the
+//! mapping's job, not the ring's.
 //!
 //! # loom
 //!
