@@ -226,9 +226,14 @@ impl CtrlClient {
         self.call(CtrlOp::CreateRxQueue, a, wait).map(|_| ())
     }
 
-    pub fn destroy_rx_queue(&mut self, queue: u16, wait: &mut dyn Wait) -> Result<(), CtrlError> {
-        self.call(CtrlOp::DestroyRxQueue, &queue_args(queue), wait)
-            .map(|_| ())
+    /// Destroys a queue; like [`CtrlClient::reset_queue`] the firmware first reports every
+    /// buffer it still held, which is returned here for the ledger to reconcile.
+    pub fn destroy_rx_queue(
+        &mut self,
+        queue: u16,
+        wait: &mut dyn Wait,
+    ) -> Result<Vec<BufRef>, CtrlError> {
+        self.outstanding_report(CtrlOp::DestroyRxQueue, queue, wait)
     }
 
     pub fn set_hds_thresh(
@@ -259,23 +264,35 @@ impl CtrlClient {
         self.call(CtrlOp::SetRss, &a, wait).map(|_| ())
     }
 
-    /// Resets a queue; returns every buffer the NIC reported it still held. Checks that each
-    /// part names this queue, that counts are in range, and that the final `total` equals the
-    /// number of buffers received.
+    /// Resets a queue; returns every buffer the NIC reported it still held.
     pub fn reset_queue(
         &mut self,
         queue: u16,
         wait: &mut dyn Wait,
     ) -> Result<Vec<BufRef>, CtrlError> {
+        self.outstanding_report(CtrlOp::ResetQueue, queue, wait)
+    }
+
+    /// Collects a multi-part [`OutstandingArgs`] report (the answer to ResetQueue and
+    /// DestroyRxQueue). Checks that each part names this queue, that counts are in range, and
+    /// that the final `total` equals the number of buffers received.
+    fn outstanding_report(
+        &mut self,
+        op: CtrlOp,
+        queue: u16,
+        wait: &mut dyn Wait,
+    ) -> Result<Vec<BufRef>, CtrlError> {
         let mut bufs = Vec::new();
-        let last = self.call_with(CtrlOp::ResetQueue, &queue_args(queue), wait, |m| {
+        let last = self.call_with(op, &queue_args(queue), wait, |m| {
             let a: OutstandingArgs = body(m)?;
             if a.queue.get() != queue {
-                return Err(CtrlError::Protocol("reset report names another queue"));
+                return Err(CtrlError::Protocol("buffer report names another queue"));
             }
             let n = a.count as usize;
             if n > OUTSTANDING_PER_MSG {
-                return Err(CtrlError::Protocol("reset report batch count out of range"));
+                return Err(CtrlError::Protocol(
+                    "buffer report batch count out of range",
+                ));
             }
             bufs.extend_from_slice(&a.bufs[..n]);
             Ok(())
@@ -283,7 +300,7 @@ impl CtrlClient {
         let a: OutstandingArgs = body(&last)?;
         if a.total.get() as usize != bufs.len() {
             return Err(CtrlError::Protocol(
-                "reset report total disagrees with the buffers sent",
+                "buffer report total disagrees with the buffers sent",
             ));
         }
         Ok(bufs)
