@@ -302,16 +302,18 @@ fn destroy_collects_the_buffer_report() {
     // The firmware answers DestroyRxQueue like ResetQueue when it still held buffers.
     let mut g = rig();
     let first: Vec<u32> = (0..12).collect();
-    let mut w = responder(&mut g.fw_req, &mut g.fw_resp, |r| {
-        assert_eq!(r.op(), Some(CtrlOp::DestroyRxQueue));
-        vec![
-            reply(r, CtrlStatus::More, &outstanding(4, &first, 0)),
-            reply(r, CtrlStatus::Ok, &outstanding(4, &[77], 13)),
-        ]
-    });
-    let got = g.client.destroy_rx_queue(4, &mut w).unwrap();
-    let want: Vec<BufRef> = (0..12).chain([77]).map(BufRef::from_raw).collect();
-    assert_eq!(got, want);
+    {
+        let mut w = responder(&mut g.fw_req, &mut g.fw_resp, |r| {
+            assert_eq!(r.op(), Some(CtrlOp::DestroyRxQueue));
+            vec![
+                reply(r, CtrlStatus::More, &outstanding(4, &first, 0)),
+                reply(r, CtrlStatus::Ok, &outstanding(4, &[77], 13)),
+            ]
+        });
+        let got = g.client.destroy_rx_queue(4, &mut w).unwrap();
+        let want: Vec<BufRef> = (0..12).chain([77]).map(BufRef::from_raw).collect();
+        assert_eq!(got, want);
+    }
     // An empty report is a single Ok part with total 0.
     let mut w = responder(&mut g.fw_req, &mut g.fw_resp, |r| {
         vec![reply(r, CtrlStatus::Ok, &outstanding(4, &[], 0))]
