@@ -1,10 +1,10 @@
-//! Replay of captured frames: a [`FrameSource`] (a pcap/pcapng file read with pcap-file, or
-//! frames in memory from any reader), played N times or forever, optionally paced by a token
-//! bucket on a monotonic [`Clock`].
+//! Replay of frames: a [`FrameSource`] (frames in memory, [`MemFrames`], or any other source),
+//! played N times or forever, optionally paced by a token bucket on a monotonic [`Clock`].
 //!
-//! Only Ethernet captures are replayed: a frame of another link type is a
-//! [`ReplayError::UnsupportedLinkType`]. To replay other link types, convert the frames to
-//! Ethernet first (the host crate's capture reader does) and feed them through [`MemFrames`].
+//! Capture files are read by the host crate's capture reader (`splitrx_host::capture`), which
+//! handles pcap and pcapng and converts every supported link type to the Ethernet frame a NIC
+//! would receive; its frames are fed through [`MemFrames`]. (The board does not read files
+//! itself, so there is one capture reader in the project.)
 //!
 //! Pacing: a rate in frames/s or bits/s (frame bytes x 8; no preamble or inter-frame gap) and a
 //! burst size in the same unit. The bucket starts full; it refills continuously at the rate and
@@ -14,16 +14,8 @@
 //! The real clock sleeps with the OS timer (tens of microseconds of slack); at high rates
 //! choose a burst of at least `rate x 100 us` so the slack is absorbed, not lost.
 
-use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-
-use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::blocks::{ENHANCED_PACKET_BLOCK, PACKET_BLOCK, SIMPLE_PACKET_BLOCK};
-use pcap_file::pcapng::PcapNgReader;
-use pcap_file::{DataLink, Endianness};
 
 /// Something that yields frames, one pass at a time (a lending iterator: the current frame is
 /// borrowed from the source).
@@ -90,292 +82,12 @@ impl<T: AsRef<[u8]>> FrameSource for MemFrames<T> {
     }
 }
 
-/// Why a capture cannot be replayed.
+/// Why a frame source failed. [`MemFrames`] never fails; sources over files or devices say
+/// what went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: not a pcap or pcapng file (starts with {magic:02x?})", path.display())]
-    NotPcap { path: PathBuf, magic: Vec<u8> },
-    #[error("{}: {source}", path.display())]
-    Pcap {
-        path: PathBuf,
-        source: pcap_file::PcapError,
-    },
-    #[error(
-        "{}: frame {frame}: link type {link:?} is not Ethernet (convert it to Ethernet first)",
-        path.display()
-    )]
-    UnsupportedLinkType {
-        path: PathBuf,
-        frame: u64,
-        link: DataLink,
-    },
-    #[error("{}: frame {frame}: malformed pcapng packet block (type {block_type})", path.display())]
-    BadBlock {
-        path: PathBuf,
-        frame: u64,
-        block_type: u32,
-    },
-    #[error("{}: frame {frame}: interface {interface} has no description block", path.display())]
-    UnknownInterface {
-        path: PathBuf,
-        frame: u64,
-        interface: u32,
-    },
-}
-
-enum Reader {
-    Pcap(PcapReader<BufReader<File>>),
-    PcapNg(PcapNgReader<BufReader<File>>),
-}
-
-/// A pcap or pcapng file, streamed (the format is detected from the magic number, not the
-/// name). Frames are copied into one reused buffer; [`FrameSource::rewind`] reopens the file.
-pub struct PcapSource {
-    path: PathBuf,
-    reader: Reader,
-    buf: Vec<u8>,
-    /// Frames of the current pass read so far.
-    index: u64,
-    /// Frames whose captured length was smaller than their original length.
-    truncated: u64,
-}
-
-impl std::fmt::Debug for PcapSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcapSource")
-            .field("path", &self.path)
-            .field("index", &self.index)
-            .field("truncated", &self.truncated)
-            .finish_non_exhaustive()
-    }
-}
-
-const PCAP_MAGICS: [[u8; 4]; 4] = [
-    [0xd4, 0xc3, 0xb2, 0xa1],
-    [0xa1, 0xb2, 0xc3, 0xd4],
-    [0x4d, 0x3c, 0xb2, 0xa1],
-    [0xa1, 0xb2, 0x3c, 0x4d],
-];
-const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
-
-impl PcapSource {
-    pub fn open(path: impl AsRef<Path>) -> Result<PcapSource, ReplayError> {
-        let path = path.as_ref().to_path_buf();
-        let reader = Self::open_reader(&path)?;
-        Ok(PcapSource {
-            path,
-            reader,
-            buf: Vec::new(),
-            index: 0,
-            truncated: 0,
-        })
-    }
-
-    fn open_reader(path: &Path) -> Result<Reader, ReplayError> {
-        let io = |source| ReplayError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let pcap = |source| ReplayError::Pcap {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut magic = Vec::with_capacity(4);
-        File::open(path)
-            .map_err(io)?
-            .take(4)
-            .read_to_end(&mut magic)
-            .map_err(io)?;
-        let file = BufReader::with_capacity(1 << 16, File::open(path).map_err(io)?);
-        if magic == PCAPNG_MAGIC {
-            return Ok(Reader::PcapNg(PcapNgReader::new(file).map_err(pcap)?));
-        }
-        if !PCAP_MAGICS.iter().any(|m| *m == magic[..]) {
-            return Err(ReplayError::NotPcap {
-                path: path.to_path_buf(),
-                magic,
-            });
-        }
-        let r = PcapReader::new(file).map_err(pcap)?;
-        let link = r.header().datalink;
-        if link != DataLink::ETHERNET {
-            return Err(ReplayError::UnsupportedLinkType {
-                path: path.to_path_buf(),
-                frame: 0,
-                link,
-            });
-        }
-        Ok(Reader::Pcap(r))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Frames read so far (over all passes) whose captured length was below the original.
-    pub fn truncated(&self) -> u64 {
-        self.truncated
-    }
-
-    fn check_link(&self, link: DataLink) -> Result<(), ReplayError> {
-        if link == DataLink::ETHERNET {
-            Ok(())
-        } else {
-            Err(ReplayError::UnsupportedLinkType {
-                path: self.path.clone(),
-                frame: self.index,
-                link,
-            })
-        }
-    }
-}
-
-impl FrameSource for PcapSource {
-    fn advance(&mut self) -> Result<bool, ReplayError> {
-        let pcap = |path: &Path, source| ReplayError::Pcap {
-            path: path.to_path_buf(),
-            source,
-        };
-        match &mut self.reader {
-            Reader::Pcap(r) => match r.next_packet() {
-                None => return Ok(false),
-                Some(Err(e)) => return Err(pcap(&self.path, e)),
-                Some(Ok(p)) => {
-                    self.buf.clear();
-                    self.buf.extend_from_slice(&p.data);
-                    if (p.orig_len as usize) > p.data.len() {
-                        self.truncated += 1;
-                    }
-                }
-            },
-            Reader::PcapNg(r) => loop {
-                let big = r.section().endianness == Endianness::Big;
-                let (interface, orig_len, len) = match r.next_raw_block() {
-                    None => return Ok(false),
-                    Some(Err(e)) => return Err(pcap(&self.path, e)),
-                    Some(Ok(b)) => match parse_packet_block(b.type_, &b.body, big) {
-                        PacketBlock::NotPacket => continue,
-                        PacketBlock::Bad => {
-                            return Err(ReplayError::BadBlock {
-                                path: self.path.clone(),
-                                frame: self.index,
-                                block_type: b.type_,
-                            })
-                        }
-                        PacketBlock::Packet {
-                            interface,
-                            orig_len,
-                            data,
-                        } => {
-                            self.buf.clear();
-                            self.buf.extend_from_slice(&b.body[data]);
-                            (interface, orig_len, self.buf.len())
-                        }
-                    },
-                };
-                let link = match r.interfaces().get(interface as usize) {
-                    Some(i) => i.linktype,
-                    None => {
-                        return Err(ReplayError::UnknownInterface {
-                            path: self.path.clone(),
-                            frame: self.index,
-                            interface,
-                        })
-                    }
-                };
-                if orig_len as usize > len {
-                    self.truncated += 1;
-                }
-                self.check_link(link)?;
-                break;
-            },
-        }
-        self.index += 1;
-        Ok(true)
-    }
-
-    fn frame(&self) -> &[u8] {
-        &self.buf
-    }
-
-    fn rewind(&mut self) -> Result<(), ReplayError> {
-        self.reader = Self::open_reader(&self.path)?;
-        self.buf.clear();
-        self.index = 0;
-        Ok(())
-    }
-}
-
-enum PacketBlock {
-    NotPacket,
-    Bad,
-    Packet {
-        interface: u32,
-        orig_len: u32,
-        data: std::ops::Range<usize>,
-    },
-}
-
-/// Finds the packet data in the body of a pcapng packet block (enhanced, simple or obsolete
-/// packet block) without parsing its options, so an odd option (a comment that is not UTF-8)
-/// cannot stop a replay.
-fn parse_packet_block(block_type: u32, body: &[u8], big: bool) -> PacketBlock {
-    let word = |off: usize| -> Option<u32> {
-        let b: [u8; 4] = body.get(off..off + 4)?.try_into().ok()?;
-        Some(if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
-    let parsed = match block_type {
-        // Interface id (4), timestamp (8), captured length (4), original length (4), data.
-        ENHANCED_PACKET_BLOCK => (|| {
-            let cap = word(12)? as usize;
-            let data = 20..20usize.checked_add(cap)?;
-            body.get(data.clone())?;
-            Some((word(0)?, word(16)?, data))
-        })(),
-        // Original length (4), data (the rest, up to the original length; padded to 4).
-        SIMPLE_PACKET_BLOCK => (|| {
-            let orig = word(0)?;
-            let data = 4..4 + (orig as usize).min(body.len().saturating_sub(4));
-            Some((0, orig, data))
-        })(),
-        // Interface id (2), drops (2), timestamp (8), captured length (4), original length (4).
-        PACKET_BLOCK => (|| {
-            let id = word(0)?;
-            let interface = if big { id >> 16 } else { id & 0xffff };
-            let cap = word(12)? as usize;
-            let data = 20..20usize.checked_add(cap)?;
-            body.get(data.clone())?;
-            Some((interface, word(16)?, data))
-        })(),
-        _ => return PacketBlock::NotPacket,
-    };
-    match parsed {
-        Some((interface, orig_len, data)) => PacketBlock::Packet {
-            interface,
-            orig_len,
-            data,
-        },
-        None => PacketBlock::Bad,
-    }
-}
-
-/// Reads every frame of an Ethernet pcap/pcapng file into memory.
-pub fn load(path: impl AsRef<Path>) -> Result<MemFrames, ReplayError> {
-    let mut src = PcapSource::open(path)?;
-    let mut frames = Vec::new();
-    while src.advance()? {
-        frames.push(src.frame().to_vec());
-    }
-    Ok(MemFrames::new(frames))
+    #[error("frame source failed: {0}")]
+    Source(String),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -857,10 +569,7 @@ mod tests {
         fn advance(&mut self) -> Result<bool, ReplayError> {
             self.0 += 1;
             if self.0 == 2 {
-                return Err(ReplayError::NotPcap {
-                    path: "x".into(),
-                    magic: vec![],
-                });
+                return Err(ReplayError::Source("device gone".into()));
             }
             Ok(true)
         }
@@ -883,10 +592,7 @@ mod tests {
             FakeClock::default(),
         );
         assert_eq!(r.next_frame().unwrap().unwrap(), &[7]);
-        assert!(matches!(
-            r.next_frame(),
-            Some(Err(ReplayError::NotPcap { .. }))
-        ));
+        assert!(matches!(r.next_frame(), Some(Err(ReplayError::Source(_)))));
         assert!(r.next_frame().is_none());
         assert_eq!(r.stats().frames, 1);
     }
@@ -924,75 +630,6 @@ mod tests {
             Rate::BitsPerSec(100_000_000_000).default_burst(),
             100_000_000
         );
-    }
-
-    fn packet(b: PacketBlock) -> Option<(u32, u32, std::ops::Range<usize>)> {
-        match b {
-            PacketBlock::Packet {
-                interface,
-                orig_len,
-                data,
-            } => Some((interface, orig_len, data)),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn pcapng_packet_blocks_are_bounds_checked() {
-        // EPB, little-endian: interface 1, timestamp, captured 5, original 9, 5 bytes + pad.
-        let mut epb = vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0];
-        epb.extend_from_slice(&[1, 2, 3, 4, 5, 0, 0, 0]);
-        assert_eq!(
-            packet(parse_packet_block(ENHANCED_PACKET_BLOCK, &epb, false)),
-            Some((1, 9, 20..25))
-        );
-        // A captured length past the body, or one that overflows, is Bad (never a panic).
-        epb[12] = 9;
-        assert!(matches!(
-            parse_packet_block(ENHANCED_PACKET_BLOCK, &epb, false),
-            PacketBlock::Bad
-        ));
-        epb[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            parse_packet_block(ENHANCED_PACKET_BLOCK, &epb, false),
-            PacketBlock::Bad
-        ));
-        assert!(matches!(
-            parse_packet_block(ENHANCED_PACKET_BLOCK, &epb[..10], false),
-            PacketBlock::Bad
-        ));
-        // Obsolete packet block, big-endian: interface 2, drops 7.
-        let mut pb = vec![
-            0, 2, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 3, 9, 9, 9, 0,
-        ];
-        assert_eq!(
-            packet(parse_packet_block(PACKET_BLOCK, &pb, true)),
-            Some((2, 3, 20..23))
-        );
-        pb.truncate(22);
-        assert!(matches!(
-            parse_packet_block(PACKET_BLOCK, &pb, true),
-            PacketBlock::Bad
-        ));
-        // Simple packet block: the data is the rest, capped at the original length.
-        let spb = [6, 0, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0];
-        assert_eq!(
-            packet(parse_packet_block(SIMPLE_PACKET_BLOCK, &spb, false)),
-            Some((0, 6, 4..10))
-        );
-        let spb = [60, 0, 0, 0, 1, 2, 3, 4];
-        assert_eq!(
-            packet(parse_packet_block(SIMPLE_PACKET_BLOCK, &spb, false)),
-            Some((0, 60, 4..8))
-        );
-        assert!(matches!(
-            parse_packet_block(SIMPLE_PACKET_BLOCK, &[1], false),
-            PacketBlock::Bad
-        ));
-        assert!(matches!(
-            parse_packet_block(4, &spb, false),
-            PacketBlock::NotPacket
-        ));
     }
 
     #[test]
