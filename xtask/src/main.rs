@@ -13,8 +13,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 /// ARM targets the `no_std` crates must build for.
@@ -133,10 +135,10 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
         ]))
     })?;
     step("unit + integration tests", || {
-        run(cargo().args(["test", "--workspace", "--all-targets"]))
+        run_tests(cargo().args(["test", "--workspace", "--all-targets"]))
     })?;
     step("doc tests", || {
-        run(cargo().args(["test", "--workspace", "--doc"]))
+        run_tests(cargo().args(["test", "--workspace", "--doc"]))
     })?;
     step("loom models", loom)?;
     step("no_std builds for ARM", build_targets)?;
@@ -145,6 +147,12 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
         step("fuzz smoke", || fuzz(fuzz_secs))?;
     }
     println!("\nxtask test: all steps passed in {:.0?}", start.elapsed());
+    let (passed, failed) = (PASSED.load(Relaxed), FAILED.load(Relaxed));
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    // The suite's closing line, counted over every libtest run above.
+    println!("{passed} passed, {failed} failed");
     Ok(())
 }
 
@@ -155,7 +163,7 @@ fn loom() -> Result<()> {
             .env("CARGO_TARGET_DIR", project_root().join("target/loom"))
             .env("LOOM_MAX_PREEMPTIONS", "3")
             .args(["test", "--release", "-p", pkg, "--test", test]);
-        run(&mut c)?;
+        run_tests(&mut c)?;
     }
     Ok(())
 }
@@ -286,6 +294,39 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
 
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Tests counted over every `cargo test` run of `xtask test`.
+static PASSED: AtomicU64 = AtomicU64::new(0);
+static FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// Runs a `cargo test` command, streaming its output and adding its libtest
+/// `test result: ... N passed; M failed` lines to the totals.
+fn run_tests(c: &mut Command) -> Result<()> {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {c:?}"))?;
+    let out = child.stdout.take().context("no stdout pipe")?;
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word))
+                    .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            PASSED.fetch_add(count(" passed"), Relaxed);
+            FAILED.fetch_add(count(" failed"), Relaxed);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("command failed ({status}): {c:?}");
+    }
+    Ok(())
 }
 
 fn run(c: &mut Command) -> Result<()> {
