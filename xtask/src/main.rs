@@ -261,6 +261,20 @@ fn fuzz(secs: u32) -> Result<()> {
         println!("installing cargo-fuzz (crates.io)...");
         run(cargo().args(["install", "--locked", "cargo-fuzz"]))?;
     }
+    // Seed the parse+split fuzzer with every Ethernet frame of the captures (written into its
+    // corpus directory), so libFuzzer starts from real traffic.
+    run(cargo().args([
+        "test",
+        "--quiet",
+        "-p",
+        "splitrx-shared",
+        "--test",
+        "wire_captures",
+        "--",
+        "--ignored",
+        "--exact",
+        "write_fuzz_seed_corpus",
+    ]))?;
     for (dir, targets) in FUZZ {
         let dir = project_root().join(dir);
         for t in *targets {
