@@ -160,6 +160,17 @@ impl<H: Hal> Firmware<H> {
     /// QueueHeader (queue id `u16::MAX`) must describe exactly one CtrlRequest and one
     /// CtrlResponse ring, which the host has initialised.
     pub fn new(mut hal: HalParts<H>, ctrl_bus: u64, ctrl_len: u64) -> Result<Self, InitError> {
+        let ctrl = Self::attach_control(&mut hal, ctrl_bus, ctrl_len)?;
+        Ok(Self::with_control(hal, ctrl))
+    }
+
+    /// Validates the control region and attaches its rings (the HAL stays the caller's, so a
+    /// refusal can still be reported through shared memory).
+    pub(crate) fn attach_control(
+        hal: &mut HalParts<H>,
+        ctrl_bus: u64,
+        ctrl_len: u64,
+    ) -> Result<ControlPlane, InitError> {
         let region = map_region(&mut hal.mem, ctrl_bus, ctrl_len)?;
         if region.header.queue_id.get() != u16::MAX {
             return Err(InitError::WrongQueueId);
@@ -174,23 +185,30 @@ impl<H: Hal> Firmware<H> {
         let resp = unsafe { Producer::attach(ls.base, ls.capacity) }.map_err(InitError::Ring)?;
         write_region_status(region.base, QueueStatus::Running, 0);
         fw_info!("splitrx firmware up, abi {}", ABI_VERSION);
-        Ok(Firmware {
+        Ok(ControlPlane {
+            region: region.base,
+            region_bus: (ctrl_bus, ctrl_bus.saturating_add(ctrl_len)),
+            req,
+            resp,
+            faulted: false,
+            pending: None,
+        })
+    }
+
+    /// The firmware over `hal` with an attached control plane.
+    pub(crate) fn with_control(hal: HalParts<H>, ctrl: ControlPlane) -> Self {
+        Firmware {
             hal,
             pools: Pools::new(),
             queues: [const { None }; MAX_QUEUES],
             active: heapless::Vec::new(),
             rss: Toeplitz::new(&MS_RSS_KEY),
             rss_queues: 0,
-            ctrl: ControlPlane {
-                region: region.base,
-                region_bus: (ctrl_bus, ctrl_bus.saturating_add(ctrl_len)),
-                req,
-                resp,
-                faulted: false,
-                pending: None,
-            },
+            ctrl,
             stats: DeviceStats::default(),
-        })
+            mailbox: None,
+            beats: 0,
+        }
     }
 
     /// The control plane state.

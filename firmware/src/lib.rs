@@ -9,8 +9,8 @@
 //! descriptors are checked against the registered pools ([`pools`]), and control requests are
 //! parsed by value and answered with a status code ([`control`]).
 //!
-//! Entry point: [`Firmware::new`] with the control region, then [`Firmware::poll`] in the main
-//! loop.
+//! Entry point: [`Firmware::boot`] (the control region found through the bootstrap mailbox) or
+//! [`Firmware::new`] (told directly, tests), then [`Firmware::poll`] in the main loop.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
@@ -23,6 +23,7 @@ mod fmt;
 
 #[cfg(any(test, feature = "std"))]
 pub mod bench_support;
+pub mod boot;
 pub mod config;
 pub mod control;
 pub mod datapath;
@@ -56,6 +57,10 @@ pub struct Firmware<H: Hal> {
     pub(crate) rss_queues: u16,
     pub(crate) ctrl: ControlPlane,
     pub(crate) stats: DeviceStats,
+    /// The bootstrap mailbox, when booted from one ([`Firmware::boot`]): its heartbeat moves.
+    pub(crate) mailbox: Option<core::ptr::NonNull<u8>>,
+    /// Polls so far (the heartbeat).
+    pub(crate) beats: u64,
 }
 
 impl<H: Hal> core::fmt::Debug for Firmware<H> {
@@ -77,6 +82,14 @@ impl<H: Hal> Firmware<H> {
         let work = ctrl || rx;
         if work {
             self.stats.inc(dev::BUSY_POLLS);
+        }
+        self.beats = self.beats.wrapping_add(1);
+        if let Some(mb) = self.mailbox {
+            if self.beats % boot::HEARTBEAT_EVERY == 0 {
+                // SAFETY: `mb` was translated and alignment-checked by `boot`; the HAL (owned
+                // by `self`) keeps it mapped.
+                unsafe { boot::store_heartbeat(mb, self.beats) };
+            }
         }
         work
     }

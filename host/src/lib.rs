@@ -1,9 +1,14 @@
 //! splitrx host crate: memory providers, page pool, buffer ledger, the control-plane client,
-//! shared-region layout, capture reading, RX queues, and the `splitrx` CLI.
+//! capture reading, RX queues, the board seam and device bring-up over it, and the verifier.
+//! It knows no board and no command line: boards implement [`seam::BoardSeam`]; the `splitrx`
+//! CLI is its own crate (`host/cli`).
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod capture;
+#[macro_use]
+mod counters;
 pub mod ctrl;
+pub mod device;
 pub mod inspect;
 pub mod ledger;
 pub mod pool;
@@ -11,8 +16,7 @@ pub mod provider;
 pub mod queue;
 pub mod recycle;
 pub mod region;
-#[cfg(feature = "sim")]
-pub mod sim_run;
+pub mod seam;
 pub mod sync;
 pub mod token;
 pub mod verify;

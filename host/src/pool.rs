@@ -66,36 +66,38 @@ impl PoolConfig {
     }
 }
 
+crate::counters! {
 /// Counters of the pool; names follow the kernel's `page_pool_stats`
 /// (`ethtool -S` / netlink `page-pool-stats-get`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Allocations served from the fast cache.
-    pub alloc_fast: u64,
+    pub alloc_fast,
     /// Slow-path refills from the provider (calls).
-    pub alloc_slow: u64,
+    pub alloc_slow,
     /// Refill attempts that found the recycle ring empty.
-    pub alloc_empty: u64,
+    pub alloc_empty,
     /// Buffers moved from the recycle ring into the cache.
-    pub alloc_refill: u64,
+    pub alloc_refill,
     /// Allocations that found no buffer anywhere.
-    pub alloc_failed: u64,
+    pub alloc_failed,
     /// Owner-side recycles into the cache.
-    pub recycle_cached: u64,
+    pub recycle_cached,
     /// Owner-side recycles that found the cache full.
-    pub recycle_cache_full: u64,
+    pub recycle_cache_full,
     /// Buffers recycled through the ring (popped so far + still in it).
-    pub recycle_ring: u64,
+    pub recycle_ring,
     /// Recycles that found the ring full (owner and other threads).
-    pub recycle_ring_full: u64,
+    pub recycle_ring_full,
     /// Buffers released to the provider (owner and other threads).
-    pub recycle_released: u64,
+    pub recycle_released,
     /// Releases the provider declined (the pool kept those buffers).
-    pub release_declined: u64,
+    pub release_declined,
     /// Buffers not free (posted, filled or lent).
-    pub inflight: u64,
+    pub inflight,
     /// Lent fragments (outstanding tokens).
-    pub tokens_outstanding: u64,
+    pub tokens_outstanding,
+}
 }
 
 /// Shared destroy status, observable through a [`StatsHandle`] after the pool is gone.

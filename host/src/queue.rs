@@ -25,7 +25,7 @@ use crate::pool::{PagePool, ReconcileReport};
 use crate::token::Rx;
 use splitrx_shared::abi::{rx_flags, BufRef, FillDesc, PoolMode, RxCompletion};
 use splitrx_shared::ring::{Consumer, Producer, RingError};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -36,43 +36,45 @@ pub const POLL_BATCH: usize = 64;
 /// Fill descriptors posted per batch; a ring is refilled once this many slots are free.
 pub const FILL_BATCH: u32 = 64;
 
+crate::counters! {
 /// Counters of one queue, named like a NIC driver's `ethtool -S` counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueCounters {
     /// Frames delivered to the application.
-    pub rx_packets: u64,
+    pub rx_packets,
     /// Bytes of those frames (frame length on the wire).
-    pub rx_bytes: u64,
+    pub rx_bytes,
     /// Delivered frames that were split (payload in device memory).
-    pub rx_hds_split: u64,
+    pub rx_hds_split,
     /// Delivered frames that went whole to the header buffer.
-    pub rx_hds_unsplit: u64,
+    pub rx_hds_unsplit,
     /// Payload bytes of split frames.
-    pub rx_hds_payload_bytes: u64,
+    pub rx_hds_payload_bytes,
     /// Unsplit frames truncated to the header buffer.
-    pub rx_hdr_truncated: u64,
+    pub rx_hdr_truncated,
     /// Frames flagged malformed by the NIC (delivered whole, unsplit).
-    pub rx_errors_malformed: u64,
+    pub rx_errors_malformed,
     /// RoCE frames with a bad ICRC.
-    pub rx_icrc_bad: u64,
+    pub rx_icrc_bad,
     /// Packed mode: buffers the NIC handed back with a FLUSH completion.
-    pub rx_flush: u64,
+    pub rx_flush,
     /// Completions rejected: wrong queue id, unknown flag bits, inconsistent lengths.
-    pub rx_err_completion: u64,
+    pub rx_err_completion,
     /// Completions rejected by the ledger (buffer not posted, out of range, ...).
-    pub rx_err_ledger: u64,
+    pub rx_err_ledger,
     /// Header / payload buffers posted to the fill rings.
-    pub fill_hdr_posted: u64,
-    pub fill_pay_posted: u64,
+    pub fill_hdr_posted,
+    pub fill_pay_posted,
     /// Refills that found a pool empty (buffers lent out, not yet returned).
-    pub fill_pool_empty: u64,
+    pub fill_pool_empty,
     /// Polls that found completions / found none.
-    pub polls_busy: u64,
-    pub polls_idle: u64,
+    pub polls_busy,
+    pub polls_idle,
     /// Frames the sink refused (application handle closed); their tokens went back at once.
-    pub rx_deliver_closed: u64,
+    pub rx_deliver_closed,
     /// Queue resets done.
-    pub resets: u64,
+    pub resets,
+}
 }
 
 /// Frames go here: the application side of a queue.
@@ -157,30 +159,14 @@ pub enum QueueError {
     NotDrained,
 }
 
-/// How many buffers of each pool the NIC holds (posted and not yet handed back by a
-/// completion or a reset), published by the poller for flow control and progress displays.
-#[derive(Debug, Default)]
-pub struct InNic {
-    pub hdr: AtomicI64,
-    pub pay: AtomicI64,
-    /// Completions waiting in the completion ring at the last poll (their buffers are no longer
-    /// the NIC's, but `hdr`/`pay` still count them).
-    pub backlog: AtomicI64,
-    /// Buffers posted in total, minus buffers handed back by resets (header, payload): what
-    /// the queue has advertised to flow control.
-    pub posted_hdr: AtomicI64,
-    pub posted_pay: AtomicI64,
-}
-
-impl InNic {
-    /// Header / payload buffers the NIC can still fill (lower bounds as of the last poll).
-    pub fn available(&self) -> (i64, i64) {
-        let b = self.backlog.load(Ordering::Relaxed);
-        (
-            self.hdr.load(Ordering::Relaxed) - b,
-            self.pay.load(Ordering::Relaxed) - b,
-        )
-    }
+/// Told how many buffers a queue posts to the NIC and how many a reset hands back: whoever
+/// meters the link by the receiver's posted buffers (the sim wire's PFC-like flow control)
+/// implements it. Called from the poller thread, once per refill batch and once per reset.
+pub trait PostObserver: Send + Sync {
+    /// `hdr` header and `pay` payload buffers were posted to the fill rings.
+    fn posted(&self, hdr: u32, pay: u32);
+    /// A reset handed back `hdr` header and `pay` payload buffers the NIC had not used.
+    fn reclaimed(&self, hdr: u32, pay: u32);
 }
 
 /// The host side of one RX queue.
@@ -199,8 +185,8 @@ pub struct RxQueue {
     ring_error: Option<RingError>,
     descs: Vec<FillDesc>,
     comps: Vec<RxCompletion>,
-    /// Buffers the NIC holds right now (posted, not yet handed back), header / payload.
-    in_nic: Arc<InNic>,
+    /// Told about every post and reset (see [`PostObserver`]).
+    observer: Option<Arc<dyn PostObserver>>,
     /// Keeps the memory the ring handles point into mapped.
     _mem: Arc<dyn Send + Sync>,
 }
@@ -243,7 +229,7 @@ impl RxQueue {
             ring_error: None,
             descs: vec![FillDesc::default(); FILL_BATCH as usize],
             comps: vec![RxCompletion::default(); POLL_BATCH],
-            in_nic: Arc::default(),
+            observer: None,
             _mem: mem,
         }
     }
@@ -258,9 +244,9 @@ impl RxQueue {
     pub fn first_error(&self) -> Option<CompletionError> {
         self.first_error
     }
-    /// Buffers the NIC holds (shared gauge).
-    pub fn in_nic(&self) -> Arc<InNic> {
-        self.in_nic.clone()
+    /// Reports every post and reset to `observer` from now on.
+    pub fn set_observer(&mut self, observer: Arc<dyn PostObserver>) {
+        self.observer = Some(observer);
     }
     /// A ring found corrupt (the queue stops polling it).
     pub fn ring_error(&self) -> Option<RingError> {
@@ -274,17 +260,12 @@ impl RxQueue {
         }
         let h = refill_one(&mut self.hdr_fill, &mut self.hdr_pool, &mut self.descs);
         let p = refill_one(&mut self.pay_fill, &mut self.pay_pool, &mut self.descs);
-        if let Ok((k, _)) = h {
-            self.in_nic.hdr.fetch_add(k as i64, Ordering::Relaxed);
-            self.in_nic
-                .posted_hdr
-                .fetch_add(k as i64, Ordering::Release);
-        }
-        if let Ok((k, _)) = p {
-            self.in_nic.pay.fetch_add(k as i64, Ordering::Relaxed);
-            self.in_nic
-                .posted_pay
-                .fetch_add(k as i64, Ordering::Release);
+        if let Some(o) = &self.observer {
+            let k = |r: &Result<(usize, bool), RingError>| r.as_ref().map_or(0, |v| v.0 as u32);
+            let (kh, kp) = (k(&h), k(&p));
+            if kh + kp > 0 {
+                o.posted(kh, kp);
+            }
         }
         let mut n = 0;
         for (r, posted) in [
@@ -321,18 +302,6 @@ impl RxQueue {
             return 0;
         }
         self.counters.polls_busy += 1;
-        let (mut hdr_back, mut pay_back) = (0i64, 0i64);
-        for i in 0..n {
-            let c = &self.comps[i];
-            let f = c.flags.get();
-            hdr_back += !c.hdr_buf.is_none() as i64;
-            pay_back += (f & rx_flags::PAY_RETIRED != 0) as i64;
-        }
-        self.in_nic.hdr.fetch_sub(hdr_back, Ordering::Relaxed);
-        self.in_nic.pay.fetch_sub(pay_back, Ordering::Relaxed);
-        if let Ok(b) = self.cq.available() {
-            self.in_nic.backlog.store(b as i64, Ordering::Relaxed);
-        }
         for i in 0..n {
             let c = self.comps[i];
             if let Err(e) = self.complete(&c, sink) {
@@ -480,12 +449,9 @@ impl RxQueue {
                 out.unknown += 1;
             }
         }
-        self.in_nic
-            .posted_hdr
-            .fetch_sub(hdr.len() as i64, Ordering::Release);
-        self.in_nic
-            .posted_pay
-            .fetch_sub(pay.len() as i64, Ordering::Release);
+        if let Some(o) = &self.observer {
+            o.reclaimed(hdr.len() as u32, pay.len() as u32);
+        }
         for (pool, list) in [(&mut self.hdr_pool, &hdr), (&mut self.pay_pool, &pay)] {
             out.reported += list.len() as u32;
             out.nic_held += nic_held(pool);
@@ -498,8 +464,6 @@ impl RxQueue {
             out.freed += check.freed + r.freed;
             out.retired_in_use += check.retired_in_use + r.retired_in_use;
         }
-        self.in_nic.hdr.store(0, Ordering::Relaxed);
-        self.in_nic.pay.store(0, Ordering::Relaxed);
         self.counters.resets += 1;
         self.posting = resume;
         Ok(out)
@@ -567,8 +531,6 @@ pub struct Poller<S> {
     pub cmd: mpsc::Sender<Cmd>,
     /// Completions processed so far (for progress displays).
     pub progress: Arc<AtomicU64>,
-    /// Buffers the NIC holds (flow control).
-    pub in_nic: Arc<InNic>,
     thread: JoinHandle<PollerExit<S>>,
 }
 
@@ -602,7 +564,6 @@ pub fn spawn_poller<S: Sink + 'static>(
 ) -> Poller<S> {
     let (tx, rx) = mpsc::channel::<Cmd>();
     let progress = Arc::new(AtomicU64::new(0));
-    let in_nic = queue.in_nic();
     let prog = progress.clone();
     let thread = std::thread::Builder::new()
         .name(format!("rxq{}-poller", queue.id()))
@@ -664,7 +625,6 @@ pub fn spawn_poller<S: Sink + 'static>(
     Poller {
         cmd: tx,
         progress,
-        in_nic,
         thread,
     }
 }
@@ -786,7 +746,7 @@ mod tests {
         let mut r = rig(PoolMode::Page);
         let h = r.nic_hdr.pop().unwrap().unwrap();
         let p = r.nic_pay.pop().unwrap().unwrap();
-        assert_eq!(r.q.in_nic().posted_hdr.load(Ordering::Relaxed), 64);
+        assert_eq!(r.q.counters().fill_hdr_posted, 64);
         let c = comp(
             h.buf,
             p.buf,

@@ -226,6 +226,28 @@ pub struct QueueVerifier {
     pay_bytes: u64,
     hdr_bytes: u64,
     failure: Option<String>,
+    /// Reads device memory the host mapping cannot (see [`QueueVerifier::with_reader`]).
+    reader: Option<std::sync::Arc<dyn crate::seam::DeviceMemory>>,
+    scratch: (Vec<u8>, Vec<u8>),
+}
+
+/// A token's bytes: through the host mapping when it is readable, else through `reader`.
+fn token_bytes<'a>(
+    t: &'a crate::token::Token,
+    reader: Option<&dyn crate::seam::DeviceMemory>,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], String> {
+    if let Some(b) = t.bytes() {
+        return Ok(b);
+    }
+    let Some(r) = reader else {
+        return Err("is not host-readable and the target cannot read device memory".into());
+    };
+    scratch.clear();
+    scratch.resize(t.len() as usize, 0);
+    r.read(t.location().bus_addr, scratch)
+        .map_err(|e| format!("could not be read from device memory: {e}"))?;
+    Ok(scratch)
 }
 
 impl QueueVerifier {
@@ -239,7 +261,19 @@ impl QueueVerifier {
             pay_bytes: 0,
             hdr_bytes: 0,
             failure: None,
+            reader: None,
+            scratch: (Vec::new(), Vec::new()),
         }
+    }
+
+    /// Reads payloads (and headers) the host cannot read through its mapping with `reader`
+    /// (a real GPU BAR is not host-readable; the target says how to read it, if it can).
+    pub fn with_reader(
+        mut self,
+        reader: Option<std::sync::Arc<dyn crate::seam::DeviceMemory>>,
+    ) -> QueueVerifier {
+        self.reader = reader;
+        self
     }
 
     pub fn failure(&self) -> Option<&str> {
@@ -258,15 +292,36 @@ impl QueueVerifier {
     /// Checks one delivered frame.
     pub fn check(&mut self, rx: &Rx) {
         self.delivered += 1;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.check_frame(rx, &mut scratch);
+        self.scratch = scratch;
+    }
+
+    fn check_frame(&mut self, rx: &Rx, scratch: &mut (Vec<u8>, Vec<u8>)) {
         let c = &rx.completion;
         let exp = self.exp.clone();
         let list = &exp.per_queue[self.queue as usize];
-        let Some(hdr) = rx.header.as_ref().and_then(|t| t.bytes()) else {
-            self.fail(format!(
-                "queue {}: delivered frame #{} has no readable header",
-                self.queue, self.delivered
-            ));
-            return;
+        let reader = self.reader.clone();
+        let hdr = match rx
+            .header
+            .as_ref()
+            .map(|t| token_bytes(t, reader.as_deref(), &mut scratch.0))
+        {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                self.fail(format!(
+                    "queue {}: the header of delivered frame #{} {e}",
+                    self.queue, self.delivered
+                ));
+                return;
+            }
+            None => {
+                self.fail(format!(
+                    "queue {}: delivered frame #{} has no header",
+                    self.queue, self.delivered
+                ));
+                return;
+            }
         };
         if list.is_empty() {
             self.fail(format!(
@@ -312,7 +367,22 @@ impl QueueVerifier {
             return;
         }
         let wire = &exp.bytes(&e)[e.pay_off as usize..(e.pay_off + e.pay_len) as usize];
-        match rx.payload.as_ref().and_then(|t| t.bytes()) {
+        let dev = match rx
+            .payload
+            .as_ref()
+            .map(|t| token_bytes(t, reader.as_deref(), &mut scratch.1))
+        {
+            Some(Ok(d)) => Some(d),
+            Some(Err(err)) => {
+                self.fail(format!(
+                    "queue {}: source frame {} (stream position {at}): the payload {err}",
+                    self.queue, e.index
+                ));
+                return;
+            }
+            None => None,
+        };
+        match dev {
             Some(dev) if dev.len() == wire.len() => {
                 if dev != wire {
                     let off = dev.iter().zip(wire).position(|(a, b)| a != b).unwrap_or(0);

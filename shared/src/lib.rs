@@ -8,6 +8,7 @@
 extern crate std;
 
 pub mod abi;
+pub mod bootstrap;
 pub mod ring;
 pub mod split;
 pub mod wire;

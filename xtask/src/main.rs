@@ -85,7 +85,7 @@ fn main() -> Result<()> {
                 "--release",
                 "--quiet",
                 "-p",
-                "splitrx-host",
+                "splitrx-cli",
                 "--bin",
                 "splitrx",
                 "--",

@@ -2,8 +2,9 @@
 //!
 //! `cargo bench -p splitrx-sim --bench traffic`
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use splitrx_sim::replay::{Loops, MemFrames, Replay, ReplayConfig};
 use splitrx_sim::traffic::{Generator, TrafficSpec};
+use splitrx_sim::wire::{LoopWire, Wire, WireCtl};
+use std::sync::Arc;
 
 const BATCH: u64 = 1024;
 
@@ -37,20 +38,18 @@ fn bench_generate(c: &mut Criterion) {
             })
         });
     }
-    // The pooled source: 4096 pre-generated 1514-byte frames replayed in a loop.
+    // The wire the sim MAC pulls from: 4096 pre-generated 1514-byte frames played in a loop.
     let spec = TrafficSpec::parse("tcp4:1414").unwrap();
     let (frames, _) = Generator::new(&spec, 1).pregenerate(4096);
-    let cfg = ReplayConfig {
-        loops: Loops::Forever,
-        ..Default::default()
-    };
-    let mut replay = Replay::new(MemFrames::new(frames), cfg);
+    let ctl = Arc::new(WireCtl::default());
+    ctl.start.store(true, std::sync::atomic::Ordering::Release);
+    let mut wire = LoopWire::new(&frames, None, ctl);
     group.throughput(Throughput::Bytes(1514 * BATCH));
-    group.bench_function(format!("pool_replay_1514B_frame/x{BATCH}"), |b| {
+    group.bench_function(format!("loop_wire_1514B_frame/x{BATCH}"), |b| {
         b.iter(|| {
             for _ in 0..BATCH {
-                let f = replay.next_frame().unwrap().unwrap();
-                criterion::black_box(f);
+                assert!(wire.advance());
+                criterion::black_box(wire.frame());
             }
         })
     });

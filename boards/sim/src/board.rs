@@ -3,262 +3,29 @@
 //! - [`SimMac`] ([`MacRx`]): frames come from a [`Wire`], lent to the firmware without a copy;
 //! - [`SimTx`] ([`MacTx`]): counts and discards (RoCE ACKs are not looped back yet);
 //! - [`SimDmaEngine`] ([`Dma`]): synchronous scatter-gather copies into the board's **own**
-//!   mappings of the shared-memory files (range-checked like [`crate::shm::SimDma`], with a
-//!   leaner hot path);
+//!   mappings of the shared-memory files, each range-checked against its window;
 //! - [`SimMem`] ([`SharedMemory`]): bus ranges to pointers into the same mappings;
 //! - [`SimClock`] ([`Clock`]): `Instant` since the board started.
 //!
 //! [`SimBoard::spawn`] maps the two files itself (a second, independent mapping of each: the
-//! host and the firmware share nothing but the files' pages), brings the firmware up on the
-//! control region the host initialised, and runs `Firmware::poll` on its own thread until told
-//! to stop. The [`FirmwareReport`] returned on join carries the firmware's final counters.
+//! host and the firmware share nothing but the files' pages) and runs the firmware on its own
+//! thread: `Firmware::boot` waits for the host's bootstrap mailbox, then `Firmware::poll` runs
+//! until the board is told to stop. The [`FirmwareReport`] returned on join carries the firmware's final counters.
 
 use crate::shm::{map, ShmError, ShmRegion, WindowKind, WindowStats};
+use crate::wire::{Wire, WireCtl};
 use splitrx_firmware::hal::{
     Clock, Dma, DmaError, DmaSegment, DmaTicket, Hal, HalParts, MacRx, MacTx, RxFrame,
     SharedMemory, TxError,
 };
 use splitrx_firmware::stats::{DEV_COUNT, Q_COUNT};
-use splitrx_firmware::{Firmware, InitError};
+use splitrx_firmware::Firmware;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// What the MAC receives from: a lending frame source.
-pub trait Wire: Send {
-    /// Moves to the next frame; `false` when there is none (yet, or any more: see
-    /// [`Wire::finished`]).
-    fn advance(&mut self) -> bool;
-    /// The current frame (valid after `advance` returned `true`).
-    fn frame(&self) -> &[u8];
-    /// No frame will ever come again.
-    fn finished(&self) -> bool;
-}
-
-/// Observable state of the wire, shared with whoever drives the run (progress bar, tests).
-/// Not part of the datapath: the firmware never reads it.
-#[derive(Debug, Default)]
-pub struct WireCtl {
-    /// The wire offers nothing until this is set (the host is still bringing queues up).
-    pub start: AtomicBool,
-    /// Stop offering frames (the wire ends after the current frame).
-    pub stop: AtomicBool,
-    /// Frames the MAC has handed to the firmware and got back (placed or dropped).
-    pub offered: AtomicU64,
-    /// Bytes of those frames.
-    pub offered_bytes: AtomicU64,
-    /// The wire ended and its last frame was released by the firmware.
-    pub done: AtomicBool,
-}
-
-/// A wire that plays a list of frames (held in one flat buffer) over and over: a capture
-/// replayed N times, or a generated workload. Optional pacing with a token bucket.
-pub struct LoopWire {
-    data: Vec<u8>,
-    spans: Vec<(usize, usize)>,
-    /// Frames to offer in total (`None`: until stopped).
-    limit: Option<u64>,
-    /// Frames sent so far, and the index of the next one in `spans`.
-    next: u64,
-    pos: usize,
-    cur: (usize, usize),
-    ctl: Arc<WireCtl>,
-    pace: Option<(crate::replay::TokenBucket, crate::replay::Rate, Instant)>,
-    /// Link-level flow control (see [`FlowControl`]).
-    flow: Option<FlowControl>,
-    /// Times the wire was held by flow control.
-    pub paused: u64,
-}
-
-impl std::fmt::Debug for LoopWire {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoopWire")
-            .field("frames", &self.spans.len())
-            .field("next", &self.next)
-            .field("limit", &self.limit)
-            .field("paused", &self.paused)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LoopWire {
-    /// `frames` played in order, wrapping around, `limit` frames in total (`None` = forever).
-    pub fn new<F: AsRef<[u8]>>(frames: &[F], limit: Option<u64>, ctl: Arc<WireCtl>) -> LoopWire {
-        let total: usize = frames.iter().map(|f| f.as_ref().len()).sum();
-        let mut data = Vec::with_capacity(total);
-        let mut spans = Vec::with_capacity(frames.len());
-        for f in frames {
-            let f = f.as_ref();
-            spans.push((data.len(), f.len()));
-            data.extend_from_slice(f);
-        }
-        LoopWire {
-            data,
-            spans,
-            limit,
-            next: 0,
-            pos: 0,
-            cur: (0, 0),
-            ctl,
-            pace: None,
-            flow: None,
-            paused: 0,
-        }
-    }
-    /// Lossless mode: the link partner honours per-queue flow control (see [`FlowControl`]).
-    pub fn with_flow_control(mut self, flow: FlowControl) -> LoopWire {
-        self.flow = Some(flow);
-        self
-    }
-    /// Paces the wire at `rate` (token bucket with the rate's default burst).
-    pub fn with_rate(mut self, rate: crate::replay::Rate) -> LoopWire {
-        // 10 ms of burst: the firmware thread may yield its core for a scheduler tick while
-        // idle, and the wire should catch up afterwards rather than lose the time.
-        let burst = (rate.per_sec() / 100).max(rate.default_burst());
-        let bucket = crate::replay::TokenBucket::new(rate.per_sec(), burst, 0);
-        self.pace = Some((bucket, rate, Instant::now()));
-        self
-    }
-}
-
-impl Wire for LoopWire {
-    #[inline]
-    fn advance(&mut self) -> bool {
-        if !self.ctl.start.load(Ordering::Acquire) || self.spans.is_empty() || self.finished() {
-            return false;
-        }
-        let i = self.pos;
-        // Flow control first (it only looks), then pacing (takes tokens), then the frame
-        // claims its buffers: a frame held by either is not charged twice.
-        if let Some(f) = &mut self.flow {
-            if !f.admit(i) {
-                self.paused += 1;
-                return false;
-            }
-        }
-        let span = self.spans[i];
-        if let Some((bucket, rate, t0)) = &mut self.pace {
-            let now = t0.elapsed().as_nanos() as u64;
-            if bucket.try_take(rate.cost(span.1), now).is_err() {
-                return false;
-            }
-        }
-        if let Some(f) = &mut self.flow {
-            f.claim(i);
-        }
-        self.cur = span;
-        self.next += 1;
-        self.pos += 1;
-        if self.pos == self.spans.len() {
-            self.pos = 0;
-        }
-        true
-    }
-    #[inline]
-    fn frame(&self) -> &[u8] {
-        &self.data[self.cur.0..self.cur.0 + self.cur.1]
-    }
-    fn finished(&self) -> bool {
-        self.spans.is_empty()
-            || self.limit.is_some_and(|l| self.next >= l)
-            || self.ctl.stop.load(Ordering::Relaxed)
-    }
-}
-
-/// Priority flow control as the link partner sees it (like 802.1Qbb PFC with one priority per
-/// RX queue): a frame for queue `q` is sent only while the receiver has advertised room for it.
-/// The receiver advertises, per queue, the number of header and payload buffers it has posted
-/// in total (minus buffers handed back by resets); every frame sent to `q` may use one of each,
-/// so `posted - sent >= low` guarantees the frame a buffer. Frames that use no buffer of a kind
-/// (unsplit frames: no payload buffer; frames the NIC must drop: none) are tagged so.
-pub struct FlowControl {
-    /// Per frame of the wire's list: (queue, uses a header buffer, uses a payload buffer).
-    pub tags: Vec<(u16, bool, bool)>,
-    /// Per queue: buffers posted in total (header, payload).
-    pub posted: Box<dyn Fn(u16) -> (i64, i64) + Send>,
-    /// Minimum room kept.
-    pub low: i64,
-    used: Vec<(i64, i64)>,
-    /// Last advertised values read (re-read only when they do not admit a frame).
-    seen: Vec<(i64, i64)>,
-    /// When the current pause began. A pause longer than [`PAUSE_MAX`] is given up (the frame
-    /// is sent; if the NIC has no buffer it drops it, counted): like a PFC watchdog, so that a
-    /// receiver that never advertises credit again (an application holding every buffer, or
-    /// credit lost to frames dropped during a queue reset) cannot stall the link forever.
-    paused_since: Option<Instant>,
-    /// Pauses given up by the watchdog.
-    pub watchdog: u64,
-}
-
-/// Longest flow-control pause before the watchdog sends anyway.
-pub const PAUSE_MAX: Duration = Duration::from_millis(100);
-
-impl std::fmt::Debug for FlowControl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowControl")
-            .field("low", &self.low)
-            .field("used", &self.used)
-            .finish()
-    }
-}
-
-impl FlowControl {
-    pub fn new(
-        tags: Vec<(u16, bool, bool)>,
-        queues: u16,
-        low: i64,
-        posted: Box<dyn Fn(u16) -> (i64, i64) + Send>,
-    ) -> FlowControl {
-        FlowControl {
-            tags,
-            posted,
-            low,
-            used: vec![(0, 0); queues as usize],
-            seen: vec![(0, 0); queues as usize],
-            paused_since: None,
-            watchdog: 0,
-        }
-    }
-    #[inline]
-    fn admit(&mut self, i: usize) -> bool {
-        let Some(&(q, h, p)) = self.tags.get(i) else {
-            return true;
-        };
-        let (Some(used), Some(seen)) = (self.used.get(q as usize), self.seen.get_mut(q as usize))
-        else {
-            return true;
-        };
-        let short =
-            |s: &(i64, i64)| (h && s.0 - used.0 < self.low) || (p && s.1 - used.1 < self.low);
-        if short(seen) {
-            // Advertised credit only grows (resets aside): re-read it only when needed.
-            *seen = (self.posted)(q);
-            if short(seen) {
-                let since = *self.paused_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < PAUSE_MAX {
-                    return false;
-                }
-                self.watchdog += 1;
-            }
-        }
-        self.paused_since = None;
-        true
-    }
-    /// Frame `i` is sent: it may use one buffer of each kind it is tagged with.
-    #[inline]
-    fn claim(&mut self, i: usize) {
-        let Some(&(q, h, p)) = self.tags.get(i) else {
-            return;
-        };
-        if let Some(used) = self.used.get_mut(q as usize) {
-            used.0 += h as i64;
-            used.1 += p as i64;
-        }
-    }
-}
 
 /// The MAC: lends the wire's current frame to the firmware.
 #[derive(Debug)]
@@ -499,9 +266,7 @@ impl<W: Wire> Hal for SimHal<W> {
 pub enum BoardError {
     #[error("mapping a shared-memory file: {0}")]
     Shm(#[from] ShmError),
-    #[error("the firmware refused the control region: {0:?}")]
-    Init(InitError),
-    #[error("the firmware thread exited during bring-up")]
+    #[error("the firmware thread could not be started")]
     Thread,
 }
 
@@ -522,22 +287,25 @@ pub struct FirmwareReport {
     pub polls_busy: u64,
     pub polls_idle: u64,
     pub run_time: Duration,
+    /// Why the firmware did not run (it never attached a mailbox), if so.
+    pub boot_error: Option<String>,
 }
 
-/// The files the board maps: the host memory window and the emulated GPU BAR.
+/// The files the board maps: the host memory window and the emulated GPU BAR. Their bus
+/// addresses are the board's memory map ([`map`]); the firmware finds the control region
+/// through the bootstrap mailbox at the start of the host window.
 #[derive(Clone, Debug)]
 pub struct BoardConfig {
     pub host_window: PathBuf,
     pub gpu_bar: PathBuf,
-    /// Bus address of the control region (inside the host window) and its length.
-    pub ctrl_bus: u64,
-    pub ctrl_len: u64,
 }
 
 /// A running sim board: the firmware on its own thread.
 #[derive(Debug)]
 pub struct SimBoard {
     stop: Arc<AtomicBool>,
+    /// Set by the firmware thread when it ends (with why, when it ends on its own).
+    exited: Arc<std::sync::Mutex<Option<String>>>,
     thread: Option<JoinHandle<FirmwareReport>>,
     /// Base addresses of the board's own mappings (host window, GPU BAR), for checking that
     /// the firmware does not use the host's mappings.
@@ -549,8 +317,10 @@ fn open(path: &Path, bus: u64) -> Result<Arc<ShmRegion>, ShmError> {
 }
 
 impl SimBoard {
-    /// Maps the files, brings the firmware up on the control region, and runs it on a new
-    /// thread fed by `wire`. Returns once the firmware accepted the control region.
+    /// Maps the files (the board's own mappings) and starts the firmware on a new thread fed
+    /// by `wire`. The firmware boots like on hardware: it waits for the host to post the
+    /// bootstrap mailbox at [`map::HOST_MEM_BUS_BASE`], then serves the control region it
+    /// names (see [`Firmware::boot`]).
     pub fn spawn<W: Wire + 'static>(
         cfg: &BoardConfig,
         wire: W,
@@ -568,9 +338,8 @@ impl SimBoard {
             (WindowKind::DeviceBar, bar.clone()),
         ]);
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<Result<(), InitError>>();
-        let (ctrl_bus, ctrl_len) = (cfg.ctrl_bus, cfg.ctrl_len);
-        let stop2 = stop.clone();
+        let exited = Arc::new(std::sync::Mutex::new(None));
+        let (stop2, exited2) = (stop.clone(), exited.clone());
         let thread = std::thread::Builder::new()
             .name("sim-firmware".into())
             .spawn(move || {
@@ -584,74 +353,105 @@ impl SimBoard {
                     clock: SimClock(Instant::now()),
                 };
                 let t0 = Instant::now();
-                let mut fw = match Firmware::new(parts, ctrl_bus, ctrl_len) {
-                    Ok(fw) => {
-                        let _ = tx.send(Ok(()));
-                        fw
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return empty_report();
-                    }
-                };
-                let (mut busy, mut idle, mut spins) = (0u64, 0u64, 0u32);
-                loop {
-                    if fw.poll() {
-                        busy += 1;
-                        spins = 0;
-                        continue;
-                    }
-                    idle += 1;
+                let report = match Firmware::boot(parts, map::HOST_MEM_BUS_BASE, || {
                     if stop2.load(Ordering::Acquire) {
-                        break;
+                        return false;
                     }
-                    spins += 1;
-                    if spins < 128 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-                let mut queues = Vec::new();
-                for id in 0..splitrx_firmware::config::MAX_QUEUES as u16 {
-                    queues.push(fw.queue_stats(id).map(|s| s.0));
-                }
-                let mac = &fw.hal().rx;
-                FirmwareReport {
-                    device: fw.device_stats().0,
-                    queues,
-                    mac_offered: mac.offered,
-                    mac_bytes: mac.bytes,
-                    dma_host: fw.hal().dma.stats(WindowKind::HostMemory),
-                    dma_bar: fw.hal().dma.stats(WindowKind::DeviceBar),
-                    dma_faults: fw.hal().dma.faults(),
-                    polls_busy: busy,
-                    polls_idle: idle,
-                    run_time: t0.elapsed(),
-                }
+                    std::thread::yield_now();
+                    true
+                }) {
+                    Ok(fw) => run(fw, &stop2, t0),
+                    Err(e) => FirmwareReport {
+                        boot_error: Some(format!("{e:?}")),
+                        ..empty_report()
+                    },
+                };
+                let why = report
+                    .boot_error
+                    .clone()
+                    .unwrap_or_else(|| "stopped".into());
+                *exited2.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                report
             })
             .map_err(|_| BoardError::Thread)?;
-        match rx.recv() {
-            Ok(Ok(())) => Ok(SimBoard {
-                stop,
-                thread: Some(thread),
-                mapping_bases,
-            }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(BoardError::Init(e))
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(BoardError::Thread)
-            }
+        Ok(SimBoard {
+            stop,
+            exited,
+            thread: Some(thread),
+            mapping_bases,
+        })
+    }
+
+    /// `Ok` while the firmware thread runs; why it ended otherwise.
+    pub fn alive(&self) -> Result<(), String> {
+        match &*self.exited.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(why) => Err(format!("the sim firmware thread ended ({why})")),
         }
+    }
+
+    /// A handle that answers [`SimBoard::alive`] from anywhere (the host seam holds one).
+    pub fn alive_handle(&self) -> AliveHandle {
+        AliveHandle(self.exited.clone())
     }
 
     /// Stops the firmware loop and returns its final counters.
     pub fn stop(mut self) -> Option<FirmwareReport> {
         self.stop.store(true, Ordering::Release);
         self.thread.take().and_then(|t| t.join().ok())
+    }
+}
+
+/// Whether a [`SimBoard`]'s firmware thread still runs (see [`SimBoard::alive`]).
+#[derive(Clone, Debug)]
+pub struct AliveHandle(Arc<std::sync::Mutex<Option<String>>>);
+
+impl AliveHandle {
+    pub fn alive(&self) -> Result<(), String> {
+        match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(why) => Err(format!("the sim firmware thread ended ({why})")),
+        }
+    }
+}
+
+/// The firmware's main loop: poll until told to stop; then its counters.
+fn run<W: Wire>(mut fw: Firmware<SimHal<W>>, stop: &AtomicBool, t0: Instant) -> FirmwareReport {
+    let (mut busy, mut idle, mut spins) = (0u64, 0u64, 0u32);
+    loop {
+        if fw.poll() {
+            busy += 1;
+            spins = 0;
+            continue;
+        }
+        idle += 1;
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        spins += 1;
+        if spins < 128 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    let mut queues = Vec::new();
+    for id in 0..splitrx_firmware::config::MAX_QUEUES as u16 {
+        queues.push(fw.queue_stats(id).map(|s| s.0));
+    }
+    let mac = &fw.hal().rx;
+    FirmwareReport {
+        device: fw.device_stats().0,
+        queues,
+        mac_offered: mac.offered,
+        mac_bytes: mac.bytes,
+        dma_host: fw.hal().dma.stats(WindowKind::HostMemory),
+        dma_bar: fw.hal().dma.stats(WindowKind::DeviceBar),
+        dma_faults: fw.hal().dma.faults(),
+        polls_busy: busy,
+        polls_idle: idle,
+        run_time: t0.elapsed(),
+        boot_error: None,
     }
 }
 
@@ -676,13 +476,14 @@ fn empty_report() -> FirmwareReport {
         polls_busy: 0,
         polls_idle: 0,
         run_time: Duration::ZERO,
+        boot_error: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicI64;
+    use crate::wire::LoopWire;
 
     fn wire(frames: &[&[u8]], limit: Option<u64>) -> (LoopWire, Arc<WireCtl>) {
         let ctl = Arc::new(WireCtl::default());
@@ -723,55 +524,6 @@ mod tests {
         assert_eq!(ctl.offered.load(Ordering::Relaxed), 2);
         assert_eq!(ctl.offered_bytes.load(Ordering::Relaxed), 7);
         assert!(ctl.done.load(Ordering::Acquire));
-    }
-
-    #[test]
-    fn flow_control_sends_only_frames_with_a_posted_buffer() {
-        // Frame 0 -> queue 0 (header + payload), frame 1 -> queue 1 (header only).
-        let posted = Arc::new([AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)]);
-        let p = posted.clone();
-        let fc = FlowControl::new(
-            vec![(0, true, true), (1, true, false)],
-            2,
-            1,
-            Box::new(move |q| match q {
-                0 => (p[0].load(Ordering::Relaxed), p[1].load(Ordering::Relaxed)),
-                _ => (p[2].load(Ordering::Relaxed), 0),
-            }),
-        );
-        let (w, ctl) = wire(&[b"q0", b"q1"], None);
-        let mut w = w.with_flow_control(fc);
-        ctl.start.store(true, Ordering::Release);
-        assert!(!w.advance(), "queue 0 has no buffer");
-        posted[0].store(1, Ordering::Relaxed);
-        assert!(
-            !w.advance(),
-            "queue 0 has a header buffer but no payload buffer"
-        );
-        posted[1].store(1, Ordering::Relaxed);
-        assert!(w.advance() && w.frame() == b"q0");
-        assert!(!w.advance(), "queue 1 has no buffer");
-        posted[2].store(1, Ordering::Relaxed);
-        assert!(w.advance() && w.frame() == b"q1");
-        assert!(
-            !w.advance(),
-            "queue 0's single buffer was claimed by frame 0"
-        );
-        assert!(w.paused >= 4);
-    }
-
-    #[test]
-    fn flow_control_watchdog_gives_up_a_pause() {
-        let fc = FlowControl::new(vec![(0, true, false)], 1, 1, Box::new(|_| (0, 0)));
-        let (w, ctl) = wire(&[b"f"], None);
-        let mut w = w.with_flow_control(fc);
-        ctl.start.store(true, Ordering::Release);
-        assert!(!w.advance());
-        let end = Instant::now() + Duration::from_secs(10);
-        while !w.advance() {
-            assert!(Instant::now() < end, "watchdog never fired");
-        }
-        assert_eq!(w.flow.as_ref().map(|f| f.watchdog), Some(1));
     }
 
     #[test]

@@ -1,21 +1,26 @@
 //! The sim board: the firmware and the host run in one process on separate threads and share
-//! only mapped memory (issue 5). This crate holds the board's independent foundations:
+//! only mapped memory.
 //!
-//! - [`traffic`]: deterministic synthetic frames with ground truth (`--synthetic SPEC`);
-//! - [`replay`]: a pcap/pcapng replay source with loop count and token-bucket pacing;
-//! - [`shm`]: file-backed shared-memory regions with bus addresses, and [`shm::SimDma`],
-//!   a general DMA engine over registered windows;
-//! - [`board`]: the firmware HAL in-process (MAC over a [`board::Wire`], DMA engine and shared
-//!   memory over the board's own mappings) and [`board::SimBoard`], the firmware thread.
+//! Firmware side (the board's HAL):
+//! - [`board`]: the firmware HAL in-process (MAC over a [`wire::Wire`], DMA engine and shared
+//!   memory over the board's own mappings) and [`board::SimBoard`], the firmware thread, which
+//!   boots from the bootstrap mailbox like firmware on real hardware;
+//! - [`wire`]: what the MAC receives from: a looping frame list, with pacing ([`pace`]) and
+//!   PFC-like per-queue flow control metered by the host's posted buffers;
+//! - [`shm`]: file-backed shared-memory regions with bus addresses, and the board's memory map;
+//! - [`traffic`]: deterministic synthetic frames with ground truth (`--synthetic SPEC`).
 //!
-//! [`firmware`] re-exports `splitrx-firmware` for the host side of the board (its counter
-//! names and RSS), which depends on this crate, not on the firmware directly.
+//! Host side: [`seam`] implements the host library's board seam
+//! ([`splitrx_host::seam::BoardSeam`]) for the sim, and [`seam::SimHw`] powers a board up.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 
 pub mod board;
-pub mod replay;
+pub mod pace;
+pub mod seam;
 pub mod shm;
 pub mod traffic;
+pub mod wire;
 
-pub use splitrx_firmware as firmware;
+// TODO(seam merge): the counter numbering moves to `splitrx_shared::stats`.
+pub use splitrx_firmware::stats as firmware_stats;

@@ -1,5 +1,5 @@
-//! Shared memory of the sim board: file-backed `MAP_SHARED` mappings placed at bus addresses,
-//! and [`SimDma`], the DMA engine the firmware's HAL is implemented over.
+//! Shared memory of the sim board: file-backed `MAP_SHARED` mappings placed at bus addresses.
+//! The firmware's DMA engine over them is [`crate::board::SimDmaEngine`].
 //!
 //! A [`ShmRegion`] is one mapping of a file (in `/dev/shm`, or any path): page-aligned,
 //! a whole number of 4 KiB pages, and placed at a page-aligned bus address. The firmware side
@@ -10,7 +10,7 @@
 //! # Memory model
 //! The bytes of a region are shared with a peer that Rust cannot see. This module never makes
 //! a Rust reference to them: every access is a raw-pointer copy ([`ShmRegion::write`],
-//! [`ShmRegion::read`], [`SimDma`]). Who may touch which bytes when is the business of the
+//! [`ShmRegion::read`], the board's DMA engine). Who may touch which bytes when is the business of the
 //! ring protocol above (a producer publishes with Release after writing, a consumer reads
 //! with Acquire before reading), exactly as with guest memory in a VMM. Truncating a mapped
 //! file from outside makes accesses fault (SIGBUS); the sim owns its files.
@@ -18,8 +18,6 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -301,7 +299,7 @@ impl Drop for ShmRegion {
 }
 
 // ---------------------------------------------------------------------------------------------
-// DMA
+// DMA windows
 // ---------------------------------------------------------------------------------------------
 
 /// What a DMA window is.
@@ -313,190 +311,11 @@ pub enum WindowKind {
     DeviceBar,
 }
 
-/// A DMA that does not fit inside one window. The engine counts it and moves no byte.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
-pub enum DmaError {
-    #[error("DMA {dir} of {len} bytes at bus address {addr:#x} is outside every window")]
-    OutOfWindow { dir: DmaDir, addr: u64, len: usize },
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum DmaDir {
-    /// Device to memory.
-    Write,
-    /// Memory to device.
-    Read,
-}
-
-impl std::fmt::Display for DmaDir {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DmaDir::Write => "write",
-            DmaDir::Read => "read",
-        })
-    }
-}
-
-/// A window cannot be added.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
-#[error("window {base:#x}..{end:#x} overlaps window {other_base:#x}..{other_end:#x}")]
-pub struct WindowOverlap {
-    pub base: u64,
-    pub end: u64,
-    pub other_base: u64,
-    pub other_end: u64,
-}
-
-#[derive(Debug, Default)]
-struct WindowCounters {
-    writes: AtomicU64,
-    bytes_written: AtomicU64,
-    reads: AtomicU64,
-    bytes_read: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Window {
-    kind: WindowKind,
-    region: Arc<ShmRegion>,
-    counters: WindowCounters,
-}
-
 /// Counters of one window.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct WindowStats {
     pub writes: u64,
     pub bytes_written: u64,
-    pub reads: u64,
-    pub bytes_read: u64,
-}
-
-/// The sim board's DMA engine: copies between the firmware's buffers and bus addresses inside
-/// registered windows. A transfer must lie entirely inside one window; anything else is a
-/// [`DmaError`] and a fault count, never a stray write. Shareable between threads (`&self`).
-#[derive(Debug, Default)]
-pub struct SimDma {
-    windows: Vec<Window>,
-    write_faults: AtomicU64,
-    read_faults: AtomicU64,
-}
-
-impl SimDma {
-    pub fn new() -> SimDma {
-        SimDma::default()
-    }
-
-    /// Registers `region` as a window; returns its index (for [`window_stats`](Self::window_stats)).
-    pub fn add_window(
-        &mut self,
-        kind: WindowKind,
-        region: Arc<ShmRegion>,
-    ) -> Result<usize, WindowOverlap> {
-        let (base, end) = (region.bus_base(), region.bus_end());
-        if let Some(w) = self
-            .windows
-            .iter()
-            .find(|w| base < w.region.bus_end() && w.region.bus_base() < end)
-        {
-            return Err(WindowOverlap {
-                base,
-                end,
-                other_base: w.region.bus_base(),
-                other_end: w.region.bus_end(),
-            });
-        }
-        self.windows.push(Window {
-            kind,
-            region,
-            counters: WindowCounters::default(),
-        });
-        Ok(self.windows.len() - 1)
-    }
-
-    fn find(&self, bus: u64, len: usize) -> Option<&Window> {
-        self.windows.iter().find(|w| w.region.contains(bus, len))
-    }
-
-    /// The window holding all of `[bus, bus + len)`.
-    pub fn window_of(&self, bus: u64, len: usize) -> Option<(WindowKind, &ShmRegion)> {
-        self.find(bus, len).map(|w| (w.kind, &*w.region))
-    }
-
-    /// Copies `data` to bus address `bus`; returns the kind of window written.
-    pub fn write(&self, bus: u64, data: &[u8]) -> Result<WindowKind, DmaError> {
-        match self.find(bus, data.len()) {
-            Some(w) if w.region.write(bus, data) => {
-                w.counters.writes.fetch_add(1, Relaxed);
-                w.counters
-                    .bytes_written
-                    .fetch_add(data.len() as u64, Relaxed);
-                Ok(w.kind)
-            }
-            _ => {
-                self.write_faults.fetch_add(1, Relaxed);
-                Err(DmaError::OutOfWindow {
-                    dir: DmaDir::Write,
-                    addr: bus,
-                    len: data.len(),
-                })
-            }
-        }
-    }
-
-    /// Copies from bus address `bus` into `out`; returns the kind of window read.
-    pub fn read(&self, bus: u64, out: &mut [u8]) -> Result<WindowKind, DmaError> {
-        let len = out.len();
-        match self.find(bus, len) {
-            Some(w) if w.region.read(bus, out) => {
-                w.counters.reads.fetch_add(1, Relaxed);
-                w.counters.bytes_read.fetch_add(len as u64, Relaxed);
-                Ok(w.kind)
-            }
-            _ => {
-                self.read_faults.fetch_add(1, Relaxed);
-                Err(DmaError::OutOfWindow {
-                    dir: DmaDir::Read,
-                    addr: bus,
-                    len,
-                })
-            }
-        }
-    }
-
-    pub fn window_count(&self) -> usize {
-        self.windows.len()
-    }
-
-    pub fn window_stats(&self, index: usize) -> Option<WindowStats> {
-        let c = &self.windows.get(index)?.counters;
-        Some(WindowStats {
-            writes: c.writes.load(Relaxed),
-            bytes_written: c.bytes_written.load(Relaxed),
-            reads: c.reads.load(Relaxed),
-            bytes_read: c.bytes_read.load(Relaxed),
-        })
-    }
-
-    /// Sum of the stats of every window of `kind`.
-    pub fn kind_stats(&self, kind: WindowKind) -> WindowStats {
-        (0..self.windows.len())
-            .filter(|&i| self.windows[i].kind == kind)
-            .filter_map(|i| self.window_stats(i))
-            .fold(WindowStats::default(), |a, s| WindowStats {
-                writes: a.writes + s.writes,
-                bytes_written: a.bytes_written + s.bytes_written,
-                reads: a.reads + s.reads,
-                bytes_read: a.bytes_read + s.bytes_read,
-            })
-    }
-
-    /// Rejected writes and reads.
-    pub fn faults(&self) -> (u64, u64) {
-        (
-            self.write_faults.load(Relaxed),
-            self.read_faults.load(Relaxed),
-        )
-    }
 }
 
 #[cfg(test)]
@@ -655,165 +474,5 @@ mod tests {
             ShmRegion::open(&path, 1),
             Err(ShmError::BadBusRange { base: 1, .. })
         ));
-    }
-
-    fn dma() -> (SimDma, Arc<ShmRegion>, Arc<ShmRegion>) {
-        let host = Arc::new(region(4 * PAGE, HOST_MEM_BUS_BASE));
-        let bar = Arc::new(region(8 * PAGE, GPU_BAR_BUS_BASE));
-        let mut d = SimDma::new();
-        assert_eq!(d.add_window(WindowKind::HostMemory, host.clone()), Ok(0));
-        assert_eq!(d.add_window(WindowKind::DeviceBar, bar.clone()), Ok(1));
-        (d, host, bar)
-    }
-
-    #[test]
-    fn dma_writes_land_and_are_counted() {
-        let (d, host, bar) = dma();
-        assert_eq!(
-            d.write(HOST_MEM_BUS_BASE + 64, &[1; 54]),
-            Ok(WindowKind::HostMemory)
-        );
-        assert_eq!(
-            d.write(GPU_BAR_BUS_BASE + 8 * PAGE as u64 - 1446, &[2; 1446]),
-            Ok(WindowKind::DeviceBar)
-        );
-        assert_eq!(
-            d.write(GPU_BAR_BUS_BASE, &[3; 9000]),
-            Ok(WindowKind::DeviceBar)
-        );
-        let mut out = [0u8; 56];
-        host.read(HOST_MEM_BUS_BASE + 63, &mut out);
-        assert_eq!(out[0], 0);
-        assert_eq!(&out[1..55], &[1; 54]);
-        assert_eq!(out[55], 0);
-        let mut out = vec![0u8; 1446];
-        bar.read(bar.bus_end() - 1446, &mut out);
-        assert_eq!(out, vec![2; 1446]);
-        let mut back = [0u8; 16];
-        assert_eq!(
-            d.read(GPU_BAR_BUS_BASE + 8990, &mut back),
-            Ok(WindowKind::DeviceBar)
-        );
-        assert_eq!(back, [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(
-            d.window_stats(0),
-            Some(WindowStats {
-                writes: 1,
-                bytes_written: 54,
-                reads: 0,
-                bytes_read: 0
-            })
-        );
-        assert_eq!(
-            d.kind_stats(WindowKind::DeviceBar),
-            WindowStats {
-                writes: 2,
-                bytes_written: 10446,
-                reads: 1,
-                bytes_read: 16
-            }
-        );
-        assert_eq!(d.faults(), (0, 0));
-        assert_eq!(d.window_stats(2), None);
-        assert_eq!(
-            d.window_of(GPU_BAR_BUS_BASE + 5, 5).map(|(k, _)| k),
-            Some(WindowKind::DeviceBar)
-        );
-    }
-
-    #[test]
-    fn dma_outside_windows_is_a_typed_error_and_moves_nothing() {
-        let (d, host, _bar) = dma();
-        let host_end = HOST_MEM_BUS_BASE + 4 * PAGE as u64;
-        let cases: [(u64, usize); 6] = [
-            (0, 1),                                      // below every window
-            (host_end, 1),                               // one past the host window
-            (host_end - 4, 8),                           // straddles the end of a window
-            (HOST_MEM_BUS_BASE - 4, 8),                  // straddles the start of a window
-            (GPU_BAR_BUS_BASE + 8 * PAGE as u64 + 1, 0), // past the end, empty
-            (u64::MAX - 2, 8),                           // wraps around 2^64
-        ];
-        for (addr, len) in cases {
-            let data = vec![0xee; len];
-            let want = Err(DmaError::OutOfWindow {
-                dir: DmaDir::Write,
-                addr,
-                len,
-            });
-            assert_eq!(d.write(addr, &data), want, "{addr:#x}+{len}");
-        }
-        let mut out = [0u8; 8];
-        assert_eq!(
-            d.read(host_end - 4, &mut out),
-            Err(DmaError::OutOfWindow {
-                dir: DmaDir::Read,
-                addr: host_end - 4,
-                len: 8
-            })
-        );
-        assert_eq!(d.faults(), (6, 1));
-        assert_eq!(d.kind_stats(WindowKind::HostMemory), WindowStats::default());
-        let mut tail = [0u8; 4];
-        host.read(host_end - 4, &mut tail);
-        assert_eq!(tail, [0; 4]);
-        assert_eq!(
-            d.write(host_end, &[1; 100]).unwrap_err().to_string(),
-            "DMA write of 100 bytes at bus address 0x100004000 is outside every window"
-        );
-        assert_eq!(d.faults(), (7, 1));
-    }
-
-    #[test]
-    fn overlapping_windows_are_refused() {
-        let (mut d, host, _bar) = dma();
-        let again =
-            Arc::new(ShmRegion::open(host.path(), HOST_MEM_BUS_BASE + 3 * PAGE as u64).unwrap());
-        assert_eq!(
-            d.add_window(WindowKind::HostMemory, again),
-            Err(WindowOverlap {
-                base: HOST_MEM_BUS_BASE + 3 * PAGE as u64,
-                end: HOST_MEM_BUS_BASE + 7 * PAGE as u64,
-                other_base: HOST_MEM_BUS_BASE,
-                other_end: HOST_MEM_BUS_BASE + 4 * PAGE as u64,
-            })
-        );
-        // Adjacent is fine.
-        let next =
-            Arc::new(ShmRegion::open(host.path(), HOST_MEM_BUS_BASE + 4 * PAGE as u64).unwrap());
-        assert_eq!(d.add_window(WindowKind::HostMemory, next), Ok(2));
-        assert_eq!(d.window_count(), 3);
-        // A transfer straddling two adjacent windows is still refused: one window per DMA.
-        assert!(d
-            .write(HOST_MEM_BUS_BASE + 4 * PAGE as u64 - 2, &[1; 4])
-            .is_err());
-    }
-
-    #[test]
-    fn dma_is_shareable_across_threads() {
-        let (d, _host, bar) = dma();
-        let d = Arc::new(d);
-        let workers: Vec<_> = (0..4u8)
-            .map(|t| {
-                let d = d.clone();
-                std::thread::spawn(move || {
-                    for i in 0..100u64 {
-                        let addr = GPU_BAR_BUS_BASE + u64::from(t) * 8192 + i * 64;
-                        d.write(addr, &[t + 1; 64]).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
-        assert_eq!(d.kind_stats(WindowKind::DeviceBar).writes, 400);
-        assert_eq!(d.kind_stats(WindowKind::DeviceBar).bytes_written, 400 * 64);
-        let mut out = vec![0u8; 4 * 8192];
-        bar.read(GPU_BAR_BUS_BASE, &mut out);
-        for t in 0..4usize {
-            assert!(out[t * 8192..t * 8192 + 6400]
-                .iter()
-                .all(|&b| b == t as u8 + 1));
-        }
     }
 }

@@ -1,9 +1,9 @@
-//! `splitrx run` and `splitrx bench`: the sim board end to end.
+//! `splitrx run` and `splitrx bench`: a board end to end, through the scenario harness.
 
 use clap::{Args, ValueEnum};
-use splitrx_host::sim_run::{self, RunConfig, RunReport, Source, DEFAULT_SEED};
+use splitrx_harness::run::{self, RunConfig, RunReport, Source, DEFAULT_SEED, SYNTHETIC_PERIOD};
+use splitrx_harness::target::{Rate, Target};
 use splitrx_shared::abi::PoolMode;
-use splitrx_sim::replay::Rate;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +22,14 @@ pub enum Mode {
 pub enum Board {
     /// In-process: the firmware on its own thread, sharing two /dev/shm files with the host.
     Sim,
+}
+
+impl Board {
+    fn target(self) -> Box<dyn Target> {
+        match self {
+            Board::Sim => Box::new(splitrx_harness::sim::SimTarget),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -163,17 +171,15 @@ fn print_report(rep: &RunReport, json: bool) -> io::Result<()> {
         serde_json::to_writer_pretty(&mut out, rep).map_err(io::Error::other)?;
         writeln!(out)
     } else {
-        rep.write_text(&mut out)
+        crate::report::write_text(rep, &mut out)
     }
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
-    match args.board {
-        Board::Sim => {}
-    }
+    let target = args.board.target();
     let cfg = args.config();
     let show = !args.json && io::stderr().is_terminal();
-    match sim_run::run(&cfg, progress_bar(show)) {
+    match run::run(target.as_ref(), &cfg, progress_bar(show)) {
         Ok(rep) => {
             if let Err(e) = print_report(&rep, args.json) {
                 if e.kind() != io::ErrorKind::BrokenPipe {
@@ -290,7 +296,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
         // Two references: a large copy (64 MiB -> 64 MiB in 4 KiB chunks, DRAM to DRAM), and
         // a copy with this case's footprint (payload-sized chunks from a wire-sized source
         // into a pool-sized mapped file, largely cache-resident).
-        let period = (frames as usize).min(sim_run::SYNTHETIC_PERIOD);
+        let period = (frames as usize).min(SYNTHETIC_PERIOD);
         let mut best: Option<(RunReport, f64, f64)> = None;
         for _ in 0..args.runs.max(1) {
             let large = memcpy_bandwidth(64 << 20, 64 << 20, 4096);
@@ -306,7 +312,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match sim_run::run(&cfg, |_, _| {}) {
+            match run::run(&splitrx_harness::sim::SimTarget, &cfg, |_, _| {}) {
                 Ok(r) if best.as_ref().is_none_or(|b| r.mpps > b.0.mpps) => {
                     best = Some((r, large, same))
                 }

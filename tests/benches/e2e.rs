@@ -1,7 +1,7 @@
 //! End-to-end pipeline on the sim board (criterion), against single-core memcpy into a mapped
 //! shared-memory file measured in the same run.
 //!
-//! `cargo bench -p splitrx-host --bench e2e -- --warm-up-time 1 --measurement-time 5`
+//! `cargo bench -p splitrx-harness --bench e2e -- --warm-up-time 1 --measurement-time 5`
 //!
 //! Each iteration batch is one `splitrx run` (one queue, no verification, lossless wire) of
 //! `iters x FRAMES_PER_ITER` frames; only the traffic time is measured (`iter_custom` with the
@@ -15,7 +15,8 @@
 //! `splitrx bench` prints the same comparison as a table (`docs/bench-e2e.md`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use splitrx_host::sim_run::{self, RunConfig, Source, DEFAULT_SEED};
+use splitrx_harness::run::{self, RunConfig, Source, DEFAULT_SEED};
+use splitrx_harness::sim::SimTarget;
 use splitrx_sim::shm::ShmRegion;
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,7 @@ fn pipeline(spec: &str, buf: u32, thresh: u32, iters: u64) -> Duration {
         verify: false,
         ..RunConfig::default()
     };
-    let r = sim_run::run(&cfg, |_, _| {}).expect("sim run");
+    let r = run::run(&SimTarget, &cfg, |_, _| {}).expect("sim run");
     assert!(r.pass, "pipeline run failed: {:?}", r.failures);
     // Scale to exactly `iters` iterations (small batches are padded to 10k frames).
     Duration::from_secs_f64(r.seconds * (iters * FRAMES_PER_ITER) as f64 / r.sent_frames as f64)

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 fn capture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/captures")
+        .join("../../testdata/captures")
         .join(name)
 }
 

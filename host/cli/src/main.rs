@@ -29,17 +29,14 @@ enum Command {
     /// Run the header-split decision over a pcap/pcapng capture and report per frame or in
     /// total.
     Inspect(InspectArgs),
-    /// Run traffic end to end through the sim board (real firmware, real host stack, shared
-    /// memory only) and verify every byte. With no arguments: a built-in mixed workload.
-    #[cfg(feature = "sim")]
+    /// Run traffic end to end through a board (default: the in-process sim board; real
+    /// firmware, real host stack, shared memory only) and verify every byte. With no arguments: a built-in mixed workload.
     Run(run_cmd::RunArgs),
     /// Measure the end-to-end pipeline against single-core memcpy bandwidth (same run).
-    #[cfg(feature = "sim")]
     Bench(run_cmd::BenchArgs),
 }
 
-#[cfg(feature = "sim")]
-#[path = "splitrx/run_cmd.rs"]
+mod report;
 mod run_cmd;
 
 #[derive(Args, Debug)]
@@ -91,9 +88,7 @@ fn main() -> ExitCode {
             InspectError::Output(ref io) if io.kind() == io::ErrorKind::BrokenPipe => None,
             other => Some(format!("{}: {other}", args.file.display())),
         }),
-        #[cfg(feature = "sim")]
         Command::Run(args) => return run_cmd::run(args),
-        #[cfg(feature = "sim")]
         Command::Bench(args) => return run_cmd::bench(args),
     };
     match result {

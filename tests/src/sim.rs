@@ -1,0 +1,112 @@
+//! The `sim` target: the firmware on a thread of this process (`splitrx_sim`), sharing two
+//! `/dev/shm` files with the host.
+
+use crate::target::{Session, Target, TargetError, TargetReport, Traffic, WireStatus};
+use splitrx_host::device::DeviceLayout;
+use splitrx_host::queue::PostObserver;
+use splitrx_host::seam::BoardSeam;
+use splitrx_sim::seam::SimHw;
+use splitrx_sim::wire::{Credit, FlowControl, LoopWire, WireCtl};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Lossless mode: the wire holds a queue's frames while fewer than this many of its posted
+/// buffers are not yet claimed by frames already sent.
+pub const PAUSE_LOW: i64 = 1;
+
+/// The in-process sim board.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimTarget;
+
+struct SimSession {
+    hw: Option<SimHw>,
+    credit: Vec<Arc<Credit>>,
+}
+
+impl Target for SimTarget {
+    fn name(&self) -> &str {
+        "sim"
+    }
+    fn lossless(&self) -> bool {
+        true
+    }
+    fn power_up(
+        &self,
+        layout: &DeviceLayout,
+        traffic: Traffic,
+    ) -> Result<Box<dyn Session>, TargetError> {
+        let ctl = Arc::new(WireCtl::default());
+        let mut wire = LoopWire::new(&traffic.frames, traffic.limit, ctl.clone());
+        if let Some(r) = traffic.rate {
+            wire = wire.with_rate(r);
+        }
+        let mut credit = Vec::new();
+        if let Some(tags) = traffic.flow {
+            credit = (0..layout.queues.len())
+                .map(|_| Arc::new(Credit::default()))
+                .collect();
+            wire = wire.with_flow_control(FlowControl::new(tags, credit.clone(), PAUSE_LOW));
+        }
+        let hw = SimHw::start(layout.host_len, layout.device_len, wire, ctl).map_err(|e| {
+            TargetError {
+                target: "sim".into(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Box::new(SimSession {
+            hw: Some(hw),
+            credit,
+        }))
+    }
+}
+
+impl SimSession {
+    fn hw(&self) -> &SimHw {
+        self.hw
+            .as_ref()
+            .expect("the session owns its board until power_down")
+    }
+}
+
+impl Session for SimSession {
+    fn seam(&self) -> Arc<dyn BoardSeam> {
+        self.hw().seam.clone()
+    }
+    fn observer(&self, queue: u16) -> Option<Arc<dyn PostObserver>> {
+        self.credit
+            .get(queue as usize)
+            .map(|c| c.clone() as Arc<dyn PostObserver>)
+    }
+    fn device_up(&mut self) {
+        let hw = self.hw();
+        hw.unlink();
+        hw.start_traffic();
+    }
+    fn wire(&self) -> WireStatus {
+        let w = &self.hw().wire;
+        WireStatus {
+            offered: w.offered.load(Ordering::Relaxed),
+            offered_bytes: w.offered_bytes.load(Ordering::Relaxed),
+            done: w.done.load(Ordering::Acquire),
+        }
+    }
+    fn stop_wire(&self) {
+        self.hw().wire.stop.store(true, Ordering::Relaxed);
+    }
+    fn power_down(mut self: Box<Self>) -> TargetReport {
+        let Some(hw) = self.hw.take() else {
+            return TargetReport::default();
+        };
+        match hw.stop() {
+            Some(fw) => TargetReport {
+                mac_offered: Some(fw.mac_offered),
+                polls: Some((fw.polls_busy, fw.polls_idle)),
+                error: fw.boot_error,
+            },
+            None => TargetReport {
+                error: Some("the sim firmware thread panicked".into()),
+                ..TargetReport::default()
+            },
+        }
+    }
+}

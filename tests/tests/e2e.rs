@@ -1,0 +1,482 @@
+//! End-to-end scenarios on the sim board: the real firmware library on its own thread, the
+//! real host crate on others, nothing shared but the two mapped files.
+//!
+//! Every run is bounded (frame counts, and deadlines that fail the test); nothing sleeps to
+//! synchronise: waits poll an observable condition until a deadline.
+
+use splitrx_harness::run::{self, Rig, RunConfig, RunReport, RunSink, Source, VerifySink};
+use splitrx_harness::target::Target;
+use splitrx_host::queue::Sink;
+use splitrx_host::token::{consumer, Rx, RxHandle};
+use splitrx_host::verify::{Expected, NicParams, QueueVerifier};
+use splitrx_shared::abi::PoolMode;
+use splitrx_shared::split::{split, SplitConfig};
+use splitrx_sim::firmware_stats::q;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Waits until `cond` holds, failing the test after `secs` seconds.
+fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// Runs `f` against every target the scenarios are asked to run on: `SPLITRX_TARGETS`
+/// (comma-separated names, default `sim`).
+fn for_each_target(mut f: impl FnMut(&dyn Target)) {
+    let names = std::env::var("SPLITRX_TARGETS").unwrap_or_else(|_| "sim".into());
+    for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let t =
+            splitrx_harness::target_by_name(n).unwrap_or_else(|| panic!("unknown target `{n}`"));
+        f(t.as_ref());
+    }
+}
+
+fn small(cfg: RunConfig) -> RunConfig {
+    RunConfig {
+        bufs_per_queue: 512,
+        pay_bufs_per_queue: 512,
+        fill_ring: 256,
+        cq_ring: 512,
+        ..cfg
+    }
+}
+
+fn assert_pass(rep: &RunReport, what: &str) {
+    let text = serde_json::to_string_pretty(rep).unwrap();
+    assert!(rep.pass, "{what}: verification failed:\n{text}");
+    assert!(rep.verified);
+    assert!(rep.audit_ok, "{what}: {text}");
+    assert_eq!(rep.tokens_outstanding, 0, "{what}");
+    assert_eq!(rep.ledger_errors, 0, "{what}");
+    assert!(rep.completion_errors.is_empty(), "{what}");
+    let dropped: u64 = rep.drops.iter().map(|d| d.1).sum();
+    assert_eq!(
+        rep.delivered_frames + dropped,
+        rep.sent_frames,
+        "{what}: {text}"
+    );
+    for v in &rep.verdicts {
+        assert_eq!(v.matched + v.dropped, v.sent, "{what}");
+        assert_eq!(v.dropped, v.nic_dropped, "{what}");
+    }
+    for r in &rep.resets {
+        assert!(r.exact(), "{what}: {r:?}");
+    }
+}
+
+fn captures() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/captures");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "pcap" || e == "pcapng" || e == "cap")
+        })
+        .collect();
+    v.sort();
+    assert!(v.len() >= 10, "captures missing in {}", dir.display());
+    v
+}
+
+/// Every capture in the repository, replayed twice through two queues: exact header bytes in
+/// host memory, exact payload bytes in the device window, every frame and buffer accounted for.
+#[test]
+fn every_capture_end_to_end() {
+    for_each_target(|t| {
+        let all = captures();
+        let mut frames_total = 0;
+        for (i, path) in all.iter().enumerate() {
+            let n = splitrx_host::capture::read_all(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .len() as u64;
+            assert!(n > 0, "{} has no frames", path.display());
+            frames_total += n;
+            let mode = if i % 3 == 2 {
+                PoolMode::Packed
+            } else {
+                PoolMode::Page
+            };
+            let cfg = small(RunConfig {
+                source: Source::Pcap(path.clone()),
+                queues: 2,
+                mode,
+                buf_size: if mode == PoolMode::Packed {
+                    32768
+                } else {
+                    9216
+                },
+                pay_bufs_per_queue: if mode == PoolMode::Packed { 64 } else { 512 },
+                hds_thresh: if i % 2 == 1 { 64 } else { 0 },
+                frames: Some(2 * n),
+                ..RunConfig::default()
+            });
+            let rep = run::run(t, &cfg, |_, _| {}).unwrap();
+            assert_pass(&rep, &path.display().to_string());
+            assert_eq!(rep.sent_frames, 2 * n);
+        }
+        assert!(
+            all.len() >= 50 && frames_total > 1000,
+            "{} captures, {frames_total} frames",
+            all.len()
+        );
+    });
+}
+
+/// Synthetic traffic (TCP/UDP over IPv4/IPv6, VLAN, VXLAN, RoCEv2 WRITE/SEND, 64..9000 B) in
+/// page and packed mode, with and without a header-split threshold.
+#[test]
+fn synthetic_mix_page_and_packed() {
+    for_each_target(|t| {
+        for (mode, thresh, queues) in [
+            (PoolMode::Page, 0, 2),
+            (PoolMode::Packed, 256, 3),
+            (PoolMode::Page, 512, 1),
+        ] {
+            let cfg = small(RunConfig {
+                source: Source::Synthetic {
+                    spec: "mix".into(),
+                    seed: 42 + thresh as u64,
+                },
+                queues,
+                mode,
+                buf_size: if mode == PoolMode::Packed {
+                    65536
+                } else {
+                    9216
+                },
+                pay_bufs_per_queue: if mode == PoolMode::Packed { 64 } else { 512 },
+                hds_thresh: thresh,
+                frames: Some(20_000),
+                ..RunConfig::default()
+            });
+            let rep = run::run(t, &cfg, |_, _| {}).unwrap();
+            let what = format!("{mode:?} thresh {thresh}");
+            assert_pass(&rep, &what);
+            assert_eq!(rep.sent_frames, 20_000);
+            assert!(rep.delivered_frames > 0, "{what}");
+            let pay: u64 = rep.verdicts.iter().map(|v| v.payload_bytes_checked).sum();
+            assert_eq!(
+                pay, rep.payload_bytes,
+                "{what}: every delivered payload byte compared"
+            );
+            if thresh > 0 {
+                assert!(
+                    rep.unsplit_frames > 0,
+                    "{what}: small payloads stay in the header buffer"
+                );
+            }
+            if mode == PoolMode::Packed {
+                assert!(
+                    rep.host.rx_flush > 0 || rep.delivered_frames < 100,
+                    "{what}: packed buffers retired by FLUSH"
+                );
+            }
+        }
+    });
+}
+
+type Held = Arc<Mutex<Vec<Rx>>>;
+
+fn start_rig(
+    t: &dyn Target,
+    cfg: &RunConfig,
+    limit: Option<u64>,
+    hold: Option<Arc<AtomicBool>>,
+) -> (Rig<RunSink>, Arc<Expected>, Vec<Held>) {
+    let frames = run::load_frames(&cfg.source, limit).unwrap();
+    let params = NicParams {
+        queues: cfg.queues,
+        hds_thresh: cfg.hds_thresh,
+        hdr_buf_size: cfg.hdr_buf_size,
+        pay_buf_size: cfg.buf_size,
+    };
+    let exp = Arc::new(Expected::new(
+        &run::load_frames(&cfg.source, limit).unwrap(),
+        &params,
+    ));
+    let e2 = exp.clone();
+    let mut helds = Vec::new();
+    let rig = Rig::start(t, cfg, &frames, limit, |qid| {
+        let held: Held = Arc::default();
+        helds.push(held.clone());
+        RunSink {
+            inner: VerifySink {
+                hold: hold.clone(),
+                held,
+                ..VerifySink::new(Some(QueueVerifier::new(e2.clone(), qid)))
+            },
+            classes: [(0, 0); 8],
+        }
+    })
+    .unwrap();
+    (rig, exp, helds)
+}
+
+/// A queue reset in the middle of traffic: the NIC returns exactly the buffers the ledger has
+/// posted (none lost, none duplicated), traffic resumes, and the run still verifies with every
+/// frame accounted for (frames arriving during the reset are counted drops).
+#[test]
+fn queue_reset_mid_traffic_reconciles_exactly() {
+    for_each_target(|t| {
+        let cfg = small(RunConfig {
+            source: Source::Synthetic {
+                spec: "mix".into(),
+                seed: 3,
+            },
+            queues: 2,
+            frames: Some(40_000),
+            // Paced, so that the reset lands in the middle of traffic on any machine; no flow
+            // control (frames that arrive while the queue resets are dropped and counted).
+            rate: Some("50kpps".parse().unwrap()),
+            lossless: false,
+            ..RunConfig::default()
+        });
+        let (rig, exp, _) = start_rig(t, &cfg, Some(40_000), None);
+        // Reset the queue that gets the most traffic.
+        let qr = (0..2).max_by_key(|&i| exp.per_queue[i].len()).unwrap();
+        let p0 = rig.device.pollers[qr].progress.clone();
+        wait_until("traffic on the queue", 30, || {
+            p0.load(Ordering::Relaxed) >= 2_000
+        });
+        let mut outcomes = Vec::new();
+        for _ in 0..3 {
+            let o = rig.device.pollers[qr].reset().expect("reset");
+            assert!(o.exact(), "{o:?}");
+            assert!(o.reported > 0, "the NIC held buffers mid-traffic: {o:?}");
+            assert_eq!(o.unknown, 0);
+            assert_eq!(o.duplicates, 0);
+            outcomes.push(o);
+            let seen = p0.load(Ordering::Relaxed);
+            wait_until("traffic resumes after the reset", 30, || {
+                p0.load(Ordering::Relaxed) > seen || rig.wire().done
+            });
+        }
+        assert!(rig.wait_wire_done(Duration::from_secs(60), |_, _| {}));
+        let out = rig.finish();
+        assert_eq!(
+            out.device.nic_queues[qr][q::RESETS],
+            3,
+            "the NIC counted the mid-traffic resets"
+        );
+        let reported: u64 = outcomes.iter().map(|o| o.reported as u64).sum();
+        assert_eq!(
+            out.device.nic_queues[qr][q::REPORTED],
+            reported,
+            "NIC and host agree on buffers returned"
+        );
+        assert_eq!(
+            out.device.queues[qr].resets,
+            3 + 1,
+            "three mid-traffic resets and the final one"
+        );
+        let rep = run::report(t.name(), &cfg, &out, Some(&exp));
+        assert_pass(&rep, "reset mid-traffic");
+        assert_eq!(rep.sent_frames, 40_000);
+    });
+}
+
+/// An application that stops returning tokens: the pools drain, the NIC drops at the MAC with
+/// counters (nothing deadlocks), and traffic recovers when the tokens come back.
+#[test]
+fn app_stops_returning_tokens_then_recovers() {
+    for_each_target(|t| {
+        let hold = Arc::new(AtomicBool::new(true));
+        let cfg = small(RunConfig {
+            source: Source::Synthetic {
+                spec: "udp4:1500,tcp6:64-4000".into(),
+                seed: 9,
+            },
+            queues: 1,
+            // No flow control: the MAC keeps offering frames the NIC has no buffers for.
+            lossless: false,
+            ..RunConfig::default()
+        });
+        // An endless wire: the test ends it.
+        let (rig, exp, helds) = start_rig(t, &cfg, None, Some(hold.clone()));
+        let p = rig.device.pollers[0].progress.clone();
+        // Every buffer ends up lent and held: delivery stalls at the pool size while the MAC keeps
+        // offering frames (dropped by the NIC for lack of buffers).
+        let limit = cfg.pay_bufs_per_queue as u64;
+        let (mut last, mut stable_since) = (u64::MAX, 0);
+        wait_until("the pool drains and the MAC keeps dropping", 30, || {
+            let now = p.load(Ordering::Relaxed);
+            let offered = rig.wire().offered;
+            if now != last {
+                last = now;
+                stable_since = offered;
+            }
+            offered > stable_since + 20_000
+        });
+        let stalled = p.load(Ordering::Relaxed);
+        assert!(
+            stalled <= limit,
+            "delivered {stalled} frames with {limit} payload buffers"
+        );
+        assert!(stalled >= limit / 2, "the pool was used: {stalled}");
+        assert_eq!(helds[0].lock().unwrap().len() as u64, stalled);
+        // The application returns every token, from this thread, and stops holding.
+        hold.store(false, Ordering::Relaxed);
+        helds[0].lock().unwrap().clear();
+        wait_until("traffic recovers", 30, || {
+            p.load(Ordering::Relaxed) > stalled + 10_000
+        });
+        rig.stop_wire();
+        assert!(rig.wait_wire_done(Duration::from_secs(30), |_, _| {}));
+        let out = rig.finish();
+        let rep = run::report(t.name(), &cfg, &out, Some(&exp));
+        assert_pass(&rep, "tokens held then returned");
+        let no_buf = out.device.nic_queues[0][q::DROP_NO_HDR_BUF]
+            + out.device.nic_queues[0][q::DROP_NO_PAY_BUF];
+        assert!(
+            no_buf >= 20_000,
+            "drops for lack of buffers were counted: {no_buf}"
+        );
+        assert!(
+            rep.host.fill_pool_empty > 0,
+            "the host saw its pool empty: {:?}",
+            rep.host
+        );
+    });
+}
+
+/// An application handle closed with tokens outstanding: close reclaims them, later frames are
+/// dropped at delivery (counted), and at the end every buffer is back.
+#[test]
+fn handle_closed_with_tokens_outstanding_is_reclaimed() {
+    for_each_target(|t| {
+        struct Tx(splitrx_host::token::ConsumerTx);
+        impl Sink for Tx {
+            fn deliver(&mut self, rx: Rx) -> bool {
+                self.0.send(rx).is_ok()
+            }
+        }
+        let cfg = small(RunConfig {
+            source: Source::Synthetic {
+                spec: "udp4:512-2048".into(),
+                seed: 11,
+            },
+            queues: 1,
+            ..RunConfig::default()
+        });
+        let frames = run::load_frames(&cfg.source, Some(4096)).unwrap();
+        let (tx, handle) = consumer();
+        let mut tx = Some(tx);
+        let rig = Rig::start(t, &cfg, &frames, Some(30_000), |_| Tx(tx.take().unwrap())).unwrap();
+        let app = std::thread::spawn(move || {
+            let mut h: RxHandle = handle;
+            let mut ids = Vec::new();
+            while ids.len() < 200 {
+                match h.recv_timeout(Duration::from_secs(30)) {
+                    Some(rx) => {
+                        if let Some(t) = rx.payload {
+                            ids.push(h.detach(t));
+                        }
+                    }
+                    None => panic!("no frames delivered"),
+                }
+            }
+            // Return a few by id (one twice: a typed error, counted), keep the rest outstanding.
+            let r = h.return_ids(&[ids[0], ids[1], ids[0]]);
+            assert_eq!(r.returned, 2);
+            assert_eq!(r.errors.len(), 1);
+            assert_eq!(h.detached(), 198);
+            h.close()
+        });
+        let rep = app.join().unwrap();
+        assert_eq!(rep.detached, 198, "close reclaimed the detached tokens");
+        assert!(rig.wait_wire_done(Duration::from_secs(60), |_, _| {}));
+        let out = rig.finish();
+        assert!(
+            out.device.queues[0].rx_deliver_closed > 0,
+            "frames after close were dropped at delivery"
+        );
+        assert_eq!(out.device.tokens_outstanding, 0);
+        for (h, p) in &out.device.audits {
+            let (h, p) = (h.as_ref().unwrap(), p.as_ref().unwrap());
+            assert_eq!(h.free, h.total);
+            assert_eq!(p.free, p.total);
+        }
+        for f in &out.device.finish {
+            assert!(f.as_ref().unwrap().exact());
+        }
+        assert_eq!(out.sent, 30_000);
+    });
+}
+
+/// The verification can fail: the same run checked against a source copy with one payload byte
+/// changed reports FAIL naming that frame and byte; a source copy missing a frame's header
+/// match reports the unmatched frame.
+#[test]
+fn verification_detects_a_differing_byte() {
+    for_each_target(|t| {
+        let cfg = small(RunConfig {
+            source: Source::Synthetic {
+                spec: "udp4:1000,tcp6:2000".into(),
+                seed: 5,
+            },
+            queues: 1,
+            frames: Some(3_000),
+            ..RunConfig::default()
+        });
+        let frames = run::load_frames(&cfg.source, Some(3_000)).unwrap();
+        let params = NicParams {
+            queues: 1,
+            hds_thresh: 0,
+            hdr_buf_size: cfg.hdr_buf_size,
+            pay_buf_size: cfg.buf_size,
+        };
+        let cfg_split = SplitConfig {
+            hds_thresh: 0,
+            verify_icrc: false,
+        };
+        // Frame 100: flip payload byte 10 in the verifier's copy only.
+        let mut tampered = frames.clone();
+        let r = split(&tampered[100], &cfg_split);
+        assert!(r.split);
+        let at = r.payload_offset.unwrap() as usize + 10;
+        tampered[100][at] ^= 0x5a;
+        for (copy, want) in [
+            (
+                tampered,
+                "source frame 100 (stream position 100): payload byte 10 differs",
+            ),
+            // A header byte (the IP identification / flow label area) changed: frame 200 no
+            // longer matches anything in order.
+            (
+                {
+                    let mut t = frames.clone();
+                    t[200][20] ^= 0xff;
+                    t
+                },
+                "matches no source frame in order",
+            ),
+        ] {
+            let exp = Arc::new(Expected::new(&copy, &params));
+            let e2 = exp.clone();
+            let rig = Rig::start(t, &cfg, &frames, Some(3_000), |q| RunSink {
+                inner: VerifySink::new(Some(QueueVerifier::new(e2.clone(), q))),
+                classes: [(0, 0); 8],
+            })
+            .unwrap();
+            assert!(rig.wait_wire_done(Duration::from_secs(60), |_, _| {}));
+            let out = rig.finish();
+            let rep = run::report(t.name(), &cfg, &out, Some(&exp));
+            assert!(!rep.pass, "tampered source must fail");
+            assert!(
+                rep.failures.iter().any(|f| f.contains(want)),
+                "want `{want}` in {:?}",
+                rep.failures
+            );
+            // Buffers are still all accounted for: only the comparison failed.
+            assert!(rep.audit_ok);
+            assert_eq!(rep.tokens_outstanding, 0);
+        }
+    });
+}
