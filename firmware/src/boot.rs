@@ -83,7 +83,7 @@ impl<H: Hal> Firmware<H> {
         let mb = hal
             .mem
             .translate(mailbox_bus, MAILBOX_LEN as usize)
-            .filter(|p| p.as_ptr() as usize % 8 == 0)
+            .filter(|p| (p.as_ptr() as usize).is_multiple_of(8))
             .ok_or(BootError::NoMailbox)?;
         // SAFETY: translated above: MAILBOX_LEN mapped bytes, 8-byte aligned.
         unsafe {

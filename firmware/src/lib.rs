@@ -85,7 +85,7 @@ impl<H: Hal> Firmware<H> {
         }
         self.beats = self.beats.wrapping_add(1);
         if let Some(mb) = self.mailbox {
-            if self.beats % boot::HEARTBEAT_EVERY == 0 {
+            if self.beats.is_multiple_of(boot::HEARTBEAT_EVERY) {
                 // SAFETY: `mb` was translated and alignment-checked by `boot`; the HAL (owned
                 // by `self`) keeps it mapped.
                 unsafe { boot::store_heartbeat(mb, self.beats) };

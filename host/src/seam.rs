@@ -135,7 +135,7 @@ impl HostWindow {
             path: desc.path.display().to_string(),
             err,
         };
-        if desc.len < MAILBOX_LEN || desc.file_offset % 4096 != 0 {
+        if desc.len < MAILBOX_LEN || !desc.file_offset.is_multiple_of(4096) {
             return Err(SeamError::Window(desc.name.clone()));
         }
         let len = usize::try_from(desc.len).map_err(|_| SeamError::Window(desc.name.clone()))?;

@@ -155,7 +155,7 @@ impl Bootstrap {
         }
         let (off, len) = (self.ctrl_offset.get(), self.ctrl_len.get());
         let end = off.checked_add(len).ok_or(BootstrapError::BadRegion)?;
-        if off < MAILBOX_LEN || off % 64 != 0 || len == 0 || end > window_len {
+        if off < MAILBOX_LEN || !off.is_multiple_of(64) || len == 0 || end > window_len {
             return Err(BootstrapError::BadRegion);
         }
         Ok((off, len))

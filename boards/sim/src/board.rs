@@ -161,7 +161,6 @@ impl SimDmaEngine {
             .fold(WindowStats::default(), |a, w| WindowStats {
                 writes: a.writes + w.writes,
                 bytes_written: a.bytes_written + w.bytes,
-                ..a
             })
     }
     /// Rejected writes.

@@ -26,12 +26,13 @@ use crate::ledger::{
 };
 use crate::provider::{MemoryProvider, ProviderError, ProviderInfo, Region};
 use crate::recycle::{RecycleConsumer, RecycleRing};
-use crate::token::Token;
+mod token;
 use splitrx_shared::abi::{BufRef, FillDesc, PoolMode};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+pub use token::{FragLocation, Token};
 
 /// References the owner charges at once for the tokens it lends.
 const TOKEN_CHARGE: usize = 64;
@@ -995,111 +996,4 @@ pub(crate) unsafe fn fragment_slice(region: &Region, index: u32, off: u32, len: 
     let start = index as usize * region.buf_size as usize + off as usize;
     // SAFETY: guaranteed by the caller: in bounds of the mapping, not concurrently written.
     unsafe { std::slice::from_raw_parts(region.base.add(start), len as usize) }
-}
-
-/// Both fragments of one received frame, validated and committed by [`complete_rx`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum RxFilled {
-    /// A frame: its header (or the whole unsplit frame) and, when split, its payload.
-    Frame {
-        header: Filled,
-        payload: Option<Filled>,
-    },
-    /// `rx_flags::FLUSH`: the NIC gave unused buffers back (reset / flush); they were retired.
-    Flushed,
-}
-
-/// Why [`complete_rx`] rejected a completion. Nothing was committed in either pool.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
-pub enum RxError {
-    #[error("header buffer: {0}")]
-    Header(LedgerError),
-    #[error("payload buffer: {0}")]
-    Payload(LedgerError),
-    /// `SPLIT` without a payload buffer, or a payload buffer without `SPLIT`.
-    #[error("SPLIT flag and payload buffer disagree")]
-    SplitMismatch,
-}
-
-/// The poller's per-completion step: validates an [`RxCompletion`] against the header pool and
-/// the payload pool — `hdr_buf` Posted in `hdr`, `hdr_len` within it; when `SPLIT`, `pay_buf`
-/// Posted in `pay`, `pay_off + pay_len` within it (and in order, in packed mode) — and only
-/// if both are valid commits both (Posted -> Filled; the payload buffer is retired when the
-/// completion carries `PAY_RETIRED`, and always in page mode). An invalid completion changes
-/// nothing and is counted in the pool it names.
-///
-/// [`RxCompletion`]: splitrx_shared::abi::RxCompletion
-pub fn complete_rx(
-    hdr: &mut PagePool,
-    pay: &mut PagePool,
-    c: &splitrx_shared::abi::RxCompletion,
-) -> Result<RxFilled, RxError> {
-    use splitrx_shared::abi::rx_flags;
-    let flags = c.flags.get();
-    let (hb, pb) = (c.hdr_buf, c.pay_buf);
-    if flags & rx_flags::FLUSH != 0 {
-        // Check both first so a bad reference retires nothing.
-        let chk = |p: &PagePool, b: BufRef| -> Result<(), LedgerError> {
-            if b.is_none() {
-                return Ok(());
-            }
-            let i = p.shared.ledger.index(b)?;
-            let w = p.shared.ledger.slots[i].load(crate::sync::Ordering::Acquire);
-            if w & crate::ledger::slot::NIC == 0 {
-                return Err(LedgerError::NotPosted {
-                    buf: b,
-                    state: BufState::of(w),
-                });
-            }
-            Ok(())
-        };
-        if let Err(e) = chk(hdr, hb) {
-            hdr.ledger.count_err(&e);
-            return Err(RxError::Header(e));
-        }
-        if let Err(e) = chk(pay, pb) {
-            pay.ledger.count_err(&e);
-            return Err(RxError::Payload(e));
-        }
-        if !hb.is_none() {
-            hdr.retire(hb).map_err(RxError::Header)?;
-        }
-        if !pb.is_none() {
-            pay.retire(pb).map_err(RxError::Payload)?;
-        }
-        return Ok(RxFilled::Flushed);
-    }
-    let split = flags & rx_flags::SPLIT != 0;
-    if split == pb.is_none() {
-        return Err(RxError::SplitMismatch);
-    }
-    let hdr_len = c.hdr_len.get() as u32;
-    if let Err(e) = hdr.check(hb, 0, hdr_len) {
-        hdr.ledger.count_err(&e);
-        return Err(RxError::Header(e));
-    }
-    let (off, len) = (c.pay_off.get(), c.pay_len.get());
-    if split {
-        if let Err(e) = pay.check(pb, off, len) {
-            pay.ledger.count_err(&e);
-            return Err(RxError::Payload(e));
-        }
-    }
-    // Both checked: neither commit can fail now.
-    let header = hdr
-        .complete(hb, 0, hdr_len, true)
-        .map_err(RxError::Header)?;
-    let payload = if split {
-        let retired = flags & rx_flags::PAY_RETIRED != 0;
-        match pay.complete(pb, off, len, retired) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                hdr.drop_filled(header);
-                return Err(RxError::Payload(e));
-            }
-        }
-    } else {
-        None
-    };
-    Ok(RxFilled::Frame { header, payload })
 }
