@@ -2,6 +2,7 @@
 
 use core::mem::{offset_of, size_of};
 use splitrx_shared::abi::*;
+use splitrx_shared::bootstrap::Bootstrap;
 
 /// (record, total size, [(field, offset)]) straight from the code.
 macro_rules! layout {
@@ -34,6 +35,8 @@ fn abi_doc_tables_match_code() {
         layout!(RssArgs: queues, _pad, key),
         layout!(RegisterMrArgs: bus_addr, len, iova, rkey, lkey, access, _pad),
         layout!(CreateQpArgs: qpn, dest_qpn, rq_psn, qp_type, _pad, region_bus_addr, region_len),
+        layout!(Bootstrap: magic, abi_version, ctrl_offset, ctrl_len, generation, fw_state,
+            fw_error, fw_generation, heartbeat, fw_version, _reserved),
     ];
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ABI.md"))
         .expect("docs/ABI.md");
