@@ -7,6 +7,7 @@
 //! - `cargo xtask fuzz [--secs N]` bounded runs of every cargo-fuzz target (nightly)
 //! - `cargo xtask bench`          run every criterion benchmark
 //! - `cargo xtask oracle`         regenerate the tshark oracle fixtures (needs tshark)
+//! - `cargo xtask boards`         list and validate the boards (`boards/*/board.toml`)
 //!
 //! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
 //! built here with an explicit `--target`.
@@ -19,7 +20,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-/// ARM targets the `no_std` crates must build for.
+mod boards;
+
+/// ARM targets the `no_std` crates must build for (library portability; the boards' own
+/// targets come from `boards/*/board.toml`).
 const ARM_TARGETS: &[&str] = &["thumbv7em-none-eabihf", "aarch64-unknown-none"];
 /// Crates that must build `no_std` for the ARM targets.
 const NO_STD_CRATES: &[&str] = &["splitrx-shared", "splitrx-firmware"];
@@ -71,6 +75,8 @@ enum Cmd {
     },
     /// Regenerate testdata/oracle from the captures with tshark.
     Oracle,
+    /// List and validate the boards (`boards/*/board.toml`).
+    Boards,
 }
 
 fn main() -> Result<()> {
@@ -114,11 +120,19 @@ fn main() -> Result<()> {
             run(&mut c)
         }
         Cmd::Oracle => run(Command::new("bash").arg("scripts/gen-oracle.sh")),
+        Cmd::Boards => {
+            boards::print(&boards::load(&root)?);
+            Ok(())
+        }
     }
 }
 
 fn test_all(fuzz_secs: u32) -> Result<()> {
     let start = Instant::now();
+    step("boards (boards/*/board.toml)", || {
+        boards::print(&boards::load(&project_root())?);
+        Ok(())
+    })?;
     step("rustup targets", ensure_targets)?;
     step("format check", || {
         run(cargo().args(["fmt", "--all", "--check"]))
@@ -171,8 +185,12 @@ fn loom() -> Result<()> {
 fn ensure_targets() -> Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
         .context("rustup is needed to add the ARM targets (install rustup, then rerun)")?;
-    for t in ARM_TARGETS {
-        if !installed.lines().any(|l| l.trim() == *t) {
+    let mut want: Vec<String> = ARM_TARGETS.iter().map(|t| t.to_string()).collect();
+    want.extend(boards::cross_targets(&boards::load(&project_root())?));
+    want.sort();
+    want.dedup();
+    for t in &want {
+        if !installed.lines().any(|l| l.trim() == t) {
             // One target per call: concurrent rustup calls adding several targets can race.
             run(Command::new("rustup").args(["target", "add", t])).with_context(|| {
                 format!("could not add rustup target {t}: run `rustup target add {t}`")

@@ -1,0 +1,144 @@
+//! Boards as data: every `boards/*/board.toml`, read and validated. xtask takes the rustup
+//! targets it needs from here instead of a hard-coded list, and `cargo xtask boards` prints and
+//! checks them.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One memory window of a board's map.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub bus: u64,
+    /// The bootstrap mailbox's bus address, on the window that holds it.
+    pub mailbox: Option<u64>,
+    /// Length, where the board fixes it (the sim sizes its windows per run).
+    pub len: Option<u64>,
+    pub what: String,
+}
+
+/// A `board.toml`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    pub name: String,
+    pub description: String,
+    /// A rustup target triple, or `host`.
+    pub target: String,
+    /// How the harness drives it: `in-process`, `qemu`, `probe`, or `none`.
+    pub runner: String,
+    /// probe-rs chip name, a path to a target description, or `none`.
+    pub probe: String,
+    /// Firmware capacity profile.
+    pub capacities: String,
+    #[serde(default)]
+    pub memory: BTreeMap<String, Window>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+const RUNNERS: &[&str] = &["in-process", "qemu", "probe", "none"];
+
+impl Board {
+    /// Checks what can be checked without hardware: the name matches the folder, the runner
+    /// is known, the target is `host` or a triple, windows do not overlap, exactly one window
+    /// holds the mailbox (when there are windows) and at its start.
+    pub fn validate(&self) -> Result<()> {
+        let folder = self.dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if self.name != folder {
+            bail!("board `{}` lives in folder `{folder}`", self.name);
+        }
+        if !RUNNERS.contains(&self.runner.as_str()) {
+            bail!(
+                "board `{}`: runner `{}` is not one of {RUNNERS:?}",
+                self.name,
+                self.runner
+            );
+        }
+        if self.target != "host" && self.target.split('-').count() < 3 {
+            bail!(
+                "board `{}`: target `{}` is not a target triple",
+                self.name,
+                self.target
+            );
+        }
+        let w: Vec<(&String, &Window)> = self.memory.iter().collect();
+        for (i, (a, wa)) in w.iter().enumerate() {
+            for (b, wb) in &w[i + 1..] {
+                let (ea, eb) = (wa.bus + wa.len.unwrap_or(1), wb.bus + wb.len.unwrap_or(1));
+                if wa.bus < eb && wb.bus < ea {
+                    bail!("board `{}`: windows `{a}` and `{b}` overlap", self.name);
+                }
+            }
+        }
+        let mailboxes: Vec<_> = w.iter().filter(|(_, x)| x.mailbox.is_some()).collect();
+        if !w.is_empty() && mailboxes.len() != 1 {
+            bail!(
+                "board `{}`: exactly one window must hold the bootstrap mailbox",
+                self.name
+            );
+        }
+        if let Some((n, x)) = mailboxes.first() {
+            if x.mailbox != Some(x.bus) {
+                bail!(
+                    "board `{}`: the mailbox must be at the start of `{n}`",
+                    self.name
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every board under `root/boards`, sorted by name, each validated.
+pub fn load(root: &Path) -> Result<Vec<Board>> {
+    let mut out = Vec::new();
+    let dir = root.join("boards");
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let d = e?.path();
+        let f = d.join("board.toml");
+        if !f.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f)?;
+        let mut b: Board =
+            toml::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
+        b.dir = d;
+        b.validate().with_context(|| format!("{}", f.display()))?;
+        out.push(b);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    if out.is_empty() {
+        bail!("no boards/*/board.toml found");
+    }
+    Ok(out)
+}
+
+/// The cross targets the boards need.
+pub fn cross_targets(boards: &[Board]) -> Vec<String> {
+    let mut t: Vec<String> = boards
+        .iter()
+        .filter(|b| b.target != "host")
+        .map(|b| b.target.clone())
+        .collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// `cargo xtask boards`: one line per board and window.
+pub fn print(boards: &[Board]) {
+    for b in boards {
+        println!(
+            "{:<12} target {:<24} runner {:<10} probe {:<8} capacities {:<9} {}",
+            b.name, b.target, b.runner, b.probe, b.capacities, b.description
+        );
+        for (n, w) in &b.memory {
+            let mb = w
+                .mailbox
+                .map_or(String::new(), |m| format!(", mailbox {m:#x}"));
+            println!("{:<12}   {n:<12} bus {:#x}{mb}: {}", "", w.bus, w.what);
+        }
+    }
+}
