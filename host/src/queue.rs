@@ -284,6 +284,23 @@ impl RxQueue {
         n
     }
 
+    /// Fault injection (feature `fault-injection`, for scenario tests): writes `descs` to the
+    /// header (`payload` false) or payload fill ring as they are, bypassing the pool and the
+    /// ledger — a host that posts descriptors the NIC must refuse. Returns how many fit.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_fill(&mut self, payload: bool, descs: &[FillDesc]) -> Result<usize, RingError> {
+        let ring = if payload {
+            &mut self.pay_fill
+        } else {
+            &mut self.hdr_fill
+        };
+        let mut chunk = ring.reserve(descs.len() as u32)?;
+        let n = (chunk.len() as usize).min(descs.len());
+        chunk.write_slice(0, &descs[..n]);
+        chunk.commit(n as u32);
+        Ok(n)
+    }
+
     /// Takes up to [`POLL_BATCH`] completions, validates them and delivers the frames to `sink`.
     /// Returns the number of completions taken.
     pub fn poll(&mut self, sink: &mut dyn Sink) -> usize {
@@ -506,7 +523,6 @@ fn refill_one(
 }
 
 /// Commands to a poller thread.
-#[derive(Debug)]
 pub enum Cmd {
     /// Reset the queue mid-traffic and resume; the outcome is sent back.
     Reset(mpsc::Sender<Result<ResetOutcome, String>>),
@@ -514,6 +530,8 @@ pub enum Cmd {
     Drain(mpsc::Sender<QueueCounters>),
     /// Stop posting, reset (returning every buffer), drain, and exit the thread.
     Finish,
+    /// Run a closure on the queue, on the poller thread, between two polls.
+    With(Box<dyn FnOnce(&mut RxQueue) + Send>),
 }
 
 /// What a poller thread returns when it exits.
@@ -544,6 +562,20 @@ impl<S> Poller<S> {
     pub fn drain(&self) -> Option<QueueCounters> {
         let (tx, rx) = mpsc::channel();
         self.cmd.send(Cmd::Drain(tx)).ok()?;
+        rx.recv().ok()
+    }
+    /// Runs `f` on the poller's queue (on the poller thread, between two polls) and returns
+    /// its result; `None` when the poller is gone.
+    pub fn with_queue<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut RxQueue) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = mpsc::channel();
+        self.cmd
+            .send(Cmd::With(Box::new(move |q| {
+                let _ = tx.send(f(q));
+            })))
+            .ok()?;
         rx.recv().ok()
     }
     /// Asks the poller to reset its queue mid-traffic and waits for the outcome.
@@ -594,6 +626,10 @@ pub fn spawn_poller<S: Sink + 'static>(
                         queue.drain(&mut sink);
                         prog.store(queue.counters.rx_packets, Ordering::Relaxed);
                         let _ = reply.send(queue.counters);
+                        continue;
+                    }
+                    Ok(Cmd::With(f)) => {
+                        f(&mut queue);
                         continue;
                     }
                     Ok(Cmd::Finish) | Err(mpsc::TryRecvError::Disconnected) => {

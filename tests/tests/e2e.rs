@@ -480,3 +480,106 @@ fn verification_detects_a_differing_byte() {
         }
     });
 }
+
+/// A host that posts fill descriptors the NIC must refuse (another queue's pool, an index past
+/// the pool, a bus address that is not the buffer's, a wrong length), in the middle of traffic:
+/// the NIC discards each one and counts it by reason exactly, keeps the queue running, and the
+/// run still verifies with every buffer accounted for.
+#[test]
+fn hostile_fill_descriptors_are_refused_and_counted() {
+    use splitrx_shared::abi::{BufRef, FillDesc};
+    use zerocopy::little_endian::{U32, U64};
+    for_each_target(|t| {
+        let cfg = small(RunConfig {
+            source: Source::Synthetic {
+                spec: "tcp4:64-1500,udp6:9000".into(),
+                seed: 21,
+            },
+            queues: 2,
+            ..RunConfig::default()
+        });
+        let limit = Some(40_000);
+        let (rig, exp, _) = start_rig(t, &cfg, limit, None);
+        const EACH: usize = 5;
+        // Wait until traffic flows, then inject on queue 0's header ring and payload ring.
+        let p = rig.device.pollers[0].progress.clone();
+        wait_until("traffic flows", 30, || p.load(Ordering::Relaxed) > 1000);
+        // The descriptors, built from queue 0's pools.
+        let (hdr, pay) = rig.device.pollers[0]
+            .with_queue(|q| {
+                let desc = |pool: &splitrx_host::pool::PagePool,
+                            i: u32,
+                            addr_off: u64,
+                            len: u32| {
+                    let b = BufRef::new(pool.id(), i).unwrap();
+                    FillDesc {
+                        bus_addr: U64::new(
+                            pool.region().bus_base + i as u64 * pool.buf_size() as u64 + addr_off,
+                        ),
+                        len: U32::new(len),
+                        buf: b,
+                    }
+                };
+                let (h, pp) = (&q.hdr_pool, &q.pay_pool);
+                let (hs, ps) = (h.buf_size(), pp.buf_size());
+                let mut hdr = Vec::new();
+                let mut pay = Vec::new();
+                for k in 0..EACH as u32 {
+                    // Bad pool: a payload-pool buffer on the header ring (and the reverse).
+                    hdr.push(desc(pp, k, 0, ps));
+                    pay.push(desc(h, k, 0, hs));
+                    // Bad index: past the pool.
+                    hdr.push(desc(h, h.count() + k, 0, hs));
+                    // Bad address: 64 bytes into the buffer.
+                    pay.push(desc(pp, k, 64, ps));
+                    // Bad length.
+                    hdr.push(desc(h, k, 0, hs / 2));
+                }
+                (hdr, pay)
+            })
+            .expect("poller alive");
+        // The host keeps its fill rings full: post each descriptor as soon as a slot is free.
+        let (mut nh, mut np) = (0, 0);
+        wait_until("room on the fill rings", 30, || {
+            let (h, p) = (hdr[nh..].to_vec(), pay[np..].to_vec());
+            let (a, b) = rig.device.pollers[0]
+                .with_queue(move |q| (q.inject_fill(false, &h), q.inject_fill(true, &p)))
+                .expect("poller alive");
+            nh += a.expect("header fill ring healthy");
+            np += b.expect("payload fill ring healthy");
+            (nh, np) == (hdr.len(), pay.len()) || rig.wire().done
+        });
+        assert_eq!(
+            (nh, np),
+            (3 * EACH, 2 * EACH),
+            "all posted before the wire ended"
+        );
+        assert!(rig.wait_wire_done(Duration::from_secs(60), |_, _| {}));
+        let out = rig.finish();
+        let rep = run::report(t.name(), &cfg, &out, Some(&exp));
+        assert_pass(&rep, "hostile fill descriptors");
+        let nq = &out.device.nic_queues[0];
+        let e = EACH as u64;
+        assert_eq!(
+            (
+                nq[q::DESC_BAD_POOL],
+                nq[q::DESC_BAD_INDEX],
+                nq[q::DESC_BAD_ADDR],
+                nq[q::DESC_BAD_LEN],
+                nq[q::DESC_DUP]
+            ),
+            (2 * e, e, e, e, 0),
+            "each refused descriptor counted once, by reason"
+        );
+        let nq1 = &out.device.nic_queues[1];
+        assert_eq!(
+            nq1[q::DESC_BAD_POOL]
+                + nq1[q::DESC_BAD_INDEX]
+                + nq1[q::DESC_BAD_ADDR]
+                + nq1[q::DESC_BAD_LEN],
+            0,
+            "queue 1 untouched"
+        );
+        assert_eq!(rep.sent_frames, 40_000);
+    });
+}
