@@ -399,9 +399,9 @@ impl<H: Hal> Firmware<H> {
             ])
             .map_err(|_| CtrlStatus::BadRegion)?;
         let locs = [region.ring(h), region.ring(p), region.ring(c)];
-        // SAFETY (three attaches): each ring lies inside the validated, mapped, 64-aligned
-        // region, which stays valid while the HAL lives (SharedMemory contract); the queue id
-        // is new, so no other handle to these rings exists in the firmware.
+        // SAFETY: each ring lies inside the validated, mapped, 64-aligned region, which stays
+        // valid while the HAL lives (SharedMemory contract); the queue id is new, so no other
+        // handle to these rings exists in the firmware. (The same holds for the next two.)
         let hdr_fill = unsafe { Consumer::attach(locs[0].base, locs[0].capacity) }
             .map_err(|_| CtrlStatus::BadRegion)?;
         // SAFETY: as above.

@@ -591,23 +591,26 @@ impl RxQueue {
         self.pay_cache.clear();
         self.packed = None;
         let mut ok = true;
-        // SAFETY (all three): the locations were validated against the region when the queue
-        // was created, the region stays mapped while the queue exists (SharedMemory contract),
-        // and the old handle for the ring is replaced (dropped) by the new one, so at most one
-        // handle per side exists.
+        // The three re-attaches below rely on the same facts: the locations were validated
+        // against the region when the queue was created, the region stays mapped while the
+        // queue exists (SharedMemory contract), and the old handle for the ring is replaced
+        // (dropped) by the new one, so at most one handle per side exists.
         if self.hdr_fill.is_stopped() {
+            // SAFETY: see above (header fill ring, `locs[0]`).
             match unsafe { Consumer::attach(self.locs[0].base, self.locs[0].capacity) } {
                 Ok(h) => self.hdr_fill = h,
                 Err(_) => ok = false,
             }
         }
         if self.pay_fill.is_stopped() {
+            // SAFETY: see above (payload fill ring, `locs[1]`).
             match unsafe { Consumer::attach(self.locs[1].base, self.locs[1].capacity) } {
                 Ok(h) => self.pay_fill = h,
                 Err(_) => ok = false,
             }
         }
         if self.cq.is_stopped() {
+            // SAFETY: see above (completion ring, `locs[2]`).
             match unsafe { Producer::attach(self.locs[2].base, self.locs[2].capacity) } {
                 Ok(h) => self.cq = h,
                 Err(_) => ok = false,

@@ -619,6 +619,7 @@ fn ring_corruption_faults_queue_until_reset() {
     // Host repairs the ring (re-initialises it) and resets the queue.
     // SAFETY: the queue is stopped; the firmware does not touch the faulted ring.
     unsafe { splitrx_shared::ring::init::<FillDesc>(hdr_ring, 64).unwrap() };
+    // SAFETY: the ring was just re-initialised; the old host producer is replaced by this one.
     h.q.hdr_fill = unsafe { splitrx_shared::ring::Producer::attach(hdr_ring, 64).unwrap() };
     let r = h.tb.call(
         CtrlOp::ResetQueue,

@@ -719,6 +719,8 @@ mod tests {
         let mem = Arc::new(Mem(p, layout));
         // SAFETY: fresh, aligned, large enough; one handle per ring side below.
         unsafe { l.init(p, l.size as usize).unwrap() };
+        // SAFETY: the rings were initialised above in `mem`, which the rig keeps alive; exactly
+        // one producer and one consumer per ring.
         let (rings, nic) = unsafe {
             (
                 (
