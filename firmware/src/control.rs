@@ -22,7 +22,7 @@ use splitrx_shared::abi::{
     RingKind, RssArgs, StatsArgs, StatsPage, VersionInfo, ABI_VERSION, OUTSTANDING_PER_MSG,
     STATS_PER_PAGE,
 };
-use splitrx_shared::ring::{Consumer, Producer, RingError};
+use splitrx_shared::ring::{Consumer, Producer, RingError, RING_ALIGN};
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -97,7 +97,7 @@ pub(crate) fn map_region<M: SharedMemory>(
         return Err(InitError::Misaligned);
     }
     let base = mem.translate(bus, len).ok_or(InitError::Unmapped)?;
-    if base.as_ptr() as usize & 63 != 0 {
+    if !(base.as_ptr() as usize).is_multiple_of(RING_ALIGN) {
         return Err(InitError::Misaligned);
     }
     // SAFETY: `translate` promised `len >= size_of::<QueueHeader>()` readable bytes; a volatile

@@ -16,17 +16,18 @@ use crate::hal::{
 use crate::Firmware;
 use core::ptr::NonNull;
 use splitrx_shared::abi::{
-    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc, PoolMode, QueueHeader,
-    RegisterPoolArgs, RingDesc, RingKind, RxCompletion, ABI_VERSION, QUEUE_MAGIC,
+    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc, PoolMode, RegisterPoolArgs,
+    RingKind, RxCompletion,
 };
-use splitrx_shared::ring::{self, ring_bytes, Consumer, Producer, RingEntry};
+use splitrx_shared::region::RegionLayout;
+use splitrx_shared::ring::{ring_bytes, Consumer, Producer, RingEntry};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::vec;
 use std::vec::Vec;
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromZeros, Immutable, IntoBytes};
+use zerocopy::{Immutable, IntoBytes};
 
 /// One bus-addressed arena (page-aligned, zeroed). Allocated with calloc's alignment and
 /// aligned by hand: `alloc_zeroed` with a 4096 alignment would memset the whole arena, while
@@ -284,8 +285,8 @@ pub const HDR_POOL_BUS: u64 = HOST_BUS + (1 << 20);
 /// Payload pools live in the GPU arena.
 pub const PAY_POOL_BUS: u64 = GPU_BUS;
 
-/// Writes a QueueHeader with the given rings (laid out back to back after the header) and
-/// initialises the rings. Returns the ring base pointers.
+/// Lays out a region at `bus` the way the host does ([`RegionLayout`]): writes its
+/// QueueHeader and initialises the rings. Returns the ring base pointers, in `rings` order.
 pub fn layout_region(
     mem: &Memory,
     bus: u64,
@@ -293,42 +294,20 @@ pub fn layout_region(
     queue_id: u16,
     rings: &[(RingKind, u32)],
 ) -> Vec<NonNull<u8>> {
-    let mut h = QueueHeader::new_zeroed();
-    h.magic = U32::new(QUEUE_MAGIC);
-    h.abi_version = U32::new(ABI_VERSION);
-    h.region_size = U64::new(len);
-    h.queue_id = U16::new(queue_id);
-    h.ring_count = U16::new(rings.len() as u16);
-    let mut off = 256u64;
-    let mut out = Vec::new();
-    for (i, &(kind, cap)) in rings.iter().enumerate() {
-        h.rings[i] = RingDesc {
-            offset: U64::new(off),
-            capacity: U32::new(cap),
-            kind: U16::new(kind as u16),
-            entry_size: U16::new(kind.entry_size() as u16),
-        };
-        let bytes = ring_bytes(cap, kind.entry_size()) as u64;
-        let p = mem
-            .ptr(bus + off, bytes as usize)
-            .expect("ring inside arena");
-        out.push(p);
-        off = (off + bytes).div_ceil(64) * 64;
-    }
-    assert!(off <= len, "rings do not fit the region");
-    mem.write(bus, h.as_bytes());
-    for (p, &(kind, cap)) in out.iter().zip(rings) {
-        // SAFETY: the ring lies in the arena (checked above) and no handle exists yet.
-        let r = unsafe {
-            match kind.entry_size() {
-                16 => ring::init::<FillDesc>(*p, cap),
-                32 => ring::init::<RxCompletion>(*p, cap),
-                _ => ring::init::<CtrlMsg>(*p, cap),
-            }
-        };
-        r.expect("ring init");
-    }
-    out
+    let l = RegionLayout::new(queue_id, rings).expect("region layout");
+    assert!(l.size <= len, "rings do not fit the region");
+    let base = mem.ptr(bus, len as usize).expect("region inside an arena");
+    // SAFETY: `ptr` checked that `len` bytes at `base` lie in a live arena (arenas are
+    // page-aligned and regions are placed at aligned bus addresses); no ring handle exists yet.
+    unsafe { l.init(base, len as usize) }.expect("region init");
+    l.header.rings[..rings.len()]
+        .iter()
+        .map(|r| {
+            let bytes = ring_bytes(r.capacity.get(), r.entry_size.get() as usize);
+            mem.ptr(bus + r.offset.get(), bytes)
+                .expect("ring inside arena")
+        })
+        .collect()
 }
 
 /// The host's handles to one RX queue.
@@ -383,6 +362,8 @@ pub struct Testbed<R: MacRx = FakeMac> {
     pub seq: u32,
     /// Capacity of the control rings.
     pub ctrl_cap: u32,
+    /// Base pointers of the control request and response rings.
+    pub ctrl_rings: [NonNull<u8>; 2],
 }
 
 impl<R: MacRx> core::fmt::Debug for Testbed<R> {
@@ -444,6 +425,7 @@ impl<R: MacRx> Testbed<R> {
             resp,
             seq: 0,
             ctrl_cap,
+            ctrl_rings: [rings[0], rings[1]],
         }
     }
 

@@ -623,7 +623,7 @@ fn control_ring_corruption_stops_only_the_control_plane() {
     let mut tb = Testbed::new();
     let (hp, pp, mut q) = setup(&mut tb, PoolMode::Page);
     // The host publishes an impossible request producer index.
-    let req_ring = tb.mem.ptr(CTRL_BUS + 256, 4).unwrap();
+    let req_ring = tb.ctrl_rings[0];
     // SAFETY: test writes the producer word of a ring it laid out.
     unsafe { std::ptr::write_volatile(req_ring.as_ptr().cast::<u32>(), 1000) };
     tb.fw.poll();

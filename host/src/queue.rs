@@ -677,8 +677,8 @@ mod tests {
     use super::*;
     use crate::pool::PoolConfig;
     use crate::provider::{HostMemory, HostMemoryConfig};
-    use crate::region::RegionLayout;
     use splitrx_shared::abi::RingKind;
+    use splitrx_shared::region::RegionLayout;
     use std::alloc::{alloc_zeroed, dealloc, Layout};
     use std::ptr::NonNull;
     use zerocopy::little_endian::{U16, U32};

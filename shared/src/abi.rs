@@ -274,7 +274,7 @@ impl QueueHeader {
                 return Err(HeaderError::RingNotPowerOfTwo { ring: i });
             }
             let off = r.offset.get();
-            if off % 64 != 0 {
+            if off % crate::ring::RING_ALIGN as u64 != 0 {
                 return Err(HeaderError::RingMisaligned { ring: i });
             }
             let bytes = crate::ring::ring_bytes(cap, kind.entry_size()) as u64;

@@ -8,6 +8,8 @@
 extern crate std;
 
 pub mod abi;
+pub mod region;
 pub mod ring;
 pub mod split;
+pub mod stats;
 pub mod wire;

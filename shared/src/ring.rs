@@ -92,7 +92,9 @@ pub const RING_INDEX_BYTES: usize = 256;
 pub const PRODUCER_OFFSET: usize = 0;
 /// Offset of the consumer index inside the ring.
 pub const CONSUMER_OFFSET: usize = 128;
-/// Required alignment of a ring's base address (checked by `init`/`attach`).
+/// The one ring alignment of the ABI: a ring's base address (checked by `init`/`attach`) and a
+/// ring's offset inside its shared region (checked by `abi::QueueHeader::validate`, used by
+/// `region::RegionLayout`, the firmware's test fakes and the boards) are multiples of it.
 pub const RING_ALIGN: usize = 64;
 
 /// Total bytes one ring occupies.
