@@ -17,14 +17,14 @@ use crate::Firmware;
 use core::mem::size_of;
 use core::ptr::NonNull;
 use splitrx_shared::abi::{
-    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, HdsThreshArgs, HeaderError,
-    OutstandingArgs, PoolArgs, PoolMode, QueueArgs, QueueHeader, QueueStatus, RegisterPoolArgs,
-    RingKind, RssArgs, StatsArgs, StatsPage, VersionInfo, ABI_VERSION, OUTSTANDING_PER_MSG,
-    STATS_PER_PAGE,
+    call, BufRef, CreateRxQueueArgs, CtrlCall, CtrlMsg, CtrlOp, CtrlStatus, HdsThreshArgs,
+    HeaderError, OutstandingArgs, PoolArgs, PoolMode, QueueArgs, QueueHeader, QueueStatus,
+    RegisterPoolArgs, RingKind, RssArgs, StatsArgs, StatsPage, VersionInfo, ABI_VERSION,
+    OUTSTANDING_PER_MSG, STATS_PER_PAGE,
 };
 use splitrx_shared::ring::{Consumer, Producer, RingError, RING_ALIGN};
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::{FromBytes, FromZeros};
 
 /// Why [`Firmware::new`] refused the control region.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -297,15 +297,24 @@ impl<H: Hal> Firmware<H> {
             self.stats.inc(dev::CMD_INVALID);
             return err(CtrlStatus::Invalid);
         }
+        // Each arm reads the body as its call's record (`CtrlCall`), so a handler cannot be
+        // given another opcode's record.
         let r = match op {
-            CtrlOp::GetVersion => self.op_version(),
-            CtrlOp::RegisterPool => self.op_register_pool(req),
-            CtrlOp::UnregisterPool => self.op_unregister_pool(req),
-            CtrlOp::CreateRxQueue => self.op_create_queue(req),
-            CtrlOp::DestroyRxQueue | CtrlOp::ResetQueue => self.op_start_report(req, op),
-            CtrlOp::SetHdsThresh => self.op_hds_thresh(req),
-            CtrlOp::ReadStats => self.op_read_stats(req),
-            CtrlOp::SetRss => self.op_set_rss(req),
+            CtrlOp::GetVersion => self.with::<call::GetVersion>(req, |fw, _| fw.op_version()),
+            CtrlOp::RegisterPool => self.with::<call::RegisterPool>(req, Self::op_register_pool),
+            CtrlOp::UnregisterPool => {
+                self.with::<call::UnregisterPool>(req, Self::op_unregister_pool)
+            }
+            CtrlOp::CreateRxQueue => self.with::<call::CreateRxQueue>(req, Self::op_create_queue),
+            CtrlOp::DestroyRxQueue => self.with::<call::DestroyRxQueue>(req, |fw, a| {
+                fw.op_start_report(req.seq.get(), a, CtrlOp::DestroyRxQueue)
+            }),
+            CtrlOp::ResetQueue => self.with::<call::ResetQueue>(req, |fw, a| {
+                fw.op_start_report(req.seq.get(), a, CtrlOp::ResetQueue)
+            }),
+            CtrlOp::SetHdsThresh => self.with::<call::SetHdsThresh>(req, Self::op_hds_thresh),
+            CtrlOp::ReadStats => self.with::<call::ReadStats>(req, Self::op_read_stats),
+            CtrlOp::SetRss => self.with::<call::SetRss>(req, Self::op_set_rss),
             CtrlOp::RegisterMr | CtrlOp::CreateQp | CtrlOp::DestroyQp => {
                 Err(CtrlStatus::Unsupported)
             }
@@ -321,6 +330,16 @@ impl<H: Hal> Firmware<H> {
         }
     }
 
+    /// Reads `req`'s body as call `C`'s request record and runs the handler on it.
+    fn with<C: CtrlCall>(
+        &mut self,
+        req: &CtrlMsg,
+        handler: impl FnOnce(&mut Self, C::Args) -> Result<Answer, CtrlStatus>,
+    ) -> Result<Answer, CtrlStatus> {
+        let a = req.args_of::<C>().ok_or(CtrlStatus::Invalid)?;
+        handler(self, a)
+    }
+
     fn op_version(&mut self) -> Result<Answer, CtrlStatus> {
         let v = VersionInfo {
             abi_version: U32::new(ABI_VERSION),
@@ -329,11 +348,10 @@ impl<H: Hal> Firmware<H> {
             max_pools: U16::new(MAX_POOLS as u16),
             caps: U32::new(caps::PACKED | caps::RSS),
         };
-        Ok(done_with(&v))
+        Ok(reply::<call::GetVersion>(&v))
     }
 
-    fn op_register_pool(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: RegisterPoolArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_register_pool(&mut self, a: RegisterPoolArgs) -> Result<Answer, CtrlStatus> {
         self.pools.register(&a).map_err(pool_status)?;
         fw_info!(
             "pool {} registered: {} x {} bytes",
@@ -344,8 +362,7 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_unregister_pool(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: PoolArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_unregister_pool(&mut self, a: PoolArgs) -> Result<Answer, CtrlStatus> {
         if a._pad != [0; 3] {
             return Err(CtrlStatus::Invalid);
         }
@@ -353,8 +370,7 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_create_queue(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: CreateRxQueueArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_create_queue(&mut self, a: CreateRxQueueArgs) -> Result<Answer, CtrlStatus> {
         let id = a.queue.get();
         if id as usize >= MAX_QUEUES {
             return Err(CtrlStatus::Invalid);
@@ -440,8 +456,12 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_start_report(&mut self, req: &CtrlMsg, op: CtrlOp) -> Result<Answer, CtrlStatus> {
-        let a: QueueArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_start_report(
+        &mut self,
+        seq: u32,
+        a: QueueArgs,
+        op: CtrlOp,
+    ) -> Result<Answer, CtrlStatus> {
         if a._pad.get() != 0 {
             return Err(CtrlStatus::Invalid);
         }
@@ -454,7 +474,7 @@ impl<H: Hal> Firmware<H> {
         q.state = QueueState::Resetting;
         write_region_status(q.region, QueueStatus::Resetting, 0);
         self.ctrl.pending = Some(Pending {
-            seq: req.seq.get(),
+            seq,
             op,
             queue: id,
             cursor: ResetCursor::default(),
@@ -501,7 +521,12 @@ impl<H: Hal> Firmware<H> {
             } else {
                 CtrlStatus::More
             };
-            let m = CtrlMsg::with_args(p.seq, p.op, status, &args);
+            let m = match p.op {
+                CtrlOp::DestroyRxQueue => {
+                    CtrlMsg::response::<call::DestroyRxQueue>(p.seq, status, &args)
+                }
+                _ => CtrlMsg::response::<call::ResetQueue>(p.seq, status, &args),
+            };
             if done {
                 self.finish_pending(&p);
             }
@@ -544,8 +569,7 @@ impl<H: Hal> Firmware<H> {
         }
     }
 
-    fn op_hds_thresh(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: HdsThreshArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_hds_thresh(&mut self, a: HdsThreshArgs) -> Result<Answer, CtrlStatus> {
         if a._pad.get() != 0 {
             return Err(CtrlStatus::Invalid);
         }
@@ -558,8 +582,7 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_read_stats(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: StatsArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_read_stats(&mut self, a: StatsArgs) -> Result<Answer, CtrlStatus> {
         let (queue, page) = (a.queue.get(), a.page.get() as usize);
         let values: &[u64] = if queue == u16::MAX {
             &self.stats.0[..DEV_COUNT]
@@ -586,11 +609,10 @@ impl<H: Hal> Firmware<H> {
         for (d, s) in sp.values.iter_mut().zip(&values[first..first + n]) {
             *d = U64::new(*s);
         }
-        Ok(done_with(&sp))
+        Ok(reply::<call::ReadStats>(&sp))
     }
 
-    fn op_set_rss(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: RssArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_set_rss(&mut self, a: RssArgs) -> Result<Answer, CtrlStatus> {
         if a._pad.get() != 0 || a.queues.get() as usize > MAX_QUEUES {
             return Err(CtrlStatus::Invalid);
         }
@@ -604,9 +626,10 @@ fn ok() -> Answer {
     Answer::Done(CtrlStatus::Ok, CtrlMsg::new_zeroed())
 }
 
-fn done_with<A: IntoBytes + zerocopy::Immutable>(a: &A) -> Answer {
+/// An `Ok` answer with call `C`'s response body (seq and opcode are filled in by the caller).
+fn reply<C: CtrlCall>(body: &C::Resp) -> Answer {
     Answer::Done(
         CtrlStatus::Ok,
-        CtrlMsg::with_args(0, CtrlOp::GetVersion, CtrlStatus::Ok, a),
+        CtrlMsg::response::<C>(0, CtrlStatus::Ok, body),
     )
 }

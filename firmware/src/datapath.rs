@@ -25,10 +25,13 @@ use crate::config::{FILL_BATCH, FILL_CACHE};
 use crate::hal::{Dma, DmaError, DmaSegment};
 use crate::pools::{HeldBuf, Pool, Pools};
 use crate::stats::{class_counter, q, reason_counter, QueueStats};
+use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
 use heapless::Deque;
-use splitrx_shared::abi::{rx_flags, BufRef, FillDesc, PoolMode, QueueStatus, RxCompletion};
+use splitrx_shared::abi::{
+    rx_flags, BufRef, FillDesc, PoolMode, QueueHeader, QueueStatus, RxCompletion,
+};
 use splitrx_shared::ring::{Consumer, CorruptKind, Producer, RingError};
 use splitrx_shared::split::{FrameClass, NoSplitReason, RoceInfo, SplitResult};
 use zerocopy::little_endian::{U16, U32};
@@ -65,14 +68,17 @@ pub const fn fault_code(ring: QueueRing, kind: CorruptKind) -> u32 {
 
 /// Writes the NIC status words of a region's [`splitrx_shared::abi::QueueHeader`].
 pub(crate) fn write_region_status(region: NonNull<u8>, status: QueueStatus, fault: u32) {
-    // SAFETY: `region` came from `SharedMemory::translate` for at least a QueueHeader (192
-    // bytes) and is 64-byte aligned (checked when the region was mapped), so offsets 20 and 24
-    // are 4-byte aligned u32 fields inside it; the peer only reads them, and we access them
-    // atomically because the peer reads concurrently.
+    const STATUS: usize = offset_of!(QueueHeader, nic_status);
+    const FAULT: usize = offset_of!(QueueHeader, nic_fault);
+    const _: () = assert!(STATUS.is_multiple_of(4) && FAULT.is_multiple_of(4));
+    // SAFETY: `region` came from `SharedMemory::translate` for at least a QueueHeader and is
+    // RING_ALIGN-aligned (checked when the region was mapped), so the two fields are 4-byte
+    // aligned u32 words inside it (asserted above); the peer only reads them, and we access
+    // them atomically because the peer reads concurrently.
     unsafe {
         let p = region.as_ptr();
-        AtomicU32::from_ptr(p.add(24).cast::<u32>()).store(fault, Ordering::Relaxed);
-        AtomicU32::from_ptr(p.add(20).cast::<u32>()).store(status as u32, Ordering::Release);
+        AtomicU32::from_ptr(p.add(FAULT).cast::<u32>()).store(fault, Ordering::Relaxed);
+        AtomicU32::from_ptr(p.add(STATUS).cast::<u32>()).store(status as u32, Ordering::Release);
     }
 }
 

@@ -14,10 +14,11 @@ use crate::hal::{
     SharedMemory, TxError,
 };
 use crate::Firmware;
+use core::mem::offset_of;
 use core::ptr::NonNull;
 use splitrx_shared::abi::{
-    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc, PoolMode, RegisterPoolArgs,
-    RingKind, RxCompletion,
+    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc, PoolMode, QueueHeader,
+    RegisterPoolArgs, RingKind, RxCompletion,
 };
 use splitrx_shared::region::RegionLayout;
 use splitrx_shared::ring::{ring_bytes, Consumer, Producer, RingEntry};
@@ -547,7 +548,11 @@ impl<R: MacRx> Testbed<R> {
 
     /// Queue `q`'s `nic_status` and `nic_fault` words.
     pub fn nic_status(&self, bus: u64) -> (u32, u32) {
-        let b = self.mem.read(bus + 20, 8);
+        const _: () =
+            assert!(offset_of!(QueueHeader, nic_fault) == offset_of!(QueueHeader, nic_status) + 4);
+        let b = self
+            .mem
+            .read(bus + offset_of!(QueueHeader, nic_status) as u64, 8);
         (
             u32::from_le_bytes(b[..4].try_into().unwrap()),
             u32::from_le_bytes(b[4..].try_into().unwrap()),

@@ -586,7 +586,7 @@ fn ring_corruption_faults_queue_until_reset() {
     assert_eq!(h.frame(&tcp_frame(300, 1)).len(), 1);
     // The host publishes an impossible producer index on the header fill ring.
     let hdr_ring = h.q.rings[0];
-    let cons = ring_index(&h.tb.mem, hdr_ring, 128);
+    let cons = ring_index(&h.tb.mem, hdr_ring, splitrx_shared::ring::CONSUMER_OFFSET);
     let bogus = cons.wrapping_add(64 + 7);
     // SAFETY: test writes the producer word of a ring it laid out.
     unsafe { std::ptr::write_volatile(hdr_ring.as_ptr().cast::<u32>(), bogus) };
