@@ -28,6 +28,7 @@ use zerocopy::{FromBytes, FromZeros};
 
 /// Why [`Firmware::new`] refused the control region.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum InitError {
     /// The bus range is not inside a shared-memory window (or its length does not fit usize).
     Unmapped,

@@ -38,6 +38,7 @@ use zerocopy::little_endian::{U16, U32};
 
 /// Lifecycle of an RX queue.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum QueueState {
     Running,
     /// A ring of the queue was found corrupt; the queue is stopped until ResetQueue.
@@ -48,6 +49,7 @@ pub enum QueueState {
 
 /// Which of the queue's rings (for fault codes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u32)]
 pub enum QueueRing {
     HeaderFill = 1,

@@ -200,6 +200,7 @@ assert_layout!(
 
 /// Why a [`QueueHeader`] was rejected.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum HeaderError {
     BadMagic,
     AbiMismatch { ours: u32, theirs: u32 },

@@ -112,6 +112,7 @@ use shm::{Ordering, Region};
 
 /// What kind of impossible index the peer published.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum CorruptKind {
     /// The producer index implies more than `capacity` entries in the ring.
     ProducerAhead,
@@ -125,6 +126,7 @@ pub enum CorruptKind {
 
 /// Details of a detected corruption.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Corruption {
     pub kind: CorruptKind,
     /// The index value the peer published.
@@ -135,6 +137,7 @@ pub struct Corruption {
 
 /// Ring errors.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RingError {
     /// The peer published an impossible index. The ring is stopped: every later call returns
     /// this same error and touches no memory.

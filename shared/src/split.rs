@@ -135,6 +135,7 @@ impl NoSplitReason {
 
 /// Which tunnel the innermost headers were found in.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Tunnel {
     Vxlan,
     Geneve,
@@ -162,6 +163,7 @@ pub struct RoceInfo {
 /// A short, stable reason a frame is malformed (the `error` field of `splitrx inspect`).
 /// The variant set may grow; `as_str` gives the stable text.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Malformed {
     /// The frame ends inside a header (or the IP datagram / tunnel payload that holds the

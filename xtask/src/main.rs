@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask run [ARGS..]`   the main job: `splitrx run` on the default sim board (release build)
 //! - `cargo xtask test`           the whole test suite (what `.ci/run` calls); installs what it needs
-//! - `cargo xtask targets`        build the no_std crates for the ARM targets
+//! - `cargo xtask targets`        build the no_std crates for the ARM targets (also with `defmt`)
 //! - `cargo xtask size`           code size of the firmware datapath on thumbv7em (size-probe image)
 //! - `cargo xtask fuzz [--secs N]` bounded runs of every cargo-fuzz target (nightly)
 //! - `cargo xtask bench`          run every criterion benchmark
@@ -23,6 +23,9 @@ use std::time::Instant;
 const ARM_TARGETS: &[&str] = &["thumbv7em-none-eabihf", "aarch64-unknown-none"];
 /// Crates that must build `no_std` for the ARM targets.
 const NO_STD_CRATES: &[&str] = &["splitrx-shared", "splitrx-firmware"];
+/// Feature builds of the `no_std` crates for the ARM targets: (package, features). The
+/// firmware's `defmt` logging (also turns on `defmt::Format` in shared).
+const NO_STD_FEATURE_BUILDS: &[(&str, &str)] = &[("splitrx-firmware", "defmt")];
 /// cargo-fuzz crates and their targets.
 const FUZZ: &[(&str, &[&str])] = &[
     ("shared/fuzz", &["parse_split", "ring_consumer"]),
@@ -186,6 +189,18 @@ fn build_targets() -> Result<()> {
     for t in ARM_TARGETS {
         for p in NO_STD_CRATES {
             run(cargo().args(["build", "--release", "-p", p, "--target", t]))?;
+        }
+        for (p, features) in NO_STD_FEATURE_BUILDS {
+            run(cargo().args([
+                "build",
+                "--release",
+                "-p",
+                p,
+                "--features",
+                features,
+                "--target",
+                t,
+            ]))?;
         }
     }
     Ok(())
