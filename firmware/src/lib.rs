@@ -1,6 +1,7 @@
 //! splitrx firmware library: the RX datapath and control plane of the SmartNIC's ARM core.
 //!
-//! `no_std`, no heap: every table is sized by the constants in [`config`]. The firmware is
+//! `no_std`, no heap: every table is sized by the constants in [`config`], which come from a
+//! capacity profile chosen by a cargo feature (`cap-host`, the default, or `cap-cortex-m`). The firmware is
 //! generic over the HAL traits of [`hal`]; the host tests run it against in-memory fakes
 //! (`testing`, feature `std`).
 //!
@@ -43,6 +44,22 @@ use splitrx_shared::split::{split, SplitConfig};
 use stats::{dev, DeviceStats, QueueStats};
 
 pub use control::InitError;
+
+/// Static RAM of the firmware's tables with the active capacity profile: everything in
+/// [`Firmware`] except the HAL (pools and their bitmaps, RX queues, RSS tables, control plane,
+/// counters). Checked against the profile's `ram_budget` at compile time.
+pub const TABLES_RAM: usize = size_of::<Pools>()
+    + size_of::<[Option<RxQueue>; MAX_QUEUES]>()
+    + size_of::<heapless::Vec<u16, MAX_QUEUES>>()
+    + size_of::<Toeplitz>()
+    + size_of::<ControlPlane>()
+    + size_of::<DeviceStats>()
+    + size_of::<u16>();
+const _: () = assert!(
+    TABLES_RAM <= config::PROFILE.ram_budget,
+    "the firmware's tables exceed the capacity profile's RAM budget"
+);
+const _: () = assert!(config::PROFILE.ram_bound() <= TABLES_RAM);
 
 /// The firmware: HAL, pool table, RX queues, RSS state and the control plane.
 pub struct Firmware<H: Hal> {

@@ -199,6 +199,10 @@ fn register_and_unregister_pool_statuses() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "cap-cortex-m",
+    ignore = "needs the cap-host profile (3 queues, 6 pools)"
+)]
 fn create_queue_statuses() {
     let mut tb = Testbed::new();
     tb.register_pool(1, HDR_POOL_BUS, 16, 256, PoolMode::Page, 0);
@@ -547,6 +551,10 @@ fn read_stats_pages_match_the_counters() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "cap-cortex-m",
+    ignore = "needs the cap-host profile (3 queues, 6 pools)"
+)]
 fn rss_steers_by_toeplitz_hash() {
     let mut tb = Testbed::new();
     let mut queues = Vec::new();

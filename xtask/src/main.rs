@@ -211,7 +211,11 @@ fn size() -> Result<()> {
     if !probe.join("Cargo.toml").exists() {
         bail!("boards/size-probe is missing");
     }
-    run(cargo().current_dir(&probe).args(["build", "--release"]))?;
+    // The probe is its own workspace and is read back from its own target directory.
+    run(cargo()
+        .current_dir(&probe)
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["build", "--release"]))?;
     let elf = probe.join("target/thumbv7em-none-eabihf/release/splitrx-size-probe");
     let text = elf_size(&elf)?;
     println!("{text}");
