@@ -2,8 +2,8 @@
 //!
 //! `no_std`, no heap: every table is sized by the constants in [`config`], which come from a
 //! capacity profile chosen by a cargo feature (`cap-host`, the default, or `cap-cortex-m`). The firmware is
-//! generic over the HAL traits of [`hal`]; the host tests run it against in-memory fakes
-//! (`testing`, feature `std`).
+//! generic over the HAL traits of [`hal`]; tests run it against in-memory fakes (`testing`:
+//! the `no_std` core with feature `testing`, the Vec-backed extras and test driver with `std`).
 //!
 //! The firmware owns nothing the host gave it on trust: ring indices are checked by the ring
 //! handles (a corrupt index faults the queue, visible in its `QueueHeader::nic_status`), fill
@@ -31,7 +31,7 @@ pub mod hal;
 pub mod pools;
 pub mod rss;
 pub mod stats;
-#[cfg(any(test, feature = "std"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use config::{MAX_QUEUES, RX_BATCH};

@@ -24,8 +24,12 @@ const ARM_TARGETS: &[&str] = &["thumbv7em-none-eabihf", "aarch64-unknown-none"];
 /// Crates that must build `no_std` for the ARM targets.
 const NO_STD_CRATES: &[&str] = &["splitrx-shared", "splitrx-firmware"];
 /// Feature builds of the `no_std` crates for the ARM targets: (package, features). The
-/// firmware's `defmt` logging (also turns on `defmt::Format` in shared).
-const NO_STD_FEATURE_BUILDS: &[(&str, &str)] = &[("splitrx-firmware", "defmt")];
+/// firmware's `defmt` logging (also turns on `defmt::Format` in shared), and its `no_std` test
+/// fakes.
+const NO_STD_FEATURE_BUILDS: &[(&str, &str)] = &[
+    ("splitrx-firmware", "defmt"),
+    ("splitrx-firmware", "testing"),
+];
 /// cargo-fuzz crates and their targets.
 const FUZZ: &[(&str, &[&str])] = &[
     ("shared/fuzz", &["parse_split", "ring_consumer"]),

@@ -1,18 +1,16 @@
-//! In-memory HAL fakes and a host-side test driver (feature `std`, or unit tests).
+//! The `std` extras of the test fakes (feature `std`, or unit tests): Vec-backed arenas and a
+//! host-side test driver.
 //!
-//! - [`Memory`]: bus-addressed arenas standing in for host memory and the GPU BAR;
-//! - [`FakeMem`] (SharedMemory), [`FakeDma`] (copies into the arenas, or only counts bytes for
-//!   benchmarks), [`FakeMac`] (frames queued by the test), [`RepeatMac`] (one frame N times),
-//!   [`FakeTx`], [`FakeClock`];
+//! - [`Memory`]: bus-addressed arenas standing in for host memory and the GPU BAR (the
+//!   [`BusMemory`] the core fakes [`FakeMem`] and [`FakeDma`] use here);
+//! - [`FakeMac`] (frames queued by the test), [`RepeatMac`] (one frame N times), [`FakeTx`];
 //! - [`Testbed`]: the firmware plus the host's side of the control ring and queue rings, laid
 //!   out in the arenas the way the host crate lays them out.
 //!
 //! Used by the integration tests, the fuzz targets and the benchmarks.
 
-use crate::hal::{
-    Clock, Dma, DmaError, DmaSegment, DmaTicket, Hal, HalParts, MacRx, MacTx, RxFrame,
-    SharedMemory, TxError,
-};
+use super::{BusMemory, FakeClock, FakeDma, FakeMem};
+use crate::hal::{Hal, HalParts, MacRx, MacTx, RxFrame, TxError};
 use crate::Firmware;
 use core::mem::offset_of;
 use core::ptr::NonNull;
@@ -116,77 +114,6 @@ impl Memory {
     }
 }
 
-/// SharedMemory over [`Memory`].
-#[derive(Debug)]
-pub struct FakeMem {
-    pub mem: Rc<Memory>,
-}
-
-// SAFETY: arenas live as long as the Rc (FakeMem holds one), never move, and are only accessed
-// through raw pointers.
-unsafe impl SharedMemory for FakeMem {
-    fn translate(&mut self, bus_addr: u64, len: usize) -> Option<NonNull<u8>> {
-        self.mem.ptr(bus_addr, len)
-    }
-}
-
-/// DMA engine fake: copies into [`Memory`] (or, with `copy == false`, only counts).
-#[derive(Debug)]
-pub struct FakeDma {
-    pub mem: Rc<Memory>,
-    pub copy: bool,
-    pub writes: u64,
-    pub bytes: u64,
-    /// Fail the next N writes with `DmaError::Bus`.
-    pub fail_next: u32,
-    /// Every (bus_addr, len) written, when `log` is set.
-    pub log: Option<Vec<(u64, usize)>>,
-    next: u32,
-}
-
-impl FakeDma {
-    pub fn new(mem: Rc<Memory>, copy: bool) -> FakeDma {
-        FakeDma {
-            mem,
-            copy,
-            writes: 0,
-            bytes: 0,
-            fail_next: 0,
-            log: None,
-            next: 0,
-        }
-    }
-}
-
-impl Dma for FakeDma {
-    const MAX_SEGMENTS: usize = 4;
-    fn write(&mut self, segs: &[DmaSegment<'_>]) -> Result<DmaTicket, DmaError> {
-        if segs.len() > Self::MAX_SEGMENTS {
-            return Err(DmaError::TooManySegments);
-        }
-        if self.fail_next > 0 {
-            self.fail_next -= 1;
-            return Err(DmaError::Bus);
-        }
-        for s in segs {
-            if self.copy && !self.mem.write(s.bus_addr, s.data) {
-                return Err(DmaError::Bus);
-            }
-            if let Some(l) = &mut self.log {
-                l.push((s.bus_addr, s.data.len()));
-            }
-            self.bytes += s.data.len() as u64;
-        }
-        self.writes += 1;
-        self.next = self.next.wrapping_add(1);
-        Ok(DmaTicket(self.next))
-    }
-    #[inline]
-    fn poll(&mut self, _t: DmaTicket) -> Result<bool, DmaError> {
-        Ok(true)
-    }
-}
-
 /// MAC fake: frames queued by the test, delivered in order.
 #[derive(Debug, Default)]
 pub struct FakeMac {
@@ -244,25 +171,20 @@ impl MacTx for FakeTx {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct FakeClock {
-    pub now: u64,
-}
-impl Clock for FakeClock {
-    fn now_ns(&mut self) -> u64 {
-        self.now += 1;
-        self.now
+impl BusMemory for Rc<Memory> {
+    fn ptr(&self, bus: u64, len: usize) -> Option<NonNull<u8>> {
+        Memory::ptr(self, bus, len)
     }
 }
 
-/// The fake HAL, generic over the MAC fake.
+/// The fake HAL over [`Memory`], generic over the MAC fake.
 #[derive(Debug)]
 pub struct FakeHal<R = FakeMac>(core::marker::PhantomData<R>);
 impl<R: MacRx> Hal for FakeHal<R> {
     type Rx = R;
     type Tx = FakeTx;
-    type Dma = FakeDma;
-    type Mem = FakeMem;
+    type Dma = FakeDma<Rc<Memory>>;
+    type Mem = FakeMem<Rc<Memory>>;
     type Clock = FakeClock;
 }
 
