@@ -160,12 +160,10 @@ impl RegionLayout {
         mem: NonNull<u8>,
         kind: RingKind,
     ) -> Result<Producer<T>, LayoutError> {
-        let r = self.ring(kind).ok_or(LayoutError::NoSuchRing(kind))?;
-        debug_assert_eq!(size_of::<T>(), kind.entry_size());
+        let (base, cap) = self.locate::<T>(mem, kind)?;
         // SAFETY: the ring lies inside the region (validated layout) and the caller upholds the
         // single-producer and lifetime rules.
-        unsafe { Producer::attach(mem.add(r.offset.get() as usize), r.capacity.get()) }
-            .map_err(LayoutError::Ring)
+        unsafe { Producer::attach(base, cap) }.map_err(LayoutError::Ring)
     }
 
     /// Attaches a consumer to the ring of `kind`.
@@ -177,11 +175,27 @@ impl RegionLayout {
         mem: NonNull<u8>,
         kind: RingKind,
     ) -> Result<Consumer<T>, LayoutError> {
+        let (base, cap) = self.locate::<T>(mem, kind)?;
+        // SAFETY: as in `producer`.
+        unsafe { Consumer::attach(base, cap) }.map_err(LayoutError::Ring)
+    }
+
+    /// Base pointer and capacity of the ring of `kind` in the region at `mem`.
+    fn locate<T>(
+        &self,
+        mem: NonNull<u8>,
+        kind: RingKind,
+    ) -> Result<(NonNull<u8>, u32), LayoutError> {
         let r = self.ring(kind).ok_or(LayoutError::NoSuchRing(kind))?;
         debug_assert_eq!(size_of::<T>(), kind.entry_size());
-        // SAFETY: as in `producer`.
-        unsafe { Consumer::attach(mem.add(r.offset.get() as usize), r.capacity.get()) }
-            .map_err(LayoutError::Ring)
+        // `wrapping_add`: computing the address needs no unsafe; `attach`'s callers promise it
+        // lies inside the region (offset + ring bytes <= size by construction in `new`), so
+        // the pointer is null only for memory that is not a region at all.
+        let base = mem.as_ptr().wrapping_add(r.offset.get() as usize);
+        Ok((
+            NonNull::new(base).ok_or(LayoutError::Misaligned)?,
+            r.capacity.get(),
+        ))
     }
 }
 
