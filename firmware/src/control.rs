@@ -17,17 +17,18 @@ use crate::Firmware;
 use core::mem::size_of;
 use core::ptr::NonNull;
 use splitrx_shared::abi::{
-    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, HdsThreshArgs, HeaderError,
-    OutstandingArgs, PoolArgs, PoolMode, QueueArgs, QueueHeader, QueueStatus, RegisterPoolArgs,
-    RingKind, RssArgs, StatsArgs, StatsPage, VersionInfo, ABI_VERSION, OUTSTANDING_PER_MSG,
-    STATS_PER_PAGE,
+    call, BufRef, CreateRxQueueArgs, CtrlCall, CtrlMsg, CtrlOp, CtrlStatus, HdsThreshArgs,
+    HeaderError, OutstandingArgs, PoolArgs, PoolMode, QueueArgs, QueueHeader, QueueStatus,
+    RegisterPoolArgs, RingKind, RssArgs, StatsArgs, StatsPage, VersionInfo, ABI_VERSION,
+    OUTSTANDING_PER_MSG, STATS_PER_PAGE,
 };
-use splitrx_shared::ring::{Consumer, Producer, RingError};
+use splitrx_shared::ring::{Consumer, Producer, RingError, RING_ALIGN};
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::{FromBytes, FromZeros};
 
 /// Why [`Firmware::new`] refused the control region.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum InitError {
     /// The bus range is not inside a shared-memory window (or its length does not fit usize).
     Unmapped,
@@ -97,7 +98,7 @@ pub(crate) fn map_region<M: SharedMemory>(
         return Err(InitError::Misaligned);
     }
     let base = mem.translate(bus, len).ok_or(InitError::Unmapped)?;
-    if base.as_ptr() as usize & 63 != 0 {
+    if !(base.as_ptr() as usize).is_multiple_of(RING_ALIGN) {
         return Err(InitError::Misaligned);
     }
     // SAFETY: `translate` promised `len >= size_of::<QueueHeader>()` readable bytes; a volatile
@@ -315,15 +316,24 @@ impl<H: Hal> Firmware<H> {
             self.stats.inc(dev::CMD_INVALID);
             return err(CtrlStatus::Invalid);
         }
+        // Each arm reads the body as its call's record (`CtrlCall`), so a handler cannot be
+        // given another opcode's record.
         let r = match op {
-            CtrlOp::GetVersion => self.op_version(),
-            CtrlOp::RegisterPool => self.op_register_pool(req),
-            CtrlOp::UnregisterPool => self.op_unregister_pool(req),
-            CtrlOp::CreateRxQueue => self.op_create_queue(req),
-            CtrlOp::DestroyRxQueue | CtrlOp::ResetQueue => self.op_start_report(req, op),
-            CtrlOp::SetHdsThresh => self.op_hds_thresh(req),
-            CtrlOp::ReadStats => self.op_read_stats(req),
-            CtrlOp::SetRss => self.op_set_rss(req),
+            CtrlOp::GetVersion => self.with::<call::GetVersion>(req, |fw, _| fw.op_version()),
+            CtrlOp::RegisterPool => self.with::<call::RegisterPool>(req, Self::op_register_pool),
+            CtrlOp::UnregisterPool => {
+                self.with::<call::UnregisterPool>(req, Self::op_unregister_pool)
+            }
+            CtrlOp::CreateRxQueue => self.with::<call::CreateRxQueue>(req, Self::op_create_queue),
+            CtrlOp::DestroyRxQueue => self.with::<call::DestroyRxQueue>(req, |fw, a| {
+                fw.op_start_report(req.seq.get(), a, CtrlOp::DestroyRxQueue)
+            }),
+            CtrlOp::ResetQueue => self.with::<call::ResetQueue>(req, |fw, a| {
+                fw.op_start_report(req.seq.get(), a, CtrlOp::ResetQueue)
+            }),
+            CtrlOp::SetHdsThresh => self.with::<call::SetHdsThresh>(req, Self::op_hds_thresh),
+            CtrlOp::ReadStats => self.with::<call::ReadStats>(req, Self::op_read_stats),
+            CtrlOp::SetRss => self.with::<call::SetRss>(req, Self::op_set_rss),
             CtrlOp::RegisterMr | CtrlOp::CreateQp | CtrlOp::DestroyQp => {
                 Err(CtrlStatus::Unsupported)
             }
@@ -339,6 +349,16 @@ impl<H: Hal> Firmware<H> {
         }
     }
 
+    /// Reads `req`'s body as call `C`'s request record and runs the handler on it.
+    fn with<C: CtrlCall>(
+        &mut self,
+        req: &CtrlMsg,
+        handler: impl FnOnce(&mut Self, C::Args) -> Result<Answer, CtrlStatus>,
+    ) -> Result<Answer, CtrlStatus> {
+        let a = req.args_of::<C>().ok_or(CtrlStatus::Invalid)?;
+        handler(self, a)
+    }
+
     fn op_version(&mut self) -> Result<Answer, CtrlStatus> {
         let v = VersionInfo {
             abi_version: U32::new(ABI_VERSION),
@@ -347,11 +367,10 @@ impl<H: Hal> Firmware<H> {
             max_pools: U16::new(MAX_POOLS as u16),
             caps: U32::new(caps::PACKED | caps::RSS),
         };
-        Ok(done_with(&v))
+        Ok(reply::<call::GetVersion>(&v))
     }
 
-    fn op_register_pool(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: RegisterPoolArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_register_pool(&mut self, a: RegisterPoolArgs) -> Result<Answer, CtrlStatus> {
         self.pools.register(&a).map_err(pool_status)?;
         fw_info!(
             "pool {} registered: {} x {} bytes",
@@ -362,8 +381,7 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_unregister_pool(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: PoolArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_unregister_pool(&mut self, a: PoolArgs) -> Result<Answer, CtrlStatus> {
         if a._pad != [0; 3] {
             return Err(CtrlStatus::Invalid);
         }
@@ -371,8 +389,7 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_create_queue(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: CreateRxQueueArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_create_queue(&mut self, a: CreateRxQueueArgs) -> Result<Answer, CtrlStatus> {
         let id = a.queue.get();
         if id as usize >= MAX_QUEUES {
             return Err(CtrlStatus::Invalid);
@@ -417,9 +434,9 @@ impl<H: Hal> Firmware<H> {
             ])
             .map_err(|_| CtrlStatus::BadRegion)?;
         let locs = [region.ring(h), region.ring(p), region.ring(c)];
-        // SAFETY (three attaches): each ring lies inside the validated, mapped, 64-aligned
-        // region, which stays valid while the HAL lives (SharedMemory contract); the queue id
-        // is new, so no other handle to these rings exists in the firmware.
+        // SAFETY: each ring lies inside the validated, mapped, 64-aligned region, which stays
+        // valid while the HAL lives (SharedMemory contract); the queue id is new, so no other
+        // handle to these rings exists in the firmware. (The same holds for the next two.)
         let hdr_fill = unsafe { Consumer::attach(locs[0].base, locs[0].capacity) }
             .map_err(|_| CtrlStatus::BadRegion)?;
         // SAFETY: as above.
@@ -458,8 +475,12 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_start_report(&mut self, req: &CtrlMsg, op: CtrlOp) -> Result<Answer, CtrlStatus> {
-        let a: QueueArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_start_report(
+        &mut self,
+        seq: u32,
+        a: QueueArgs,
+        op: CtrlOp,
+    ) -> Result<Answer, CtrlStatus> {
         if a._pad.get() != 0 {
             return Err(CtrlStatus::Invalid);
         }
@@ -472,7 +493,7 @@ impl<H: Hal> Firmware<H> {
         q.state = QueueState::Resetting;
         write_region_status(q.region, QueueStatus::Resetting, 0);
         self.ctrl.pending = Some(Pending {
-            seq: req.seq.get(),
+            seq,
             op,
             queue: id,
             cursor: ResetCursor::default(),
@@ -519,7 +540,12 @@ impl<H: Hal> Firmware<H> {
             } else {
                 CtrlStatus::More
             };
-            let m = CtrlMsg::with_args(p.seq, p.op, status, &args);
+            let m = match p.op {
+                CtrlOp::DestroyRxQueue => {
+                    CtrlMsg::response::<call::DestroyRxQueue>(p.seq, status, &args)
+                }
+                _ => CtrlMsg::response::<call::ResetQueue>(p.seq, status, &args),
+            };
             if done {
                 self.finish_pending(&p);
             }
@@ -562,8 +588,7 @@ impl<H: Hal> Firmware<H> {
         }
     }
 
-    fn op_hds_thresh(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: HdsThreshArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_hds_thresh(&mut self, a: HdsThreshArgs) -> Result<Answer, CtrlStatus> {
         if a._pad.get() != 0 {
             return Err(CtrlStatus::Invalid);
         }
@@ -576,8 +601,7 @@ impl<H: Hal> Firmware<H> {
         Ok(ok())
     }
 
-    fn op_read_stats(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: StatsArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_read_stats(&mut self, a: StatsArgs) -> Result<Answer, CtrlStatus> {
         let (queue, page) = (a.queue.get(), a.page.get() as usize);
         let values: &[u64] = if queue == u16::MAX {
             &self.stats.0[..DEV_COUNT]
@@ -604,11 +628,10 @@ impl<H: Hal> Firmware<H> {
         for (d, s) in sp.values.iter_mut().zip(&values[first..first + n]) {
             *d = U64::new(*s);
         }
-        Ok(done_with(&sp))
+        Ok(reply::<call::ReadStats>(&sp))
     }
 
-    fn op_set_rss(&mut self, req: &CtrlMsg) -> Result<Answer, CtrlStatus> {
-        let a: RssArgs = req.args().ok_or(CtrlStatus::Invalid)?;
+    fn op_set_rss(&mut self, a: RssArgs) -> Result<Answer, CtrlStatus> {
         if a._pad.get() != 0 || a.queues.get() as usize > MAX_QUEUES {
             return Err(CtrlStatus::Invalid);
         }
@@ -622,9 +645,10 @@ fn ok() -> Answer {
     Answer::Done(CtrlStatus::Ok, CtrlMsg::new_zeroed())
 }
 
-fn done_with<A: IntoBytes + zerocopy::Immutable>(a: &A) -> Answer {
+/// An `Ok` answer with call `C`'s response body (seq and opcode are filled in by the caller).
+fn reply<C: CtrlCall>(body: &C::Resp) -> Answer {
     Answer::Done(
         CtrlStatus::Ok,
-        CtrlMsg::with_args(0, CtrlOp::GetVersion, CtrlStatus::Ok, a),
+        CtrlMsg::response::<C>(0, CtrlStatus::Ok, body),
     )
 }

@@ -25,16 +25,20 @@ use crate::config::{FILL_BATCH, FILL_CACHE};
 use crate::hal::{Dma, DmaError, DmaSegment};
 use crate::pools::{HeldBuf, Pool, Pools};
 use crate::stats::{class_counter, q, reason_counter, QueueStats};
+use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
 use heapless::Deque;
-use splitrx_shared::abi::{rx_flags, BufRef, FillDesc, PoolMode, QueueStatus, RxCompletion};
+use splitrx_shared::abi::{
+    rx_flags, BufRef, FillDesc, PoolMode, QueueHeader, QueueStatus, RxCompletion,
+};
 use splitrx_shared::ring::{Consumer, CorruptKind, Producer, RingError};
 use splitrx_shared::split::{FrameClass, NoSplitReason, RoceInfo, SplitResult};
 use zerocopy::little_endian::{U16, U32};
 
 /// Lifecycle of an RX queue.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum QueueState {
     Running,
     /// A ring of the queue was found corrupt; the queue is stopped until ResetQueue.
@@ -45,6 +49,7 @@ pub enum QueueState {
 
 /// Which of the queue's rings (for fault codes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u32)]
 pub enum QueueRing {
     HeaderFill = 1,
@@ -65,14 +70,17 @@ pub const fn fault_code(ring: QueueRing, kind: CorruptKind) -> u32 {
 
 /// Writes the NIC status words of a region's [`splitrx_shared::abi::QueueHeader`].
 pub(crate) fn write_region_status(region: NonNull<u8>, status: QueueStatus, fault: u32) {
-    // SAFETY: `region` came from `SharedMemory::translate` for at least a QueueHeader (192
-    // bytes) and is 64-byte aligned (checked when the region was mapped), so offsets 20 and 24
-    // are 4-byte aligned u32 fields inside it; the peer only reads them, and we access them
-    // atomically because the peer reads concurrently.
+    const STATUS: usize = offset_of!(QueueHeader, nic_status);
+    const FAULT: usize = offset_of!(QueueHeader, nic_fault);
+    const _: () = assert!(STATUS.is_multiple_of(4) && FAULT.is_multiple_of(4));
+    // SAFETY: `region` came from `SharedMemory::translate` for at least a QueueHeader and is
+    // RING_ALIGN-aligned (checked when the region was mapped), so the two fields are 4-byte
+    // aligned u32 words inside it (asserted above); the peer only reads them, and we access
+    // them atomically because the peer reads concurrently.
     unsafe {
         let p = region.as_ptr();
-        AtomicU32::from_ptr(p.add(24).cast::<u32>()).store(fault, Ordering::Relaxed);
-        AtomicU32::from_ptr(p.add(20).cast::<u32>()).store(status as u32, Ordering::Release);
+        AtomicU32::from_ptr(p.add(FAULT).cast::<u32>()).store(fault, Ordering::Relaxed);
+        AtomicU32::from_ptr(p.add(STATUS).cast::<u32>()).store(status as u32, Ordering::Release);
     }
 }
 
@@ -591,23 +599,26 @@ impl RxQueue {
         self.pay_cache.clear();
         self.packed = None;
         let mut ok = true;
-        // SAFETY (all three): the locations were validated against the region when the queue
-        // was created, the region stays mapped while the queue exists (SharedMemory contract),
-        // and the old handle for the ring is replaced (dropped) by the new one, so at most one
-        // handle per side exists.
+        // The three re-attaches below rely on the same facts: the locations were validated
+        // against the region when the queue was created, the region stays mapped while the
+        // queue exists (SharedMemory contract), and the old handle for the ring is replaced
+        // (dropped) by the new one, so at most one handle per side exists.
         if self.hdr_fill.is_stopped() {
+            // SAFETY: see above (header fill ring, `locs[0]`).
             match unsafe { Consumer::attach(self.locs[0].base, self.locs[0].capacity) } {
                 Ok(h) => self.hdr_fill = h,
                 Err(_) => ok = false,
             }
         }
         if self.pay_fill.is_stopped() {
+            // SAFETY: see above (payload fill ring, `locs[1]`).
             match unsafe { Consumer::attach(self.locs[1].base, self.locs[1].capacity) } {
                 Ok(h) => self.pay_fill = h,
                 Err(_) => ok = false,
             }
         }
         if self.cq.is_stopped() {
+            // SAFETY: see above (completion ring, `locs[2]`).
             match unsafe { Producer::attach(self.locs[2].base, self.locs[2].capacity) } {
                 Ok(h) => self.cq = h,
                 Err(_) => ok = false,

@@ -36,6 +36,7 @@ pub trait MacRx {
 
 /// Why a transmit failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum TxError {
     /// No free TX descriptor; try again later.
     Busy,
@@ -60,10 +61,12 @@ pub struct DmaSegment<'a> {
 
 /// Identifies a submitted DMA write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DmaTicket(pub u32);
 
 /// Why a DMA write failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum DmaError {
     /// The engine has no free descriptor.
     Busy,
@@ -157,6 +160,7 @@ pub struct Board<Led: OutputPin, Bus: I2c, Delay: DelayNs> {
 
 /// Errors of [`Board`] operations.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum BoardError {
     Pin,
     I2c,

@@ -1,8 +1,9 @@
 //! splitrx firmware library: the RX datapath and control plane of the SmartNIC's ARM core.
 //!
-//! `no_std`, no heap: every table is sized by the constants in [`config`]. The firmware is
-//! generic over the HAL traits of [`hal`]; the host tests run it against in-memory fakes
-//! (`testing`, feature `std`).
+//! `no_std`, no heap: every table is sized by the constants in [`config`], which come from a
+//! capacity profile chosen by a cargo feature (`cap-host`, the default, or `cap-cortex-m`). The firmware is
+//! generic over the HAL traits of [`hal`]; tests run it against in-memory fakes (`testing`:
+//! the `no_std` core with feature `testing`, the Vec-backed extras and test driver with `std`).
 //!
 //! The firmware owns nothing the host gave it on trust: ring indices are checked by the ring
 //! handles (a corrupt index faults the queue, visible in its `QueueHeader::nic_status`), fill
@@ -31,7 +32,7 @@ pub mod hal;
 pub mod pools;
 pub mod rss;
 pub mod stats;
-#[cfg(any(test, feature = "std"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 use config::{MAX_QUEUES, RX_BATCH};
@@ -44,6 +45,22 @@ use splitrx_shared::split::{split, SplitConfig};
 use stats::{dev, DeviceStats, QueueStats};
 
 pub use control::InitError;
+
+/// Static RAM of the firmware's tables with the active capacity profile: everything in
+/// [`Firmware`] except the HAL (pools and their bitmaps, RX queues, RSS tables, control plane,
+/// counters). Checked against the profile's `ram_budget` at compile time.
+pub const TABLES_RAM: usize = size_of::<Pools>()
+    + size_of::<[Option<RxQueue>; MAX_QUEUES]>()
+    + size_of::<heapless::Vec<u16, MAX_QUEUES>>()
+    + size_of::<Toeplitz>()
+    + size_of::<ControlPlane>()
+    + size_of::<DeviceStats>()
+    + size_of::<u16>();
+const _: () = assert!(
+    TABLES_RAM <= config::PROFILE.ram_budget,
+    "the firmware's tables exceed the capacity profile's RAM budget"
+);
+const _: () = assert!(config::PROFILE.ram_bound() <= TABLES_RAM);
 
 /// The firmware: HAL, pool table, RX queues, RSS state and the control plane.
 pub struct Firmware<H: Hal> {

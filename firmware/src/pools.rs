@@ -87,6 +87,7 @@ pub struct Pool {
 
 /// Why a RegisterPool was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PoolError {
     Invalid,
     Exists,

@@ -586,7 +586,7 @@ fn ring_corruption_faults_queue_until_reset() {
     assert_eq!(h.frame(&tcp_frame(300, 1)).len(), 1);
     // The host publishes an impossible producer index on the header fill ring.
     let hdr_ring = h.q.rings[0];
-    let cons = ring_index(&h.tb.mem, hdr_ring, 128);
+    let cons = ring_index(&h.tb.mem, hdr_ring, splitrx_shared::ring::CONSUMER_OFFSET);
     let bogus = cons.wrapping_add(64 + 7);
     // SAFETY: test writes the producer word of a ring it laid out.
     unsafe { std::ptr::write_volatile(hdr_ring.as_ptr().cast::<u32>(), bogus) };
@@ -619,6 +619,7 @@ fn ring_corruption_faults_queue_until_reset() {
     // Host repairs the ring (re-initialises it) and resets the queue.
     // SAFETY: the queue is stopped; the firmware does not touch the faulted ring.
     unsafe { splitrx_shared::ring::init::<FillDesc>(hdr_ring, 64).unwrap() };
+    // SAFETY: the ring was just re-initialised; the old host producer is replaced by this one.
     h.q.hdr_fill = unsafe { splitrx_shared::ring::Producer::attach(hdr_ring, 64).unwrap() };
     let r = h.tb.call(
         CtrlOp::ResetQueue,

@@ -7,14 +7,14 @@
 //! a [`CtrlError::Protocol`], and multi-part answers are bounded.
 
 use splitrx_shared::abi::{
-    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, HdsThreshArgs, OutstandingArgs,
-    QueueArgs, RegisterPoolArgs, RssArgs, StatsArgs, StatsPage, VersionInfo, OUTSTANDING_PER_MSG,
-    RSS_KEY_LEN, STATS_PER_PAGE,
+    call, BufRef, CreateRxQueueArgs, CtrlCall, CtrlMsg, CtrlOp, CtrlStatus, HdsThreshArgs,
+    OutstandingArgs, PoolArgs, QueueArgs, RegisterPoolArgs, RssArgs, StatsArgs, VersionInfo,
+    OUTSTANDING_PER_MSG, RSS_KEY_LEN, STATS_PER_PAGE,
 };
 use splitrx_shared::ring::{Consumer, Producer, RingError};
 use std::time::{Duration, Instant};
 use zerocopy::little_endian::{U16, U32};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+use zerocopy::{Immutable, IntoBytes};
 
 /// Most parts one multi-part answer may have (a reset report of 2^24 buffers is 1.4 M parts;
 /// the firmware's tables are far smaller, see `firmware/docs`). Beyond this the answer is
@@ -111,16 +111,16 @@ impl CtrlClient {
 
     /// Sends one request and collects its answer: every `More` part plus the final response.
     /// `on_part` sees each part as it arrives (so long answers need no buffering).
-    pub fn call_with<A: IntoBytes + Immutable>(
+    fn exchange(
         &mut self,
         op: CtrlOp,
-        args: &A,
+        build: impl FnOnce(u32) -> CtrlMsg,
         wait: &mut dyn Wait,
         mut on_part: impl FnMut(&CtrlMsg) -> Result<(), CtrlError>,
     ) -> Result<CtrlMsg, CtrlError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let msg = CtrlMsg::with_args(seq, op, CtrlStatus::Ok, args);
+        let msg = build(seq);
         loop {
             if self.req.push(&msg).map_err(CtrlError::Ring)? {
                 break;
@@ -185,15 +185,31 @@ impl CtrlClient {
         }
     }
 
-    /// A call with a single-part answer.
-    pub fn call<A: IntoBytes + Immutable>(
+    /// Call `C` with its request record; collects every part of the answer, typed. `on_part`
+    /// sees each part's body as it arrives; the final part's body is returned.
+    pub fn request_with<C: CtrlCall>(
         &mut self,
-        op: CtrlOp,
-        args: &A,
+        args: &C::Args,
         wait: &mut dyn Wait,
-    ) -> Result<CtrlMsg, CtrlError> {
+        mut on_part: impl FnMut(&C::Resp) -> Result<(), CtrlError>,
+    ) -> Result<C::Resp, CtrlError> {
+        let last = self.exchange(
+            C::OP,
+            |seq| CtrlMsg::request::<C>(seq, args),
+            wait,
+            |m| on_part(&body::<C>(m)?),
+        )?;
+        body::<C>(&last)
+    }
+
+    /// Call `C`, whose answer must be a single part.
+    pub fn request<C: CtrlCall>(
+        &mut self,
+        args: &C::Args,
+        wait: &mut dyn Wait,
+    ) -> Result<C::Resp, CtrlError> {
         let mut parts = 0;
-        let r = self.call_with(op, args, wait, |_| {
+        let r = self.request_with::<C>(args, wait, |_| {
             parts += 1;
             Ok(())
         })?;
@@ -205,9 +221,40 @@ impl CtrlClient {
         Ok(r)
     }
 
+    /// An untyped single-part call, kept for `host/src/sim_run.rs` until the seam merge (use
+    /// [`CtrlClient::request`]). A body that is not `op`'s request record (by size) is refused
+    /// before anything is sent.
+    pub fn call<A: IntoBytes + Immutable>(
+        &mut self,
+        op: CtrlOp,
+        args: &A,
+        wait: &mut dyn Wait,
+    ) -> Result<CtrlMsg, CtrlError> {
+        if size_of::<A>() != op.args_size() {
+            return Err(CtrlError::Protocol(
+                "request body is not the opcode's record",
+            ));
+        }
+        let mut parts = 0;
+        let r = self.exchange(
+            op,
+            |seq| CtrlMsg::with_args(seq, op, CtrlStatus::Ok, args),
+            wait,
+            |_| {
+                parts += 1;
+                Ok(())
+            },
+        )?;
+        if parts != 1 {
+            return Err(CtrlError::Protocol(
+                "multi-part answer to a single-part request",
+            ));
+        }
+        Ok(r)
+    }
+
     pub fn get_version(&mut self, wait: &mut dyn Wait) -> Result<VersionInfo, CtrlError> {
-        let r = self.call(CtrlOp::GetVersion, &[0u8; 0], wait)?;
-        body(&r)
+        self.request::<call::GetVersion>(&[], wait)
     }
 
     pub fn register_pool(
@@ -215,7 +262,7 @@ impl CtrlClient {
         a: &RegisterPoolArgs,
         wait: &mut dyn Wait,
     ) -> Result<(), CtrlError> {
-        self.call(CtrlOp::RegisterPool, a, wait).map(|_| ())
+        self.request::<call::RegisterPool>(a, wait).map(|_| ())
     }
 
     pub fn create_rx_queue(
@@ -223,7 +270,13 @@ impl CtrlClient {
         a: &CreateRxQueueArgs,
         wait: &mut dyn Wait,
     ) -> Result<(), CtrlError> {
-        self.call(CtrlOp::CreateRxQueue, a, wait).map(|_| ())
+        self.request::<call::CreateRxQueue>(a, wait).map(|_| ())
+    }
+
+    /// Unregisters a pool (no queue may be bound to it).
+    pub fn unregister_pool(&mut self, pool: u8, wait: &mut dyn Wait) -> Result<(), CtrlError> {
+        let a = PoolArgs { pool, _pad: [0; 3] };
+        self.request::<call::UnregisterPool>(&a, wait).map(|_| ())
     }
 
     /// Destroys a queue; like [`CtrlClient::reset_queue`] the firmware first reports every
@@ -233,7 +286,7 @@ impl CtrlClient {
         queue: u16,
         wait: &mut dyn Wait,
     ) -> Result<Vec<BufRef>, CtrlError> {
-        self.outstanding_report(CtrlOp::DestroyRxQueue, queue, wait)
+        self.outstanding_report::<call::DestroyRxQueue>(queue, wait)
     }
 
     pub fn set_hds_thresh(
@@ -247,7 +300,7 @@ impl CtrlClient {
             _pad: U16::new(0),
             hds_thresh: U32::new(thresh),
         };
-        self.call(CtrlOp::SetHdsThresh, &a, wait).map(|_| ())
+        self.request::<call::SetHdsThresh>(&a, wait).map(|_| ())
     }
 
     pub fn set_rss(
@@ -261,7 +314,7 @@ impl CtrlClient {
             _pad: U16::new(0),
             key: *key,
         };
-        self.call(CtrlOp::SetRss, &a, wait).map(|_| ())
+        self.request::<call::SetRss>(&a, wait).map(|_| ())
     }
 
     /// Resets a queue; returns every buffer the NIC reported it still held.
@@ -270,21 +323,19 @@ impl CtrlClient {
         queue: u16,
         wait: &mut dyn Wait,
     ) -> Result<Vec<BufRef>, CtrlError> {
-        self.outstanding_report(CtrlOp::ResetQueue, queue, wait)
+        self.outstanding_report::<call::ResetQueue>(queue, wait)
     }
 
     /// Collects a multi-part [`OutstandingArgs`] report (the answer to ResetQueue and
     /// DestroyRxQueue). Checks that each part names this queue, that counts are in range, and
     /// that the final `total` equals the number of buffers received.
-    fn outstanding_report(
+    fn outstanding_report<C: CtrlCall<Args = QueueArgs, Resp = OutstandingArgs>>(
         &mut self,
-        op: CtrlOp,
         queue: u16,
         wait: &mut dyn Wait,
     ) -> Result<Vec<BufRef>, CtrlError> {
         let mut bufs = Vec::new();
-        let last = self.call_with(op, &queue_args(queue), wait, |m| {
-            let a: OutstandingArgs = body(m)?;
+        let a = self.request_with::<C>(&queue_args(queue), wait, |a| {
             if a.queue.get() != queue {
                 return Err(CtrlError::Protocol("buffer report names another queue"));
             }
@@ -297,7 +348,6 @@ impl CtrlClient {
             bufs.extend_from_slice(&a.bufs[..n]);
             Ok(())
         })?;
-        let a: OutstandingArgs = body(&last)?;
         if a.total.get() as usize != bufs.len() {
             return Err(CtrlError::Protocol(
                 "buffer report total disagrees with the buffers sent",
@@ -315,7 +365,7 @@ impl CtrlClient {
                 queue: U16::new(queue),
                 page: U16::new(page),
             };
-            let p: StatsPage = body(&self.call(CtrlOp::ReadStats, &a, wait)?)?;
+            let p = self.request::<call::ReadStats>(&a, wait)?;
             let (first, count, total) = (
                 p.first.get() as usize,
                 p.count.get() as usize,
@@ -346,7 +396,9 @@ fn queue_args(queue: u16) -> QueueArgs {
     }
 }
 
-fn body<A: FromBytes>(m: &CtrlMsg) -> Result<A, CtrlError> {
-    m.args()
-        .ok_or(CtrlError::Protocol("response body too short"))
+/// The body of a response to call `C` (its opcode was checked against the request already).
+fn body<C: CtrlCall>(m: &CtrlMsg) -> Result<C::Resp, CtrlError> {
+    m.resp_of::<C>().ok_or(CtrlError::Protocol(
+        "response body is not the call's record",
+    ))
 }

@@ -17,13 +17,12 @@ use crate::provider::{DeviceWindow, DeviceWindowConfig};
 use crate::queue::{
     spawn_poller, Poller, PostObserver, QueueCounters, ResetOutcome, RxQueue, Sink,
 };
-use crate::region::RegionLayout;
 use crate::seam::{BoardSeam, HostWindow, Liveness, LivenessProbe, MailboxState, SeamError};
 use splitrx_shared::abi::{
-    CreateRxQueueArgs, CtrlOp, FillDesc, PoolArgs, PoolMode, RegisterPoolArgs, RingKind,
-    RxCompletion, RSS_KEY_LEN,
+    CreateRxQueueArgs, FillDesc, PoolMode, RegisterPoolArgs, RingKind, RxCompletion, RSS_KEY_LEN,
 };
 use splitrx_shared::bootstrap::MAILBOX_LEN;
+use splitrx_shared::region::RegionLayout;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,7 +83,7 @@ pub enum DeviceError {
     #[error("pool: {0}")]
     Provider(#[from] crate::provider::ProviderError),
     #[error("region layout: {0}")]
-    Layout(#[from] crate::region::LayoutError),
+    Layout(#[from] splitrx_shared::region::LayoutError),
 }
 
 const fn page_up(v: u64) -> u64 {
@@ -466,14 +465,7 @@ impl<S: Sink + 'static> Device<S> {
             for q in &queues {
                 let _ = c.destroy_rx_queue(q.id(), &mut wait());
                 for id in [q.hdr_pool.id(), q.pay_pool.id()] {
-                    let _ = c.call(
-                        CtrlOp::UnregisterPool,
-                        &PoolArgs {
-                            pool: id,
-                            _pad: [0; 3],
-                        },
-                        &mut wait(),
-                    );
+                    let _ = c.unregister_pool(id, &mut wait());
                 }
             }
         }

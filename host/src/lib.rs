@@ -15,7 +15,6 @@ pub mod pool;
 pub mod provider;
 pub mod queue;
 pub mod recycle;
-pub mod region;
 pub mod seam;
 pub mod sync;
 pub mod token;

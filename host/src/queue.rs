@@ -673,8 +673,8 @@ mod tests {
     use super::*;
     use crate::pool::PoolConfig;
     use crate::provider::{HostMemory, HostMemoryConfig};
-    use crate::region::RegionLayout;
     use splitrx_shared::abi::RingKind;
+    use splitrx_shared::region::RegionLayout;
     use std::alloc::{alloc_zeroed, dealloc, Layout};
     use std::ptr::NonNull;
     use zerocopy::little_endian::{U16, U32};
@@ -715,6 +715,8 @@ mod tests {
         let mem = Arc::new(Mem(p, layout));
         // SAFETY: fresh, aligned, large enough; one handle per ring side below.
         unsafe { l.init(p, l.size as usize).unwrap() };
+        // SAFETY: the rings were initialised above in `mem`, which the rig keeps alive; exactly
+        // one producer and one consumer per ring.
         let (rings, nic) = unsafe {
             (
                 (

@@ -1,8 +1,8 @@
 //! The control-plane client against a scripted firmware responder, including hostile answers.
 
 use splitrx_host::ctrl::{CtrlClient, CtrlError};
-use splitrx_host::region::RegionLayout;
 use splitrx_shared::abi::*;
+use splitrx_shared::region::RegionLayout;
 use splitrx_shared::ring::{Consumer, Producer};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;

@@ -92,41 +92,29 @@ impl core::fmt::Debug for BufRef {
 // Queue header
 // ---------------------------------------------------------------------------------------------
 
-/// What a ring in a [`QueueHeader`] carries.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u16)]
-pub enum RingKind {
-    Unused = 0,
-    /// host -> NIC, [`FillDesc`]: header buffers.
-    HeaderFill = 1,
-    /// host -> NIC, [`FillDesc`]: payload buffers.
-    PayloadFill = 2,
-    /// NIC -> host, [`RxCompletion`].
-    RxCompletion = 3,
-    /// host -> NIC, [`CtrlMsg`] requests.
-    CtrlRequest = 4,
-    /// NIC -> host, [`CtrlMsg`] responses.
-    CtrlResponse = 5,
-    /// host -> NIC, [`RecvWqe`] (RoCE receive queue / SRQ).
-    RecvWqe = 6,
-    /// NIC -> host, [`RoceCqe`].
-    RoceCq = 7,
+int_enum! {
+    /// What a ring in a [`QueueHeader`] carries.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum RingKind: u16, from_u16 {
+        Unused = 0,
+        /// host -> NIC, [`FillDesc`]: header buffers.
+        HeaderFill = 1,
+        /// host -> NIC, [`FillDesc`]: payload buffers.
+        PayloadFill = 2,
+        /// NIC -> host, [`RxCompletion`].
+        RxCompletion = 3,
+        /// host -> NIC, [`CtrlMsg`] requests.
+        CtrlRequest = 4,
+        /// NIC -> host, [`CtrlMsg`] responses.
+        CtrlResponse = 5,
+        /// host -> NIC, [`RecvWqe`] (RoCE receive queue / SRQ).
+        RecvWqe = 6,
+        /// NIC -> host, [`RoceCqe`].
+        RoceCq = 7,
+    }
 }
 
 impl RingKind {
-    pub const fn from_u16(v: u16) -> Option<RingKind> {
-        Some(match v {
-            0 => RingKind::Unused,
-            1 => RingKind::HeaderFill,
-            2 => RingKind::PayloadFill,
-            3 => RingKind::RxCompletion,
-            4 => RingKind::CtrlRequest,
-            5 => RingKind::CtrlResponse,
-            6 => RingKind::RecvWqe,
-            7 => RingKind::RoceCq,
-            _ => return None,
-        })
-    }
     /// Size of one entry of this ring kind.
     pub const fn entry_size(self) -> usize {
         match self {
@@ -162,26 +150,15 @@ assert_layout!(
     entry_size = 14
 );
 
-/// Status the NIC publishes for a queue in [`QueueHeader::nic_status`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u32)]
-pub enum QueueStatus {
-    Stopped = 0,
-    Running = 1,
-    /// The NIC detected a corrupt ring index from the host and stopped the queue.
-    FaultRingCorrupt = 2,
-    Resetting = 3,
-}
-
-impl QueueStatus {
-    pub const fn from_u32(v: u32) -> Option<QueueStatus> {
-        Some(match v {
-            0 => QueueStatus::Stopped,
-            1 => QueueStatus::Running,
-            2 => QueueStatus::FaultRingCorrupt,
-            3 => QueueStatus::Resetting,
-            _ => return None,
-        })
+int_enum! {
+    /// Status the NIC publishes for a queue in [`QueueHeader::nic_status`].
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum QueueStatus: u32, from_u32 {
+        Stopped = 0,
+        Running = 1,
+        /// The NIC detected a corrupt ring index from the host and stopped the queue.
+        FaultRingCorrupt = 2,
+        Resetting = 3,
     }
 }
 
@@ -223,6 +200,7 @@ assert_layout!(
 
 /// Why a [`QueueHeader`] was rejected.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum HeaderError {
     BadMagic,
     AbiMismatch { ours: u32, theirs: u32 },
@@ -274,7 +252,7 @@ impl QueueHeader {
                 return Err(HeaderError::RingNotPowerOfTwo { ring: i });
             }
             let off = r.offset.get();
-            if off % 64 != 0 {
+            if off % crate::ring::RING_ALIGN as u64 != 0 {
                 return Err(HeaderError::RingMisaligned { ring: i });
             }
             let bytes = crate::ring::ring_bytes(cap, kind.entry_size()) as u64;
@@ -530,8 +508,25 @@ impl CtrlMsg {
         m
     }
     /// Reads the body as `A` (always succeeds for records up to 56 bytes; longer ones fail).
+    /// Prefer the typed [`CtrlMsg::args_of`] / [`CtrlMsg::resp_of`].
     pub fn args<A: FromBytes>(&self) -> Option<A> {
         A::read_from_prefix(&self.body).ok().map(|(a, _)| a)
+    }
+    /// A request of call `C`.
+    pub fn request<C: CtrlCall>(seq: u32, args: &C::Args) -> CtrlMsg {
+        CtrlMsg::with_args(seq, C::OP, CtrlStatus::Ok, args)
+    }
+    /// A response of call `C`.
+    pub fn response<C: CtrlCall>(seq: u32, status: CtrlStatus, body: &C::Resp) -> CtrlMsg {
+        CtrlMsg::with_args(seq, C::OP, status, body)
+    }
+    /// The request body, when this message is a `C` (its opcode is `C::OP`).
+    pub fn args_of<C: CtrlCall>(&self) -> Option<C::Args> {
+        (self.opcode.get() == C::OP as u16).then(|| self.args())?
+    }
+    /// The response body, when this message answers a `C`.
+    pub fn resp_of<C: CtrlCall>(&self) -> Option<C::Resp> {
+        (self.opcode.get() == C::OP as u16).then(|| self.args())?
     }
     pub fn op(&self) -> Option<CtrlOp> {
         CtrlOp::from_u16(self.opcode.get())
@@ -541,96 +536,60 @@ impl CtrlMsg {
     }
 }
 
-/// Control opcodes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u16)]
-pub enum CtrlOp {
-    /// No body. Response body: [`VersionInfo`].
-    GetVersion = 1,
-    /// Body: [`RegisterPoolArgs`].
-    RegisterPool = 2,
-    /// Body: [`PoolArgs`].
-    UnregisterPool = 3,
-    /// Body: [`CreateRxQueueArgs`].
-    CreateRxQueue = 4,
-    /// Body: [`QueueArgs`].
-    DestroyRxQueue = 5,
-    /// Body: [`HdsThreshArgs`].
-    SetHdsThresh = 6,
-    /// Body: [`QueueArgs`]. Responses: zero or more [`CtrlStatus::More`] with [`OutstandingArgs`]
-    /// (buffers the NIC still held), then one `Ok` with the final batch and the total.
-    ResetQueue = 7,
-    /// Body: [`StatsArgs`] (queue, page). Response: [`StatsPage`].
-    ReadStats = 8,
-    /// Body: [`RssArgs`]: how many queues and the hash key.
-    SetRss = 9,
-    /// RoCE (later issue): register a memory region. Body: [`RegisterMrArgs`].
-    RegisterMr = 16,
-    /// RoCE (later issue): create a QP. Body: [`CreateQpArgs`].
-    CreateQp = 17,
-    /// RoCE (later issue).
-    DestroyQp = 18,
-}
-
-impl CtrlOp {
-    pub const fn from_u16(v: u16) -> Option<CtrlOp> {
-        Some(match v {
-            1 => CtrlOp::GetVersion,
-            2 => CtrlOp::RegisterPool,
-            3 => CtrlOp::UnregisterPool,
-            4 => CtrlOp::CreateRxQueue,
-            5 => CtrlOp::DestroyRxQueue,
-            6 => CtrlOp::SetHdsThresh,
-            7 => CtrlOp::ResetQueue,
-            8 => CtrlOp::ReadStats,
-            9 => CtrlOp::SetRss,
-            16 => CtrlOp::RegisterMr,
-            17 => CtrlOp::CreateQp,
-            18 => CtrlOp::DestroyQp,
-            _ => return None,
-        })
+int_enum! {
+    /// Control opcodes.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum CtrlOp: u16, from_u16 {
+        /// No body. Response body: [`VersionInfo`].
+        GetVersion = 1,
+        /// Body: [`RegisterPoolArgs`].
+        RegisterPool = 2,
+        /// Body: [`PoolArgs`].
+        UnregisterPool = 3,
+        /// Body: [`CreateRxQueueArgs`].
+        CreateRxQueue = 4,
+        /// Body: [`QueueArgs`].
+        DestroyRxQueue = 5,
+        /// Body: [`HdsThreshArgs`].
+        SetHdsThresh = 6,
+        /// Body: [`QueueArgs`]. Responses: zero or more [`CtrlStatus::More`] with [`OutstandingArgs`]
+        /// (buffers the NIC still held), then one `Ok` with the final batch and the total.
+        ResetQueue = 7,
+        /// Body: [`StatsArgs`] (queue, page). Response: [`StatsPage`].
+        ReadStats = 8,
+        /// Body: [`RssArgs`]: how many queues and the hash key.
+        SetRss = 9,
+        /// RoCE (later issue): register a memory region. Body: [`RegisterMrArgs`].
+        RegisterMr = 16,
+        /// RoCE (later issue): create a QP. Body: [`CreateQpArgs`].
+        CreateQp = 17,
+        /// RoCE (later issue).
+        DestroyQp = 18,
     }
 }
 
-/// Control status codes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u16)]
-pub enum CtrlStatus {
-    Ok = 0,
-    /// More responses with this `seq` follow.
-    More = 1,
-    UnknownOp = 2,
-    /// Body fields out of range or inconsistent.
-    Invalid = 3,
-    /// Queue/pool/QP id does not exist.
-    NotFound = 4,
-    /// Id already in use.
-    Exists = 5,
-    /// A fixed-capacity table is full.
-    NoSpace = 6,
-    /// The object is busy (e.g. pool still bound to a queue).
-    Busy = 7,
-    /// Recognised but not implemented by this firmware.
-    Unsupported = 8,
-    /// The region header did not validate.
-    BadRegion = 9,
-}
-
-impl CtrlStatus {
-    pub const fn from_u16(v: u16) -> Option<CtrlStatus> {
-        Some(match v {
-            0 => CtrlStatus::Ok,
-            1 => CtrlStatus::More,
-            2 => CtrlStatus::UnknownOp,
-            3 => CtrlStatus::Invalid,
-            4 => CtrlStatus::NotFound,
-            5 => CtrlStatus::Exists,
-            6 => CtrlStatus::NoSpace,
-            7 => CtrlStatus::Busy,
-            8 => CtrlStatus::Unsupported,
-            9 => CtrlStatus::BadRegion,
-            _ => return None,
-        })
+int_enum! {
+    /// Control status codes.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum CtrlStatus: u16, from_u16 {
+        Ok = 0,
+        /// More responses with this `seq` follow.
+        More = 1,
+        UnknownOp = 2,
+        /// Body fields out of range or inconsistent.
+        Invalid = 3,
+        /// Queue/pool/QP id does not exist.
+        NotFound = 4,
+        /// Id already in use.
+        Exists = 5,
+        /// A fixed-capacity table is full.
+        NoSpace = 6,
+        /// The object is busy (e.g. pool still bound to a queue).
+        Busy = 7,
+        /// Recognised but not implemented by this firmware.
+        Unsupported = 8,
+        /// The region header did not validate.
+        BadRegion = 9,
     }
 }
 
@@ -656,24 +615,15 @@ assert_layout!(
     caps = 12
 );
 
-/// Buffer mode of a payload pool.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u8)]
-pub enum PoolMode {
-    /// One payload per buffer (header pools are always this).
-    Page = 0,
-    /// Several payloads packed into a buffer at `align`; the NIC retires the buffer when the
-    /// next payload does not fit.
-    Packed = 1,
-}
-
-impl PoolMode {
-    pub const fn from_u8(v: u8) -> Option<PoolMode> {
-        match v {
-            0 => Some(PoolMode::Page),
-            1 => Some(PoolMode::Packed),
-            _ => None,
-        }
+int_enum! {
+    /// Buffer mode of a payload pool.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum PoolMode: u8, from_u8 {
+        /// One payload per buffer (header pools are always this).
+        Page = 0,
+        /// Several payloads packed into a buffer at `align`; the NIC retires the buffer when the
+        /// next payload does not fit.
+        Packed = 1,
     }
 }
 
@@ -883,6 +833,78 @@ assert_layout!(
     region_len = 24
 );
 
+// ---------------------------------------------------------------------------------------------
+// Control calls: every opcode with its request and response body
+// ---------------------------------------------------------------------------------------------
+
+/// Body of a request or response that carries nothing.
+pub type NoBody = [u8; 0];
+
+/// One control call: the opcode, the record its request carries and the record its responses
+/// carry. Implemented by the marker types of [`call`], generated from one table, so a request
+/// can only be built ([`CtrlMsg::request`]) and read ([`CtrlMsg::args_of`]) with its own
+/// records.
+pub trait CtrlCall {
+    const OP: CtrlOp;
+    /// The request body.
+    type Args: FromBytes + IntoBytes + Immutable + KnownLayout + Copy;
+    /// The body of every response (for multi-part answers: of each part).
+    type Resp: FromBytes + IntoBytes + Immutable + KnownLayout + Copy;
+}
+
+macro_rules! ctrl_calls {
+    ($($(#[$m:meta])* $op:ident: $args:ty => $resp:ty;)*) => {
+        /// Marker types, one per [`CtrlOp`], implementing [`CtrlCall`].
+        pub mod call {
+            use super::*;
+            $(
+                $(#[$m])*
+                #[derive(Clone, Copy, Debug)]
+                pub struct $op;
+                impl CtrlCall for $op {
+                    const OP: CtrlOp = CtrlOp::$op;
+                    type Args = $args;
+                    type Resp = $resp;
+                }
+                const _: () = assert!(size_of::<$args>() <= CTRL_BODY);
+                const _: () = assert!(size_of::<$resp>() <= CTRL_BODY);
+            )*
+        }
+
+        impl CtrlOp {
+            /// Size of the opcode's request body record.
+            pub const fn args_size(self) -> usize {
+                match self {
+                    $(CtrlOp::$op => size_of::<$args>(),)*
+                }
+            }
+            /// Size of the opcode's response body record.
+            pub const fn resp_size(self) -> usize {
+                match self {
+                    $(CtrlOp::$op => size_of::<$resp>(),)*
+                }
+            }
+        }
+    };
+}
+
+ctrl_calls! {
+    GetVersion: NoBody => VersionInfo;
+    RegisterPool: RegisterPoolArgs => NoBody;
+    UnregisterPool: PoolArgs => NoBody;
+    CreateRxQueue: CreateRxQueueArgs => NoBody;
+    /// Answered like ResetQueue: `More` batches of outstanding buffers, then `Ok`.
+    DestroyRxQueue: QueueArgs => OutstandingArgs;
+    SetHdsThresh: HdsThreshArgs => NoBody;
+    ResetQueue: QueueArgs => OutstandingArgs;
+    ReadStats: StatsArgs => StatsPage;
+    SetRss: RssArgs => NoBody;
+    RegisterMr: RegisterMrArgs => NoBody;
+    CreateQp: CreateQpArgs => NoBody;
+    /// Its body record is fixed with the RoCE responder's issue.
+    DestroyQp: NoBody => NoBody;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,6 +945,32 @@ mod tests {
         assert_eq!(b.queue.get(), 3);
         assert_eq!(b.hds_thresh.get(), 256);
         assert_eq!(CtrlOp::from_u16(0xffff), None);
+        let m = CtrlMsg::request::<call::SetHdsThresh>(9, &a);
+        assert_eq!(
+            m.args_of::<call::SetHdsThresh>().unwrap().hds_thresh.get(),
+            256
+        );
+        assert!(
+            m.args_of::<call::ReadStats>().is_none(),
+            "another call's body"
+        );
+    }
+
+    #[test]
+    fn int_enums_roundtrip() {
+        for &op in CtrlOp::ALL {
+            assert_eq!(CtrlOp::from_u16(op.into()), Some(op));
+            assert!(op.args_size() <= CTRL_BODY && op.resp_size() <= CTRL_BODY);
+        }
+        for &k in RingKind::ALL {
+            assert_eq!(RingKind::from_u16(k.into()), Some(k));
+        }
+        for &st in CtrlStatus::ALL {
+            assert_eq!(CtrlStatus::from_u16(st.into()), Some(st));
+        }
+        assert_eq!(QueueStatus::from_u32(4), None);
+        assert_eq!(PoolMode::from_u8(1), Some(PoolMode::Packed));
+        assert_eq!(CtrlOp::ReadStats.args_size(), size_of::<StatsArgs>());
     }
 
     fn header(rings: &[(u64, u32, RingKind)], region: u64) -> QueueHeader {

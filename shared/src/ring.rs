@@ -92,7 +92,9 @@ pub const RING_INDEX_BYTES: usize = 256;
 pub const PRODUCER_OFFSET: usize = 0;
 /// Offset of the consumer index inside the ring.
 pub const CONSUMER_OFFSET: usize = 128;
-/// Required alignment of a ring's base address (checked by `init`/`attach`).
+/// The one ring alignment of the ABI: a ring's base address (checked by `init`/`attach`) and a
+/// ring's offset inside its shared region (checked by `abi::QueueHeader::validate`, used by
+/// `region::RegionLayout`, the firmware's test fakes and the boards) are multiples of it.
 pub const RING_ALIGN: usize = 64;
 
 /// Total bytes one ring occupies.
@@ -110,6 +112,7 @@ use shm::{Ordering, Region};
 
 /// What kind of impossible index the peer published.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum CorruptKind {
     /// The producer index implies more than `capacity` entries in the ring.
     ProducerAhead,
@@ -123,6 +126,7 @@ pub enum CorruptKind {
 
 /// Details of a detected corruption.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Corruption {
     pub kind: CorruptKind,
     /// The index value the peer published.
@@ -133,6 +137,7 @@ pub struct Corruption {
 
 /// Ring errors.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RingError {
     /// The peer published an impossible index. The ring is stopped: every later call returns
     /// this same error and touches no memory.

@@ -62,41 +62,30 @@ use crate::wire::{
     Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Packet, RocePacket, TcpPacket, UdpPacket, VxlanPacket,
 };
 
-/// What a frame is, as the split decision classifies it. Stored in `RxCompletion::class`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-#[repr(u8)]
-pub enum FrameClass {
-    /// TCP over IPv4/IPv6 (possibly inside VXLAN/Geneve).
-    Tcp = 1,
-    /// UDP that is not RoCEv2 or a recognised tunnel's outer header.
-    Udp = 2,
-    /// RoCEv2 (UDP 4791).
-    Roce = 3,
-    /// An IP fragment other than the first (no L4 header).
-    Fragment = 4,
-    /// IP with an L4 protocol we do not split (ICMP, GRE, ESP, ...), or a first fragment whose
-    /// L4 header we cannot split on.
-    OtherIp = 5,
-    /// Not IP at all (ARP, LLDP, MPLS, ...).
-    NonIp = 6,
-    /// Malformed or truncated.
-    Malformed = 7,
+int_enum! {
+    /// What a frame is, as the split decision classifies it. Stored in `RxCompletion::class`.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+    pub enum FrameClass: u8, from_u8 {
+        /// TCP over IPv4/IPv6 (possibly inside VXLAN/Geneve).
+        Tcp = 1,
+        /// UDP that is not RoCEv2 or a recognised tunnel's outer header.
+        Udp = 2,
+        /// RoCEv2 (UDP 4791).
+        Roce = 3,
+        /// An IP fragment other than the first (no L4 header).
+        Fragment = 4,
+        /// IP with an L4 protocol we do not split (ICMP, GRE, ESP, ...), or a first fragment whose
+        /// L4 header we cannot split on.
+        OtherIp = 5,
+        /// Not IP at all (ARP, LLDP, MPLS, ...).
+        NonIp = 6,
+        /// Malformed or truncated.
+        Malformed = 7,
+    }
 }
 
 impl FrameClass {
     pub const COUNT: usize = 8;
-    pub const fn from_u8(v: u8) -> Option<FrameClass> {
-        Some(match v {
-            1 => FrameClass::Tcp,
-            2 => FrameClass::Udp,
-            3 => FrameClass::Roce,
-            4 => FrameClass::Fragment,
-            5 => FrameClass::OtherIp,
-            6 => FrameClass::NonIp,
-            7 => FrameClass::Malformed,
-            _ => return None,
-        })
-    }
     pub const fn as_str(self) -> &'static str {
         match self {
             FrameClass::Tcp => "tcp",
@@ -110,38 +99,28 @@ impl FrameClass {
     }
 }
 
-/// Why a frame was not split. Stored in `RxCompletion::reason`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-#[repr(u8)]
-pub enum NoSplitReason {
-    /// It was split.
-    Split = 0,
-    /// Payload length <= `hds_thresh` (includes zero-length payloads).
-    BelowThresh = 1,
-    /// An IP fragment: non-first (class `Fragment`) or first (class `OtherIp`). Fragments are
-    /// never split (see the `split` module docs).
-    Fragment = 2,
-    /// IP, but an L4 protocol we do not split.
-    UnknownProto = 3,
-    /// Not IP.
-    NonIp = 4,
-    /// Malformed or truncated.
-    Malformed = 5,
+int_enum! {
+    /// Why a frame was not split. Stored in `RxCompletion::reason`.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+    pub enum NoSplitReason: u8, from_u8 {
+        /// It was split.
+        Split = 0,
+        /// Payload length <= `hds_thresh` (includes zero-length payloads).
+        BelowThresh = 1,
+        /// An IP fragment: non-first (class `Fragment`) or first (class `OtherIp`). Fragments are
+        /// never split (see the `split` module docs).
+        Fragment = 2,
+        /// IP, but an L4 protocol we do not split.
+        UnknownProto = 3,
+        /// Not IP.
+        NonIp = 4,
+        /// Malformed or truncated.
+        Malformed = 5,
+    }
 }
 
 impl NoSplitReason {
     pub const COUNT: usize = 6;
-    pub const fn from_u8(v: u8) -> Option<NoSplitReason> {
-        Some(match v {
-            0 => NoSplitReason::Split,
-            1 => NoSplitReason::BelowThresh,
-            2 => NoSplitReason::Fragment,
-            3 => NoSplitReason::UnknownProto,
-            4 => NoSplitReason::NonIp,
-            5 => NoSplitReason::Malformed,
-            _ => return None,
-        })
-    }
     pub const fn as_str(self) -> &'static str {
         match self {
             NoSplitReason::Split => "split",
@@ -156,6 +135,7 @@ impl NoSplitReason {
 
 /// Which tunnel the innermost headers were found in.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Tunnel {
     Vxlan,
     Geneve,
@@ -183,6 +163,7 @@ pub struct RoceInfo {
 /// A short, stable reason a frame is malformed (the `error` field of `splitrx inspect`).
 /// The variant set may grow; `as_str` gives the stable text.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Malformed {
     /// The frame ends inside a header (or the IP datagram / tunnel payload that holds the

@@ -71,3 +71,42 @@ fn abi_doc_tables_match_code() {
         );
     }
 }
+
+/// The `| # | name | meaning |` rows of the counter table that follows `intro` in docs/ABI.md.
+fn counter_rows(doc: &str, intro: &str) -> Vec<(usize, String)> {
+    let start = doc
+        .find(intro)
+        .unwrap_or_else(|| panic!("docs/ABI.md lacks `{intro}`"));
+    doc[start + intro.len()..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let c: Vec<&str> = l.split('|').map(str::trim).collect();
+            (c[1].parse().unwrap(), c[2].trim_matches('`').to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn abi_doc_stats_tables_match_code() {
+    use splitrx_shared::stats::{DEV_NAMES, Q_NAMES};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ABI.md"))
+        .expect("docs/ABI.md");
+    for (intro, names) in [
+        ("Per-queue counters", Q_NAMES),
+        ("Device-wide counters", DEV_NAMES),
+    ] {
+        let expected: Vec<(usize, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, n.to_string()))
+            .collect();
+        assert_eq!(
+            counter_rows(&doc, intro),
+            expected,
+            "docs/ABI.md {intro} table disagrees with splitrx_shared::stats"
+        );
+    }
+}

@@ -242,6 +242,7 @@ fn bad_layout_is_rejected() {
     for off in [4usize, 8, 32] {
         // SAFETY: `off < 64`; a misaligned base is rejected before any access.
         let base = unsafe { big.base().add(off) };
+        // SAFETY: the calls below only check `base`'s alignment and refuse it before any access.
         unsafe {
             assert_eq!(ring::init::<E16>(base, 4), Err(RingError::BadLayout));
             assert_eq!(

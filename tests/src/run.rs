@@ -17,7 +17,7 @@ use splitrx_host::token::Rx;
 use splitrx_host::verify::{Expected, NicParams, QueueVerdict, QueueVerifier};
 use splitrx_shared::abi::PoolMode;
 use splitrx_shared::split::FrameClass;
-use splitrx_sim::firmware_stats::{dev, q, Q_NAMES};
+use splitrx_shared::stats::{dev, q, Q_NAMES};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@ use splitrx_host::token::{consumer, Rx, RxHandle};
 use splitrx_host::verify::{Expected, NicParams, QueueVerifier};
 use splitrx_shared::abi::PoolMode;
 use splitrx_shared::split::{split, SplitConfig};
-use splitrx_sim::firmware_stats::q;
+use splitrx_shared::stats::q;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

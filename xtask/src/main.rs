@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask run [ARGS..]`   the main job: `splitrx run` on the default sim board (release build)
 //! - `cargo xtask test`           the whole test suite (what `.ci/run` calls); installs what it needs
-//! - `cargo xtask targets`        build the no_std crates for the ARM targets
+//! - `cargo xtask targets`        build the no_std crates for the ARM targets (also with `defmt`)
 //! - `cargo xtask size`           code size of the firmware datapath on thumbv7em (size-probe image)
 //! - `cargo xtask fuzz [--secs N]` bounded runs of every cargo-fuzz target (nightly)
 //! - `cargo xtask bench`          run every criterion benchmark
@@ -27,6 +27,13 @@ mod boards;
 const ARM_TARGETS: &[&str] = &["thumbv7em-none-eabihf", "aarch64-unknown-none"];
 /// Crates that must build `no_std` for the ARM targets.
 const NO_STD_CRATES: &[&str] = &["splitrx-shared", "splitrx-firmware"];
+/// Feature builds of the `no_std` crates for the ARM targets: (package, features). The
+/// firmware's `defmt` logging (also turns on `defmt::Format` in shared), and its `no_std` test
+/// fakes.
+const NO_STD_FEATURE_BUILDS: &[(&str, &str)] = &[
+    ("splitrx-firmware", "defmt"),
+    ("splitrx-firmware", "testing"),
+];
 /// cargo-fuzz crates and their targets.
 const FUZZ: &[(&str, &[&str])] = &[
     ("shared/fuzz", &["parse_split", "ring_consumer"]),
@@ -205,6 +212,18 @@ fn build_targets() -> Result<()> {
         for p in NO_STD_CRATES {
             run(cargo().args(["build", "--release", "-p", p, "--target", t]))?;
         }
+        for (p, features) in NO_STD_FEATURE_BUILDS {
+            run(cargo().args([
+                "build",
+                "--release",
+                "-p",
+                p,
+                "--features",
+                features,
+                "--target",
+                t,
+            ]))?;
+        }
     }
     Ok(())
 }
@@ -214,7 +233,11 @@ fn size() -> Result<()> {
     if !probe.join("Cargo.toml").exists() {
         bail!("boards/size-probe is missing");
     }
-    run(cargo().current_dir(&probe).args(["build", "--release"]))?;
+    // The probe is its own workspace and is read back from its own target directory.
+    run(cargo()
+        .current_dir(&probe)
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["build", "--release"]))?;
     let elf = probe.join("target/thumbv7em-none-eabihf/release/splitrx-size-probe");
     let text = elf_size(&elf)?;
     println!("{text}");

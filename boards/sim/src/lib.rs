@@ -21,6 +21,3 @@ pub mod seam;
 pub mod shm;
 pub mod traffic;
 pub mod wire;
-
-// TODO(seam merge): the counter numbering moves to `splitrx_shared::stats`.
-pub use splitrx_firmware::stats as firmware_stats;

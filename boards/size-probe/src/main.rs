@@ -129,15 +129,16 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     loop {}
 }
 
-/// Static RAM of the firmware's tables on this target, for `docs/firmware.md`
-/// (`llvm-objdump -s -j .rodata` shows them): whole firmware, one RX queue, one pool, the
-/// RSS tables, the control plane.
+/// Static RAM of the firmware's tables on this target with the Cortex-M capacity profile, for
+/// `docs/firmware.md` (`llvm-objdump -s -j .rodata` shows them): whole firmware, one RX queue,
+/// one pool, the RSS tables, the control plane, the tables without the HAL (`TABLES_RAM`).
 #[no_mangle]
 #[used]
-pub static FW_SIZES: [u32; 5] = [
+pub static FW_SIZES: [u32; 6] = [
     core::mem::size_of::<Firmware<Board>>() as u32,
     core::mem::size_of::<splitrx_firmware::datapath::RxQueue>() as u32,
     core::mem::size_of::<splitrx_firmware::pools::Pool>() as u32,
     core::mem::size_of::<splitrx_firmware::rss::Toeplitz>() as u32,
     core::mem::size_of::<splitrx_firmware::control::ControlPlane>() as u32,
+    splitrx_firmware::TABLES_RAM as u32,
 ];

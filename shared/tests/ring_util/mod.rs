@@ -55,6 +55,8 @@ impl Drop for RingMem {
 
 // SAFETY: plain heap memory; the tests hand it to at most one producer and one consumer.
 unsafe impl Send for RingMem {}
+// SAFETY: `&RingMem` only hands out the base pointer; the ring handles built on it do their
+// own synchronisation (Acquire/Release on the indices).
 unsafe impl Sync for RingMem {}
 
 /// 16 bytes, like `FillDesc`: a sequence number and a payload word.

@@ -1,32 +1,32 @@
-//! In-memory HAL fakes and a host-side test driver (feature `std`, or unit tests).
+//! The `std` extras of the test fakes (feature `std`, or unit tests): Vec-backed arenas and a
+//! host-side test driver.
 //!
-//! - [`Memory`]: bus-addressed arenas standing in for host memory and the GPU BAR;
-//! - [`FakeMem`] (SharedMemory), [`FakeDma`] (copies into the arenas, or only counts bytes for
-//!   benchmarks), [`FakeMac`] (frames queued by the test), [`RepeatMac`] (one frame N times),
-//!   [`FakeTx`], [`FakeClock`];
+//! - [`Memory`]: bus-addressed arenas standing in for host memory and the GPU BAR (the
+//!   [`BusMemory`] the core fakes [`FakeMem`] and [`FakeDma`] use here);
+//! - [`FakeMac`] (frames queued by the test), [`RepeatMac`] (one frame N times), [`FakeTx`];
 //! - [`Testbed`]: the firmware plus the host's side of the control ring and queue rings, laid
 //!   out in the arenas the way the host crate lays them out.
 //!
 //! Used by the integration tests, the fuzz targets and the benchmarks.
 
-use crate::hal::{
-    Clock, Dma, DmaError, DmaSegment, DmaTicket, Hal, HalParts, MacRx, MacTx, RxFrame,
-    SharedMemory, TxError,
-};
+use super::{BusMemory, FakeClock, FakeDma, FakeMem};
+use crate::hal::{Hal, HalParts, MacRx, MacTx, RxFrame, TxError};
 use crate::Firmware;
+use core::mem::offset_of;
 use core::ptr::NonNull;
 use splitrx_shared::abi::{
     BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc, PoolMode, QueueHeader,
-    RegisterPoolArgs, RingDesc, RingKind, RxCompletion, ABI_VERSION, QUEUE_MAGIC,
+    RegisterPoolArgs, RingKind, RxCompletion,
 };
-use splitrx_shared::ring::{self, ring_bytes, Consumer, Producer, RingEntry};
+use splitrx_shared::region::RegionLayout;
+use splitrx_shared::ring::{ring_bytes, Consumer, Producer, RingEntry};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::vec;
 use std::vec::Vec;
 use zerocopy::little_endian::{U16, U32, U64};
-use zerocopy::{FromZeros, Immutable, IntoBytes};
+use zerocopy::{Immutable, IntoBytes};
 
 /// One bus-addressed arena (page-aligned, zeroed). Allocated with calloc's alignment and
 /// aligned by hand: `alloc_zeroed` with a 4096 alignment would memset the whole arena, while
@@ -114,77 +114,6 @@ impl Memory {
     }
 }
 
-/// SharedMemory over [`Memory`].
-#[derive(Debug)]
-pub struct FakeMem {
-    pub mem: Rc<Memory>,
-}
-
-// SAFETY: arenas live as long as the Rc (FakeMem holds one), never move, and are only accessed
-// through raw pointers.
-unsafe impl SharedMemory for FakeMem {
-    fn translate(&mut self, bus_addr: u64, len: usize) -> Option<NonNull<u8>> {
-        self.mem.ptr(bus_addr, len)
-    }
-}
-
-/// DMA engine fake: copies into [`Memory`] (or, with `copy == false`, only counts).
-#[derive(Debug)]
-pub struct FakeDma {
-    pub mem: Rc<Memory>,
-    pub copy: bool,
-    pub writes: u64,
-    pub bytes: u64,
-    /// Fail the next N writes with `DmaError::Bus`.
-    pub fail_next: u32,
-    /// Every (bus_addr, len) written, when `log` is set.
-    pub log: Option<Vec<(u64, usize)>>,
-    next: u32,
-}
-
-impl FakeDma {
-    pub fn new(mem: Rc<Memory>, copy: bool) -> FakeDma {
-        FakeDma {
-            mem,
-            copy,
-            writes: 0,
-            bytes: 0,
-            fail_next: 0,
-            log: None,
-            next: 0,
-        }
-    }
-}
-
-impl Dma for FakeDma {
-    const MAX_SEGMENTS: usize = 4;
-    fn write(&mut self, segs: &[DmaSegment<'_>]) -> Result<DmaTicket, DmaError> {
-        if segs.len() > Self::MAX_SEGMENTS {
-            return Err(DmaError::TooManySegments);
-        }
-        if self.fail_next > 0 {
-            self.fail_next -= 1;
-            return Err(DmaError::Bus);
-        }
-        for s in segs {
-            if self.copy && !self.mem.write(s.bus_addr, s.data) {
-                return Err(DmaError::Bus);
-            }
-            if let Some(l) = &mut self.log {
-                l.push((s.bus_addr, s.data.len()));
-            }
-            self.bytes += s.data.len() as u64;
-        }
-        self.writes += 1;
-        self.next = self.next.wrapping_add(1);
-        Ok(DmaTicket(self.next))
-    }
-    #[inline]
-    fn poll(&mut self, _t: DmaTicket) -> Result<bool, DmaError> {
-        Ok(true)
-    }
-}
-
 /// MAC fake: frames queued by the test, delivered in order.
 #[derive(Debug, Default)]
 pub struct FakeMac {
@@ -242,25 +171,20 @@ impl MacTx for FakeTx {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct FakeClock {
-    pub now: u64,
-}
-impl Clock for FakeClock {
-    fn now_ns(&mut self) -> u64 {
-        self.now += 1;
-        self.now
+impl BusMemory for Rc<Memory> {
+    fn ptr(&self, bus: u64, len: usize) -> Option<NonNull<u8>> {
+        Memory::ptr(self, bus, len)
     }
 }
 
-/// The fake HAL, generic over the MAC fake.
+/// The fake HAL over [`Memory`], generic over the MAC fake.
 #[derive(Debug)]
 pub struct FakeHal<R = FakeMac>(core::marker::PhantomData<R>);
 impl<R: MacRx> Hal for FakeHal<R> {
     type Rx = R;
     type Tx = FakeTx;
-    type Dma = FakeDma;
-    type Mem = FakeMem;
+    type Dma = FakeDma<Rc<Memory>>;
+    type Mem = FakeMem<Rc<Memory>>;
     type Clock = FakeClock;
 }
 
@@ -284,8 +208,8 @@ pub const HDR_POOL_BUS: u64 = HOST_BUS + (1 << 20);
 /// Payload pools live in the GPU arena.
 pub const PAY_POOL_BUS: u64 = GPU_BUS;
 
-/// Writes a QueueHeader with the given rings (laid out back to back after the header) and
-/// initialises the rings. Returns the ring base pointers.
+/// Lays out a region at `bus` the way the host does ([`RegionLayout`]): writes its
+/// QueueHeader and initialises the rings. Returns the ring base pointers, in `rings` order.
 pub fn layout_region(
     mem: &Memory,
     bus: u64,
@@ -293,42 +217,20 @@ pub fn layout_region(
     queue_id: u16,
     rings: &[(RingKind, u32)],
 ) -> Vec<NonNull<u8>> {
-    let mut h = QueueHeader::new_zeroed();
-    h.magic = U32::new(QUEUE_MAGIC);
-    h.abi_version = U32::new(ABI_VERSION);
-    h.region_size = U64::new(len);
-    h.queue_id = U16::new(queue_id);
-    h.ring_count = U16::new(rings.len() as u16);
-    let mut off = 256u64;
-    let mut out = Vec::new();
-    for (i, &(kind, cap)) in rings.iter().enumerate() {
-        h.rings[i] = RingDesc {
-            offset: U64::new(off),
-            capacity: U32::new(cap),
-            kind: U16::new(kind as u16),
-            entry_size: U16::new(kind.entry_size() as u16),
-        };
-        let bytes = ring_bytes(cap, kind.entry_size()) as u64;
-        let p = mem
-            .ptr(bus + off, bytes as usize)
-            .expect("ring inside arena");
-        out.push(p);
-        off = (off + bytes).div_ceil(64) * 64;
-    }
-    assert!(off <= len, "rings do not fit the region");
-    mem.write(bus, h.as_bytes());
-    for (p, &(kind, cap)) in out.iter().zip(rings) {
-        // SAFETY: the ring lies in the arena (checked above) and no handle exists yet.
-        let r = unsafe {
-            match kind.entry_size() {
-                16 => ring::init::<FillDesc>(*p, cap),
-                32 => ring::init::<RxCompletion>(*p, cap),
-                _ => ring::init::<CtrlMsg>(*p, cap),
-            }
-        };
-        r.expect("ring init");
-    }
-    out
+    let l = RegionLayout::new(queue_id, rings).expect("region layout");
+    assert!(l.size <= len, "rings do not fit the region");
+    let base = mem.ptr(bus, len as usize).expect("region inside an arena");
+    // SAFETY: `ptr` checked that `len` bytes at `base` lie in a live arena (arenas are
+    // page-aligned and regions are placed at aligned bus addresses); no ring handle exists yet.
+    unsafe { l.init(base, len as usize) }.expect("region init");
+    l.header.rings[..rings.len()]
+        .iter()
+        .map(|r| {
+            let bytes = ring_bytes(r.capacity.get(), r.entry_size.get() as usize);
+            mem.ptr(bus + r.offset.get(), bytes)
+                .expect("ring inside arena")
+        })
+        .collect()
 }
 
 /// The host's handles to one RX queue.
@@ -383,6 +285,8 @@ pub struct Testbed<R: MacRx = FakeMac> {
     pub seq: u32,
     /// Capacity of the control rings.
     pub ctrl_cap: u32,
+    /// Base pointers of the control request and response rings.
+    pub ctrl_rings: [NonNull<u8>; 2],
 }
 
 impl<R: MacRx> core::fmt::Debug for Testbed<R> {
@@ -444,6 +348,7 @@ impl<R: MacRx> Testbed<R> {
             resp,
             seq: 0,
             ctrl_cap,
+            ctrl_rings: [rings[0], rings[1]],
         }
     }
 
@@ -565,7 +470,11 @@ impl<R: MacRx> Testbed<R> {
 
     /// Queue `q`'s `nic_status` and `nic_fault` words.
     pub fn nic_status(&self, bus: u64) -> (u32, u32) {
-        let b = self.mem.read(bus + 20, 8);
+        const _: () =
+            assert!(offset_of!(QueueHeader, nic_fault) == offset_of!(QueueHeader, nic_status) + 4);
+        let b = self
+            .mem
+            .read(bus + offset_of!(QueueHeader, nic_status) as u64, 8);
         (
             u32::from_le_bytes(b[..4].try_into().unwrap()),
             u32::from_le_bytes(b[4..].try_into().unwrap()),

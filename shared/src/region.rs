@@ -5,15 +5,20 @@
 //! region at boot). The NIC validates the header it copies out ([`QueueHeader::validate`]); this
 //! module produces headers that pass that validation by construction.
 
-use splitrx_shared::abi::{QueueHeader, RingDesc, RingKind, ABI_VERSION, MAX_RINGS, QUEUE_MAGIC};
-use splitrx_shared::ring::{self, ring_bytes, Consumer, Producer, RingEntry, RingError};
-use std::ptr::NonNull;
+//!
+//! Used by the host, by the firmware's test fakes and by boards that lay out regions themselves;
+//! `no_std`, so it also runs on target.
+
+use crate::abi::{QueueHeader, RingDesc, RingKind, ABI_VERSION, MAX_RINGS, QUEUE_MAGIC};
+use crate::ring::{self, ring_bytes, Consumer, Producer, RingEntry, RingError};
+use core::fmt;
+use core::ptr::NonNull;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromZeros, IntoBytes};
 
-/// Alignment of every ring inside a region (two cache lines, so adjacent-line prefetch of one
-/// ring's index never touches another's).
-pub const RING_ALIGN: u64 = 128;
+/// Alignment of every ring inside a region: the one ring alignment of the ABI (what
+/// `QueueHeader::validate` and the ring handles check), re-exported from [`crate::ring`].
+pub use crate::ring::RING_ALIGN;
 
 /// Where each ring of a region lives.
 #[derive(Clone, Debug)]
@@ -24,23 +29,50 @@ pub struct RegionLayout {
 }
 
 /// Layout errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LayoutError {
-    #[error("a region holds at most {MAX_RINGS} rings")]
+    /// More than [`MAX_RINGS`] rings.
     TooManyRings,
-    #[error("ring capacity {0} is not a non-zero power of two")]
+    /// A ring capacity that is not a non-zero power of two.
     Capacity(u32),
-    #[error("ring kind Unused cannot be laid out")]
+    /// A ring of kind `Unused`.
     UnusedKind,
-    #[error("memory of {have} bytes is smaller than the region ({need} bytes)")]
+    /// The memory is smaller than the region.
     TooSmall { have: usize, need: u64 },
-    #[error("region memory must be 128-byte aligned")]
+    /// The memory is not [`RING_ALIGN`]-aligned.
     Misaligned,
-    #[error("the header has no ring of kind {0:?}")]
+    /// The header has no ring of this kind.
     NoSuchRing(RingKind),
-    #[error("ring attach failed: {0:?}")]
+    /// Attaching or initialising a ring failed.
     Ring(RingError),
 }
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutError::TooManyRings => write!(f, "a region holds at most {MAX_RINGS} rings"),
+            LayoutError::Capacity(c) => {
+                write!(f, "ring capacity {c} is not a non-zero power of two")
+            }
+            LayoutError::UnusedKind => f.write_str("ring kind Unused cannot be laid out"),
+            LayoutError::TooSmall { have, need } => write!(
+                f,
+                "memory of {have} bytes is smaller than the region ({need} bytes)"
+            ),
+            LayoutError::Misaligned => {
+                write!(f, "region memory must be {RING_ALIGN}-byte aligned")
+            }
+            LayoutError::NoSuchRing(k) => write!(f, "the header has no ring of kind {k:?}"),
+            LayoutError::Ring(e) => write!(f, "ring attach failed: {e:?}"),
+        }
+    }
+}
+
+impl core::error::Error for LayoutError {}
+
+/// [`RING_ALIGN`] as a byte offset inside a region.
+const ALIGN: u64 = RING_ALIGN as u64;
 
 impl RegionLayout {
     /// Lays out `rings` (kind, capacity) after the header, in order, each `RING_ALIGN`-aligned.
@@ -53,7 +85,7 @@ impl RegionLayout {
         h.abi_version = U32::new(ABI_VERSION);
         h.queue_id = U16::new(queue_id);
         h.ring_count = U16::new(rings.len() as u16);
-        let mut off = align_up(size_of::<QueueHeader>() as u64, RING_ALIGN);
+        let mut off = align_up(size_of::<QueueHeader>() as u64, ALIGN);
         for (i, &(kind, cap)) in rings.iter().enumerate() {
             if kind == RingKind::Unused {
                 return Err(LayoutError::UnusedKind);
@@ -67,7 +99,7 @@ impl RegionLayout {
                 kind: U16::new(kind as u16),
                 entry_size: U16::new(kind.entry_size() as u16),
             };
-            off = align_up(off + ring_bytes(cap, kind.entry_size()) as u64, RING_ALIGN);
+            off = align_up(off + ring_bytes(cap, kind.entry_size()) as u64, ALIGN);
         }
         h.region_size = U64::new(off);
         debug_assert!(h.validate(off as usize).is_ok());
@@ -89,7 +121,7 @@ impl RegionLayout {
     /// Writes the header into `mem` and initialises every ring's indices to zero.
     ///
     /// # Safety
-    /// `mem` is valid for writes of `len` bytes, 128-byte aligned, and no ring handle to any ring
+    /// `mem` is valid for writes of `len` bytes, [`RING_ALIGN`]-aligned, and no ring handle to any ring
     /// in it is live (the NIC has not been told about the region yet, or has been stopped).
     pub unsafe fn init(&self, mem: NonNull<u8>, len: usize) -> Result<(), LayoutError> {
         if (len as u64) < self.size {
@@ -98,13 +130,13 @@ impl RegionLayout {
                 need: self.size,
             });
         }
-        if !(mem.as_ptr() as usize).is_multiple_of(RING_ALIGN as usize) {
+        if !(mem.as_ptr() as usize).is_multiple_of(RING_ALIGN) {
             return Err(LayoutError::Misaligned);
         }
         let bytes = self.header.as_bytes();
         // SAFETY: the caller guarantees `len` writable bytes; `bytes.len()` (192) <= `self.size`
         // <= `len`. Source and destination cannot overlap (the header is a local value).
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.as_ptr(), bytes.len()) };
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), mem.as_ptr(), bytes.len()) };
         let n = self.header.ring_count.get() as usize;
         for r in &self.header.rings[..n] {
             // SAFETY: offset + ring_bytes <= self.size <= len by construction in `new`; the caller
@@ -128,12 +160,10 @@ impl RegionLayout {
         mem: NonNull<u8>,
         kind: RingKind,
     ) -> Result<Producer<T>, LayoutError> {
-        let r = self.ring(kind).ok_or(LayoutError::NoSuchRing(kind))?;
-        debug_assert_eq!(size_of::<T>(), kind.entry_size());
+        let (base, cap) = self.locate::<T>(mem, kind)?;
         // SAFETY: the ring lies inside the region (validated layout) and the caller upholds the
         // single-producer and lifetime rules.
-        unsafe { Producer::attach(mem.add(r.offset.get() as usize), r.capacity.get()) }
-            .map_err(LayoutError::Ring)
+        unsafe { Producer::attach(base, cap) }.map_err(LayoutError::Ring)
     }
 
     /// Attaches a consumer to the ring of `kind`.
@@ -145,11 +175,27 @@ impl RegionLayout {
         mem: NonNull<u8>,
         kind: RingKind,
     ) -> Result<Consumer<T>, LayoutError> {
+        let (base, cap) = self.locate::<T>(mem, kind)?;
+        // SAFETY: as in `producer`.
+        unsafe { Consumer::attach(base, cap) }.map_err(LayoutError::Ring)
+    }
+
+    /// Base pointer and capacity of the ring of `kind` in the region at `mem`.
+    fn locate<T>(
+        &self,
+        mem: NonNull<u8>,
+        kind: RingKind,
+    ) -> Result<(NonNull<u8>, u32), LayoutError> {
         let r = self.ring(kind).ok_or(LayoutError::NoSuchRing(kind))?;
         debug_assert_eq!(size_of::<T>(), kind.entry_size());
-        // SAFETY: as in `producer`.
-        unsafe { Consumer::attach(mem.add(r.offset.get() as usize), r.capacity.get()) }
-            .map_err(LayoutError::Ring)
+        // `wrapping_add`: computing the address needs no unsafe; `attach`'s callers promise it
+        // lies inside the region (offset + ring bytes <= size by construction in `new`), so
+        // the pointer is null only for memory that is not a region at all.
+        let base = mem.as_ptr().wrapping_add(r.offset.get() as usize);
+        Ok((
+            NonNull::new(base).ok_or(LayoutError::Misaligned)?,
+            r.capacity.get(),
+        ))
     }
 }
 
@@ -190,10 +236,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.header.validate(l.size as usize), Ok(()));
+        let first = align_up(size_of::<QueueHeader>() as u64, ALIGN);
+        assert_eq!(first, 192, "the header is a multiple of the ring alignment");
         let r = l.ring(RingKind::HeaderFill).unwrap();
-        assert_eq!(r.offset.get(), 256);
+        assert_eq!(r.offset.get(), first);
         let p = l.ring(RingKind::PayloadFill).unwrap();
-        assert_eq!(p.offset.get(), 256 + 256 + 256 * 16);
+        assert_eq!(p.offset.get(), first + 256 + 256 * 16);
         let c = l.ring(RingKind::RxCompletion).unwrap();
         assert_eq!(c.offset.get(), p.offset.get() + 256 + 256 * 16);
         assert_eq!(l.size, c.offset.get() + 256 + 512 * 32);

@@ -1,0 +1,148 @@
+//! Counter numbering of [`crate::abi::CtrlOp::ReadStats`].
+//!
+//! A queue's counters are numbered by the constants in [`q`], the device-wide counters
+//! (`StatsArgs::queue == u16::MAX`) by those in [`dev`]. Page `p` of a ReadStats response holds
+//! counters `p * STATS_PER_PAGE ..` ([`crate::abi::STATS_PER_PAGE`]). The numbering is part of
+//! the ABI: new counters are only ever appended. `docs/ABI.md` has the same table (checked by
+//! `tests/abi_doc.rs`). The counters themselves live in the firmware.
+
+use crate::split::{FrameClass, NoSplitReason};
+
+macro_rules! counters {
+    ($(#[$m:meta])* $modname:ident, $count:ident, $names:ident { $($(#[$fm:meta])* $name:ident = $idx:expr, $text:literal;)* }) => {
+        $(#[$m])*
+        pub mod $modname {
+            $($(#[$fm])* pub const $name: usize = $idx;)*
+        }
+        /// Names of the counters, indexed by number.
+        pub const $names: &[&str] = &[$($text),*];
+        pub const $count: usize = $names.len();
+        const _: () = { let mut i = 0; $(assert!($modname::$name == i); i += 1;)* let _ = i; };
+    };
+}
+
+counters! {
+    /// Per-queue counter numbers.
+    q, Q_COUNT, Q_NAMES {
+        /// Frames placed (a completion was written).
+        RX_FRAMES = 0, "rx_frames";
+        /// Bytes of placed frames (frame length).
+        RX_BYTES = 1, "rx_bytes";
+        /// Placed frames that were split.
+        SPLIT = 2, "split";
+        /// Placed frames that went whole to the header buffer.
+        NOT_SPLIT = 3, "not_split";
+        /// Unsplit frames longer than the header buffer (truncated, `HDR_TRUNCATED`).
+        HDR_TRUNCATED = 4, "hdr_truncated";
+        /// Dropped at the MAC: no header buffer.
+        DROP_NO_HDR_BUF = 5, "drop_no_hdr_buf";
+        /// Dropped at the MAC: no payload buffer.
+        DROP_NO_PAY_BUF = 6, "drop_no_pay_buf";
+        /// Dropped at the MAC: completion ring full.
+        DROP_CQ_FULL = 7, "drop_cq_full";
+        /// Dropped at the MAC: the queue is faulted, stopped or resetting.
+        DROP_QUEUE_FAULT = 8, "drop_queue_fault";
+        /// Dropped: a split frame's headers are longer than a header buffer.
+        DROP_HDR_OVERFLOW = 9, "drop_hdr_overflow";
+        /// Dropped: a payload is longer than a payload buffer.
+        DROP_PAY_OVERFLOW = 10, "drop_pay_overflow";
+        /// Dropped: the DMA engine reported an error.
+        DROP_DMA_ERROR = 11, "drop_dma_error";
+        /// Fill descriptor discarded: names a pool not bound to that fill ring.
+        DESC_BAD_POOL = 12, "desc_bad_pool";
+        /// Fill descriptor discarded: buffer index >= pool count.
+        DESC_BAD_INDEX = 13, "desc_bad_index";
+        /// Fill descriptor discarded: bus address != base + index * buf_size.
+        DESC_BAD_ADDR = 14, "desc_bad_addr";
+        /// Fill descriptor discarded: length != buf_size.
+        DESC_BAD_LEN = 15, "desc_bad_len";
+        /// Fill descriptor discarded: the buffer is already posted (held by the NIC).
+        DESC_DUP = 16, "desc_dup";
+        /// Fill descriptors accepted.
+        DESC_OK = 17, "desc_ok";
+        /// Packed mode: payload buffers retired (with PAY_RETIRED, on a frame or a FLUSH).
+        PACKED_RETIRED = 18, "packed_retired";
+        /// Packed mode: FLUSH completions written.
+        PACKED_FLUSH = 19, "packed_flush";
+        /// Ring corruption faults.
+        RING_FAULTS = 20, "ring_faults";
+        /// Resets (ResetQueue) completed.
+        RESETS = 21, "resets";
+        /// Buffers reported outstanding by resets and destroys.
+        REPORTED = 22, "reported_outstanding";
+        /// Placed frames per class (`FrameClass as usize - 1`): tcp, udp, roce, fragment,
+        /// other_ip, non_ip, malformed.
+        CLASS_TCP = 23, "class_tcp";
+        CLASS_UDP = 24, "class_udp";
+        CLASS_ROCE = 25, "class_roce";
+        CLASS_FRAGMENT = 26, "class_fragment";
+        CLASS_OTHER_IP = 27, "class_other_ip";
+        CLASS_NON_IP = 28, "class_non_ip";
+        CLASS_MALFORMED = 29, "class_malformed";
+        /// Placed unsplit frames per reason (`NoSplitReason as usize - 1`).
+        REASON_BELOW_THRESH = 30, "reason_below_hds_thresh";
+        REASON_FRAGMENT = 31, "reason_fragment";
+        REASON_UNKNOWN_PROTO = 32, "reason_unknown_proto";
+        REASON_NON_IP = 33, "reason_non_ip";
+        REASON_MALFORMED = 34, "reason_malformed";
+        /// RoCE frames whose ICRC was wrong.
+        ICRC_BAD = 35, "icrc_bad";
+    }
+}
+
+counters! {
+    /// Device-wide counter numbers.
+    dev, DEV_COUNT, DEV_NAMES {
+        /// Frames taken from the MAC.
+        MAC_FRAMES = 0, "mac_frames";
+        /// Bytes taken from the MAC.
+        MAC_BYTES = 1, "mac_bytes";
+        /// Frames dropped because no RX queue exists.
+        DROP_NO_QUEUE = 2, "drop_no_queue";
+        /// Control requests answered `Ok`.
+        CMD_OK = 3, "cmd_ok";
+        /// Control requests answered with an error status.
+        CMD_ERR = 4, "cmd_err";
+        /// Control requests with an unknown opcode.
+        CMD_UNKNOWN = 5, "cmd_unknown";
+        /// Control requests answered `Invalid`.
+        CMD_INVALID = 6, "cmd_invalid";
+        /// The control rings were found corrupt (control plane stopped).
+        CTRL_RING_FAULT = 7, "ctrl_ring_fault";
+        /// RX timestamp of the last frame taken from the MAC (ns).
+        LAST_RX_TIMESTAMP = 8, "last_rx_timestamp_ns";
+        /// Poll calls that did work.
+        BUSY_POLLS = 9, "busy_polls";
+    }
+}
+
+/// Counter number of a frame class (placed frames).
+pub const fn class_counter(c: FrameClass) -> usize {
+    q::CLASS_TCP + c as usize - 1
+}
+
+/// Counter number of a no-split reason (`None` for `Split`).
+pub const fn reason_counter(r: NoSplitReason) -> Option<usize> {
+    match r {
+        NoSplitReason::Split => None,
+        _ => Some(q::REASON_BELOW_THRESH + r as usize - 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_is_dense() {
+        assert_eq!(Q_COUNT, 36);
+        assert_eq!(DEV_COUNT, 10);
+        assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
+        assert_eq!(
+            reason_counter(NoSplitReason::Malformed),
+            Some(q::REASON_MALFORMED)
+        );
+        assert_eq!(reason_counter(NoSplitReason::Split), None);
+        assert_eq!(Q_NAMES[q::ICRC_BAD], "icrc_bad");
+    }
+}
