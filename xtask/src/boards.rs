@@ -30,7 +30,7 @@ pub struct Board {
     pub runner: String,
     /// probe-rs chip name, a path to a target description, or `none`.
     pub probe: String,
-    /// Firmware capacity profile.
+    /// Firmware capacity profile: a `cap-*` feature of the firmware crate.
     pub capacities: String,
     #[serde(default)]
     pub memory: BTreeMap<String, Window>,
@@ -63,6 +63,20 @@ impl Board {
                 self.target
             );
         }
+        let fw = root_of(&self.dir).join("firmware/Cargo.toml");
+        let fw: toml::Value = toml::from_str(&std::fs::read_to_string(&fw)?)?;
+        let is_profile = fw
+            .get("features")
+            .and_then(|f| f.get(&self.capacities))
+            .is_some()
+            && self.capacities.starts_with("cap-");
+        if !is_profile {
+            bail!(
+                "board `{}`: capacities `{}` is not a firmware capacity feature (cap-*)",
+                self.name,
+                self.capacities
+            );
+        }
         let w: Vec<(&String, &Window)> = self.memory.iter().collect();
         for (i, (a, wa)) in w.iter().enumerate() {
             for (b, wb) in &w[i + 1..] {
@@ -89,6 +103,14 @@ impl Board {
         }
         Ok(())
     }
+}
+
+/// The project root of a board folder (`<root>/boards/<name>`).
+fn root_of(board_dir: &Path) -> &Path {
+    board_dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(board_dir)
 }
 
 /// Every board under `root/boards`, sorted by name, each validated.

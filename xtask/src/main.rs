@@ -8,6 +8,7 @@
 //! - `cargo xtask bench`          run every criterion benchmark
 //! - `cargo xtask oracle`         regenerate the tshark oracle fixtures (needs tshark)
 //! - `cargo xtask boards`         list and validate the boards (`boards/*/board.toml`)
+//! - `cargo xtask layering`       check the crate layering against the dependency graph
 //!
 //! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
 //! built here with an explicit `--target`.
@@ -84,6 +85,8 @@ enum Cmd {
     Oracle,
     /// List and validate the boards (`boards/*/board.toml`).
     Boards,
+    /// Check the crate layering against the dependency graph.
+    Layering,
 }
 
 fn main() -> Result<()> {
@@ -127,6 +130,7 @@ fn main() -> Result<()> {
             run(&mut c)
         }
         Cmd::Oracle => run(Command::new("bash").arg("scripts/gen-oracle.sh")),
+        Cmd::Layering => layering(),
         Cmd::Boards => {
             boards::print(&boards::load(&root)?);
             Ok(())
@@ -140,6 +144,7 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
         boards::print(&boards::load(&project_root())?);
         Ok(())
     })?;
+    step("layering (cargo tree)", layering)?;
     step("rustup targets", ensure_targets)?;
     step("format check", || {
         run(cargo().args(["fmt", "--all", "--check"]))
@@ -174,6 +179,53 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     }
     // The suite's closing line, counted over every libtest run above.
     println!("{passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// The intended layering, from the dependency graph: `shared` at the bottom; `firmware` and
+/// `host` side by side on it, neither knowing a board, a CLI or each other; boards, the harness
+/// and the CLI above.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("splitrx-shared", &["splitrx-"]),
+    (
+        "splitrx-firmware",
+        &[
+            "splitrx-host",
+            "splitrx-sim",
+            "splitrx-harness",
+            "splitrx-cli",
+        ],
+    ),
+    (
+        "splitrx-host",
+        &[
+            "splitrx-firmware",
+            "splitrx-sim",
+            "splitrx-harness",
+            "splitrx-cli",
+            "clap",
+            "indicatif",
+            "tracing-subscriber",
+            "anyhow",
+        ],
+    ),
+    ("splitrx-sim", &["splitrx-harness", "splitrx-cli", "clap"]),
+    ("splitrx-harness", &["splitrx-cli", "clap"]),
+];
+
+fn layering() -> Result<()> {
+    for (pkg, banned) in LAYERS {
+        let tree = output(cargo().args([
+            "tree", "-p", pkg, "-e", "normal", "--prefix", "none", "--quiet",
+        ]))?;
+        for line in tree.lines().skip(1) {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if banned.iter().any(|b| name.starts_with(b)) {
+                bail!("{pkg} depends on {name}, which the layering forbids (ARCHITECTURE.md)");
+            }
+        }
+        println!("  {pkg}: no dependency on {}", banned.join(", "));
+    }
     Ok(())
 }
 
