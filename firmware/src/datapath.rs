@@ -459,6 +459,11 @@ impl RxQueue {
             flow_hash: U32::new(hash),
             frame_len: U32::new(flen as u32),
         };
+        // The rule the host applies (shared): a completion that breaks it is a firmware defect,
+        // counted; it is still published so the host takes its buffers back (quarantine).
+        if c.validate(self.id).is_err() {
+            self.stats.inc(q::COMPLETION_INVALID);
+        }
         let mut i = 0;
         if let Some(f) = &flush {
             chunk.write(0, f);

@@ -41,6 +41,7 @@ use datapath::RxQueue;
 use hal::{Hal, HalParts, MacRx};
 use pools::Pools;
 use rss::Toeplitz;
+use splitrx_shared::abi::MIN_FRAME;
 use splitrx_shared::split::{split, SplitConfig};
 use stats::{dev, DeviceStats, QueueStats};
 
@@ -126,6 +127,12 @@ impl<H: Hal> Firmware<H> {
             self.stats.inc(dev::MAC_FRAMES);
             self.stats.add(dev::MAC_BYTES, data.len() as u64);
             self.stats.0[dev::LAST_RX_TIMESTAMP] = f.timestamp_ns;
+            if data.len() < MIN_FRAME {
+                // A runt (or an empty frame): nothing to split or steer; no buffer is taken.
+                self.stats.inc(dev::DROP_RUNT);
+                self.hal.rx.release();
+                continue;
+            }
             let r = split(data, &cfg);
             let hash = self.rss.flow_hash(data, &r);
             match steer(&self.active, self.rss_queues, hash)

@@ -441,6 +441,37 @@ impl Ledger {
         Ok(i)
     }
 
+    /// Posted -> Filled with an empty fragment, and retired: a buffer named by a completion the
+    /// host rejected for a reason other than the ledger's. The NIC said it is done with it; the
+    /// host does not reuse it until the holder of the returned fragment (the queue's
+    /// quarantine) drops it, after the next reset has confirmed the NIC does not hold it.
+    pub(crate) fn quarantine(
+        &mut self,
+        sh: &LedgerShared,
+        buf: BufRef,
+    ) -> Result<Filled, LedgerError> {
+        let i = sh.index(buf)?;
+        let w = sh.slots[i].load(Ordering::Acquire);
+        if w & slot::NIC == 0 {
+            return Err(LedgerError::NotPosted {
+                buf,
+                state: BufState::of(w),
+            });
+        }
+        if slot::filled(w) >= slot::MAX_FILLED {
+            return Err(LedgerError::RefOverflow { buf });
+        }
+        // Cannot fail: checked NIC set and filled below max; only `lent` changes concurrently.
+        let _ = slot::owner_update(&sh.slots[i], |w| Some((w + slot::FILLED_ONE) & !slot::NIC));
+        self.counters.retired += 1;
+        self.filled_out += 1;
+        Ok(Filled {
+            buf,
+            off: self.wm[i],
+            len: 0,
+        })
+    }
+
     /// Posted -> Filled: the NIC wrote `len` bytes at `off`. `retired`: the NIC is done with
     /// the buffer (always true in page mode).
     pub(crate) fn complete(

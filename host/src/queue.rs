@@ -20,10 +20,10 @@
 //! drain the completion ring, reconcile the pools against the NIC's report), drain, finish.
 
 use crate::ctrl::{CtrlClient, CtrlError, Deadline};
-use crate::ledger::LedgerError;
+use crate::ledger::{Filled, LedgerError};
 use crate::pool::{PagePool, ReconcileReport};
 use crate::token::Rx;
-use splitrx_shared::abi::{rx_flags, BufRef, FillDesc, PoolMode, RxCompletion};
+use splitrx_shared::abi::{rx_flags, BufRef, CompletionFault, FillDesc, PoolMode, RxCompletion};
 use splitrx_shared::ring::{Consumer, Producer, RingError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -62,6 +62,8 @@ pub struct QueueCounters {
     pub rx_err_completion,
     /// Completions rejected by the ledger (buffer not posted, out of range, ...).
     pub rx_err_ledger,
+    /// Buffers named by rejected completions, taken back into quarantine until the next reset.
+    pub rx_quarantined,
     /// Header / payload buffers posted to the fill rings.
     pub fill_hdr_posted,
     pub fill_pay_posted,
@@ -105,16 +107,10 @@ impl Sink for DropSink {
 /// Why a completion was rejected (the first one is kept for the report).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CompletionError {
-    #[error("completion names queue {0}")]
-    WrongQueue(u16),
-    #[error("unknown flag bits {0:#x}")]
-    Flags(u16),
-    #[error("inconsistent lengths (hdr {hdr_len}, payload {pay_len}, frame {frame_len})")]
-    Lengths {
-        hdr_len: u16,
-        pay_len: u32,
-        frame_len: u32,
-    },
+    /// The completion breaks the rule both sides share ([`RxCompletion::validate`]); the
+    /// buffers it names were taken into quarantine.
+    #[error("{0}")]
+    Invalid(CompletionFault),
     #[error("header buffer: {0}")]
     Header(LedgerError),
     #[error("payload buffer: {0}")]
@@ -187,6 +183,9 @@ pub struct RxQueue {
     comps: Vec<RxCompletion>,
     /// Told about every post and reset (see [`PostObserver`]).
     observer: Option<Arc<dyn PostObserver>>,
+    /// Buffers named by completions rejected for a non-ledger reason, taken back from the NIC
+    /// and held out of circulation (true: payload pool) until the next reset.
+    quarantine: Vec<(bool, Filled)>,
     /// Keeps the memory the ring handles point into mapped.
     _mem: Arc<dyn Send + Sync>,
 }
@@ -230,6 +229,7 @@ impl RxQueue {
             descs: vec![FillDesc::default(); FILL_BATCH as usize],
             comps: vec![RxCompletion::default(); POLL_BATCH],
             observer: None,
+            quarantine: Vec::new(),
             _mem: mem,
         }
     }
@@ -301,6 +301,38 @@ impl RxQueue {
         Ok(n)
     }
 
+    /// A completion broke the shared rule: the NIC still said it is done with the buffers it
+    /// names, so every one of them this queue has posted is taken back into quarantine (a
+    /// packed payload buffer only when the completion retires it: the NIC keeps filling it
+    /// otherwise), never lost and never reused before the next reset. A buffer that is not
+    /// posted here is the ledger's business and changes nothing.
+    fn quarantine_named(&mut self, c: &RxCompletion) {
+        let flags = c.flags.get();
+        let pay_ours = self.pay_mode == PoolMode::Page || flags & rx_flags::PAY_RETIRED != 0;
+        for (payload, buf) in [(false, c.hdr_buf), (true, c.pay_buf)] {
+            if buf.is_none() || (payload && !pay_ours) {
+                continue;
+            }
+            let pool = if payload {
+                &mut self.pay_pool
+            } else {
+                &mut self.hdr_pool
+            };
+            if buf.pool() != pool.id() || !pool.state(buf).is_some_and(|v| v.nic) {
+                continue;
+            }
+            if let Ok(f) = pool.quarantine(buf) {
+                self.quarantine.push((payload, f));
+                self.counters.rx_quarantined += 1;
+            }
+        }
+    }
+
+    /// Buffers held in quarantine now.
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.len()
+    }
+
     /// Takes up to [`POLL_BATCH`] completions, validates them and delivers the frames to `sink`.
     /// Returns the number of completions taken.
     pub fn poll(&mut self, sink: &mut dyn Sink) -> usize {
@@ -336,18 +368,13 @@ impl RxQueue {
     /// Validates one completion and delivers its frame.
     #[inline]
     fn complete(&mut self, c: &RxCompletion, sink: &mut dyn Sink) -> Result<(), CompletionError> {
-        if c.queue.get() != self.id {
-            return Err(CompletionError::WrongQueue(c.queue.get()));
+        if let Err(fault) = c.validate(self.id) {
+            self.quarantine_named(c);
+            return Err(CompletionError::Invalid(fault));
         }
         let flags = c.flags.get();
-        if flags & !rx_flags::ALL != 0 {
-            return Err(CompletionError::Flags(flags));
-        }
         if flags & rx_flags::FLUSH != 0 {
             // The NIC hands back a packed payload buffer it will not write again.
-            if !c.hdr_buf.is_none() || c.pay_len.get() != 0 {
-                return Err(CompletionError::Flags(flags));
-            }
             self.pay_pool
                 .retire(c.pay_buf)
                 .map_err(CompletionError::Payload)?;
@@ -356,18 +383,6 @@ impl RxQueue {
         }
         let (hdr_len, pay_len, frame_len) = (c.hdr_len.get(), c.pay_len.get(), c.frame_len.get());
         let split = flags & rx_flags::SPLIT != 0;
-        let lengths_ok = if split {
-            pay_len > 0 && hdr_len as u64 + pay_len as u64 <= frame_len as u64
-        } else {
-            pay_len == 0 && c.pay_buf.is_none() && hdr_len as u32 <= frame_len
-        };
-        if !lengths_ok || hdr_len == 0 {
-            return Err(CompletionError::Lengths {
-                hdr_len,
-                pay_len,
-                frame_len,
-            });
-        }
         // Check both buffers before committing either.
         self.hdr_pool
             .check(c.hdr_buf, 0, hdr_len as u32)
@@ -480,6 +495,14 @@ impl RxQueue {
             let r: ReconcileReport = pool.reconcile(&[]);
             out.freed += check.freed + r.freed;
             out.retired_in_use += check.retired_in_use + r.retired_in_use;
+        }
+        // The NIC's report is reconciled: it holds none of the quarantined buffers.
+        for (payload, f) in std::mem::take(&mut self.quarantine) {
+            if payload {
+                self.pay_pool.drop_filled(f);
+            } else {
+                self.hdr_pool.drop_filled(f);
+            }
         }
         self.counters.resets += 1;
         self.posting = resume;
@@ -815,7 +838,7 @@ mod tests {
     }
 
     #[test]
-    fn hostile_completions_are_rejected_counted_and_change_nothing() {
+    fn hostile_completions_are_rejected_counted_and_their_buffers_quarantined() {
         let mut r = rig(PoolMode::Page);
         let h = r.nic_hdr.pop().unwrap().unwrap();
         let p = r.nic_pay.pop().unwrap().unwrap();
@@ -823,11 +846,11 @@ mod tests {
         let never_posted = BufRef::new(0, 127).unwrap();
         let mut wrong_queue = comp(h.buf, p.buf, 54, 100, split);
         wrong_queue.queue = U16::new(3);
-        let cases: Vec<(RxCompletion, CompletionError)> = vec![
-            (wrong_queue, CompletionError::WrongQueue(3)),
+        let cases: Vec<(RxCompletion, CompletionFault)> = vec![
+            (wrong_queue, CompletionFault::WrongQueue(3)),
             (
                 comp(h.buf, p.buf, 54, 100, 1 << 15),
-                CompletionError::Flags(1 << 15),
+                CompletionFault::Flags(1 << 15),
             ),
             // Header + payload longer than the frame.
             (
@@ -835,7 +858,7 @@ mod tests {
                     frame_len: U32::new(100),
                     ..comp(h.buf, p.buf, 54, 100, split)
                 },
-                CompletionError::Lengths {
+                CompletionFault::Lengths {
                     hdr_len: 54,
                     pay_len: 100,
                     frame_len: 100,
@@ -844,29 +867,56 @@ mod tests {
             // Unsplit but names a payload buffer.
             (
                 comp(h.buf, p.buf, 54, 0, 0),
-                CompletionError::Lengths {
+                CompletionFault::Lengths {
                     hdr_len: 54,
                     pay_len: 0,
                     frame_len: 54,
                 },
             ),
+            // An empty frame (what a 0-byte capture record used to make the NIC post).
+            (
+                comp(h.buf, BufRef::NONE, 0, 0, 0),
+                CompletionFault::Lengths {
+                    hdr_len: 0,
+                    pay_len: 0,
+                    frame_len: 0,
+                },
+            ),
         ];
         let mut sink = Collect::default();
         for (c, want) in &cases {
-            assert_eq!(r.q.complete(c, &mut sink), Err(*want));
+            assert_eq!(
+                r.q.complete(c, &mut sink),
+                Err(CompletionError::Invalid(*want))
+            );
         }
+        // The first one took both buffers it names into quarantine; the others named buffers
+        // no longer posted, which changes nothing more.
+        assert_eq!(r.q.counters().rx_quarantined, 2);
+        assert_eq!(r.q.quarantined(), 2);
+        assert_eq!(r.q.hdr_pool.state(h.buf).map(|v| v.nic), Some(false));
         // Through the ring: counted, the first one kept.
         for (c, _) in &cases {
             assert!(r.nic_cq.push(c).unwrap());
             assert_eq!(r.q.poll(&mut sink), 1);
         }
-        assert_eq!(r.q.first_error(), Some(cases[0].1));
-        assert_eq!(r.q.counters().rx_err_completion, 4);
-        // Ledger-level lies: a buffer that was never posted; a header longer than its buffer;
-        // the same buffer completed twice.
+        assert_eq!(
+            r.q.first_error(),
+            Some(CompletionError::Invalid(cases[0].1))
+        );
+        assert_eq!(r.q.counters().rx_err_completion, 5);
+        // A later completion naming a quarantined buffer is a ledger violation.
+        assert!(matches!(
+            r.q.complete(&comp(h.buf, p.buf, 54, 100, split), &mut sink),
+            Err(CompletionError::Header(LedgerError::NotPosted { .. }))
+        ));
+        // Ledger-level lies on buffers still posted: never posted; a header longer than its
+        // buffer; the same buffer completed twice.
+        let h2 = r.nic_hdr.pop().unwrap().unwrap();
+        let p2 = r.nic_pay.pop().unwrap().unwrap();
         let lies = [
-            comp(never_posted, p.buf, 54, 100, split),
-            comp(h.buf, p.buf, 300, 100, split),
+            comp(never_posted, p2.buf, 54, 100, split),
+            comp(h2.buf, p2.buf, 300, 100, split),
         ];
         assert!(matches!(
             r.q.complete(&lies[0], &mut sink),
@@ -882,19 +932,26 @@ mod tests {
         }
         assert_eq!(r.q.counters().rx_err_ledger, 2);
         assert!(sink.0.is_empty(), "nothing delivered");
-        // The honest completion still works (nothing was committed by the rejected ones)...
-        assert!(r.nic_cq.push(&comp(h.buf, p.buf, 54, 100, split)).unwrap());
+        // A ledger violation commits nothing: the honest completion of h2/p2 still works...
+        assert!(r
+            .nic_cq
+            .push(&comp(h2.buf, p2.buf, 54, 100, split))
+            .unwrap());
         assert_eq!(r.q.poll(&mut sink), 1);
         assert_eq!(sink.0.len(), 1);
         // ...and replaying it is a double completion: rejected.
-        assert!(r.nic_cq.push(&comp(h.buf, p.buf, 54, 100, split)).unwrap());
+        assert!(r
+            .nic_cq
+            .push(&comp(h2.buf, p2.buf, 54, 100, split))
+            .unwrap());
         assert_eq!(r.q.poll(&mut sink), 1);
         assert_eq!(r.q.counters().rx_err_ledger, 3);
         assert_eq!(r.q.counters().rx_packets, 1);
         sink.0.clear();
-        // Every buffer is accounted for: 1 completed and returned, the rest posted.
+        // Every buffer is accounted for: 1 completed and returned, 1 in quarantine (filled,
+        // held by the queue), the rest posted.
         let a = r.q.pay_pool.audit().unwrap();
-        assert_eq!((a.total, a.posted + a.free), (128, 128));
+        assert_eq!((a.total, a.posted + a.free, a.filled), (128, 127, 1));
         assert_eq!(a.lent, 0);
     }
 
@@ -905,7 +962,7 @@ mod tests {
         for _ in 0..64 {
             assert!(r
                 .nic_cq
-                .push(&comp(BufRef::NONE, BufRef::NONE, 1, 0, 0))
+                .push(&comp(BufRef::NONE, BufRef::NONE, 60, 0, 0))
                 .unwrap());
         }
         assert!(

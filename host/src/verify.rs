@@ -14,7 +14,7 @@
 //! own drop counters. Anything else is a failure naming the first differing frame and offset.
 
 use crate::token::Rx;
-use splitrx_shared::abi::{rx_flags, RSS_KEY_LEN};
+use splitrx_shared::abi::{rx_flags, MIN_FRAME, RSS_KEY_LEN};
 use splitrx_shared::split::{split, FrameClass, SplitConfig, SplitResult};
 
 /// The key the host programs with SetRss (Microsoft's RSS specification key).
@@ -94,6 +94,8 @@ pub struct ExpectedFrame {
     /// The NIC must drop it (headers longer than a header buffer, payload longer than a
     /// payload buffer).
     pub overflow: bool,
+    /// Shorter than an Ethernet header: dropped at the MAC, steered nowhere.
+    pub runt: bool,
 }
 
 /// Queue parameters the expectation depends on.
@@ -112,6 +114,8 @@ pub struct Expected {
     pub frames: Vec<ExpectedFrame>,
     /// Per queue: indices of the frames steered to it, in wire order.
     pub per_queue: Vec<Vec<u32>>,
+    /// Indices of the runts (dropped at the MAC before steering).
+    pub runts: Vec<u32>,
 }
 
 impl Expected {
@@ -125,8 +129,28 @@ impl Expected {
         let mut data = Vec::new();
         let mut out = Vec::with_capacity(frames.len());
         let mut per_queue = vec![Vec::new(); queues as usize];
+        let mut runts = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             let f = f.as_ref();
+            if f.len() < MIN_FRAME {
+                out.push(ExpectedFrame {
+                    index: i as u32,
+                    off: data.len(),
+                    len: f.len() as u32,
+                    queue: 0,
+                    class: FrameClass::Malformed,
+                    split: false,
+                    pay_off: 0,
+                    pay_len: 0,
+                    hdr_len: 0,
+                    truncated: false,
+                    overflow: false,
+                    runt: true,
+                });
+                runts.push(i as u32);
+                data.extend_from_slice(f);
+                continue;
+            }
             let r = split(f, &cfg);
             let hash = toeplitz(&RSS_KEY, &rss_input(f, &r));
             let queue = (hash % queues as u32) as u16;
@@ -156,6 +180,7 @@ impl Expected {
                 hdr_len,
                 truncated,
                 overflow,
+                runt: false,
             });
             per_queue[queue as usize].push(i as u32);
             data.extend_from_slice(f);
@@ -164,6 +189,7 @@ impl Expected {
             data,
             frames: out,
             per_queue,
+            runts,
         }
     }
 
@@ -174,17 +200,25 @@ impl Expected {
 
     /// Frames per queue among the first `sent` frames of the (repeating) source.
     pub fn sent_per_queue(&self, sent: u64) -> Vec<u64> {
-        let k = self.frames.len() as u64;
-        if k == 0 {
-            return vec![0; self.per_queue.len()];
-        }
-        let (passes, rest) = (sent / k, sent % k);
         self.per_queue
             .iter()
-            .map(|l| {
-                passes * l.len() as u64 + l.iter().filter(|&&i| (i as u64) < rest).count() as u64
-            })
+            .map(|l| self.sent_of(l, sent))
             .collect()
+    }
+
+    /// Runts among the first `sent` frames of the (repeating) source.
+    pub fn sent_runts(&self, sent: u64) -> u64 {
+        self.sent_of(&self.runts, sent)
+    }
+
+    /// How many of the first `sent` frames of the repeating source are in `list`.
+    fn sent_of(&self, list: &[u32], sent: u64) -> u64 {
+        let k = self.frames.len() as u64;
+        if k == 0 {
+            return 0;
+        }
+        let (passes, rest) = (sent / k, sent % k);
+        passes * list.len() as u64 + list.iter().filter(|&&i| (i as u64) < rest).count() as u64
     }
 }
 

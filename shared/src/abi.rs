@@ -376,6 +376,86 @@ assert_layout!(
     frame_len = 28
 );
 
+/// Shortest frame the NIC places: an Ethernet header. Shorter frames (runts, including empty
+/// ones) are dropped at the MAC and counted (`dev::DROP_RUNT`); no completion ever names one.
+pub const MIN_FRAME: usize = 14;
+
+/// Why an [`RxCompletion`] is not valid: the one rule both sides apply
+/// ([`RxCompletion::validate`]). The firmware checks every completion before publishing it; the
+/// host checks every completion it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CompletionFault {
+    /// It names another queue.
+    WrongQueue(u16),
+    /// Unknown flag bits, or a FLUSH that names a header buffer or carries bytes.
+    Flags(u16),
+    /// Lengths that cannot describe a frame: a header part shorter than [`MIN_FRAME`] (or, when
+    /// unsplit and the frame is short, than the frame), a split frame without payload, parts
+    /// longer than the frame, or a payload buffer on an unsplit frame.
+    Lengths {
+        hdr_len: u16,
+        pay_len: u32,
+        frame_len: u32,
+    },
+}
+
+impl core::fmt::Display for CompletionFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CompletionFault::WrongQueue(q) => write!(f, "completion names queue {q}"),
+            CompletionFault::Flags(v) => write!(f, "bad flag bits {v:#x}"),
+            CompletionFault::Lengths {
+                hdr_len,
+                pay_len,
+                frame_len,
+            } => write!(
+                f,
+                "inconsistent lengths (hdr {hdr_len}, payload {pay_len}, frame {frame_len})"
+            ),
+        }
+    }
+}
+
+impl RxCompletion {
+    /// Checks the completion's own fields for queue `queue` (the buffers it names are the
+    /// ledger's business): known flags; a FLUSH names no header buffer and carries no bytes;
+    /// otherwise the header part holds at least [`MIN_FRAME`] bytes (unsplit: the whole frame,
+    /// truncated to the header buffer), a split frame has payload and both parts fit the
+    /// frame, an unsplit one names no payload buffer.
+    pub fn validate(&self, queue: u16) -> Result<(), CompletionFault> {
+        if self.queue.get() != queue {
+            return Err(CompletionFault::WrongQueue(self.queue.get()));
+        }
+        let flags = self.flags.get();
+        if flags & !rx_flags::ALL != 0 {
+            return Err(CompletionFault::Flags(flags));
+        }
+        let (hdr_len, pay_len, frame_len) =
+            (self.hdr_len.get(), self.pay_len.get(), self.frame_len.get());
+        if flags & rx_flags::FLUSH != 0 {
+            if !self.hdr_buf.is_none() || pay_len != 0 {
+                return Err(CompletionFault::Flags(flags));
+            }
+            return Ok(());
+        }
+        let lengths_ok = (hdr_len as usize) >= MIN_FRAME
+            && if flags & rx_flags::SPLIT != 0 {
+                pay_len > 0 && hdr_len as u64 + pay_len as u64 <= frame_len as u64
+            } else {
+                pay_len == 0 && self.pay_buf.is_none() && hdr_len as u32 <= frame_len
+            };
+        if !lengths_ok {
+            return Err(CompletionFault::Lengths {
+                hdr_len,
+                pay_len,
+                frame_len,
+            });
+        }
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // RoCE records (used by the RoCEv2 responder; layout fixed now so the ABI does not move later)
 // ---------------------------------------------------------------------------------------------

@@ -87,6 +87,10 @@ counters! {
         REASON_MALFORMED = 34, "reason_malformed";
         /// RoCE frames whose ICRC was wrong.
         ICRC_BAD = 35, "icrc_bad";
+        /// Completions that broke the shared rule (`RxCompletion::validate`) when the firmware
+        /// built them: a firmware defect. They are still published, so the host quarantines
+        /// their buffers instead of losing them.
+        COMPLETION_INVALID = 36, "completion_invalid";
     }
 }
 
@@ -113,6 +117,9 @@ counters! {
         LAST_RX_TIMESTAMP = 8, "last_rx_timestamp_ns";
         /// Poll calls that did work.
         BUSY_POLLS = 9, "busy_polls";
+        /// Frames shorter than an Ethernet header (`abi::MIN_FRAME`), empty ones included,
+        /// dropped at the MAC.
+        DROP_RUNT = 10, "drop_runt";
     }
 }
 

@@ -218,7 +218,10 @@ impl<S: Sink + 'static> Rig<S> {
             Expected::new(frames, &cfg.nic_params())
                 .frames
                 .iter()
-                .map(|e| (e.queue, !e.overflow, page && e.split && !e.overflow))
+                .map(|e| {
+                    let placed = !e.overflow && !e.runt;
+                    (e.queue, placed, page && e.split && placed)
+                })
                 .collect()
         });
         let mut session = target.power_up(
@@ -543,10 +546,12 @@ pub fn report(
         .iter()
         .map(|&i| (Q_NAMES[i].to_string(), nic_sum(&dv.nic_queues, i)))
         .collect();
-    drops.push((
-        "drop_no_queue".into(),
-        dv.nic_device.get(dev::DROP_NO_QUEUE).copied().unwrap_or(0),
-    ));
+    for (name, i) in [
+        ("drop_no_queue", dev::DROP_NO_QUEUE),
+        ("drop_runt", dev::DROP_RUNT),
+    ] {
+        drops.push((name.into(), dv.nic_device.get(i).copied().unwrap_or(0)));
+    }
     let pp: PoolStats = dv.pool_stats.iter().flat_map(|(h, p)| [*h, *p]).sum();
     let page_pool = vec![
         ("alloc_fast".into(), pp.alloc_fast),
@@ -642,6 +647,13 @@ pub fn report(
         let no_queue = dv.nic_device.get(dev::DROP_NO_QUEUE).copied().unwrap_or(0);
         if no_queue != 0 {
             failures.push(format!("{no_queue} frames found no queue"));
+        }
+        let runts = dv.nic_device.get(dev::DROP_RUNT).copied().unwrap_or(0);
+        if runts != exp.sent_runts(out.sent) {
+            failures.push(format!(
+                "{} runts were sent, the NIC dropped {runts} as runts",
+                exp.sent_runts(out.sent)
+            ));
         }
         if let Some(seen) = out.target.mac_offered {
             if seen != out.sent {

@@ -675,6 +675,17 @@ impl PagePool {
             .complete(&self.shared.ledger, buf, off, len, retired)
     }
 
+    /// Takes `buf` back from the NIC into quarantine (see the ledger's `quarantine`): it comes
+    /// back as an empty [`Filled`] fragment, and the buffer is reused only once that is
+    /// dropped ([`PagePool::drop_filled`]).
+    pub fn quarantine(&mut self, buf: BufRef) -> Result<Filled, LedgerError> {
+        let r = self.ledger.quarantine(&self.shared.ledger, buf);
+        if let Err(e) = &r {
+            self.ledger.count_err(e);
+        }
+        r
+    }
+
     /// The NIC gave `buf` back without (another) fragment: `rx_flags::FLUSH`, or a packed
     /// buffer retired after its last fragment. Posted -> Free when no fragment is out.
     pub fn retire(&mut self, buf: BufRef) -> Result<(), LedgerError> {
