@@ -5,7 +5,7 @@
 mod common;
 
 use splitrx_firmware::rss::{flow_input, toeplitz_reference, MS_RSS_KEY};
-use splitrx_firmware::stats::q;
+use splitrx_firmware::stats::{dev, q};
 use splitrx_firmware::testing::*;
 use splitrx_shared::abi::{
     rx_flags, BufRef, CtrlOp, CtrlStatus, FillDesc, HdsThreshArgs, PoolMode, QueueArgs,
@@ -193,6 +193,7 @@ fn every_capture_frame_lands_exactly_page_mode() {
         let cs = h.frame(f);
         assert_eq!(cs.len(), 1, "{file}: one completion per frame");
         let c = cs[0];
+        assert_eq!(c.validate(0), Ok(()), "{file}: the shared completion rule");
         assert_eq!(c.class, r.class as u8, "{file}");
         assert_eq!(c.frame_len.get() as usize, f.len());
         assert_eq!(c.queue.get(), 0);
@@ -416,6 +417,28 @@ fn hds_thresh_decides_split() {
         hds_thresh: U32::new(1),
     };
     assert_eq!(h.tb.status(CtrlOp::SetHdsThresh, &a), CtrlStatus::NotFound);
+}
+
+/// Empty frames and runts (shorter than an Ethernet header) are dropped at the MAC, counted,
+/// and take no buffer; a bare 14-byte Ethernet header is the shortest frame placed.
+#[test]
+fn runts_are_dropped_at_the_mac_and_take_no_buffer() {
+    let mut h = Host::new(16, 4096, PoolMode::Page, 0, 0);
+    h.post_hdr(4);
+    h.post_pay(4);
+    for len in [0usize, 1, 13] {
+        assert!(h.frame(&vec![0xab; len]).is_empty(), "{len}-byte frame");
+    }
+    assert_eq!(h.tb.fw.device_stats().get(dev::DROP_RUNT), 3);
+    assert_eq!(h.stat(q::RX_FRAMES), 0);
+    h.check_nothing_lost();
+    let mut eth = vec![0u8; 14];
+    eth[12..14].copy_from_slice(&[0x88, 0xb5]);
+    let c = h.frame(&eth);
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].hdr_len.get(), c[0].frame_len.get()), (14, 14));
+    assert_eq!(c[0].validate(0), Ok(()));
+    assert_eq!(h.stat(q::COMPLETION_INVALID), 0);
 }
 
 #[test]
