@@ -183,6 +183,11 @@ pub enum LedgerError {
     NoBuffer,
     #[error("{buf:?} belongs to another pool (this is pool {pool})")]
     WrongPool { buf: BufRef, pool: u8 },
+    /// A [`Filled`] fragment handed to a pool other than the one that made it (two pools may
+    /// share an id: the check is on the pool instance). It is refused and not touched; its
+    /// buffer stays Filled in its own pool (visible in that pool's audit).
+    #[error("{buf:?}: a filled fragment of another pool instance")]
+    ForeignFilled { buf: BufRef },
     #[error("{buf:?}: index beyond the pool's {count} buffers")]
     BadIndex { buf: BufRef, count: u32 },
     #[error("completion for {buf:?}, which the NIC does not hold (state {state:?})")]
@@ -260,6 +265,8 @@ pub struct Filled {
     pub(crate) buf: BufRef,
     pub(crate) off: u32,
     pub(crate) len: u32,
+    /// The ledger (pool instance) that made it: unique in the process.
+    pub(crate) owner: u64,
 }
 
 impl Filled {
@@ -348,6 +355,8 @@ impl LedgerShared {
 /// thread inside [`crate::pool::PagePool`].
 #[derive(Debug)]
 pub struct Ledger {
+    /// Unique in the process: the identity [`Filled`] fragments carry.
+    uid: u64,
     /// Per buffer: end of the last fragment (packed mode), so offsets must increase.
     wm: Vec<u32>,
     mode: PoolMode,
@@ -359,7 +368,9 @@ pub struct Ledger {
 
 impl Ledger {
     pub(crate) fn new(count: u32, mode: PoolMode, align_log2: u8) -> Ledger {
+        static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ledger {
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             wm: vec![0; count as usize],
             mode,
             align: 1u32 << align_log2.min(31),
@@ -372,7 +383,9 @@ impl Ledger {
         let c = &mut self.counters;
         match e {
             LedgerError::NoBuffer => c.err_no_buffer += 1,
-            LedgerError::WrongPool { .. } => c.err_wrong_pool += 1,
+            LedgerError::WrongPool { .. } | LedgerError::ForeignFilled { .. } => {
+                c.err_wrong_pool += 1
+            }
             LedgerError::BadIndex { .. } => c.err_bad_index += 1,
             LedgerError::NotPosted { .. } => c.err_not_posted += 1,
             LedgerError::OutOfBounds { .. } => c.err_out_of_bounds += 1,
@@ -441,6 +454,21 @@ impl Ledger {
         Ok(i)
     }
 
+    /// Whether `f` was made by this ledger; counts the error when not.
+    pub(crate) fn owns(&mut self, f: &Filled) -> Result<(), LedgerError> {
+        if f.owner == self.uid {
+            return Ok(());
+        }
+        let e = LedgerError::ForeignFilled { buf: f.buf };
+        self.count_err(&e);
+        Err(e)
+    }
+
+    /// Whether `f` was made by this ledger (no counting).
+    pub(crate) fn made(&self, f: &Filled) -> bool {
+        f.owner == self.uid
+    }
+
     /// Posted -> Filled with an empty fragment, and retired: a buffer named by a completion the
     /// host rejected for a reason other than the ledger's. The NIC said it is done with it; the
     /// host does not reuse it until the holder of the returned fragment (the queue's
@@ -469,6 +497,7 @@ impl Ledger {
             buf,
             off: self.wm[i],
             len: 0,
+            owner: self.uid,
         })
     }
 
@@ -497,7 +526,12 @@ impl Ledger {
         self.counters.completed += 1;
         self.counters.retired += retire as u64;
         self.filled_out += 1;
-        Ok(Filled { buf, off, len })
+        Ok(Filled {
+            buf,
+            off,
+            len,
+            owner: self.uid,
+        })
     }
 
     /// The NIC is done with `buf` without a new fragment (packed retirement, or a flushed
@@ -526,6 +560,7 @@ impl Ledger {
 
     /// Filled -> Lent for one fragment.
     pub(crate) fn lend(&mut self, sh: &LedgerShared, f: &Filled) -> Result<(), LedgerError> {
+        self.owns(f)?;
         let i = f.buf.index() as usize;
         let r = slot::owner_update(&sh.slots[i], |w| {
             (slot::lent(w) < slot::MAX_LENT).then(|| w - slot::FILLED_ONE + slot::LENT_ONE)
@@ -546,6 +581,9 @@ impl Ledger {
 
     /// Drops a filled fragment without lending it. `true` when the buffer is now free.
     pub(crate) fn drop_filled(&mut self, sh: &LedgerShared, f: Filled) -> bool {
+        if self.owns(&f).is_err() {
+            return false;
+        }
         let i = f.buf.index() as usize;
         // The closure never aborts; `Err` carries the unchanged word.
         let new = match slot::owner_update(&sh.slots[i], |w| Some(w - slot::FILLED_ONE)) {
@@ -666,6 +704,7 @@ mod tests {
             buf: b,
             off: 0,
             len: 1,
+            owner: l.uid,
         };
         l.filled_out = 1;
         assert_eq!(l.lend(&sh, &f), Err(LedgerError::RefOverflow { buf: b }));

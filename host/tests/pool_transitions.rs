@@ -654,3 +654,38 @@ fn metadata_per_buffer_at_most_16_bytes() {
     assert_eq!(m.provider, 65536 * 5);
     assert!(m.per_buffer() <= 16.0, "{m:?}");
 }
+
+/// A `Filled` from one pool handed to another pool with the same id (issue 9, defect 2): it
+/// used to yield a slice past the end of the other pool's mapping, or corrupt a free buffer's
+/// ledger word. Now every use checks the pool instance: refused, counted, nothing touched.
+#[test]
+fn a_filled_fragment_of_another_pool_is_refused() {
+    let mut a = host_pool(0, 128, 4096, PoolMode::Page);
+    let mut b = host_pool(0, 4, 4096, PoolMode::Page);
+    // Post every buffer of A; complete index 100 (beyond B's 4 buffers) and index 1.
+    let mut bufs = Vec::new();
+    while let Some(x) = a.alloc() {
+        bufs.push(x);
+    }
+    let far = bufs.iter().copied().find(|x| x.index() == 100).unwrap();
+    let near = bufs.iter().copied().find(|x| x.index() == 1).unwrap();
+    let f_far = a.complete(far, 0, 64, true).unwrap();
+    let f_near = a.complete(near, 0, 64, true).unwrap();
+    let b_before = b.audit().unwrap();
+    assert_eq!(b.filled_bytes(&f_far), None, "no slice past B's mapping");
+    assert_eq!(
+        b.lend(f_far).err(),
+        Some(LedgerError::ForeignFilled { buf: far })
+    );
+    b.drop_filled(f_near);
+    assert_eq!(b.ledger_counters().err_wrong_pool, 2);
+    assert_eq!(b.audit().unwrap(), b_before, "B's ledger untouched");
+    // A's buffers stay Filled (the caller lost its fragments; nothing was corrupted).
+    assert_eq!(a.state(far), view(BufState::Filled, false, 1, 0));
+    assert_eq!(a.state(near), view(BufState::Filled, false, 1, 0));
+    // The same fragment in its own pool works.
+    let f = a.complete(bufs[0], 0, 10, true).unwrap();
+    assert_eq!(a.filled_bytes(&f).map(<[u8]>::len), Some(10));
+    let t = a.lend(f).unwrap();
+    drop(t);
+}

@@ -710,6 +710,8 @@ impl PagePool {
                 let r = unsafe { self.shared.charged() };
                 Ok(Token::new(r, f.buf, f.off, f.len))
             }
+            // A fragment of another pool instance is refused untouched (counted).
+            Err(e @ LedgerError::ForeignFilled { .. }) => Err(e),
             Err(e) => {
                 self.drop_filled(f);
                 Err(e)
@@ -755,10 +757,11 @@ impl PagePool {
 
     /// Host bytes of a filled fragment, when the region is host-readable (e.g. the poller
     /// reading a header).
+    /// `None` as well for a fragment of another pool instance.
     pub fn filled_bytes(&self, f: &Filled) -> Option<&[u8]> {
-        self.shared.region.host_readable.then(|| {
-            // SAFETY: `f` was validated by `complete` (off + len within buffer `f.buf` of this
-            // region), the fragment is Filled so the NIC no longer writes these bytes, and the
+        (self.shared.region.host_readable && self.ledger.made(f)).then(|| {
+            // SAFETY: `f` was made by this pool's ledger (checked above) and validated by its
+            // `complete` (off + len within buffer `f.buf` of this region), the fragment is Filled so the NIC no longer writes these bytes, and the
             // region lives as long as `self.shared`, which `&self` keeps alive.
             unsafe { fragment_slice(&self.shared.region, f.buf.index(), f.off, f.len) }
         })
