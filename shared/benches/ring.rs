@@ -34,7 +34,7 @@ struct RingMem {
 }
 impl RingMem {
     fn new() -> RingMem {
-        let layout = Layout::from_size_align(ring_bytes(CAP, 16), 128).unwrap();
+        let layout = Layout::from_size_align(ring_bytes(CAP, 16) as usize, 128).unwrap();
         // SAFETY: non-zero size.
         let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
         RingMem { ptr, layout }

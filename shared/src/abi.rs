@@ -255,7 +255,7 @@ impl QueueHeader {
             if off % crate::ring::RING_ALIGN as u64 != 0 {
                 return Err(HeaderError::RingMisaligned { ring: i });
             }
-            let bytes = crate::ring::ring_bytes(cap, kind.entry_size()) as u64;
+            let bytes = crate::ring::ring_bytes(cap, kind.entry_size());
             let end = off
                 .checked_add(bytes)
                 .ok_or(HeaderError::RingOutOfRegion { ring: i })?;
@@ -1068,6 +1068,32 @@ mod tests {
             };
         }
         h
+    }
+
+    /// A host-chosen capacity whose ring size does not fit 32 bits (issue 9, defect 4): the
+    /// arithmetic is done in u64, so a 32-bit firmware refuses the ring instead of panicking
+    /// (overflow checks) or accepting wrapped bounds. `xtask test` also runs this crate's unit
+    /// tests compiled for i686 (32-bit `usize`), where the old code failed.
+    #[test]
+    fn ring_sizes_beyond_32_bits_are_refused_not_wrapped() {
+        // 2^27 entries of 64 bytes = 8 GiB: wraps to 0 in a 32-bit usize.
+        let big = 1u32 << 27;
+        assert_eq!(crate::ring::ring_bytes(big, 64), 256 + (1u64 << 33));
+        assert_eq!(
+            crate::ring::ring_bytes(u32::MAX, 64),
+            256 + u32::MAX as u64 * 64
+        );
+        let region = 0xffff_f000u64; // just under 4 GiB: a region a 32-bit target can map
+        let h = header(&[(256, big, RingKind::CtrlRequest)], region);
+        assert_eq!(
+            h.validate(region as usize),
+            Err(HeaderError::RingOutOfRegion { ring: 0 })
+        );
+        let h = header(&[(256, 1u32 << 31, RingKind::RxCompletion)], region);
+        assert_eq!(
+            h.validate(region as usize),
+            Err(HeaderError::RingOutOfRegion { ring: 0 })
+        );
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl RegionLayout {
                 kind: U16::new(kind as u16),
                 entry_size: U16::new(kind.entry_size() as u16),
             };
-            off = align_up(off + ring_bytes(cap, kind.entry_size()) as u64, ALIGN);
+            off = align_up(off + ring_bytes(cap, kind.entry_size()), ALIGN);
         }
         h.region_size = U64::new(off);
         debug_assert!(h.validate(off as usize).is_ok());

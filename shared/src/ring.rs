@@ -97,9 +97,11 @@ pub const CONSUMER_OFFSET: usize = 128;
 /// `region::RegionLayout`, the firmware's test fakes and the boards) are multiples of it.
 pub const RING_ALIGN: usize = 64;
 
-/// Total bytes one ring occupies.
-pub const fn ring_bytes(capacity: u32, entry_size: usize) -> usize {
-    RING_INDEX_BYTES + capacity as usize * entry_size
+/// Total bytes one ring occupies, in `u64`: the capacity can be the peer's, and on a 32-bit
+/// target `capacity * entry_size` overflows `usize` (4 GiB) for capacities the header allows.
+/// The largest value, `2^32 * 64 + 256`, fits easily.
+pub const fn ring_bytes(capacity: u32, entry_size: usize) -> u64 {
+    RING_INDEX_BYTES as u64 + capacity as u64 * entry_size as u64
 }
 
 use core::marker::PhantomData;

@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn numbering_is_dense() {
-        assert_eq!(Q_COUNT, 36);
-        assert_eq!(DEV_COUNT, 10);
+        assert_eq!(Q_COUNT, 37);
+        assert_eq!(DEV_COUNT, 11);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
         assert_eq!(
             reason_counter(NoSplitReason::Malformed),

@@ -55,7 +55,7 @@ fn map(path: &str) -> (std::fs::File, MmapMut) {
     // SAFETY: the file is private to this test's temporary directory; the only other mapping is
     // the peer process's, which accesses it through the ring protocol.
     let map = unsafe { MmapMut::map_mut(&file) }.expect("mmap");
-    assert!(map.len() >= ring_bytes(CAP, 16));
+    assert!(map.len() as u64 >= ring_bytes(CAP, 16));
     (file, map)
 }
 
@@ -116,7 +116,7 @@ fn two_processes_share_one_ring() {
         .create_new(true)
         .open(&path)
         .unwrap();
-    file.set_len(ring_bytes(CAP, 16) as u64).unwrap();
+    file.set_len(ring_bytes(CAP, 16)).unwrap();
     drop(file);
     let path = path.to_str().unwrap().to_owned();
     let (_file, mut map) = map(&path);

@@ -167,6 +167,7 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
         run_tests(cargo().args(["test", "--workspace", "--doc"]))
     })?;
     step("loom models", loom)?;
+    step("32-bit (i686) tests of shared and firmware", thirty_two_bit)?;
     step("no_std builds for ARM", build_targets)?;
     step("firmware code size (thumbv7em)", size)?;
     if fuzz_secs > 0 {
@@ -229,6 +230,64 @@ fn layering() -> Result<()> {
     Ok(())
 }
 
+/// The 32-bit host target: shared's and the firmware's tests run as 32-bit code (`usize` is
+/// 32 bits there, as on the Cortex-M firmware), so size arithmetic on peer-controlled values is
+/// proven on a real 32-bit build.
+const I686: &str = "i686-unknown-linux-gnu";
+
+fn thirty_two_bit() -> Result<()> {
+    ensure_rustup_target(I686)?;
+    // Linking 32-bit test binaries needs the 32-bit C runtime.
+    ensure_apt(&["gcc-multilib"])?;
+    for pkg in ["splitrx-shared", "splitrx-firmware"] {
+        run_tests(cargo().args(["test", "-p", pkg, "--target", I686]))?;
+    }
+    Ok(())
+}
+
+/// Installs Debian packages that are missing (as root), or says exactly what to install.
+fn ensure_apt(pkgs: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = pkgs
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0");
+    if !root {
+        bail!(
+            "missing Debian packages: {} (run: sudo apt-get install {})",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .with_context(|| format!("could not install {}", missing.join(" ")))
+}
+
+fn ensure_rustup_target(t: &str) -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("rustup is needed to add targets (install rustup, then rerun)")?;
+    if installed.lines().any(|l| l.trim() == t) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", t]))
+        .with_context(|| format!("could not add rustup target {t}: run `rustup target add {t}`"))
+}
+
 fn loom() -> Result<()> {
     for (pkg, test) in LOOM {
         let mut c = cargo();
@@ -242,21 +301,12 @@ fn loom() -> Result<()> {
 }
 
 fn ensure_targets() -> Result<()> {
-    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
-        .context("rustup is needed to add the ARM targets (install rustup, then rerun)")?;
     let mut want: Vec<String> = ARM_TARGETS.iter().map(|t| t.to_string()).collect();
     want.extend(boards::cross_targets(&boards::load(&project_root())?));
     want.sort();
     want.dedup();
-    for t in &want {
-        if !installed.lines().any(|l| l.trim() == t) {
-            // One target per call: concurrent rustup calls adding several targets can race.
-            run(Command::new("rustup").args(["target", "add", t])).with_context(|| {
-                format!("could not add rustup target {t}: run `rustup target add {t}`")
-            })?;
-        }
-    }
-    Ok(())
+    // One target per call: concurrent rustup calls adding several targets can race.
+    want.iter().try_for_each(|t| ensure_rustup_target(t))
 }
 
 fn build_targets() -> Result<()> {

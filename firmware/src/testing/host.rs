@@ -226,7 +226,7 @@ pub fn layout_region(
     l.header.rings[..rings.len()]
         .iter()
         .map(|r| {
-            let bytes = ring_bytes(r.capacity.get(), r.entry_size.get() as usize);
+            let bytes = ring_bytes(r.capacity.get(), r.entry_size.get() as usize) as usize;
             mem.ptr(bus + r.offset.get(), bytes)
                 .expect("ring inside arena")
         })

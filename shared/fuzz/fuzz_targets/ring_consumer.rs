@@ -312,7 +312,7 @@ impl From<u8> for E3 {
 
 fn run<T: RingEntry + Default + core::fmt::Debug + From<u8>>(cfg: u8, data: &[u8]) {
     let cap = 1u32 << (cfg & 7);
-    let len = ring_bytes(cap, size_of::<T>());
+    let len = ring_bytes(cap, size_of::<T>()) as usize;
     let mem = Mem::new(len);
     mem.fill(data);
     let ops = Ops(data.get(len..).unwrap_or(&[]));

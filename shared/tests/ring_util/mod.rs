@@ -15,7 +15,8 @@ pub struct RingMem {
 
 impl RingMem {
     pub fn new(capacity: u32, entry_size: usize) -> RingMem {
-        let layout = Layout::from_size_align(ring_bytes(capacity, entry_size), 128).unwrap();
+        let layout =
+            Layout::from_size_align(ring_bytes(capacity, entry_size) as usize, 128).unwrap();
         // SAFETY: the layout has non-zero size (>= 256 bytes of index blocks).
         let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).expect("alloc");
         RingMem { ptr, layout }
