@@ -44,6 +44,13 @@ pub enum LayoutError {
     Misaligned,
     /// The header has no ring of this kind.
     NoSuchRing(RingKind),
+    /// A handle's entry type is not the size of the ring kind's record (a `Producer<FillDesc>`
+    /// asked for a completion ring, say).
+    EntrySize {
+        kind: RingKind,
+        entry: usize,
+        handle: usize,
+    },
     /// Attaching or initialising a ring failed.
     Ring(RingError),
 }
@@ -64,6 +71,14 @@ impl fmt::Display for LayoutError {
                 write!(f, "region memory must be {RING_ALIGN}-byte aligned")
             }
             LayoutError::NoSuchRing(k) => write!(f, "the header has no ring of kind {k:?}"),
+            LayoutError::EntrySize {
+                kind,
+                entry,
+                handle,
+            } => write!(
+                f,
+                "a {handle}-byte handle for a {kind:?} ring of {entry}-byte entries"
+            ),
             LayoutError::Ring(e) => write!(f, "ring attach failed: {e:?}"),
         }
     }
@@ -187,7 +202,13 @@ impl RegionLayout {
         kind: RingKind,
     ) -> Result<(NonNull<u8>, u32), LayoutError> {
         let r = self.ring(kind).ok_or(LayoutError::NoSuchRing(kind))?;
-        debug_assert_eq!(size_of::<T>(), kind.entry_size());
+        if size_of::<T>() != kind.entry_size() {
+            return Err(LayoutError::EntrySize {
+                kind,
+                entry: kind.entry_size(),
+                handle: size_of::<T>(),
+            });
+        }
         // `wrapping_add`: computing the address needs no unsafe; `attach`'s callers promise it
         // lies inside the region (offset + ring bytes <= size by construction in `new`), so
         // the pointer is null only for memory that is not a region at all.
@@ -263,5 +284,46 @@ mod tests {
             RegionLayout::new(0, &many).unwrap_err(),
             LayoutError::TooManyRings
         );
+    }
+
+    /// A handle whose entry type does not match the ring kind is a hard error in every build
+    /// (issue 9, defect 5: it was a `debug_assert`, so a release build attached a 16-byte
+    /// producer to a 32-byte completion ring).
+    #[test]
+    fn a_mismatched_entry_type_is_refused() {
+        use crate::abi::{FillDesc, RxCompletion};
+        #[repr(C, align(128))]
+        struct Mem([u8; 8192]);
+        let l = RegionLayout::new(
+            0,
+            &[(RingKind::HeaderFill, 64), (RingKind::RxCompletion, 64)],
+        )
+        .unwrap();
+        let mut m = std::boxed::Box::new(Mem([0; 8192]));
+        let base = core::ptr::NonNull::new(m.0.as_mut_ptr()).unwrap();
+        // SAFETY: `m` is 128-byte aligned, outlives every handle below, and holds the region.
+        unsafe {
+            l.init(base, 8192).unwrap();
+            assert_eq!(
+                l.producer::<FillDesc>(base, RingKind::RxCompletion).err(),
+                Some(LayoutError::EntrySize {
+                    kind: RingKind::RxCompletion,
+                    entry: 32,
+                    handle: 16
+                })
+            );
+            assert_eq!(
+                l.consumer::<RxCompletion>(base, RingKind::HeaderFill).err(),
+                Some(LayoutError::EntrySize {
+                    kind: RingKind::HeaderFill,
+                    entry: 16,
+                    handle: 32
+                })
+            );
+            assert!(l.producer::<FillDesc>(base, RingKind::HeaderFill).is_ok());
+            assert!(l
+                .consumer::<RxCompletion>(base, RingKind::RxCompletion)
+                .is_ok());
+        }
     }
 }
