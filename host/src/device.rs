@@ -382,6 +382,9 @@ impl<S: Sink + 'static> Device<S> {
                     &mut wait(),
                 )?;
                 let mut queue = RxQueue::new(qid, rings, hdr_pool, pay_pool, host.clone());
+                // SAFETY: `qbase` is where `ql` was initialised, inside the host window mapping
+                // the queue holds (`host`).
+                unsafe { queue.set_region(qbase, ql.clone()) };
                 if let Some(o) = observer(qid) {
                     queue.set_observer(o);
                 }

@@ -24,7 +24,11 @@ use crate::ledger::{Filled, LedgerError};
 use crate::pool::{PagePool, ReconcileReport};
 use crate::token::Rx;
 use splitrx_shared::abi::{rx_flags, BufRef, CompletionFault, FillDesc, PoolMode, RxCompletion};
-use splitrx_shared::ring::{Consumer, Producer, RingError};
+use splitrx_shared::abi::{QueueHeader, QueueStatus, RingKind};
+use splitrx_shared::region::{LayoutError, RegionLayout};
+use splitrx_shared::ring::{self, Consumer, Producer, RingError};
+use std::mem::offset_of;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -76,6 +80,8 @@ pub struct QueueCounters {
     pub rx_deliver_closed,
     /// Queue resets done.
     pub resets,
+    /// Resets that failed (control plane error): the queue stopped posting, faulted.
+    pub reset_failures,
 }
 }
 
@@ -129,6 +135,8 @@ pub struct ResetOutcome {
     /// Of the reported buffers: freed now / freed when their last token returns.
     pub freed: u32,
     pub retired_in_use: u32,
+    /// Rings re-initialised or re-attached by this reset after a fault.
+    pub rings_repaired: u32,
     /// Reported buffers the ledger did not have posted, or named twice (must be 0).
     pub unknown: u32,
     pub duplicates: u32,
@@ -165,6 +173,56 @@ pub trait PostObserver: Send + Sync {
     fn reclaimed(&self, hdr: u32, pay: u32);
 }
 
+/// Where a queue stands after its last reset (issue 9: a failed or partial reset never leaves
+/// the queue half-stopped).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum QueueHealth {
+    /// Posting and polling.
+    Running,
+    /// Reset without resuming (teardown): nothing posted, every buffer back.
+    Stopped,
+    /// Not posting; the reason says what failed. Every buffer is still accounted for: the
+    /// ledger keeps the ones the NIC may hold as Posted until a reset succeeds.
+    Faulted(String),
+}
+
+/// The queue's shared region as the host mapped it: read for the NIC's status, written to
+/// repair a ring the NIC stopped on.
+struct QueueRegion {
+    base: NonNull<u8>,
+    layout: RegionLayout,
+}
+
+// SAFETY: `base` points into a mapping that the queue keeps alive (`RxQueue::_mem`) and that is
+// only accessed through volatile reads and the ring module's raw-pointer operations.
+unsafe impl Send for QueueRegion {}
+
+impl QueueRegion {
+    /// The NIC's status word and fault detail, read from the header.
+    fn nic_status(&self) -> (u32, u32) {
+        let p = self.base.as_ptr();
+        // SAFETY: the region starts with a QueueHeader (at least 64 bytes, 64-aligned); the
+        // status and fault words are aligned u32s the NIC writes with plain stores.
+        unsafe {
+            (
+                u32::from_le(core::ptr::read_volatile(
+                    p.add(offset_of!(QueueHeader, nic_status)).cast::<u32>(),
+                )),
+                u32::from_le(core::ptr::read_volatile(
+                    p.add(offset_of!(QueueHeader, nic_fault)).cast::<u32>(),
+                )),
+            )
+        }
+    }
+    /// The ring the NIC stopped on, when it reports a corrupt ring.
+    fn faulted_ring(&self) -> Option<RingKind> {
+        let (status, fault) = self.nic_status();
+        (status == QueueStatus::FaultRingCorrupt as u32)
+            .then(|| RingKind::from_u16((fault >> 8) as u16))
+            .flatten()
+    }
+}
+
 /// The host side of one RX queue.
 pub struct RxQueue {
     id: u16,
@@ -186,6 +244,11 @@ pub struct RxQueue {
     /// Buffers named by completions rejected for a non-ledger reason, taken back from the NIC
     /// and held out of circulation (true: payload pool) until the next reset.
     quarantine: Vec<(bool, Filled)>,
+    health: QueueHealth,
+    /// How long a control request of a reset may take.
+    ctrl_timeout: Duration,
+    /// The shared region, when the queue was told where it is ([`RxQueue::set_region`]).
+    region: Option<QueueRegion>,
     /// Keeps the memory the ring handles point into mapped.
     _mem: Arc<dyn Send + Sync>,
 }
@@ -230,6 +293,9 @@ impl RxQueue {
             comps: vec![RxCompletion::default(); POLL_BATCH],
             observer: None,
             quarantine: Vec::new(),
+            health: QueueHealth::Running,
+            ctrl_timeout: Duration::from_secs(10),
+            region: None,
             _mem: mem,
         }
     }
@@ -244,6 +310,26 @@ impl RxQueue {
     pub fn first_error(&self) -> Option<CompletionError> {
         self.first_error
     }
+    /// Where the queue stands (see [`QueueHealth`]).
+    pub fn health(&self) -> &QueueHealth {
+        &self.health
+    }
+
+    /// How long each control request of a reset may take (default 10 s).
+    pub fn set_ctrl_timeout(&mut self, t: Duration) {
+        self.ctrl_timeout = t;
+    }
+
+    /// Tells the queue where its shared region is, so a reset can read the NIC's status and
+    /// repair a ring the NIC stopped on.
+    ///
+    /// # Safety
+    /// `base` is the region `layout` was initialised in, inside the mapping `mem` given to
+    /// [`RxQueue::new`] (which keeps it alive).
+    pub unsafe fn set_region(&mut self, base: NonNull<u8>, layout: RegionLayout) {
+        self.region = Some(QueueRegion { base, layout });
+    }
+
     /// Reports every post and reset to `observer` from now on.
     pub fn set_observer(&mut self, observer: Arc<dyn PostObserver>) {
         self.observer = Some(observer);
@@ -463,12 +549,35 @@ impl RxQueue {
         resume: bool,
     ) -> Result<ResetOutcome, QueueError> {
         self.posting = false;
-        let reported = {
+        // The NIC stopped on a corrupt ring: re-initialise it (its handle on the NIC side is
+        // stopped, so nobody else touches it) before the reset, as the firmware expects.
+        let repaired = match self.region.as_ref().and_then(QueueRegion::faulted_ring) {
+            Some(kind) => match self.repair_ring(kind) {
+                Ok(()) => 1,
+                Err(e) => {
+                    self.health = QueueHealth::Faulted(format!("repairing the {kind:?} ring: {e}"));
+                    return Err(QueueError::Ring(e));
+                }
+            },
+            None => 0,
+        };
+        let answer = {
             let mut c = ctrl.lock().unwrap_or_else(|p| p.into_inner());
-            c.reset_queue(self.id, &mut Deadline::after(Duration::from_secs(10)))?
+            c.reset_queue(self.id, &mut Deadline::after(self.ctrl_timeout))
+        };
+        let reported = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing is known of what the NIC holds: the ledger keeps those buffers
+                // Posted (accounted for), posting stays off, and a later reset may recover.
+                self.counters.reset_failures += 1;
+                self.health = QueueHealth::Faulted(format!("reset failed: {e}"));
+                return Err(e.into());
+            }
         };
         let mut out = ResetOutcome {
             drained: self.drain(sink),
+            rings_repaired: repaired,
             ..ResetOutcome::default()
         };
         let (mut hdr, mut pay) = (Vec::new(), Vec::new());
@@ -505,8 +614,80 @@ impl RxQueue {
             }
         }
         self.counters.resets += 1;
+        // A ring the host found corrupt: take the host's handles afresh from shared memory (the
+        // NIC re-attached its own). If the NIC still publishes nonsense, the queue faults again.
+        if let Some(e) = self.ring_error.take() {
+            if let Err(why) = self.reattach_host_rings() {
+                self.health =
+                    QueueHealth::Faulted(format!("host ring fault {e:?} not repaired: {why}"));
+                self.ring_error = Some(e);
+                return Ok(out);
+            }
+            out.rings_repaired += 1;
+        }
+        // The NIC's own verdict on the reset.
+        if let Some(kind) = self.region.as_ref().and_then(QueueRegion::faulted_ring) {
+            self.health = QueueHealth::Faulted(format!(
+                "the NIC still reports the {kind:?} ring corrupt after the reset"
+            ));
+            return Ok(out);
+        }
         self.posting = resume;
+        self.health = if resume {
+            QueueHealth::Running
+        } else {
+            QueueHealth::Stopped
+        };
         Ok(out)
+    }
+
+    /// Re-initialises ring `kind` (indices zeroed) and gives the host a fresh handle to it.
+    fn repair_ring(&mut self, kind: RingKind) -> Result<(), RingError> {
+        let Some(r) = &self.region else {
+            return Err(RingError::BadLayout);
+        };
+        let desc = r.layout.ring(kind).ok_or(RingError::BadLayout)?;
+        let base = r.base.as_ptr().wrapping_add(desc.offset.get() as usize);
+        let base = NonNull::new(base).ok_or(RingError::BadLayout)?;
+        let cap = desc.capacity.get();
+        // SAFETY: the ring lies inside the region (its layout was validated when it was
+        // initialised), which `_mem` keeps mapped; the NIC's handle for it is stopped (it
+        // reported the ring corrupt), and the host's old handle is replaced below, so nothing
+        // else accesses the index blocks meanwhile.
+        unsafe {
+            match kind {
+                RingKind::HeaderFill | RingKind::PayloadFill => {
+                    ring::init::<FillDesc>(base, cap)?;
+                    let p = Producer::<FillDesc>::attach(base, cap)?;
+                    if kind == RingKind::HeaderFill {
+                        self.hdr_fill = p;
+                    } else {
+                        self.pay_fill = p;
+                    }
+                }
+                RingKind::RxCompletion => {
+                    ring::init::<RxCompletion>(base, cap)?;
+                    self.cq = Consumer::<RxCompletion>::attach(base, cap)?;
+                }
+                _ => return Err(RingError::BadLayout),
+            }
+        }
+        Ok(())
+    }
+
+    /// New host handles for the three rings, from the indices in shared memory.
+    fn reattach_host_rings(&mut self) -> Result<(), LayoutError> {
+        let Some(r) = &self.region else {
+            return Err(LayoutError::Misaligned);
+        };
+        // SAFETY: the region and its rings were initialised in memory `_mem` keeps mapped; the
+        // old handles are replaced, so one producer and one consumer per ring remain.
+        unsafe {
+            self.hdr_fill = r.layout.producer(r.base, RingKind::HeaderFill)?;
+            self.pay_fill = r.layout.producer(r.base, RingKind::PayloadFill)?;
+            self.cq = r.layout.consumer(r.base, RingKind::RxCompletion)?;
+        }
+        Ok(())
     }
 }
 
@@ -696,10 +877,8 @@ mod tests {
     use super::*;
     use crate::pool::PoolConfig;
     use crate::provider::{HostMemory, HostMemoryConfig};
-    use splitrx_shared::abi::RingKind;
-    use splitrx_shared::region::RegionLayout;
+    use splitrx_shared::abi::CtrlMsg;
     use std::alloc::{alloc_zeroed, dealloc, Layout};
-    use std::ptr::NonNull;
     use zerocopy::little_endian::{U16, U32};
 
     struct Mem(NonNull<u8>, Layout);
@@ -768,6 +947,8 @@ mod tests {
         )
         .unwrap();
         let mut q = RxQueue::new(0, rings, hdr, pay, mem);
+        // SAFETY: `p` is the region `l` was initialised in, inside `mem`, which `q` keeps.
+        unsafe { q.set_region(p, l) };
         assert_eq!(q.refill(), 128, "two batches of 64 posted");
         Rig {
             q,
@@ -978,5 +1159,239 @@ mod tests {
             "NONE header buffers rejected"
         );
         assert!(r.q.ring_error().is_none());
+    }
+
+    /// A control region in test memory: the client, and the NIC's ends of its rings.
+    fn ctrl_pair() -> (
+        Mutex<CtrlClient>,
+        Consumer<CtrlMsg>,
+        Producer<CtrlMsg>,
+        Arc<Mem>,
+    ) {
+        let l = RegionLayout::new(
+            u16::MAX,
+            &[(RingKind::CtrlRequest, 64), (RingKind::CtrlResponse, 64)],
+        )
+        .unwrap();
+        let layout = Layout::from_size_align(l.size as usize, 4096).unwrap();
+        // SAFETY: non-zero size.
+        let p = NonNull::new(unsafe { alloc_zeroed(layout) }).unwrap();
+        let mem = Arc::new(Mem(p, layout));
+        // SAFETY: fresh memory of the region's size; one producer and one consumer per ring;
+        // the caller keeps `mem` alive as long as the handles.
+        unsafe {
+            l.init(p, l.size as usize).unwrap();
+            (
+                Mutex::new(CtrlClient::new(
+                    l.producer(p, RingKind::CtrlRequest).unwrap(),
+                    l.consumer(p, RingKind::CtrlResponse).unwrap(),
+                )),
+                l.consumer(p, RingKind::CtrlRequest).unwrap(),
+                l.producer(p, RingKind::CtrlResponse).unwrap(),
+                mem,
+            )
+        }
+    }
+
+    /// Plays the NIC's side of ResetQueue: answers every reset request with `held` plus every
+    /// descriptor still on the fill rings (the NIC reports all it holds), in batches.
+    fn answer_resets(
+        req: &mut Consumer<CtrlMsg>,
+        resp: &mut Producer<CtrlMsg>,
+        hdr: &mut Consumer<FillDesc>,
+        pay: &mut Consumer<FillDesc>,
+        held: &mut Vec<BufRef>,
+        until: std::time::Instant,
+    ) -> usize {
+        use splitrx_shared::abi::{call, CtrlStatus, OutstandingArgs, OUTSTANDING_PER_MSG};
+        let mut answered = 0;
+        while std::time::Instant::now() < until && answered == 0 {
+            let Some(m) = req.pop().unwrap() else {
+                std::thread::yield_now();
+                continue;
+            };
+            if m.args_of::<call::ResetQueue>().is_none() {
+                continue;
+            }
+            while let Some(d) = hdr.pop().unwrap() {
+                held.push(d.buf);
+            }
+            while let Some(d) = pay.pop().unwrap() {
+                held.push(d.buf);
+            }
+            let total = held.len();
+            let mut chunks: Vec<&[BufRef]> = held.chunks(OUTSTANDING_PER_MSG).collect();
+            if chunks.is_empty() {
+                chunks.push(&[]);
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                let mut a = OutstandingArgs {
+                    queue: U16::new(0),
+                    count: c.len() as u8,
+                    _pad: 0,
+                    total: U32::new(total as u32),
+                    bufs: [BufRef::NONE; OUTSTANDING_PER_MSG],
+                };
+                a.bufs[..c.len()].copy_from_slice(c);
+                let last = i + 1 == chunks.len();
+                let st = if last {
+                    CtrlStatus::Ok
+                } else {
+                    CtrlStatus::More
+                };
+                assert!(resp
+                    .push(&CtrlMsg::response::<call::ResetQueue>(m.seq.get(), st, &a))
+                    .unwrap());
+            }
+            held.clear();
+            answered += 1;
+        }
+        answered
+    }
+
+    #[test]
+    fn a_failed_reset_faults_the_queue_keeps_every_buffer_accounted_and_a_retry_recovers() {
+        let mut r = rig(PoolMode::Page);
+        let (ctrl, mut fw_req, mut fw_resp, _cmem) = ctrl_pair();
+        let mut sink = Collect::default();
+        // The NIC took 10 buffers of each kind into its caches.
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            held.push(r.nic_hdr.pop().unwrap().unwrap().buf);
+            held.push(r.nic_pay.pop().unwrap().unwrap().buf);
+        }
+        // Nobody answers: the reset times out.
+        r.q.set_ctrl_timeout(Duration::from_millis(30));
+        let e = r.q.reset(&ctrl, &mut sink, true).unwrap_err();
+        assert!(
+            matches!(e, QueueError::Ctrl(CtrlError::Timeout { .. })),
+            "{e}"
+        );
+        assert!(matches!(r.q.health(), QueueHealth::Faulted(_)));
+        assert_eq!(r.q.counters().reset_failures, 1);
+        assert_eq!(r.q.refill(), 0, "a faulted queue posts nothing");
+        // Every buffer accounted for: the ledger still has all 64 + 64 as the NIC's.
+        let (h, p) = (r.q.hdr_pool.audit().unwrap(), r.q.pay_pool.audit().unwrap());
+        assert_eq!((h.posted, p.posted), (64, 64));
+        // The retry, with the NIC answering (it also sees the stale request first).
+        r.q.set_ctrl_timeout(Duration::from_secs(10));
+        let out = std::thread::scope(|sc| {
+            let nic = sc.spawn(|| {
+                let until = std::time::Instant::now() + Duration::from_secs(10);
+                let mut n = 0;
+                while n < 2 && std::time::Instant::now() < until {
+                    n += answer_resets(
+                        &mut fw_req,
+                        &mut fw_resp,
+                        &mut r.nic_hdr,
+                        &mut r.nic_pay,
+                        &mut held,
+                        until,
+                    );
+                }
+                n
+            });
+            let out = r.q.reset(&ctrl, &mut sink, true);
+            (out, nic.join().unwrap())
+        });
+        let (out, answered) = out;
+        let out = out.unwrap();
+        assert_eq!(answered, 2, "the stale and the new request");
+        // The NIC reset the queue on the first request (its answer came too late and was
+        // skipped as stale), so the retry finds it holding nothing: the ledger retires all
+        // 128 buffers it still had as the NIC's. Not exact, but nothing lost.
+        assert_eq!(
+            (out.reported, out.nic_held, out.freed),
+            (0, 128, 128),
+            "{out:?}"
+        );
+        assert!(!out.exact());
+        assert_eq!(r.q.health(), &QueueHealth::Running);
+        assert_eq!(r.q.hdr_pool.audit().unwrap().free, 128);
+        assert_eq!(r.q.refill(), 128, "posting resumed");
+    }
+
+    #[test]
+    fn a_ring_fault_on_either_side_is_repaired_by_the_reset() {
+        let mut r = rig(PoolMode::Page);
+        let (ctrl, mut fw_req, mut fw_resp, _cmem) = ctrl_pair();
+        let mut sink = Collect::default();
+        // Host side: the NIC publishes an impossible completion producer index.
+        let cq_off =
+            r.q.region
+                .as_ref()
+                .unwrap()
+                .layout
+                .ring(RingKind::RxCompletion)
+                .unwrap()
+                .offset
+                .get();
+        let base = r.q.region.as_ref().unwrap().base;
+        // SAFETY: the producer index word of the completion ring, inside the rig's region.
+        unsafe {
+            core::ptr::write_volatile(
+                base.as_ptr()
+                    .add(cq_off as usize + ring::PRODUCER_OFFSET)
+                    .cast::<u32>(),
+                1_000_000,
+            )
+        };
+        assert_eq!(r.q.poll(&mut sink), 0);
+        assert!(r.q.ring_error().is_some(), "the host stopped the ring");
+        // NIC side: it also stopped on the header fill ring (status and fault detail).
+        // SAFETY: the header's status words, inside the rig's region.
+        unsafe {
+            let h = base.as_ptr();
+            core::ptr::write_volatile(
+                h.add(offset_of!(QueueHeader, nic_status)).cast::<u32>(),
+                QueueStatus::FaultRingCorrupt as u32,
+            );
+            core::ptr::write_volatile(
+                h.add(offset_of!(QueueHeader, nic_fault)).cast::<u32>(),
+                (RingKind::HeaderFill as u32) << 8 | 1,
+            );
+        }
+        let mut held = Vec::new();
+        let addr = base.as_ptr() as usize;
+        let out = std::thread::scope(|sc| {
+            let nic = sc.spawn(|| {
+                let until = std::time::Instant::now() + Duration::from_secs(10);
+                let base = addr as *mut u8;
+                // The NIC recovered its completion ring and its queue before answering.
+                // SAFETY: as above.
+                unsafe {
+                    core::ptr::write_volatile(
+                        base.add(cq_off as usize + ring::PRODUCER_OFFSET)
+                            .cast::<u32>(),
+                        0,
+                    );
+                    core::ptr::write_volatile(
+                        base.add(offset_of!(QueueHeader, nic_status)).cast::<u32>(),
+                        QueueStatus::Running as u32,
+                    );
+                }
+                answer_resets(
+                    &mut fw_req,
+                    &mut fw_resp,
+                    &mut r.nic_hdr,
+                    &mut r.nic_pay,
+                    &mut held,
+                    until,
+                )
+            });
+            let out = r.q.reset(&ctrl, &mut sink, true);
+            (out, nic.join().unwrap())
+        });
+        let out = out.0.unwrap();
+        // The header fill ring was re-initialised (its 64 descriptors gone from the ring: the
+        // NIC reported only the payload ring's), and the host's handles re-attached.
+        assert_eq!(out.rings_repaired, 2, "{out:?}");
+        assert_eq!(out.reported, 64);
+        assert!(r.q.ring_error().is_none());
+        assert_eq!(r.q.health(), &QueueHealth::Running);
+        let (h, p) = (r.q.hdr_pool.audit().unwrap(), r.q.pay_pool.audit().unwrap());
+        assert_eq!((h.free, p.free), (128, 128), "every buffer back");
+        assert_eq!(r.q.refill(), 128, "posting resumed on the repaired rings");
+        assert_eq!(r.nic_hdr.pop().unwrap().map(|d| d.buf.pool()), Some(0));
     }
 }
