@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerates testdata/oracle/<capture>.tsv from tshark's dissection of every capture in
-# testdata/captures/. Rerunnable; the fixtures are committed so CI and `cargo test` need no
+# testdata/captures/ (and testdata/oracle/crafted/<capture>.tsv for the crafted captures there). Rerunnable; the fixtures are committed so CI and `cargo test` need no
 # tshark. Needs tshark (Debian: `apt-get install tshark`) and python3.
 #
 # The rules that turn tshark's protocol tree into the expected split result, and every case
@@ -18,4 +18,11 @@ for cap in "$root"/testdata/captures/*.pcap "$root"/testdata/captures/*.pcapng; 
     python3 "$root/scripts/oracle_pdml.py" "$cap" > "$out/$name.tsv.tmp"
     mv "$out/$name.tsv.tmp" "$out/$name.tsv"
 done
-echo "gen-oracle: wrote $(ls "$out"/*.tsv | wc -l) fixtures to testdata/oracle/"
+# Crafted corner cases no capture has (nested tunnels, BIG TCP limits, RD/XRC RoCE): the
+# capture is written by a script next to it, the fixture derived like the others.
+python3 "$out/crafted/make_corner_cases.py"
+for cap in "$out"/crafted/*.pcap; do
+    python3 "$root/scripts/oracle_pdml.py" "$cap" > "$cap.tsv.tmp"
+    mv "$cap.tsv.tmp" "$cap.tsv"
+done
+echo "gen-oracle: wrote $(ls "$out"/*.tsv | wc -l) fixtures to testdata/oracle/ and $(ls "$out"/crafted/*.tsv | wc -l) to testdata/oracle/crafted/"

@@ -47,13 +47,26 @@ Deliberate differences between DESIGN.md's split rule and tshark (each is noted 
   data offset < 5 or past the IP payload, a bad IP version nibble.
 - BIG TCP: an IPv4 total length of 0 means "the rest of the frame" (Linux BIG TCP GSO/GRO
   packets; shared/src/split.rs documents this extension of DESIGN's "lengths from the IP
-  header"); tshark presumes TSO and also uses the frame length -> same result.  IPv6 BIG TCP
-  uses the RFC 2675 Jumbo Payload hop-by-hop option, a real IP length field -> as tshark.
+  header"); tshark presumes TSO and also uses the frame length -> same result, but only when
+  more than 65535 bytes are left for the datagram (BIG TCP exists only above 64 KiB).  With
+  65535 or fewer the field could have stated the length: splitrx reports `malformed` (bad
+  ipv4 total length) where tshark still presumes TSO and would take Ethernet padding as
+  payload.  IPv6 BIG TCP uses the RFC 2675 Jumbo Payload hop-by-hop option, a real IP length
+  field -> as tshark; an IPv6 payload length of 0 without that option is "the rest of the
+  frame" likewise only above 65535 bytes after the fixed header, else an empty payload.
 - GRE, IP-in-IP, MPLS and other encapsulations are not recognised tunnels: the rule stops at
   the outer IP (-> `other_ip`) or at the non-IP ethertype (MPLS -> `non_ip`), while tshark
   dissects the inner TCP/UDP.
 - VXLAN (UDP 4789) / Geneve (UDP 6081): split at the inner L4 payload like tshark's innermost
-  TCP/UDP.  Tunnels carrying non-IP (ARP) or non-TCP/UDP (ICMP) -> `non_ip` / `other_ip`.
+  TCP/UDP, through nested tunnels (any order) up to 3 tunnel headers (split::MAX_TUNNEL_DEPTH);
+  `tunnel` is the innermost one.  tshark dissects any depth: a fourth tunnel header is not
+  opened by splitrx -> `udp` (the UDP datagram carrying it; l3/l4 are its IP/UDP headers), no
+  payload, not split (reason tunnel_too_deep).  An inner datagram is bounded by the tunnel
+  payload holding it.  Tunnels carrying non-IP (ARP) or non-TCP/UDP (ICMP) -> `non_ip` /
+  `other_ip`.
+- RoCEv2 with an RD (BTH opcode 0x40-0x5f) or XRC (0xa0-0xbf) opcode: tshark dissects the
+  RDETH/XRCETH; splitrx does not parse these transports -> `roce` with the BTH fields, no
+  payload, not split (reason unsupported_transport).  Reserved and vendor opcodes -> malformed.
 - UDP 4791 to QP1 (MAD, RDMA-CM): still RoCE: BTH + DETH, the MAD is payload (tshark
   dissects it as part of InfiniBand).
 - Wireshark's RPC-over-RDMA heuristic marks 4-byte SEND payloads in roce__rdma_cm as
@@ -106,8 +119,17 @@ def pos(elem):
     return int(elem.get("pos"))
 
 
+# The largest length an IP length field can state; BIG TCP (length 0) only above it.
+IP_MAX_LEN = 65535
+# Tunnel headers opened, at most (shared/src/split.rs MAX_TUNNEL_DEPTH).
+MAX_TUNNEL_DEPTH = 3
+
+
 def ip_info(p, caplen, notes):
-    """Checks an ip/ipv6 proto; returns (end offset of the IP packet, is_fragment, is_first)."""
+    """Checks an ip/ipv6 proto; returns (end offset of the IP packet, is_fragment, is_first).
+
+    `caplen` is where the bytes that may hold the datagram end (the frame, or the payload of
+    the tunnel holding it)."""
     start = pos(p)
     if p.get("name") == "ip":
         if num(p, "ip.version") != 4:
@@ -117,6 +139,9 @@ def ip_info(p, caplen, notes):
             raise Malformed("bad ipv4 header length")
         raw_len = int(field(p, "ip.len").get("value"), 16)
         if raw_len == 0:
+            if caplen - start <= IP_MAX_LEN:
+                # Not BIG TCP: the total length could have been stated (tshark presumes TSO).
+                raise Malformed("bad ipv4 total length (0 below 64 KiB)")
             # BIG TCP: the datagram is the rest of the frame (tshark presumes TSO, same result).
             notes.append("BIG TCP: ipv4 total length 0 = rest of frame")
             end = caplen
@@ -137,7 +162,7 @@ def ip_info(p, caplen, notes):
             notes.append("ipv6 jumbo payload option")
         end = start + 40 + plen
         if plen == 0 and jumbo is None and field(p, "ipv6.nxt") is not None \
-                and num(p, "ipv6.nxt") != 59:
+                and num(p, "ipv6.nxt") != 59 and caplen - start - 40 > IP_MAX_LEN:
             # BIG TCP without the hop-by-hop header: the rest of the frame.
             notes.append("BIG TCP: ipv6 payload length 0 = rest of frame")
             end = caplen
@@ -188,7 +213,8 @@ def analyse(pkt, loc):
         return kind, "malformed", None, None, None, notes + ["cut inside SLL header"]
 
     i = 1
-    tunnel = None
+    depth = 0  # tunnel headers opened
+    limit = caplen  # end of the bytes holding the current datagram
     try:
         while True:
             while i < len(names) and names[i] in VLAN:
@@ -198,7 +224,7 @@ def analyse(pkt, loc):
                 return kind, "non_ip", None, None, None, notes + [f"ethertype -> {rest}"]
             ip = protos[i]
             loc["l3"] = pos(ip) + shift
-            ip_end, frag, first = ip_info(ip, caplen, notes)
+            ip_end, frag, first = ip_info(ip, limit, notes)
             i += 1
             nxt = names[i] if i < len(names) else None
             if frag:
@@ -218,6 +244,9 @@ def analyse(pkt, loc):
                 cls = "tcp"
                 loc["l4"] = pos(t) + shift
                 return kind, cls, pos(t) + hl + shift, plen, None, notes
+            if nxt is None and "_ws.malformed" in ws:
+                # tshark gave up on the L4 header it expected (no room in the datagram).
+                raise Malformed("truncated (tshark: malformed L4)")
             if nxt != "udp":
                 what = nxt or "nothing"
                 return kind, "other_ip", None, None, None, notes + [f"ip payload: {what}"]
@@ -231,8 +260,12 @@ def analyse(pkt, loc):
             i += 1
             nxt = names[i] if i < len(names) else None
             dport = num(u, "udp.dstport")
-            if dport in (4789, 6081) and nxt in ("vxlan", "geneve") and tunnel is None:
-                tunnel = nxt
+            if dport in (4789, 6081) and nxt in ("vxlan", "geneve"):
+                if depth == MAX_TUNNEL_DEPTH:
+                    return kind, "udp", None, None, None, notes + [
+                        f"{nxt} nested deeper than {MAX_TUNNEL_DEPTH} tunnels: not opened"]
+                depth += 1
+                limit = ip_end
                 loc["tunnel"] = nxt
                 notes.append(nxt)
                 i += 1
@@ -241,6 +274,14 @@ def analyse(pkt, loc):
                 continue
             if nxt == "infiniband":
                 ib = protos[i]
+                op = num(ib, "infiniband.bth.opcode")
+                if op >> 5 in (0b010, 0b101):
+                    if ulen - 8 < 12 + 4:
+                        raise Malformed("bad roce header")
+                    roce = (op, num(ib, "infiniband.bth.destqp"), num(ib, "infiniband.bth.psn"))
+                    transport = "RD" if op >> 5 == 0b010 else "XRC"
+                    return kind, "roce", None, None, roce, notes + [
+                        f"{transport} transport: not split (unsupported_transport)"]
                 hdrs = 0
                 for c in ib.findall("field"):
                     if c.get("name") in IB_HEADERS:

@@ -12,20 +12,32 @@
 //!   length fields say: IPv4 total length, IPv6 payload length, or the Hop-by-Hop Jumbo Payload
 //!   option when the payload length is 0. **BIG TCP**: an IPv4 total length of 0, or an IPv6
 //!   payload length of 0 without a Jumbo Payload option, means "the datagram is the rest of the
-//!   frame" (Linux BIG TCP GSO/GRO packets). A datagram longer than the frame (or than the
-//!   tunnel payload holding it) is [`Malformed::IpLengthExceedsFrame`]; bytes after the
-//!   datagram (Ethernet padding) are never payload.
+//!   frame" (Linux BIG TCP GSO/GRO packets) — but only when that rest is more than 65535 bytes
+//!   ([`IP_MAX_LEN`]; for IPv6, after the fixed header): BIG TCP exists only above 64 KiB. With
+//!   less, the field could have stated the length: an IPv4 total length of 0 is then
+//!   [`Malformed::BadIpv4TotalLen`] and an IPv6 payload length of 0 means an empty payload. A
+//!   datagram longer than the frame (or than the tunnel payload holding it) is
+//!   [`Malformed::IpLengthExceedsFrame`]; bytes after the datagram (Ethernet padding) are
+//!   never payload.
 //! * TCP (payload after the data offset) or UDP (payload after 8 bytes; the UDP length must
 //!   equal the IP payload length, or be 0 in a jumbogram).
 //!   * UDP destination port 4791 is RoCEv2: the payload starts after the BTH and the extended
 //!     headers its opcode implies and ends before the pad (BTH pad count) and the 4-byte ICRC.
-//!     `roce` is filled; `icrc_ok` is checked when [`SplitConfig::verify_icrc`] is set.
+//!     `roce` is filled; `icrc_ok` is checked when [`SplitConfig::verify_icrc`] is set. The RC,
+//!     UC and UD transports and the CNP are parsed; a BTH opcode of the RD (0x40..=0x5f) or XRC
+//!     (0xa0..=0xbf) transport, in a packet long enough for a BTH and an ICRC, is class `Roce`
+//!     with reason [`NoSplitReason::UnsupportedTransport`] (`roce` and `icrc_ok` filled, no
+//!     payload fields): well-formed RoCE we do not split. Other unknown opcodes are malformed.
 //!   * UDP destination port 4789 (VXLAN, I flag required) and 6081 (Geneve, version 0,
 //!     protocol type 0x6558 Ethernet or 0x0800/0x86dd IP directly) are followed into the inner
-//!     frame, `tunnel` is set, and the inner frame is classified and split by these same rules
-//!     within the outer UDP payload. Only one level of tunnel is opened: a tunnel port inside a
-//!     tunnel is plain UDP. A tunnel whose inner frame is not IP is `NonIp` (not split), whose
-//!     inner L4 is unknown is `OtherIp`: the class is always that of the innermost frame.
+//!     frame, `tunnel` is set to the innermost tunnel opened, and the inner frame is classified
+//!     and split by these same rules within the outer UDP payload. Tunnels nest in any order
+//!     (VXLAN in VXLAN, Geneve in VXLAN, VXLAN in Geneve, ...) up to [`MAX_TUNNEL_DEPTH`] (3)
+//!     tunnel headers; a VXLAN/Geneve port in the UDP datagram inside the third tunnel is not
+//!     opened: class `Udp`, not split, reason [`NoSplitReason::TunnelTooDeep`], no payload
+//!     fields (`l3_offset`/`l4_offset` are that datagram's). A tunnel whose inner frame is not
+//!     IP is `NonIp` (not split), whose inner L4 is unknown is `OtherIp`: the class is always
+//!     that of the innermost frame.
 //!
 //! # Not split (the whole frame goes to the header buffer)
 //!
@@ -37,6 +49,8 @@
 //! | IP with another L4 protocol (ICMP, GRE, ESP, AH, ...) | `OtherIp` | `UnknownProto` |
 //! | not IP | `NonIp` | `NonIp` |
 //! | malformed or truncated | `Malformed` | `Malformed`, `error` set |
+//! | RoCEv2 with an RD or XRC opcode | `Roce` | `UnsupportedTransport` (`roce` set) |
+//! | VXLAN/Geneve nested deeper than [`MAX_TUNNEL_DEPTH`] | `Udp` | `TunnelTooDeep` |
 //!
 //! **Fragments are never split**, first fragments included: the payload of a first fragment
 //! does not end where its L4 length fields say the datagram ends, and splitting a datagram's
@@ -50,7 +64,10 @@
 //! `outer_l3_offset`/`outer_ip_version` are set for every IP frame; `l3_offset` is the
 //! innermost IP header reached, `l4_offset` the header after it (also for first fragments and
 //! unknown protocols: the upper-layer header offset; not for non-first fragments, which have
-//! none). On a malformed frame the offsets found
+//! none). When a tunnel's inner frame is not IP (VXLAN carrying ARP, Geneve with another
+//! protocol type), the innermost frame has no IP header: `l3_offset` and `l4_offset` are
+//! `None` as for a plain non-IP frame (the outer headers are still found through
+//! `outer_l3_offset` and `tunnel`). On a malformed frame the offsets found
 //! before the fault stay set (for inspection) and `payload_offset`/`payload_len` are `None`.
 //!
 //! The walk reads the frame only through bounds-checked views ([`crate::wire`]); it never
@@ -68,9 +85,11 @@ int_enum! {
     pub enum FrameClass: u8, from_u8 {
         /// TCP over IPv4/IPv6 (possibly inside VXLAN/Geneve).
         Tcp = 1,
-        /// UDP that is not RoCEv2 or a recognised tunnel's outer header.
+        /// UDP that is not RoCEv2 or a recognised tunnel's outer header (or is the UDP of a
+        /// tunnel nested too deep: reason `TunnelTooDeep`).
         Udp = 2,
-        /// RoCEv2 (UDP 4791).
+        /// RoCEv2 (UDP 4791), including transports that are not split (reason
+        /// `UnsupportedTransport`).
         Roce = 3,
         /// An IP fragment other than the first (no L4 header).
         Fragment = 4,
@@ -116,11 +135,17 @@ int_enum! {
         NonIp = 4,
         /// Malformed or truncated.
         Malformed = 5,
+        /// RoCEv2 with a transport whose headers are not parsed (RD or XRC opcodes; class
+        /// `Roce`, `roce` filled, no payload fields).
+        UnsupportedTransport = 6,
+        /// A VXLAN/Geneve header nested deeper than [`MAX_TUNNEL_DEPTH`] (class `Udp`: the
+        /// UDP datagram carrying it; no payload fields).
+        TunnelTooDeep = 7,
     }
 }
 
 impl NoSplitReason {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
     pub const fn as_str(self) -> &'static str {
         match self {
             NoSplitReason::Split => "split",
@@ -129,6 +154,8 @@ impl NoSplitReason {
             NoSplitReason::UnknownProto => "unknown_proto",
             NoSplitReason::NonIp => "non_ip",
             NoSplitReason::Malformed => "malformed",
+            NoSplitReason::UnsupportedTransport => "unsupported_transport",
+            NoSplitReason::TunnelTooDeep => "tunnel_too_deep",
         }
     }
 }
@@ -237,13 +264,15 @@ pub struct SplitResult {
     /// Payload length from the IP/UDP length fields (not the frame length; excludes Ethernet
     /// padding, RoCE pad and ICRC).
     pub payload_len: Option<u32>,
-    /// Innermost IP header offset.
+    /// Innermost IP header offset (`None` when the innermost frame is not IP, also inside a
+    /// tunnel).
     pub l3_offset: Option<u32>,
-    /// Innermost L4 header offset.
+    /// Innermost L4 header offset (`None` as `l3_offset`, and for non-first fragments).
     pub l4_offset: Option<u32>,
     /// Outermost IP header offset and version (for flow hashing).
     pub outer_l3_offset: Option<u32>,
     pub outer_ip_version: u8,
+    /// The innermost tunnel opened (of up to [`MAX_TUNNEL_DEPTH`] nested ones).
     pub tunnel: Option<Tunnel>,
     pub roce: Option<RoceInfo>,
     pub error: Option<Malformed>,
@@ -298,24 +327,26 @@ fn walk(frame: &[u8], cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     };
     r.outer_l3_offset = off32(l2.l3_offset);
     r.outer_ip_version = version;
-    // The outer datagram, then at most one tunnelled one (no recursion: the whole walk inlines
-    // into `split`, which lets the compiler keep the result in registers).
+    // The outer datagram, then at most MAX_TUNNEL_DEPTH tunnelled ones (a loop, no recursion:
+    // the whole walk inlines into `split`, which lets the compiler keep the result in
+    // registers).
     let mut next = Inner {
         l3: l2.l3_offset,
         end: frame.len(),
         version,
     };
-    let mut inner = false;
-    loop {
-        match l3(frame, next, cfg, r, inner)? {
-            Some(n) if !inner => {
-                next = n;
-                inner = true;
-            }
-            _ => return Ok(()),
-        }
+    let mut depth = 0;
+    while let Some(n) = l3(frame, next, cfg, r, depth)? {
+        next = n;
+        depth += 1;
     }
+    Ok(())
 }
+
+/// At most this many tunnel headers (VXLAN or Geneve, nested in any order) are opened: the
+/// outer frame plus three levels of encapsulation. A tunnel port deeper than that is
+/// [`NoSplitReason::TunnelTooDeep`].
+pub const MAX_TUNNEL_DEPTH: usize = 3;
 
 #[inline(always)]
 fn ip_version(ethertype: u16) -> Option<u8> {
@@ -357,10 +388,10 @@ enum Frag {
     NonFirst,
 }
 
-/// The IP header (version from the EtherType or tunnel header) and its L4 header.
-/// `inner` is true inside a tunnel (no second level of tunnels is opened).
+/// The IP header (version from the EtherType or tunnel header) and its L4 header. `depth` is
+/// the number of tunnels already opened.
 #[inline(always)]
-fn l3(frame: &[u8], at: Inner, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Walk {
+fn l3(frame: &[u8], at: Inner, cfg: &SplitConfig, r: &mut SplitResult, depth: usize) -> Walk {
     r.l3_offset = off32(at.l3);
     let ip = if at.version == 4 {
         ipv4(frame, at.l3, at.end)?
@@ -369,6 +400,8 @@ fn l3(frame: &[u8], at: Inner, cfg: &SplitConfig, r: &mut SplitResult, inner: bo
     };
     match ip.frag {
         Frag::NonFirst => {
+            // No L4 header (nor the L4 offset of an outer level).
+            r.l4_offset = None;
             r.class = FrameClass::Fragment;
             r.reason = NoSplitReason::Fragment;
             return Ok(None);
@@ -384,7 +417,7 @@ fn l3(frame: &[u8], at: Inner, cfg: &SplitConfig, r: &mut SplitResult, inner: bo
     r.l4_offset = off32(ip.l4);
     match ip.proto {
         ip::TCP => tcp(frame, &ip, cfg, r).map(|()| None),
-        ip::UDP => udp(frame, &ip, cfg, r, inner),
+        ip::UDP => udp(frame, &ip, cfg, r, depth),
         _ => {
             r.class = FrameClass::OtherIp;
             r.reason = NoSplitReason::UnknownProto;
@@ -392,6 +425,12 @@ fn l3(frame: &[u8], at: Inner, cfg: &SplitConfig, r: &mut SplitResult, inner: bo
         }
     }
 }
+
+/// The largest length an IP length field can state. An IPv4 total length of 0 (an IPv6 payload
+/// length of 0 without a Jumbo Payload option) means BIG TCP only when the bytes that may hold
+/// the datagram (the rest of the frame, or of the tunnel payload; for IPv6 after the fixed
+/// header) are more than this.
+pub const IP_MAX_LEN: usize = u16::MAX as usize;
 
 #[inline(always)]
 fn ipv4(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
@@ -409,9 +448,11 @@ fn ipv4(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
     }
     let total = p.total_len() as usize;
     let dlen = if total == 0 {
-        // BIG TCP: the datagram is the rest of the frame (wire::ipv4 module docs).
-        if hl > b.len() {
-            return Err(Malformed::Truncated);
+        // BIG TCP: the datagram is the rest of the frame (wire::ipv4 module docs). It only
+        // exists above 64 KiB: a datagram that could state its length (padding included) and
+        // says 0 is malformed, else Ethernet padding would become payload.
+        if b.len() <= IP_MAX_LEN {
+            return Err(Malformed::BadIpv4TotalLen);
         }
         b.len()
     } else {
@@ -457,10 +498,11 @@ fn ipv6(frame: &[u8], off: usize, end: usize) -> Result<Ip, Malformed> {
         return Err(Malformed::BadIpVersion);
     }
     let plen = p.payload_len() as usize;
-    // End of the datagram relative to `off`. Payload length 0: a jumbogram (the Hop-by-Hop
-    // Jumbo Payload option gives the length) or, without that option, BIG TCP without the
-    // Hop-by-Hop header: the rest of the frame, as for IPv4 total length 0.
-    let mut dend = if plen == 0 {
+    // End of the datagram relative to `off`. Payload length 0 with more than 64 KiB after the
+    // header: a jumbogram (the Hop-by-Hop Jumbo Payload option gives the length) or, without
+    // that option, BIG TCP without the Hop-by-Hop header: the rest of the frame, as for IPv4
+    // total length 0. With less, a payload length of 0 is just that (an empty payload).
+    let mut dend = if plen == 0 && b.len() - ipv6::HEADER_LEN > IP_MAX_LEN {
         b.len()
     } else {
         ipv6::HEADER_LEN + plen
@@ -543,7 +585,7 @@ fn tcp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
 }
 
 #[inline(always)]
-fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: bool) -> Walk {
+fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, depth: usize) -> Walk {
     let d = UdpPacket::new_unchecked(frame.get(ip.l4..ip.end).unwrap_or(&[]));
     let len = ip.end - ip.l4;
     if len < udp::HEADER_LEN {
@@ -560,7 +602,12 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
     let payload = ip.l4 + udp::HEADER_LEN;
     match d.dst_port() {
         udp::port::ROCEV2 => roce(frame, ip, cfg, r).map(|()| None),
-        udp::port::VXLAN if !inner => {
+        udp::port::VXLAN | udp::port::GENEVE if depth == MAX_TUNNEL_DEPTH => {
+            r.class = FrameClass::Udp;
+            r.reason = NoSplitReason::TunnelTooDeep;
+            Ok(None)
+        }
+        udp::port::VXLAN => {
             let v = VxlanPacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
             match v.check_len() {
                 Ok(()) => {}
@@ -575,7 +622,7 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
                 r,
             )?)
         }
-        udp::port::GENEVE if !inner => {
+        udp::port::GENEVE => {
             let g = GenevePacket::new_unchecked(frame.get(payload..ip.end).unwrap_or(&[]));
             match g.check_len() {
                 Ok(()) => {}
@@ -593,8 +640,7 @@ fn udp(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult, inner: boo
                         version,
                     })),
                     None => {
-                        r.class = FrameClass::NonIp;
-                        r.reason = NoSplitReason::NonIp;
+                        inner_non_ip(r);
                         Ok(None)
                     }
                 },
@@ -625,23 +671,38 @@ fn inner_ethernet(
             version,
         })),
         None => {
-            r.class = FrameClass::NonIp;
-            r.reason = NoSplitReason::NonIp;
+            inner_non_ip(r);
             Ok(None)
         }
     }
 }
 
+/// A tunnel's inner frame is not IP: class `NonIp`, and, as for a plain non-IP frame, no
+/// innermost IP or L4 header (the outer ones stay in `outer_l3_offset` and the tunnel kind).
+#[inline(always)]
+fn inner_non_ip(r: &mut SplitResult) {
+    r.class = FrameClass::NonIp;
+    r.reason = NoSplitReason::NonIp;
+    r.l3_offset = None;
+    r.l4_offset = None;
+}
+
 #[inline(always)]
 fn roce(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
     let bth_off = ip.l4 + udp::HEADER_LEN;
-    let p = RocePacket::new_checked(frame.get(bth_off..ip.end).unwrap_or(&[]))
-        .map_err(|_| Malformed::BadRoceHeader)?;
+    let b = frame.get(bth_off..ip.end).unwrap_or(&[]);
+    let p = RocePacket::new_unchecked(b);
     let bth = p.bth();
+    let supported = match p.check_len() {
+        Ok(()) => true,
+        Err(_)
+            if b.len() >= roce::BTH_LEN + roce::ICRC_LEN && unsupported_transport(bth.opcode()) =>
+        {
+            false
+        }
+        Err(_) => return Err(Malformed::BadRoceHeader),
+    };
     let icrc_off = ip.end - roce::ICRC_LEN;
-    let payload = bth_off + p.payload_offset();
-    // check_len guarantees payload + pad <= icrc_off.
-    let payload_len = icrc_off - bth.pad_count() as usize - payload;
     let icrc_ok = if cfg.verify_icrc {
         roce::verify_icrc(frame, ip.l3, ip.version, ip.l4, icrc_off)
     } else {
@@ -653,8 +714,25 @@ fn roce(frame: &[u8], ip: &Ip, cfg: &SplitConfig, r: &mut SplitResult) -> Step {
         psn: bth.psn(),
         icrc_ok,
     });
+    if !supported {
+        r.class = FrameClass::Roce;
+        r.reason = NoSplitReason::UnsupportedTransport;
+        return Ok(());
+    }
+    let payload = bth_off + p.payload_offset();
+    // check_len guarantees payload + pad <= icrc_off.
+    let payload_len = icrc_off - bth.pad_count() as usize - payload;
     finish(r, FrameClass::Roce, payload, payload_len, cfg);
     Ok(())
+}
+
+/// A BTH opcode of a transport the split does not parse: Reliable Datagram (opcode prefix
+/// `010`, 0x40..=0x5f) or Extended Reliable Connected (XRC, `101`, 0xa0..=0xbf). Their
+/// extended headers (RDETH, XRCETH) are not walked. Vendor-specific opcodes (0xc0..=0xff) and
+/// the reserved ones (prefix `100` but the CNP, unused RC/UC/UD codes) stay `Malformed`.
+#[inline(always)]
+const fn unsupported_transport(opcode: u8) -> bool {
+    matches!(opcode >> 5, 0b010 | 0b101)
 }
 
 #[inline(always)]
@@ -1016,14 +1094,7 @@ mod tests {
         let mut g = f.clone();
         g.truncate(f.len() - 5);
         assert_eq!(err(&g), Some(Malformed::IpLengthExceedsFrame));
-        // Payload length 0 without the option: the rest of the frame (BIG TCP without HBH).
-        let f = cat(&[&eth(0x86dd), &ipv6(6, 0), &tcp(5), &[1; 10]]);
-        assert_eq!(split(&f, &C0).payload_len, Some(10));
-        // IPv4 BIG TCP.
-        let mut ip = ipv4(6, 0);
-        ip[2..4].copy_from_slice(&[0, 0]);
-        let f = cat(&[&eth(0x0800), &ip, &tcp(5), &[1; 10]]);
-        assert_eq!(split(&f, &C0).payload_len, Some(10));
+        // Payload length 0 without the option, BIG TCP without HBH: see big_tcp_only_above_64k.
         // UDP length 0 in a jumbogram.
         let mut hbh = [17, 0, 0xc2, 4, 0, 0, 0, 0];
         hbh[4..8].copy_from_slice(&((8 + 8 + n) as u32).to_be_bytes());
@@ -1083,7 +1154,7 @@ mod tests {
         }
         // BadIpv6ExtHeader: see ipv6_ext_headers_and_fragments.
         // BadRoceHeader: unknown opcode, headers + pad + ICRC beyond the datagram, short BTH.
-        let f = roce_frame(0x40, &[], 0);
+        let f = roce_frame(0xc0, &[], 0); // vendor-specific (RD/XRC: roce_unsupported_transports)
         assert_eq!(err(&f), Some(BadRoceHeader));
         let f = roce_frame(0x0a, &[0; 15], 0); // WRITE ONLY needs a 16-byte RETH
         assert_eq!(err(&f), Some(BadRoceHeader));
@@ -1190,15 +1261,8 @@ mod tests {
 
     #[test]
     fn tunnels() {
-        let inner = cat(&[&eth(0x0800), &ipv4(6, 20 + 4), &tcp(5), &[1, 2, 3, 4]]);
-        let vx = [0x08, 0, 0, 0, 0, 0, 7, 0];
-        let f = cat(&[
-            &eth(0x0800),
-            &ipv4(17, 16 + inner.len()),
-            &udp(4789, 8 + inner.len()),
-            &vx,
-            &inner,
-        ]);
+        let inner = tcp_inner();
+        let f = vxlan_in(&inner);
         let r = split(&f, &C0);
         assert_eq!(
             (
@@ -1255,41 +1319,365 @@ mod tests {
         ]);
         let r = split(&f, &C0);
         assert_eq!(
-            (r.class, r.tunnel),
-            (FrameClass::NonIp, Some(Tunnel::Geneve))
+            (
+                r.class,
+                r.tunnel,
+                r.outer_l3_offset,
+                r.l3_offset,
+                r.l4_offset
+            ),
+            (
+                FrameClass::NonIp,
+                Some(Tunnel::Geneve),
+                Some(14),
+                None,
+                None
+            )
         );
-        // A VXLAN port inside VXLAN is plain UDP (one tunnel level).
-        let in_udp = cat(&[&eth(0x0800), &ipv4(17, 8 + 3), &udp(4789, 3), &[1, 2, 3]]);
-        let f = cat(&[
-            &eth(0x0800),
-            &ipv4(17, 16 + in_udp.len()),
-            &udp(4789, 8 + in_udp.len()),
-            &vx,
-            &in_udp,
-        ]);
-        let r = split(&f, &C0);
-        assert_eq!(
-            (r.class, r.tunnel, r.payload_len),
-            (FrameClass::Udp, Some(Tunnel::Vxlan), Some(3))
-        );
+        // A VXLAN port inside VXLAN is a nested tunnel (nested_tunnels): a bad inner VXLAN
+        // header is malformed, not plain UDP.
+        let in_udp = cat(&[&eth(0x0800), &ipv4(17, 8 + 8), &udp(4789, 8), &[0; 8]]);
+        assert_eq!(err(&vxlan_in(&in_udp)), Some(Malformed::BadTunnelHeader));
         // RoCE inside VXLAN: the ICRC covers the inner IP header.
         let mut rf = roce_frame(0x04, &[1, 2, 3, 4], 0);
         let n = rf.len();
         let crc = roce::icrc(&rf, 14, 4, 34, n - 4).unwrap();
         rf[n - 4..].copy_from_slice(&crc.to_le_bytes());
-        let f = cat(&[
-            &eth(0x0800),
-            &ipv4(17, 16 + rf.len()),
-            &udp(4789, 8 + rf.len()),
-            &vx,
-            &rf,
-        ]);
-        let r = split(&f, &C0);
+        let r = split(&vxlan_in(&rf), &C0);
         assert_eq!(
             (r.class, r.payload_offset, r.payload_len),
             (FrameClass::Roce, Some(50 + 54), Some(4))
         );
         assert_eq!(r.roce.unwrap().icrc_ok, Some(true));
+    }
+
+    /// Ethernet/IPv4/TCP with 4 payload bytes: 54 bytes of headers, 58 in all.
+    fn tcp_inner() -> Vec<u8> {
+        cat(&[&eth(0x0800), &ipv4(6, 20 + 4), &tcp(5), &[1, 2, 3, 4]])
+    }
+
+    /// `inner` (an Ethernet frame) in Ethernet/IPv4/UDP 4789/VXLAN: 50 bytes in front.
+    fn vxlan_in(inner: &[u8]) -> Vec<u8> {
+        let vx = [0x08, 0, 0, 0, 0, 0, 7, 0];
+        cat(&[
+            &eth(0x0800),
+            &ipv4(17, 16 + inner.len()),
+            &udp(4789, 8 + inner.len()),
+            &vx,
+            inner,
+        ])
+    }
+
+    /// `inner` (an Ethernet frame) in Ethernet/IPv6/UDP 6081/Geneve (protocol 0x6558, 8 bytes
+    /// of options): 14 + 40 + 8 + 16 = 78 bytes in front.
+    fn geneve_in(inner: &[u8]) -> Vec<u8> {
+        let gn = [
+            0x02, 0, 0x65, 0x58, 0, 0, 1, 0, 0x01, 0x02, 0x03, 0x01, 0xa, 0xb, 0xc, 0xd,
+        ];
+        cat(&[
+            &eth(0x86dd),
+            &ipv6(17, 8 + 16 + inner.len()),
+            &udp(6081, 16 + inner.len()),
+            &gn,
+            inner,
+        ])
+    }
+
+    /// (class, reason, split, payload_offset, payload_len, l3_offset, l4_offset, tunnel).
+    type Seen = (
+        FrameClass,
+        NoSplitReason,
+        bool,
+        Option<u32>,
+        Option<u32>,
+        Option<u32>,
+        Option<u32>,
+        Option<Tunnel>,
+    );
+
+    fn seen(f: &[u8]) -> Seen {
+        let r = split(f, &C0);
+        assert_eq!(r.outer_l3_offset, Some(14));
+        assert_eq!(r.error, None);
+        (
+            r.class,
+            r.reason,
+            r.split,
+            r.payload_offset,
+            r.payload_len,
+            r.l3_offset,
+            r.l4_offset,
+            r.tunnel,
+        )
+    }
+
+    /// The TCP split of `tcp_inner()` behind `front` bytes of tunnel headers.
+    fn tcp_split_at(front: u32, tunnel: Tunnel) -> Seen {
+        (
+            FrameClass::Tcp,
+            NoSplitReason::Split,
+            true,
+            Some(front + 54),
+            Some(4),
+            Some(front + 14),
+            Some(front + 34),
+            Some(tunnel),
+        )
+    }
+
+    #[test]
+    fn nested_tunnels() {
+        use Tunnel::{Geneve, Vxlan};
+        let inner = tcp_inner();
+        // One level, then each two-level nesting: split at the innermost TCP payload, the
+        // tunnel reported is the innermost one.
+        assert_eq!(seen(&vxlan_in(&inner)), tcp_split_at(50, Vxlan));
+        assert_eq!(seen(&geneve_in(&inner)), tcp_split_at(78, Geneve));
+        let vv = vxlan_in(&vxlan_in(&inner));
+        assert_eq!(vv.len(), 50 + 50 + 58);
+        assert_eq!(seen(&vv), tcp_split_at(100, Vxlan));
+        assert_eq!(
+            seen(&vxlan_in(&geneve_in(&inner))),
+            tcp_split_at(128, Geneve)
+        );
+        assert_eq!(
+            seen(&geneve_in(&vxlan_in(&inner))),
+            tcp_split_at(128, Vxlan)
+        );
+        assert_eq!(
+            seen(&geneve_in(&geneve_in(&inner))),
+            tcp_split_at(156, Geneve)
+        );
+        // Three levels (MAX_TUNNEL_DEPTH): still split.
+        let three = vxlan_in(&geneve_in(&vxlan_in(&inner)));
+        assert_eq!(seen(&three), tcp_split_at(178, Vxlan));
+        // Four: the fourth tunnel header is not opened. The UDP datagram carrying it is the
+        // innermost header reached: class Udp, not split, TunnelTooDeep, no payload fields.
+        let four = vxlan_in(&vxlan_in(&vxlan_in(&vxlan_in(&inner))));
+        assert_eq!(
+            seen(&four),
+            (
+                FrameClass::Udp,
+                NoSplitReason::TunnelTooDeep,
+                false,
+                None,
+                None,
+                Some(150 + 14),
+                Some(150 + 34),
+                Some(Vxlan),
+            )
+        );
+        let four = geneve_in(&vxlan_in(&geneve_in(&geneve_in(&inner))));
+        let r = split(&four, &C0);
+        assert_eq!(
+            (r.class, r.reason, r.l4_offset, r.tunnel),
+            (
+                FrameClass::Udp,
+                NoSplitReason::TunnelTooDeep,
+                Some(78 + 50 + 78 + 54),
+                Some(Geneve)
+            )
+        );
+        let mut c = SplitCounters::default();
+        c.record(&r);
+        assert_eq!(
+            (
+                c.not_split,
+                c.tunnelled,
+                c.per_reason[NoSplitReason::TunnelTooDeep as usize]
+            ),
+            (1, 1, 1)
+        );
+        // A malformed frame at any depth is malformed: the inner VXLAN header without the I
+        // flag, three levels down.
+        let mut bad = three.clone();
+        bad[50 + 78 + 42] = 0;
+        assert_eq!(err(&bad), Some(Malformed::BadTunnelHeader));
+        // The innermost datagram bounded by the tunnel payload holding it.
+        let mut bad = vv.clone();
+        bad[100 + 14 + 3] += 1;
+        assert_eq!(err(&bad), Some(Malformed::IpLengthExceedsFrame));
+    }
+
+    #[test]
+    fn tunnel_carrying_non_ip_reports_no_inner_offsets() {
+        use Tunnel::{Geneve, Vxlan};
+        let arp = cat(&[&eth(0x0806), &[0; 28]]);
+        let non_ip = |t| {
+            (
+                FrameClass::NonIp,
+                NoSplitReason::NonIp,
+                false,
+                None,
+                None,
+                None,
+                None,
+                Some(t),
+            )
+        };
+        // VXLAN carrying ARP: no innermost IP/L4 header (the outer UDP is at 34, not
+        // reported as l4_offset).
+        assert_eq!(seen(&vxlan_in(&arp)), non_ip(Vxlan));
+        assert_eq!(seen(&vxlan_in(&vxlan_in(&arp))), non_ip(Vxlan));
+        assert_eq!(seen(&vxlan_in(&geneve_in(&arp))), non_ip(Geneve));
+        // A non-first fragment inside a tunnel has no L4 header either.
+        let mut ip = ipv4(17, 16);
+        ip[7] = 1;
+        let frag = cat(&[&eth(0x0800), &ip, &[0; 16]]);
+        assert_eq!(
+            seen(&vxlan_in(&frag)),
+            (
+                FrameClass::Fragment,
+                NoSplitReason::Fragment,
+                false,
+                None,
+                None,
+                Some(64),
+                None,
+                Some(Vxlan)
+            )
+        );
+    }
+
+    #[test]
+    fn big_tcp_only_above_64k() {
+        let with_tl = |mut f: Vec<u8>, tl: u16| {
+            f[16..18].copy_from_slice(&tl.to_be_bytes());
+            f
+        };
+        // A minimum-size frame, 4 payload bytes + 2 of Ethernet padding, total length 0: not
+        // BIG TCP (the field could have said 44), malformed; the padding is never payload.
+        let f = with_tl(tcp4(4, 2), 0);
+        assert_eq!(f.len(), 14 + 52 + 4 + 2);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (
+                r.class,
+                r.reason,
+                r.split,
+                r.payload_offset,
+                r.payload_len,
+                r.error
+            ),
+            (
+                FrameClass::Malformed,
+                NoSplitReason::Malformed,
+                false,
+                None,
+                None,
+                Some(Malformed::BadIpv4TotalLen)
+            )
+        );
+        // Also inside a tunnel (bounded by the outer UDP payload).
+        assert_eq!(err(&vxlan_in(&f)), Some(Malformed::BadIpv4TotalLen));
+        // The largest IPv4 part a total length could state (65535 bytes): still malformed.
+        let n = IP_MAX_LEN - 52;
+        let f = with_tl(tcp4(n, 0), 0);
+        assert_eq!(f.len() - 14, 65535);
+        assert_eq!(err(&f), Some(Malformed::BadIpv4TotalLen));
+        // One byte more: BIG TCP, the datagram is the rest of the frame.
+        let f = with_tl(tcp4(n + 1, 0), 0);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.split, r.payload_offset, r.payload_len),
+            (FrameClass::Tcp, true, Some(66), Some(n as u32 + 1))
+        );
+        // IPv6 payload length 0 without a Jumbo Payload option: BIG TCP only above 64 KiB
+        // after the fixed header; below, an empty payload (here: no room for TCP).
+        let f = cat(&[&eth(0x86dd), &ipv6(6, 0), &tcp(5), &[1; 10]]);
+        assert_eq!(err(&f), Some(Malformed::Truncated));
+        let f = cat(&[&eth(0x86dd), &ipv6(59, 0), &[0; 6]]);
+        let r = split(&f, &C0);
+        assert_eq!((r.class, r.l4_offset), (FrameClass::OtherIp, Some(54)));
+        let big = IP_MAX_LEN + 1 - 20;
+        let f = cat(&[&eth(0x86dd), &ipv6(6, 0), &tcp(5), &std::vec![1; big]]);
+        let r = split(&f, &C0);
+        assert_eq!(
+            (r.class, r.split, r.payload_offset, r.payload_len),
+            (FrameClass::Tcp, true, Some(74), Some(big as u32))
+        );
+        let f = cat(&[&eth(0x86dd), &ipv6(6, 0), &tcp(5), &std::vec![1; big - 1]]);
+        assert_eq!(err(&f), Some(Malformed::Truncated));
+    }
+
+    /// `f` with its ICRC (Ethernet/IPv4/UDP, no tunnel) made right.
+    fn with_icrc(mut f: Vec<u8>) -> Vec<u8> {
+        let n = f.len();
+        let crc = roce::icrc(&f, 14, 4, 34, n - 4).unwrap();
+        f[n - 4..].copy_from_slice(&crc.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn roce_unsupported_transports() {
+        // RD (0x40..=0x5f) and XRC (0xa0..=0xbf): RoCE, not split, UnsupportedTransport.
+        for op in [0x40u8, 0x44, 0x55, 0x5f, 0xa0, 0xa4, 0xb7, 0xbf] {
+            let f = with_icrc(roce_frame(op, &[0; 16], 0));
+            let r = split(&f, &C0);
+            assert_eq!(
+                r,
+                SplitResult {
+                    class: FrameClass::Roce,
+                    reason: NoSplitReason::UnsupportedTransport,
+                    split: false,
+                    payload_offset: None,
+                    payload_len: None,
+                    l3_offset: Some(14),
+                    l4_offset: Some(34),
+                    outer_l3_offset: Some(14),
+                    outer_ip_version: 4,
+                    tunnel: None,
+                    roce: Some(RoceInfo {
+                        opcode: op,
+                        dest_qp: 0x11,
+                        psn: 5,
+                        icrc_ok: Some(true)
+                    }),
+                    error: None,
+                },
+                "opcode {op:#x}"
+            );
+            let mut c = SplitCounters::default();
+            c.record(&r);
+            assert_eq!(
+                (
+                    c.per_class[FrameClass::Roce as usize],
+                    c.per_reason[NoSplitReason::UnsupportedTransport as usize],
+                    c.icrc_bad
+                ),
+                (1, 1, 0)
+            );
+            // Bad ICRC still reported; inside VXLAN too.
+            let r = split(&roce_frame(op, &[0; 16], 0), &C0);
+            assert_eq!(r.roce.unwrap().icrc_ok, Some(false));
+            let r = split(&vxlan_in(&f), &C0);
+            assert_eq!(
+                (r.class, r.reason, r.payload_offset, r.tunnel),
+                (
+                    FrameClass::Roce,
+                    NoSplitReason::UnsupportedTransport,
+                    None,
+                    Some(Tunnel::Vxlan)
+                )
+            );
+        }
+        // Room for the BTH but not the ICRC: malformed.
+        let f = cat(&[
+            &eth(0x0800),
+            &ipv4(17, 8 + 15),
+            &udp(4791, 15),
+            &[0x44],
+            &[0; 14],
+        ]);
+        assert_eq!(err(&f), Some(Malformed::BadRoceHeader));
+        // Reserved and vendor-specific opcodes stay malformed.
+        for op in [0x15u8, 0x3f, 0x60, 0x80, 0x9f, 0xc0, 0xff] {
+            assert_eq!(
+                err(&roce_frame(op, &[0; 16], 0)),
+                Some(Malformed::BadRoceHeader),
+                "opcode {op:#x}"
+            );
+        }
     }
 
     fn invariants(frame: &[u8], cfg: &SplitConfig, r: &SplitResult) {
@@ -1313,19 +1701,11 @@ mod tests {
     }
 
     fn seeds() -> Vec<Vec<u8>> {
-        let inner = cat(&[&eth(0x0800), &ipv4(6, 20 + 4), &tcp(5), &[1, 2, 3, 4]]);
-        let vx = [0x08, 0, 0, 0, 0, 0, 7, 0];
         std::vec![
             tcp4(40, 0),
             roce_frame(0x0b, &[0; 24], 2),
             roce_frame(0x12, &[0; 12], 0),
-            cat(&[
-                &eth(0x0800),
-                &ipv4(17, 16 + inner.len()),
-                &udp(4789, 8 + inner.len()),
-                &vx,
-                &inner
-            ]),
+            vxlan_in(&geneve_in(&tcp_inner())),
             cat(&[
                 &eth(0x86dd),
                 &ipv6(0, 8 + 8 + 2),

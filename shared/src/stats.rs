@@ -79,7 +79,8 @@ counters! {
         CLASS_OTHER_IP = 27, "class_other_ip";
         CLASS_NON_IP = 28, "class_non_ip";
         CLASS_MALFORMED = 29, "class_malformed";
-        /// Placed unsplit frames per reason (`NoSplitReason as usize - 1`).
+        /// Placed unsplit frames per reason (`NoSplitReason as usize - 1` for reasons 1..=5;
+        /// the later reasons follow `icrc_bad`: see [`super::reason_counter`]).
         REASON_BELOW_THRESH = 30, "reason_below_hds_thresh";
         REASON_FRAGMENT = 31, "reason_fragment";
         REASON_UNKNOWN_PROTO = 32, "reason_unknown_proto";
@@ -91,6 +92,10 @@ counters! {
         /// built them: a firmware defect. They are still published, so the host quarantines
         /// their buffers instead of losing them.
         COMPLETION_INVALID = 36, "completion_invalid";
+        /// Placed unsplit frames per reason, continued: RoCE with an RD/XRC opcode.
+        REASON_UNSUPPORTED_TRANSPORT = 37, "reason_unsupported_transport";
+        /// VXLAN/Geneve nested deeper than `split::MAX_TUNNEL_DEPTH`.
+        REASON_TUNNEL_TOO_DEEP = 38, "reason_tunnel_too_deep";
     }
 }
 
@@ -132,7 +137,13 @@ pub const fn class_counter(c: FrameClass) -> usize {
 pub const fn reason_counter(r: NoSplitReason) -> Option<usize> {
     match r {
         NoSplitReason::Split => None,
-        _ => Some(q::REASON_BELOW_THRESH + r as usize - 1),
+        NoSplitReason::BelowThresh => Some(q::REASON_BELOW_THRESH),
+        NoSplitReason::Fragment => Some(q::REASON_FRAGMENT),
+        NoSplitReason::UnknownProto => Some(q::REASON_UNKNOWN_PROTO),
+        NoSplitReason::NonIp => Some(q::REASON_NON_IP),
+        NoSplitReason::Malformed => Some(q::REASON_MALFORMED),
+        NoSplitReason::UnsupportedTransport => Some(q::REASON_UNSUPPORTED_TRANSPORT),
+        NoSplitReason::TunnelTooDeep => Some(q::REASON_TUNNEL_TOO_DEEP),
     }
 }
 
@@ -142,14 +153,23 @@ mod tests {
 
     #[test]
     fn numbering_is_dense() {
-        assert_eq!(Q_COUNT, 37);
+        assert_eq!(Q_COUNT, 39);
         assert_eq!(DEV_COUNT, 11);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
-        assert_eq!(
-            reason_counter(NoSplitReason::Malformed),
-            Some(q::REASON_MALFORMED)
-        );
         assert_eq!(reason_counter(NoSplitReason::Split), None);
+        // Every reason has its own counter, named after the reason.
+        let mut seen = std::vec::Vec::new();
+        for i in 1..NoSplitReason::COUNT as u8 {
+            let r = NoSplitReason::from_u8(i).unwrap();
+            let c = reason_counter(r).unwrap();
+            assert_eq!(Q_NAMES[c], std::format!("reason_{}", r.as_str()), "{r:?}");
+            assert!(!seen.contains(&c));
+            seen.push(c);
+        }
+        assert_eq!(
+            reason_counter(NoSplitReason::TunnelTooDeep),
+            Some(q::REASON_TUNNEL_TOO_DEEP)
+        );
         assert_eq!(Q_NAMES[q::ICRC_BAD], "icrc_bad");
     }
 }

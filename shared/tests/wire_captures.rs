@@ -310,7 +310,11 @@ fn tunnel_inner_offsets() {
         assert_eq!(r.tunnel, Some(Tunnel::Vxlan));
         assert_eq!(r.outer_l3_offset, Some(14));
         if f.data[62..64] == [0x08, 0x06] {
-            assert_eq!((r.class, r.l3_offset), (FrameClass::NonIp, Some(14)));
+            // Inner ARP: no innermost IP/L4 header (not the outer ones).
+            assert_eq!(
+                (r.class, r.l3_offset, r.l4_offset),
+                (FrameClass::NonIp, None, None)
+            );
         } else {
             assert_eq!(
                 (r.class, r.l3_offset, r.l4_offset),

@@ -154,6 +154,81 @@ fn compare(row: &Row, frame: &Frame, r: &SplitResult, is_roce_capture: bool) -> 
     })
 }
 
+const CFG: SplitConfig = SplitConfig {
+    hds_thresh: 0,
+    verify_icrc: true,
+};
+
+/// Compares `split()` of every frame of `capture` with its fixture `fx`; disagreements are
+/// appended to `failures`. Returns the fixture and the split results.
+fn check_capture(
+    name: &str,
+    fx: &Path,
+    capture: &Path,
+    failures: &mut Vec<String>,
+) -> (Fixture, Vec<SplitResult>) {
+    let fixture = load_fixture(fx);
+    let frames: Vec<Frame> = CaptureReader::open(capture)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(frames.len() as u64, fixture.frames, "{name}: frame count");
+    assert_eq!(
+        fixture.rows.len() as u64,
+        fixture.frames,
+        "{name}: one row per frame"
+    );
+    let is_roce = name.starts_with("roce__");
+    let mut results = Vec::new();
+    for (row, frame) in fixture.rows.iter().zip(&frames) {
+        assert_eq!(row.frame, frame.number, "{name}: row order");
+        let r = split(&frame.data, &CFG);
+        if let Some(d) = compare(row, frame, &r, is_roce) {
+            failures.push(format!("{name}: {d}"));
+        }
+        results.push(r);
+    }
+    (fixture, results)
+}
+
+/// The crafted captures of testdata/oracle/crafted/ (corner cases no real capture has:
+/// nested tunnels, the BIG TCP limits, RD/XRC RoCE), against their tshark fixtures, plus the
+/// not-split reason of each frame (the fixtures carry no reason).
+#[test]
+fn crafted_corner_cases_agree_with_tshark() {
+    use splitrx_shared::split::{Malformed, NoSplitReason as R};
+    let dir = testdata().join("oracle/crafted");
+    let name = "split-corner-cases.pcap";
+    let mut failures = Vec::new();
+    let (_, results) = check_capture(
+        name,
+        &dir.join(format!("{name}.tsv")),
+        &dir.join(name),
+        &mut failures,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let got: Vec<_> = results.iter().map(|r| (r.reason, r.error)).collect();
+    let ok = |r| (r, None);
+    assert_eq!(
+        got,
+        [
+            (R::Malformed, Some(Malformed::BadIpv4TotalLen)),
+            ok(R::Split),
+            (R::Malformed, Some(Malformed::Truncated)),
+            ok(R::Split),
+            ok(R::Split),
+            ok(R::Split),
+            ok(R::Split),
+            ok(R::TunnelTooDeep),
+            ok(R::NonIp),
+            ok(R::NonIp),
+            ok(R::UnsupportedTransport),
+            ok(R::UnsupportedTransport),
+            ok(R::UnsupportedTransport),
+        ]
+    );
+}
+
 #[test]
 fn split_agrees_with_tshark_on_every_frame() {
     let oracle_dir = testdata().join("oracle");
@@ -178,39 +253,18 @@ fn split_agrees_with_tshark_on_every_frame() {
         "one fixture per capture (run scripts/gen-oracle.sh)"
     );
 
-    let cfg = SplitConfig {
-        hds_thresh: 0,
-        verify_icrc: true,
-    };
     let mut failures = Vec::new();
     let mut summary = String::new();
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let mut icrc_checked = 0u64;
     for fx in &fixtures {
         let name = fx.file_stem().unwrap().to_string_lossy().into_owned();
-        let fixture = load_fixture(fx);
         let capture = testdata().join("captures").join(&name);
-        let frames: Vec<Frame> = CaptureReader::open(&capture)
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(frames.len() as u64, fixture.frames, "{name}: frame count");
-        assert_eq!(
-            fixture.rows.len() as u64,
-            fixture.frames,
-            "{name}: one row per frame"
-        );
+        let (fixture, _) = check_capture(&name, fx, &capture, &mut failures);
         let is_roce = name.starts_with("roce__");
         let mut per_kind: BTreeMap<&str, u64> = BTreeMap::new();
-        for (row, frame) in fixture.rows.iter().zip(&frames) {
-            assert_eq!(row.frame, frame.number, "{name}: row order");
-            let r = split(&frame.data, &cfg);
-            if is_roce && row.class == "roce" {
-                icrc_checked += 1;
-            }
-            if let Some(d) = compare(row, frame, &r, is_roce) {
-                failures.push(format!("{name}: {d}"));
-            }
+        for row in &fixture.rows {
+            icrc_checked += (is_roce && row.class == "roce") as u64;
             *per_kind.entry(row.kind.as_str()).or_default() += 1;
             *totals.entry(row.kind.clone()).or_default() += 1;
         }
@@ -218,7 +272,7 @@ fn split_agrees_with_tshark_on_every_frame() {
         writeln!(
             summary,
             "  {name:<48} {:>4} frames ({})",
-            frames.len(),
+            fixture.frames,
             kinds.join(", ")
         )
         .unwrap();

@@ -5,6 +5,8 @@
 //! the rest of the buffer": [`Ipv4Packet::datagram_len`] returns the buffer length, and
 //! `check_len` accepts it. The price is that Ethernet padding after such a datagram counts as
 //! part of it; BIG TCP frames are far above the 60-byte minimum frame, so none is present.
+//! The split decision (`crate::split`) is stricter: it takes a total length of 0 as BIG TCP
+//! only when more than 65535 bytes are left for the datagram, and as malformed otherwise.
 
 use super::{be16, bytes, clamp, u8_at, Error, Result};
 

@@ -10,7 +10,8 @@
 //! Extended headers, in wire order: DETH (8), RETH (16), AtomicETH (28), AETH (4),
 //! AtomicAckETH (8), ImmDt (4), IETH (4). Opcodes of the RC, UC and UD transports are
 //! recognised, plus the RoCEv2 congestion notification packet (CNP, opcode 0x81: 16 reserved
-//! bytes). RD, XRC and vendor opcodes are rejected (`Malformed`).
+//! bytes). RD, XRC and vendor opcodes are rejected (`Malformed`); the split decision
+//! (`crate::split`) classes RD and XRC packets as RoCE of an unsupported transport.
 //!
 //! **ICRC** (IBA A17.3.3, as Linux `rxe_icrc.c` computes it): CRC-32 (the IEEE polynomial,
 //! reflected, init and final XOR all ones: what `crc32fast` computes) over
