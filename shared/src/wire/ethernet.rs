@@ -236,6 +236,7 @@ pub struct VlanRepr {
 
 impl VlanRepr {
     /// An 802.1Q C-tag with PCP 0, DEI 0 and this VLAN id.
+    #[inline]
     pub const fn ctag(vid: u16) -> VlanRepr {
         VlanRepr {
             tpid: EtherType::VLAN,
@@ -283,16 +284,19 @@ impl EthernetRepr {
     }
 
     /// The tags that are emitted (those before the first `None`).
+    #[inline]
     fn tags(&self) -> impl Iterator<Item = VlanRepr> + '_ {
         self.vlans.iter().map_while(|t| *t)
     }
 
     /// Header length: 14 bytes and 4 per tag.
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + VLAN_TAG_LEN * self.tags().count()
     }
 
     /// Header plus a payload of `payload_len` bytes (no minimum-frame padding).
+    #[inline]
     pub fn buffer_len(&self, payload_len: usize) -> usize {
         self.header_len() + payload_len
     }

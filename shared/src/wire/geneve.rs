@@ -56,6 +56,7 @@ impl<T: AsRef<[u8]>> GenevePacket<T> {
         (u8_at(self.b(), field::VER_OPTLEN) & 0x3f) as usize * 4
     }
     /// Fixed header plus options.
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options_len()
     }
@@ -144,11 +145,13 @@ impl<'a> GeneveRepr<'a> {
         })
     }
 
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options.len()
     }
 
     /// Header plus a payload of `payload_len` bytes.
+    #[inline]
     pub fn buffer_len(&self, payload_len: usize) -> usize {
         self.header_len() + payload_len
     }

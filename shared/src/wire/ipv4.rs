@@ -81,6 +81,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         u8_at(self.b(), field::VER_IHL) >> 4
     }
     /// Header length in bytes (IHL * 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         (u8_at(self.b(), field::VER_IHL) & 0x0f) as usize * 4
     }
@@ -247,10 +248,12 @@ impl<'a> Ipv4Repr<'a> {
         })
     }
 
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options.len()
     }
 
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         self.header_len() + self.payload_len
     }

@@ -162,10 +162,12 @@ impl Ipv6Repr {
         })
     }
 
+    #[inline]
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
     }
 
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN + self.payload_len
     }
@@ -225,6 +227,7 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
         u8_at(self.buffer.as_ref(), ext_field::NXT_HDR)
     }
     /// Header length in bytes: (length field + 1) * 8.
+    #[inline]
     pub fn header_len(&self) -> usize {
         (u8_at(self.buffer.as_ref(), ext_field::LENGTH) as usize + 1) * 8
     }
@@ -356,6 +359,7 @@ impl<T: AsRef<[u8]>> Ipv6RoutingHeader<T> {
     pub fn next_header(&self) -> u8 {
         u8_at(self.b(), ext_field::NXT_HDR)
     }
+    #[inline]
     pub fn header_len(&self) -> usize {
         (u8_at(self.b(), ext_field::LENGTH) as usize + 1) * 8
     }

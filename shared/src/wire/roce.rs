@@ -181,11 +181,13 @@ impl RoceLayout {
         LAYOUTS[op as usize]
     }
 
+    #[inline]
     pub const fn has(self, header: u8) -> bool {
         self.headers & header != 0
     }
 
     /// Offset of `header` from the end of the BTH, if the layout has it.
+    #[inline]
     pub const fn offset_of(self, header: u8) -> Option<usize> {
         if !self.has(header) {
             return None;
@@ -360,6 +362,7 @@ impl BthRepr {
         })
     }
 
+    #[inline]
     pub const fn header_len(&self) -> usize {
         BTH_LEN
     }
@@ -583,6 +586,7 @@ impl<T: AsRef<[u8]>> RocePacket<T> {
         BthPacket::new_unchecked(self.b())
     }
 
+    #[inline]
     pub fn layout(&self) -> Option<RoceLayout> {
         RoceLayout::lookup(u8_at(self.b(), bth_field::OPCODE))
     }
@@ -691,16 +695,19 @@ impl RoceRepr {
     }
 
     /// The layout of the BTH opcode (`None` for an opcode the parser rejects).
+    #[inline]
     pub fn layout(&self) -> Option<RoceLayout> {
         RoceLayout::lookup(self.bth.opcode)
     }
 
     /// BTH and extended headers.
+    #[inline]
     pub fn header_len(&self) -> usize {
         BTH_LEN + self.layout().map_or(0, |l| l.ext_len as usize)
     }
 
     /// The whole UDP payload: headers, payload, pad and ICRC.
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         self.header_len() + self.payload_len + self.bth.pad_count as usize + ICRC_LEN
     }

@@ -81,6 +81,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         be32(self.b(), field::ACK_NUM)
     }
     /// Header length in bytes (data offset * 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         (u8_at(self.b(), field::FLAGS) >> 4) as usize * 4
     }
@@ -201,10 +202,12 @@ impl<'a> TcpRepr<'a> {
         })
     }
 
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options.len()
     }
 
+    #[inline]
     pub fn buffer_len(&self) -> usize {
         self.header_len() + self.payload_len
     }

@@ -129,10 +129,12 @@ impl UdpRepr {
         })
     }
 
+    #[inline]
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
     }
 
+    #[inline]
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN + self.payload_len
     }

@@ -94,11 +94,13 @@ impl VxlanRepr {
         })
     }
 
+    #[inline]
     pub const fn header_len(&self) -> usize {
         HEADER_LEN
     }
 
     /// Header plus an inner frame of `payload_len` bytes.
+    #[inline]
     pub const fn buffer_len(&self, payload_len: usize) -> usize {
         HEADER_LEN + payload_len
     }
