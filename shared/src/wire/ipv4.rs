@@ -260,18 +260,25 @@ impl<'a> Ipv4Repr<'a> {
 
     /// Writes the header, options and a correct header checksum.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Ipv4Packet<T>) {
+        // The fixed header is built and summed in a local array and stored once: summing it
+        // back from the buffer right after the narrow field stores stalls store-to-load
+        // forwarding (the traffic generator ran 1.5x slower on 64-byte frames that way).
         let hl = self.header_len();
-        p.set_version_and_header_len(hl);
-        p.set_dscp_ecn(self.dscp_ecn);
-        p.set_total_len(u16::try_from(self.buffer_len()).unwrap_or(0));
-        p.set_ident(self.ident);
-        p.set_flags_and_frag_offset(self.dont_frag, self.more_frags, self.frag_offset);
-        p.set_ttl(self.ttl);
-        p.set_protocol(self.protocol);
-        p.set_src_addr(self.src_addr);
-        p.set_dst_addr(self.dst_addr);
-        p.b_mut()[HEADER_LEN..hl].copy_from_slice(self.options);
-        p.fill_checksum();
+        let mut h = Ipv4Packet::new_unchecked([0u8; HEADER_LEN]);
+        h.set_version_and_header_len(hl);
+        h.set_dscp_ecn(self.dscp_ecn);
+        h.set_total_len(u16::try_from(self.buffer_len()).unwrap_or(0));
+        h.set_ident(self.ident);
+        h.set_flags_and_frag_offset(self.dont_frag, self.more_frags, self.frag_offset);
+        h.set_ttl(self.ttl);
+        h.set_protocol(self.protocol);
+        h.set_src_addr(self.src_addr);
+        h.set_dst_addr(self.dst_addr);
+        let sum = checksum::sum(&h.buffer, checksum::sum(self.options, 0));
+        h.set_checksum(!checksum::fold(sum));
+        let b = p.b_mut();
+        b[..HEADER_LEN].copy_from_slice(&h.buffer);
+        b[HEADER_LEN..hl].copy_from_slice(self.options);
     }
 }
 

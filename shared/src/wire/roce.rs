@@ -498,50 +498,47 @@ impl ExtHeader for AtomicEth {
     }
 }
 
-/// AtomicAck Extended Transport Header: the original remote value.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub struct AtomicAckEth(pub u64);
+/// The extended headers that are one big-endian integer: a newtype and its [`ExtHeader`].
+macro_rules! one_field_ext_header {
+    ($(#[$doc:meta])* $name:ident($ty:ty), $bit:expr, $len:expr, $read:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+        pub struct $name(pub $ty);
 
-impl ExtHeader for AtomicAckEth {
-    const BIT: u8 = ext::ATOMIC_ACK_ETH;
-    const LEN: usize = ext::ATOMIC_ACK_ETH_LEN;
-    fn read(h: &[u8]) -> Self {
-        AtomicAckEth(be64(h, 0))
-    }
-    fn emit(&self, b: &mut [u8]) {
-        put(b, 0, self.0.to_be_bytes());
-    }
+        impl ExtHeader for $name {
+            const BIT: u8 = $bit;
+            const LEN: usize = $len;
+            fn read(h: &[u8]) -> Self {
+                $name($read(h, 0))
+            }
+            fn emit(&self, b: &mut [u8]) {
+                put(b, 0, self.0.to_be_bytes());
+            }
+        }
+    };
 }
 
-/// Immediate data (the 4 wire bytes read big-endian).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub struct ImmDt(pub u32);
-
-impl ExtHeader for ImmDt {
-    const BIT: u8 = ext::IMMDT;
-    const LEN: usize = ext::IMMDT_LEN;
-    fn read(h: &[u8]) -> Self {
-        ImmDt(be32(h, 0))
-    }
-    fn emit(&self, b: &mut [u8]) {
-        put(b, 0, self.0.to_be_bytes());
-    }
-}
-
-/// Invalidate Extended Transport Header: the rkey to invalidate.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub struct Ieth(pub u32);
-
-impl ExtHeader for Ieth {
-    const BIT: u8 = ext::IETH;
-    const LEN: usize = ext::IETH_LEN;
-    fn read(h: &[u8]) -> Self {
-        Ieth(be32(h, 0))
-    }
-    fn emit(&self, b: &mut [u8]) {
-        put(b, 0, self.0.to_be_bytes());
-    }
-}
+one_field_ext_header!(
+    /// AtomicAck Extended Transport Header: the original remote value.
+    AtomicAckEth(u64),
+    ext::ATOMIC_ACK_ETH,
+    ext::ATOMIC_ACK_ETH_LEN,
+    be64
+);
+one_field_ext_header!(
+    /// Immediate data (the 4 wire bytes read big-endian).
+    ImmDt(u32),
+    ext::IMMDT,
+    ext::IMMDT_LEN,
+    be32
+);
+one_field_ext_header!(
+    /// Invalidate Extended Transport Header: the rkey to invalidate.
+    Ieth(u32),
+    ext::IETH,
+    ext::IETH_LEN,
+    be32
+);
 
 /// A read-only view of a RoCEv2 packet: the UDP payload, from the BTH to the ICRC included
 /// (the buffer must end where the UDP datagram ends).

@@ -201,11 +201,22 @@ impl IpRepr {
         }
     }
 
-    /// The source and destination addresses, for the pseudo-header.
-    fn addrs(&self) -> (&[u8], &[u8]) {
-        match self {
-            IpRepr::V4(r) => (&r.src_addr, &r.dst_addr),
-            IpRepr::V6(r) => (&r.src_addr, &r.dst_addr),
+    /// Fills the TCP/UDP checksum of `seg` under this header's pseudo-header (a match per
+    /// version, so that the address lengths are constants where the sum is inlined).
+    fn fill_checksum(&self, seg: &mut [u8], l4: L4) {
+        match (self, l4) {
+            (IpRepr::V4(r), L4::Tcp) => {
+                TcpPacket::new_unchecked(seg).fill_checksum(&r.src_addr, &r.dst_addr)
+            }
+            (IpRepr::V4(r), L4::Udp) => {
+                UdpPacket::new_unchecked(seg).fill_checksum(&r.src_addr, &r.dst_addr)
+            }
+            (IpRepr::V6(r), L4::Tcp) => {
+                TcpPacket::new_unchecked(seg).fill_checksum(&r.src_addr, &r.dst_addr)
+            }
+            (IpRepr::V6(r), L4::Udp) => {
+                UdpPacket::new_unchecked(seg).fill_checksum(&r.src_addr, &r.dst_addr)
+            }
         }
     }
 
@@ -391,7 +402,6 @@ impl FlowState {
     /// and fills its checksum under the pseudo-header of `ip`. Returns the header length.
     fn transport(&self, seg: &mut [u8], l4: L4, sport: u16, ip: &IpRepr) -> usize {
         let payload_len = seg.len() - l4_hdr_len(l4);
-        let (src, dst) = ip.addrs();
         match l4 {
             L4::Tcp => {
                 let tsval = self.seq as u32;
@@ -409,10 +419,9 @@ impl FlowState {
                     options: &options,
                     payload_len,
                 };
-                let mut p = TcpPacket::new_unchecked(seg);
+                let mut p = TcpPacket::new_unchecked(&mut *seg);
                 repr.emit(&mut p);
                 fill_payload(self.id, self.seq, p.payload_mut());
-                p.fill_checksum(src, dst);
             }
             L4::Udp => {
                 let repr = UdpRepr {
@@ -420,12 +429,12 @@ impl FlowState {
                     dst_port: UDP_PORT,
                     payload_len,
                 };
-                let mut p = UdpPacket::new_unchecked(seg);
+                let mut p = UdpPacket::new_unchecked(&mut *seg);
                 repr.emit(&mut p);
                 fill_payload(self.id, self.seq, p.payload_mut());
-                p.fill_checksum(src, dst);
             }
         }
+        ip.fill_checksum(seg, l4);
         l4_hdr_len(l4)
     }
 
@@ -612,8 +621,7 @@ impl FlowState {
             .expect("a well-formed RoCE packet");
         if let IpRepr::V6(_) = ipr {
             // The UDP checksum covers the ICRC; over IPv4 it stays 0, as rxe and RoCE NICs send.
-            let (src, dst) = ipr.addrs();
-            UdpPacket::new_unchecked(&mut out[l4..end]).fill_checksum(src, dst);
+            ipr.fill_checksum(&mut out[l4..end], L4::Udp);
         }
         self.ip_id = self.ip_id.wrapping_add(1);
         FrameTruth {
