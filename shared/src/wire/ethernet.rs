@@ -4,7 +4,7 @@
 //! (EtherType < 0x0600, LLC/SNAP) are valid frames whose `ethertype()` is that length; callers
 //! treat them as "not IP".
 
-use super::{be16, bytes, clamp, Error, Result};
+use super::{be16, bytes, clamp, clamp_mut, put, Error, Result};
 
 /// EtherType values the parsers act on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -91,6 +91,24 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
+    pub fn set_dst_addr(&mut self, v: [u8; 6]) {
+        put(self.buffer.as_mut(), field::DESTINATION.start, v);
+    }
+    pub fn set_src_addr(&mut self, v: [u8; 6]) {
+        put(self.buffer.as_mut(), field::SOURCE.start, v);
+    }
+    pub fn set_ethertype(&mut self, v: u16) {
+        put(self.buffer.as_mut(), field::ETHERTYPE, v.to_be_bytes());
+    }
+    /// Everything after the 14-byte header, mutably.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let b = self.buffer.as_mut();
+        let len = b.len();
+        clamp_mut(b, HEADER_LEN, len)
+    }
+}
+
 mod vlan_field {
     pub const TCI: usize = 0;
     pub const ETHERTYPE: usize = 2;
@@ -151,6 +169,20 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> VlanTag<T> {
+    pub fn set_tci(&mut self, v: u16) {
+        put(self.buffer.as_mut(), vlan_field::TCI, v.to_be_bytes());
+    }
+    pub fn set_ethertype(&mut self, v: u16) {
+        put(self.buffer.as_mut(), vlan_field::ETHERTYPE, v.to_be_bytes());
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let b = self.buffer.as_mut();
+        let len = b.len();
+        clamp_mut(b, VLAN_TAG_LEN, len)
+    }
+}
+
 /// Maximum number of VLAN tags [`l2_header`] steps over (802.1ad S-tag + 802.1Q C-tag).
 pub const MAX_VLAN_TAGS: usize = 2;
 
@@ -192,6 +224,97 @@ pub fn l2_header(frame: &[u8]) -> Result<L2Header> {
         l3_offset: off,
         vids,
     })
+}
+
+/// One VLAN tag: its TPID (the EtherType that announces it: 0x8100 or 0x88a8) and its TCI.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct VlanRepr {
+    pub tpid: u16,
+    /// PCP (3 bits) | DEI (1) | VID (12).
+    pub tci: u16,
+}
+
+impl VlanRepr {
+    /// An 802.1Q C-tag with PCP 0, DEI 0 and this VLAN id.
+    #[inline]
+    pub const fn ctag(vid: u16) -> VlanRepr {
+        VlanRepr {
+            tpid: EtherType::VLAN,
+            tci: vid & 0x0fff,
+        }
+    }
+}
+
+/// An Ethernet II header and up to [`MAX_VLAN_TAGS`] VLAN tags, as values.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct EthernetRepr {
+    pub dst_addr: [u8; 6],
+    pub src_addr: [u8; 6],
+    /// The tags, outermost first; a `None` ends the list (tags after it are not emitted).
+    pub vlans: [Option<VlanRepr>; MAX_VLAN_TAGS],
+    /// The EtherType after the last tag (the payload's).
+    pub ethertype: u16,
+}
+
+impl EthernetRepr {
+    /// Reads the header and the tags [`l2_header`] steps over (`Truncated` when a tag is cut).
+    pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Result<EthernetRepr> {
+        frame.check_len()?;
+        let mut vlans = [None; MAX_VLAN_TAGS];
+        let mut ethertype = frame.ethertype();
+        let mut rest = frame.payload();
+        for slot in vlans.iter_mut() {
+            if !EtherType::is_vlan(ethertype) {
+                break;
+            }
+            let tag = VlanTag::new_checked(rest)?;
+            *slot = Some(VlanRepr {
+                tpid: ethertype,
+                tci: tag.tci(),
+            });
+            ethertype = tag.ethertype();
+            rest = clamp(rest, VLAN_TAG_LEN, rest.len());
+        }
+        Ok(EthernetRepr {
+            dst_addr: frame.dst_addr(),
+            src_addr: frame.src_addr(),
+            vlans,
+            ethertype,
+        })
+    }
+
+    /// The tags that are emitted (those before the first `None`).
+    #[inline]
+    fn tags(&self) -> impl Iterator<Item = VlanRepr> + '_ {
+        self.vlans.iter().map_while(|t| *t)
+    }
+
+    /// Header length: 14 bytes and 4 per tag.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN + VLAN_TAG_LEN * self.tags().count()
+    }
+
+    /// Header plus a payload of `payload_len` bytes (no minimum-frame padding).
+    #[inline]
+    pub fn buffer_len(&self, payload_len: usize) -> usize {
+        self.header_len() + payload_len
+    }
+
+    /// Writes the header and the tags (the first [`header_len`](Self::header_len) bytes).
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, frame: &mut EthernetFrame<T>) {
+        frame.set_dst_addr(self.dst_addr);
+        frame.set_src_addr(self.src_addr);
+        // Each tag is (TPID, TCI) in the previous EtherType slot and the 2 bytes after it.
+        let b = frame.buffer.as_mut();
+        let mut off = field::ETHERTYPE;
+        for t in self.tags() {
+            put(b, off, t.tpid.to_be_bytes());
+            put(b, off + 2, t.tci.to_be_bytes());
+            off += VLAN_TAG_LEN;
+        }
+        put(b, off, self.ethertype.to_be_bytes());
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Geneve (RFC 8926), UDP destination port 6081: an 8-byte header, variable-length options
 //! (length in 4-byte words), then the payload named by the protocol type (0x6558 = Ethernet).
 
-use super::{be16, be32, clamp, u8_at, Error, Result};
+use super::{be16, be32, clamp, clamp_mut, put, u8_at, Error, Result};
 
 mod field {
     pub const VER_OPTLEN: usize = 0;
@@ -56,6 +56,7 @@ impl<T: AsRef<[u8]>> GenevePacket<T> {
         (u8_at(self.b(), field::VER_OPTLEN) & 0x3f) as usize * 4
     }
     /// Fixed header plus options.
+    #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + self.options_len()
     }
@@ -82,6 +83,85 @@ impl<T: AsRef<[u8]>> GenevePacket<T> {
     pub fn payload(&self) -> &[u8] {
         let b = self.b();
         clamp(b, self.header_len(), b.len())
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> GenevePacket<T> {
+    /// Version 0 and the options length in bytes (a multiple of 4, at most 252).
+    pub fn set_options_len(&mut self, len: usize) {
+        put(
+            self.buffer.as_mut(),
+            field::VER_OPTLEN,
+            [(len / 4) as u8 & 0x3f],
+        );
+    }
+    /// The O and C bits (the 6 reserved bits are zeroed).
+    pub fn set_flags(&mut self, oam: bool, critical: bool) {
+        let v = (u8::from(oam) << 7) | (u8::from(critical) << 6);
+        put(self.buffer.as_mut(), field::FLAGS, [v]);
+    }
+    pub fn set_protocol_type(&mut self, v: u16) {
+        put(self.buffer.as_mut(), field::PROTOCOL, v.to_be_bytes());
+    }
+    /// The 24-bit VNI (the reserved byte after it is zeroed).
+    pub fn set_vni(&mut self, v: u32) {
+        put(self.buffer.as_mut(), field::VNI, (v << 8).to_be_bytes());
+    }
+    /// The option bytes, mutably (the options length must be set first).
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        clamp_mut(self.buffer.as_mut(), HEADER_LEN, hl)
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        let b = self.buffer.as_mut();
+        let len = b.len();
+        clamp_mut(b, hl, len)
+    }
+}
+
+/// A Geneve header as values. Options are raw bytes (a multiple of 4, at most 252); the
+/// reserved fields are zero.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct GeneveRepr<'a> {
+    pub oam: bool,
+    pub critical: bool,
+    pub protocol_type: u16,
+    /// 24 bits.
+    pub vni: u32,
+    pub options: &'a [u8],
+}
+
+impl<'a> GeneveRepr<'a> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(p: &'a GenevePacket<&'a T>) -> Result<GeneveRepr<'a>> {
+        p.check_len()?;
+        let b: &'a T = p.buffer;
+        Ok(GeneveRepr {
+            oam: p.oam(),
+            critical: p.critical(),
+            protocol_type: p.protocol_type(),
+            vni: p.vni(),
+            options: clamp(b.as_ref(), HEADER_LEN, p.header_len()),
+        })
+    }
+
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN + self.options.len()
+    }
+
+    /// Header plus a payload of `payload_len` bytes.
+    #[inline]
+    pub fn buffer_len(&self, payload_len: usize) -> usize {
+        self.header_len() + payload_len
+    }
+
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut GenevePacket<T>) {
+        p.set_options_len(self.options.len());
+        p.set_flags(self.oam, self.critical);
+        p.set_protocol_type(self.protocol_type);
+        p.set_vni(self.vni);
+        p.options_mut().copy_from_slice(self.options);
     }
 }
 

@@ -7,7 +7,7 @@
 //! cannot see the option; with payload length 0, `payload()` is the rest of the buffer and the
 //! caller reads the real length with [`jumbo_payload_len`].
 
-use super::{be16, be32, bytes, clamp, u8_at, Error, Result};
+use super::{be16, be32, bytes, clamp, clamp_mut, put, u8_at, Error, Result};
 
 mod field {
     pub const VER_TC_FL: usize = 0;
@@ -99,6 +99,89 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
+    fn b_mut(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+    /// Version 6, traffic class and flow label (20 bits) in one store.
+    pub fn set_version_tc_flow_label(&mut self, traffic_class: u8, flow_label: u32) {
+        let v = 0x6000_0000 | (u32::from(traffic_class) << 20) | (flow_label & 0x000f_ffff);
+        put(self.b_mut(), field::VER_TC_FL, v.to_be_bytes());
+    }
+    pub fn set_payload_len(&mut self, v: u16) {
+        put(self.b_mut(), field::LENGTH, v.to_be_bytes());
+    }
+    pub fn set_next_header(&mut self, v: u8) {
+        put(self.b_mut(), field::NXT_HDR, [v]);
+    }
+    pub fn set_hop_limit(&mut self, v: u8) {
+        put(self.b_mut(), field::HOP_LIMIT, [v]);
+    }
+    pub fn set_src_addr(&mut self, v: [u8; 16]) {
+        put(self.b_mut(), field::SRC_ADDR, v);
+    }
+    pub fn set_dst_addr(&mut self, v: [u8; 16]) {
+        put(self.b_mut(), field::DST_ADDR, v);
+    }
+    /// Bytes after the fixed header, mutably (as [`Ipv6Packet::payload`] delimits them).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let end = match self.payload_len() {
+            0 => self.b().len(),
+            n => HEADER_LEN + n as usize,
+        };
+        clamp_mut(self.b_mut(), HEADER_LEN, end)
+    }
+}
+
+/// The fixed IPv6 header as values (extension headers are payload: emit them as bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct Ipv6Repr {
+    pub traffic_class: u8,
+    /// 20 bits.
+    pub flow_label: u32,
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    /// Bytes after the fixed header. Above 65535 the payload length is emitted as 0 (a
+    /// jumbogram's, see the module docs) and parsed back from the buffer length.
+    pub payload_len: usize,
+}
+
+impl Ipv6Repr {
+    pub fn parse<T: AsRef<[u8]>>(p: &Ipv6Packet<T>) -> Result<Ipv6Repr> {
+        p.check_len()?;
+        Ok(Ipv6Repr {
+            traffic_class: p.traffic_class(),
+            flow_label: p.flow_label(),
+            next_header: p.next_header(),
+            hop_limit: p.hop_limit(),
+            src_addr: p.src_addr(),
+            dst_addr: p.dst_addr(),
+            payload_len: p.payload().len(),
+        })
+    }
+
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    #[inline]
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.payload_len
+    }
+
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Ipv6Packet<T>) {
+        p.set_version_tc_flow_label(self.traffic_class, self.flow_label);
+        p.set_payload_len(u16::try_from(self.payload_len).unwrap_or(0));
+        p.set_next_header(self.next_header);
+        p.set_hop_limit(self.hop_limit);
+        p.set_src_addr(self.src_addr);
+        p.set_dst_addr(self.dst_addr);
+    }
+}
+
 mod ext_field {
     pub const NXT_HDR: usize = 0;
     pub const LENGTH: usize = 1;
@@ -144,6 +227,7 @@ impl<T: AsRef<[u8]>> Ipv6ExtHeader<T> {
         u8_at(self.buffer.as_ref(), ext_field::NXT_HDR)
     }
     /// Header length in bytes: (length field + 1) * 8.
+    #[inline]
     pub fn header_len(&self) -> usize {
         (u8_at(self.buffer.as_ref(), ext_field::LENGTH) as usize + 1) * 8
     }
@@ -275,6 +359,7 @@ impl<T: AsRef<[u8]>> Ipv6RoutingHeader<T> {
     pub fn next_header(&self) -> u8 {
         u8_at(self.b(), ext_field::NXT_HDR)
     }
+    #[inline]
     pub fn header_len(&self) -> usize {
         (u8_at(self.b(), ext_field::LENGTH) as usize + 1) * 8
     }

@@ -16,8 +16,23 @@
 //! Nothing here allocates or copies packet bytes (the RoCE ICRC copies at most 128 header bytes
 //! to a stack buffer to mask the variant fields). The crate is `no_std`.
 //!
+//! # The transmit half
+//!
+//! Every protocol also has a high-level `Repr` (smoltcp style): `Repr::parse(&Packet)` reads a
+//! checked view into plain values, `repr.emit(&mut Packet<&mut [u8]>)` writes them back through
+//! the views' setters (`set_*`, available when the buffer is `AsMut<[u8]>`), and
+//! `header_len()` / `buffer_len()` say how many bytes the header and the whole packet take.
+//! `emit` writes the header only; the caller puts the payload in place (`payload_mut()`) and
+//! then fills what covers it: [`checksum`] (IPv4 header, TCP/UDP over an IPv4 or IPv6
+//! pseudo-header) and the RoCEv2 ICRC ([`roce::fill_icrc`]). Like smoltcp's, setters and
+//! `emit` panic when the buffer is shorter than the `Repr` says (`buffer_len()`): emitting is
+//! the caller's own data, not untrusted input. `parse(emit(repr)) == repr` for every `Repr`
+//! (property tests in `shared/tests/wire_emit.rs`, and byte-exact re-emission of real capture
+//! frames).
+//!
 //! [`get`]: slice::get
 
+pub mod checksum;
 pub mod ethernet;
 pub mod geneve;
 pub mod ip;
@@ -28,16 +43,20 @@ pub mod tcp;
 pub mod udp;
 pub mod vxlan;
 
-pub use ethernet::{EtherType, EthernetFrame, VlanTag};
-pub use geneve::{GeneveOption, GeneveOptions, GenevePacket};
-pub use ipv4::Ipv4Packet;
+pub use ethernet::{EtherType, EthernetFrame, EthernetRepr, VlanRepr, VlanTag};
+pub use geneve::{GeneveOption, GeneveOptions, GenevePacket, GeneveRepr};
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{
-    Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Option, Ipv6Options, Ipv6Packet, Ipv6RoutingHeader,
+    Ipv6ExtHeader, Ipv6FragmentHeader, Ipv6Option, Ipv6Options, Ipv6Packet, Ipv6Repr,
+    Ipv6RoutingHeader,
 };
-pub use roce::{BthPacket, RoceLayout, RocePacket};
-pub use tcp::{TcpOption, TcpOptions, TcpPacket};
-pub use udp::UdpPacket;
-pub use vxlan::VxlanPacket;
+pub use roce::{
+    Aeth, AtomicAckEth, AtomicEth, BthPacket, BthRepr, Deth, ExtHeader, Ieth, ImmDt, Reth,
+    RoceLayout, RocePacket, RoceRepr,
+};
+pub use tcp::{TcpOption, TcpOptions, TcpPacket, TcpRepr};
+pub use udp::{UdpPacket, UdpRepr};
+pub use vxlan::{VxlanPacket, VxlanRepr};
 
 /// Why a view rejected its buffer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
@@ -109,6 +128,23 @@ pub(crate) fn be64(b: &[u8], off: usize) -> u64 {
     match bytes::<8>(b, off) {
         Some(v) => u64::from_be_bytes(v),
         None => 0,
+    }
+}
+
+/// Writes `v` at `off` (a setter's store). Panics when it is not inside `b`: setters and
+/// `emit` need the buffer `buffer_len()` asks for (see the module docs).
+#[inline(always)]
+pub(crate) fn put<const N: usize>(b: &mut [u8], off: usize, v: [u8; N]) {
+    b[off..off + N].copy_from_slice(&v);
+}
+
+/// `b[start..end]` mutably, clamped to the buffer (the mutable twin of [`clamp`]).
+#[inline(always)]
+pub(crate) fn clamp_mut(b: &mut [u8], start: usize, end: usize) -> &mut [u8] {
+    let end = if end > b.len() { b.len() } else { end };
+    match b.get_mut(start..end) {
+        Some(s) => s,
+        None => &mut [],
     }
 }
 

@@ -25,10 +25,17 @@
 //! * everything after the BTH up to the ICRC (extended headers, payload, pad).
 //!
 //! The ICRC field holds that CRC least-significant byte first (rxe stores the CPU-order `u32`
-//! over a `__be32` slot; Wireshark reads it the same way). [`icrc`] returns the CRC and
-//! [`verify_icrc`] compares it with the trailing 4 bytes.
+//! over a `__be32` slot; Wireshark reads it the same way). [`icrc`] returns the CRC,
+//! [`verify_icrc`] compares it with the trailing 4 bytes and [`fill_icrc`] stores it (one CRC
+//! implementation for the receive and the transmit half).
+//!
+//! Transmit half: [`BthRepr`], the extended headers ([`Reth`], [`Aeth`], [`AtomicEth`],
+//! [`AtomicAckEth`], [`Deth`], [`ImmDt`], [`Ieth`]: each an [`ExtHeader`] with `parse`/`emit`)
+//! and [`RoceRepr`], which emits the BTH, the headers the opcode implies, and zeroes the pad and
+//! the ICRC trailer; [`fill_icrc`] completes the packet once the payload and the IP/UDP headers
+//! are in place.
 
-use super::{be16, be32, be64, clamp, u8_at, Error, Result};
+use super::{be16, be32, be64, clamp, clamp_mut, put, u8_at, Error, Result};
 
 /// Length of the Base Transport Header.
 pub const BTH_LEN: usize = 12;
@@ -175,11 +182,13 @@ impl RoceLayout {
         LAYOUTS[op as usize]
     }
 
+    #[inline]
     pub const fn has(self, header: u8) -> bool {
         self.headers & header != 0
     }
 
     /// Offset of `header` from the end of the BTH, if the layout has it.
+    #[inline]
     pub const fn offset_of(self, header: u8) -> Option<usize> {
         if !self.has(header) {
             return None;
@@ -288,16 +297,133 @@ impl<T: AsRef<[u8]>> BthPacket<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> BthPacket<T> {
+    fn b_mut(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+    pub fn set_opcode(&mut self, v: u8) {
+        put(self.b_mut(), bth_field::OPCODE, [v]);
+    }
+    /// SE, M, pad count (0..=3) and TVer in one store.
+    pub fn set_flags(&mut self, solicited: bool, mig_req: bool, pad_count: u8, tver: u8) {
+        let v = (u8::from(solicited) << 7)
+            | (u8::from(mig_req) << 6)
+            | ((pad_count & 3) << 4)
+            | (tver & 0x0f);
+        put(self.b_mut(), bth_field::FLAGS, [v]);
+    }
+    pub fn set_pkey(&mut self, v: u16) {
+        put(self.b_mut(), bth_field::PKEY, v.to_be_bytes());
+    }
+    /// `resv8a` and the 24-bit destination QP.
+    pub fn set_resv8a_dest_qp(&mut self, resv8a: u8, qp: u32) {
+        let v = (u32::from(resv8a) << 24) | (qp & 0x00ff_ffff);
+        put(self.b_mut(), bth_field::DEST_QP, v.to_be_bytes());
+    }
+    /// The AckReq bit and the 24-bit PSN (the 7 reserved bits are zeroed).
+    pub fn set_ack_req_psn(&mut self, ack_req: bool, psn: u32) {
+        let v = (u32::from(ack_req) << 31) | (psn & 0x00ff_ffff);
+        put(self.b_mut(), bth_field::APSN, v.to_be_bytes());
+    }
+}
+
+/// The Base Transport Header as values (the 7 reserved bits after AckReq are zero).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct BthRepr {
+    pub opcode: u8,
+    pub solicited: bool,
+    pub mig_req: bool,
+    /// 0..=3: pad bytes between the payload and the ICRC.
+    pub pad_count: u8,
+    pub tver: u8,
+    pub pkey: u16,
+    /// The reserved byte above the destination QP (0 on transmit; the ICRC masks it).
+    pub resv8a: u8,
+    /// 24 bits.
+    pub dest_qp: u32,
+    pub ack_req: bool,
+    /// 24 bits.
+    pub psn: u32,
+}
+
+impl BthRepr {
+    pub fn parse<T: AsRef<[u8]>>(p: &BthPacket<T>) -> Result<BthRepr> {
+        p.check_len()?;
+        Ok(BthRepr {
+            opcode: p.opcode(),
+            solicited: p.solicited(),
+            mig_req: p.mig_req(),
+            pad_count: p.pad_count(),
+            tver: p.tver(),
+            pkey: p.pkey(),
+            resv8a: p.resv8a(),
+            dest_qp: p.dest_qp(),
+            ack_req: p.ack_req(),
+            psn: p.psn(),
+        })
+    }
+
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        BTH_LEN
+    }
+
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut BthPacket<T>) {
+        p.set_opcode(self.opcode);
+        p.set_flags(self.solicited, self.mig_req, self.pad_count, self.tver);
+        p.set_pkey(self.pkey);
+        p.set_resv8a_dest_qp(self.resv8a, self.dest_qp);
+        p.set_ack_req_psn(self.ack_req, self.psn);
+    }
+}
+
+/// An extended transport header: its bit in [`ext`], its length, and its fields as values.
+pub trait ExtHeader: Sized + Copy {
+    /// The header's bit in [`RoceLayout::headers`].
+    const BIT: u8;
+    /// Its length in bytes.
+    const LEN: usize;
+    /// Reads the fields from the start of `b`; bytes outside `b` read as zero (never panics).
+    fn read(b: &[u8]) -> Self;
+    /// Writes the header into the first [`Self::LEN`] bytes of `b` (panics when shorter).
+    fn emit(&self, b: &mut [u8]);
+    /// Reads the header from the start of `b`; `Truncated` when `b` is shorter than it.
+    fn parse(b: &[u8]) -> Result<Self> {
+        if b.len() < Self::LEN {
+            Err(Error::Truncated)
+        } else {
+            Ok(Self::read(b))
+        }
+    }
+}
+
 /// RDMA Extended Transport Header.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct Reth {
     pub va: u64,
     pub rkey: u32,
     pub dma_len: u32,
 }
 
+impl ExtHeader for Reth {
+    const BIT: u8 = ext::RETH;
+    const LEN: usize = ext::RETH_LEN;
+    fn read(h: &[u8]) -> Self {
+        Reth {
+            va: be64(h, 0),
+            rkey: be32(h, 8),
+            dma_len: be32(h, 12),
+        }
+    }
+    fn emit(&self, b: &mut [u8]) {
+        put(b, 0, self.va.to_be_bytes());
+        put(b, 8, self.rkey.to_be_bytes());
+        put(b, 12, self.dma_len.to_be_bytes());
+    }
+}
+
 /// ACK Extended Transport Header.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct Aeth {
     /// Syndrome (ACK / RNR NAK / NAK and its code).
     pub syndrome: u8,
@@ -305,16 +431,46 @@ pub struct Aeth {
     pub msn: u32,
 }
 
+impl ExtHeader for Aeth {
+    const BIT: u8 = ext::AETH;
+    const LEN: usize = ext::AETH_LEN;
+    fn read(h: &[u8]) -> Self {
+        Aeth {
+            syndrome: u8_at(h, 0),
+            msn: be32(h, 0) & 0x00ff_ffff,
+        }
+    }
+    fn emit(&self, b: &mut [u8]) {
+        let v = (u32::from(self.syndrome) << 24) | (self.msn & 0x00ff_ffff);
+        put(b, 0, v.to_be_bytes());
+    }
+}
+
 /// Datagram Extended Transport Header.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct Deth {
     pub qkey: u32,
-    /// Source QP (24 bits).
+    /// Source QP (24 bits; the reserved byte above it is zero).
     pub src_qp: u32,
 }
 
+impl ExtHeader for Deth {
+    const BIT: u8 = ext::DETH;
+    const LEN: usize = ext::DETH_LEN;
+    fn read(h: &[u8]) -> Self {
+        Deth {
+            qkey: be32(h, 0),
+            src_qp: be32(h, 4) & 0x00ff_ffff,
+        }
+    }
+    fn emit(&self, b: &mut [u8]) {
+        put(b, 0, self.qkey.to_be_bytes());
+        put(b, 4, (self.src_qp & 0x00ff_ffff).to_be_bytes());
+    }
+}
+
 /// Atomic Extended Transport Header.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct AtomicEth {
     pub va: u64,
     pub rkey: u32,
@@ -323,6 +479,67 @@ pub struct AtomicEth {
     /// Compare value (CmpSwap).
     pub compare: u64,
 }
+
+impl ExtHeader for AtomicEth {
+    const BIT: u8 = ext::ATOMIC_ETH;
+    const LEN: usize = ext::ATOMIC_ETH_LEN;
+    fn read(h: &[u8]) -> Self {
+        AtomicEth {
+            va: be64(h, 0),
+            rkey: be32(h, 8),
+            swap_add: be64(h, 12),
+            compare: be64(h, 20),
+        }
+    }
+    fn emit(&self, b: &mut [u8]) {
+        put(b, 0, self.va.to_be_bytes());
+        put(b, 8, self.rkey.to_be_bytes());
+        put(b, 12, self.swap_add.to_be_bytes());
+        put(b, 20, self.compare.to_be_bytes());
+    }
+}
+
+/// The extended headers that are one big-endian integer: a newtype and its [`ExtHeader`].
+macro_rules! one_field_ext_header {
+    ($(#[$doc:meta])* $name:ident($ty:ty), $bit:expr, $len:expr, $read:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+        pub struct $name(pub $ty);
+
+        impl ExtHeader for $name {
+            const BIT: u8 = $bit;
+            const LEN: usize = $len;
+            fn read(h: &[u8]) -> Self {
+                $name($read(h, 0))
+            }
+            fn emit(&self, b: &mut [u8]) {
+                put(b, 0, self.0.to_be_bytes());
+            }
+        }
+    };
+}
+
+one_field_ext_header!(
+    /// AtomicAck Extended Transport Header: the original remote value.
+    AtomicAckEth(u64),
+    ext::ATOMIC_ACK_ETH,
+    ext::ATOMIC_ACK_ETH_LEN,
+    be64
+);
+one_field_ext_header!(
+    /// Immediate data (the 4 wire bytes read big-endian).
+    ImmDt(u32),
+    ext::IMMDT,
+    ext::IMMDT_LEN,
+    be32
+);
+one_field_ext_header!(
+    /// Invalidate Extended Transport Header: the rkey to invalidate.
+    Ieth(u32),
+    ext::IETH,
+    ext::IETH_LEN,
+    be32
+);
 
 /// A read-only view of a RoCEv2 packet: the UDP payload, from the BTH to the ICRC included
 /// (the buffer must end where the UDP datagram ends).
@@ -367,57 +584,40 @@ impl<T: AsRef<[u8]>> RocePacket<T> {
         BthPacket::new_unchecked(self.b())
     }
 
+    #[inline]
     pub fn layout(&self) -> Option<RoceLayout> {
         RoceLayout::lookup(u8_at(self.b(), bth_field::OPCODE))
     }
 
-    fn ext_at(&self, header: u8) -> Option<&[u8]> {
-        let off = BTH_LEN + self.layout()?.offset_of(header)?;
-        Some(clamp(self.b(), off, self.b().len()))
+    /// Extended header `H`, if the opcode's layout has it (zeros where the buffer ends early).
+    pub fn ext<H: ExtHeader>(&self) -> Option<H> {
+        let off = BTH_LEN + self.layout()?.offset_of(H::BIT)?;
+        Some(H::read(clamp(self.b(), off, self.b().len())))
     }
 
     pub fn reth(&self) -> Option<Reth> {
-        let h = self.ext_at(ext::RETH)?;
-        Some(Reth {
-            va: be64(h, 0),
-            rkey: be32(h, 8),
-            dma_len: be32(h, 12),
-        })
+        self.ext()
     }
     pub fn aeth(&self) -> Option<Aeth> {
-        let h = self.ext_at(ext::AETH)?;
-        Some(Aeth {
-            syndrome: u8_at(h, 0),
-            msn: be32(h, 0) & 0x00ff_ffff,
-        })
+        self.ext()
     }
     pub fn deth(&self) -> Option<Deth> {
-        let h = self.ext_at(ext::DETH)?;
-        Some(Deth {
-            qkey: be32(h, 0),
-            src_qp: be32(h, 4) & 0x00ff_ffff,
-        })
+        self.ext()
     }
     pub fn atomic_eth(&self) -> Option<AtomicEth> {
-        let h = self.ext_at(ext::ATOMIC_ETH)?;
-        Some(AtomicEth {
-            va: be64(h, 0),
-            rkey: be32(h, 8),
-            swap_add: be64(h, 12),
-            compare: be64(h, 20),
-        })
+        self.ext()
     }
     /// AtomicAckETH: the original remote value.
     pub fn atomic_ack_eth(&self) -> Option<u64> {
-        Some(be64(self.ext_at(ext::ATOMIC_ACK_ETH)?, 0))
+        self.ext().map(|h: AtomicAckEth| h.0)
     }
     /// Immediate data (kept as the 4 wire bytes read big-endian).
     pub fn imm_data(&self) -> Option<u32> {
-        Some(be32(self.ext_at(ext::IMMDT)?, 0))
+        self.ext().map(|h: ImmDt| h.0)
     }
     /// IETH: the rkey to invalidate.
     pub fn ieth(&self) -> Option<u32> {
-        Some(be32(self.ext_at(ext::IETH)?, 0))
+        self.ext().map(|h: Ieth| h.0)
     }
 
     /// Offset of the payload from the BTH start.
@@ -440,6 +640,102 @@ impl<T: AsRef<[u8]>> RocePacket<T> {
             Some(v) if b.len() >= ICRC_LEN => u32::from_le_bytes(v),
             _ => 0,
         }
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> RocePacket<T> {
+    /// The BTH, mutably.
+    pub fn bth_mut(&mut self) -> BthPacket<&mut [u8]> {
+        BthPacket::new_unchecked(self.buffer.as_mut())
+    }
+    /// The payload, mutably (the opcode and the pad count must be set first).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let start = self.payload_offset();
+        let b = self.buffer.as_mut();
+        let end = b
+            .len()
+            .saturating_sub(ICRC_LEN + BthPacket::new_unchecked(&*b).pad_count() as usize);
+        clamp_mut(b, start, end)
+    }
+}
+
+/// A RoCEv2 packet's headers as values: the BTH, the extended headers (each `Some` exactly
+/// when the opcode's [`RoceLayout`] has it), and the payload length.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct RoceRepr {
+    pub bth: BthRepr,
+    pub deth: Option<Deth>,
+    pub reth: Option<Reth>,
+    pub atomic_eth: Option<AtomicEth>,
+    pub aeth: Option<Aeth>,
+    pub atomic_ack_eth: Option<AtomicAckEth>,
+    pub imm_dt: Option<ImmDt>,
+    pub ieth: Option<Ieth>,
+    /// Payload bytes (without the pad and the ICRC).
+    pub payload_len: usize,
+}
+
+impl RoceRepr {
+    /// Reads a checked packet (`check_len` runs first: the opcode must be RC, UC, UD or CNP).
+    pub fn parse<T: AsRef<[u8]>>(p: &RocePacket<T>) -> Result<RoceRepr> {
+        p.check_len()?;
+        Ok(RoceRepr {
+            bth: BthRepr::parse(&p.bth())?,
+            deth: p.ext(),
+            reth: p.ext(),
+            atomic_eth: p.ext(),
+            aeth: p.ext(),
+            atomic_ack_eth: p.ext(),
+            imm_dt: p.ext(),
+            ieth: p.ext(),
+            payload_len: p.payload().len(),
+        })
+    }
+
+    /// The layout of the BTH opcode (`None` for an opcode the parser rejects).
+    #[inline]
+    pub fn layout(&self) -> Option<RoceLayout> {
+        RoceLayout::lookup(self.bth.opcode)
+    }
+
+    /// BTH and extended headers.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        BTH_LEN + self.layout().map_or(0, |l| l.ext_len as usize)
+    }
+
+    /// The whole UDP payload: headers, payload, pad and ICRC.
+    #[inline]
+    pub fn buffer_len(&self) -> usize {
+        self.header_len() + self.payload_len + self.bth.pad_count as usize + ICRC_LEN
+    }
+
+    /// Writes the BTH and the extended headers the opcode implies, and zeroes the pad and the
+    /// ICRC at the end of the buffer (which must be exactly [`buffer_len`](Self::buffer_len)
+    /// long, as a `RocePacket` ends where the UDP datagram ends). The ICRC is filled by
+    /// [`fill_icrc`] once the whole frame is in place.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut RocePacket<T>) {
+        self.bth.emit(&mut p.bth_mut());
+        let layout = self.layout().unwrap_or(RoceLayout::of(0));
+        let b = p.buffer.as_mut();
+        fn one<H: ExtHeader>(b: &mut [u8], layout: RoceLayout, h: Option<H>) {
+            debug_assert_eq!(layout.has(H::BIT), h.is_some(), "header vs opcode");
+            if let (Some(off), Some(h)) = (layout.offset_of(H::BIT), h) {
+                h.emit(&mut b[BTH_LEN + off..]);
+            }
+        }
+        one(b, layout, self.deth);
+        one(b, layout, self.reth);
+        one(b, layout, self.atomic_eth);
+        one(b, layout, self.aeth);
+        one(b, layout, self.atomic_ack_eth);
+        one(b, layout, self.imm_dt);
+        one(b, layout, self.ieth);
+        if let Some(off) = layout.offset_of(ext::CNP_RSVD) {
+            b[BTH_LEN + off..BTH_LEN + off + ext::CNP_RSVD_LEN].fill(0);
+        }
+        let n = b.len();
+        b[n - ICRC_LEN - self.bth.pad_count as usize..].fill(0);
     }
 }
 
@@ -507,6 +803,22 @@ pub fn icrc(frame: &[u8], l3: usize, ip_version: u8, l4: usize, icrc_off: usize)
     }
     h.update(&covered[hdr_len..]);
     Some(h.finalize())
+}
+
+/// Computes [`icrc`] and stores it at `icrc_off` (least-significant byte first). Everything
+/// the CRC covers must be in place (the variant fields it masks need not be: the IPv4 header
+/// checksum and the UDP checksum may be filled before or after). Returns the CRC; `None` (and
+/// nothing written) when the offsets are inconsistent.
+pub fn fill_icrc(
+    frame: &mut [u8],
+    l3: usize,
+    ip_version: u8,
+    l4: usize,
+    icrc_off: usize,
+) -> Option<u32> {
+    let crc = icrc(frame, l3, ip_version, l4, icrc_off)?;
+    put(frame, icrc_off, crc.to_le_bytes());
+    Some(crc)
 }
 
 /// Whether the ICRC at `icrc_off` matches [`icrc`]. `None` when the offsets are inconsistent.

@@ -1,6 +1,6 @@
 //! TCP (RFC 9293) header and an option walk that never panics.
 
-use super::{be16, be32, clamp, u8_at, Error, Result};
+use super::{be16, be32, checksum, clamp, clamp_mut, ip, put, u8_at, Error, Result};
 
 mod field {
     pub const SRC_PORT: usize = 0;
@@ -81,6 +81,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         be32(self.b(), field::ACK_NUM)
     }
     /// Header length in bytes (data offset * 4).
+    #[inline]
     pub fn header_len(&self) -> usize {
         (u8_at(self.b(), field::FLAGS) >> 4) as usize * 4
     }
@@ -110,6 +111,118 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn payload(&self) -> &[u8] {
         let b = self.b();
         clamp(b, self.header_len().max(HEADER_LEN), b.len())
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
+    fn b_mut(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+    pub fn set_src_port(&mut self, v: u16) {
+        put(self.b_mut(), field::SRC_PORT, v.to_be_bytes());
+    }
+    pub fn set_dst_port(&mut self, v: u16) {
+        put(self.b_mut(), field::DST_PORT, v.to_be_bytes());
+    }
+    pub fn set_seq_number(&mut self, v: u32) {
+        put(self.b_mut(), field::SEQ_NUM, v.to_be_bytes());
+    }
+    pub fn set_ack_number(&mut self, v: u32) {
+        put(self.b_mut(), field::ACK_NUM, v.to_be_bytes());
+    }
+    /// Data offset (`header_len / 4`) and the 12 bits after it (reserved, NS/AE and the flags
+    /// of [`flags`]) in one store.
+    pub fn set_header_len_and_flags(&mut self, header_len: usize, flags: u16) {
+        let v = ((header_len / 4) as u16) << 12 | (flags & 0x0fff);
+        put(self.b_mut(), field::FLAGS, v.to_be_bytes());
+    }
+    pub fn set_window_len(&mut self, v: u16) {
+        put(self.b_mut(), field::WIN_SIZE, v.to_be_bytes());
+    }
+    pub fn set_checksum(&mut self, v: u16) {
+        put(self.b_mut(), field::CHECKSUM, v.to_be_bytes());
+    }
+    pub fn set_urgent_at(&mut self, v: u16) {
+        put(self.b_mut(), field::URGENT, v.to_be_bytes());
+    }
+    /// The option bytes, mutably (the data offset must be set first).
+    pub fn options_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len();
+        clamp_mut(self.b_mut(), HEADER_LEN, hl)
+    }
+    /// The bytes after the header, mutably.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let hl = self.header_len().max(HEADER_LEN);
+        let len = self.b().len();
+        clamp_mut(self.b_mut(), hl, len)
+    }
+    /// Computes and stores the checksum over the pseudo-header of `src`/`dst` (4 or 16 bytes
+    /// each) and the whole buffer (the segment must end where the buffer ends).
+    pub fn fill_checksum(&mut self, src: &[u8], dst: &[u8]) {
+        self.set_checksum(0);
+        let c = checksum::upper_layer(src, dst, ip::TCP, self.b());
+        self.set_checksum(c);
+    }
+}
+
+/// A TCP header as values. Options are raw bytes (a multiple of 4, at most 40). `emit` writes
+/// checksum 0: call [`TcpPacket::fill_checksum`] once the payload is in place.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct TcpRepr<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq_number: u32,
+    pub ack_number: u32,
+    /// The 12 bits after the data offset: the flags of [`flags`], plus NS/AE and the reserved
+    /// bits as they were (so that a parsed header is emitted unchanged).
+    pub flags: u16,
+    pub window_len: u16,
+    pub urgent_at: u16,
+    pub options: &'a [u8],
+    pub payload_len: usize,
+}
+
+impl<'a> TcpRepr<'a> {
+    /// Reads a checked segment; the payload is the rest of the buffer.
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(p: &'a TcpPacket<&'a T>) -> Result<TcpRepr<'a>> {
+        p.check_len()?;
+        let b: &'a T = p.buffer;
+        let b: &'a [u8] = b.as_ref();
+        let hl = p.header_len();
+        Ok(TcpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            seq_number: p.seq_number(),
+            ack_number: p.ack_number(),
+            flags: be16(b, field::FLAGS) & 0x0fff,
+            window_len: p.window_len(),
+            urgent_at: p.urgent_at(),
+            options: clamp(b, HEADER_LEN, hl),
+            payload_len: b.len() - hl,
+        })
+    }
+
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        HEADER_LEN + self.options.len()
+    }
+
+    #[inline]
+    pub fn buffer_len(&self) -> usize {
+        self.header_len() + self.payload_len
+    }
+
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut TcpPacket<T>) {
+        let hl = self.header_len();
+        p.set_src_port(self.src_port);
+        p.set_dst_port(self.dst_port);
+        p.set_seq_number(self.seq_number);
+        p.set_ack_number(self.ack_number);
+        p.set_header_len_and_flags(hl, self.flags);
+        p.set_window_len(self.window_len);
+        p.set_checksum(0);
+        p.set_urgent_at(self.urgent_at);
+        p.b_mut()[HEADER_LEN..hl].copy_from_slice(self.options);
     }
 }
 

@@ -1,6 +1,6 @@
 //! UDP (RFC 768).
 
-use super::{be16, clamp, Error, Result};
+use super::{be16, checksum, clamp, clamp_mut, ip, put, Error, Result};
 
 mod field {
     pub const SRC_PORT: usize = 0;
@@ -77,6 +77,73 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// The payload, up to the length field (clamped to the buffer).
     pub fn payload(&self) -> &[u8] {
         clamp(self.buffer.as_ref(), HEADER_LEN, self.len() as usize)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
+    pub fn set_src_port(&mut self, v: u16) {
+        put(self.buffer.as_mut(), field::SRC_PORT, v.to_be_bytes());
+    }
+    pub fn set_dst_port(&mut self, v: u16) {
+        put(self.buffer.as_mut(), field::DST_PORT, v.to_be_bytes());
+    }
+    pub fn set_len(&mut self, v: u16) {
+        put(self.buffer.as_mut(), field::LENGTH, v.to_be_bytes());
+    }
+    pub fn set_checksum(&mut self, v: u16) {
+        put(self.buffer.as_mut(), field::CHECKSUM, v.to_be_bytes());
+    }
+    /// The payload, mutably (up to the length field).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let len = self.len() as usize;
+        clamp_mut(self.buffer.as_mut(), HEADER_LEN, len)
+    }
+    /// Computes and stores the checksum over the pseudo-header of `src`/`dst` (4 or 16 bytes
+    /// each), this header and the payload (the datagram is the first `len()` bytes). A
+    /// computed 0 is sent as 0xffff (RFC 768).
+    pub fn fill_checksum(&mut self, src: &[u8], dst: &[u8]) {
+        self.set_checksum(0);
+        let len = self.len() as usize;
+        let c = checksum::upper_layer(src, dst, ip::UDP, clamp(self.buffer.as_ref(), 0, len));
+        self.set_checksum(if c == 0 { 0xffff } else { c });
+    }
+}
+
+/// A UDP header as values. `emit` writes checksum 0 ("none", legal over IPv4 and for tunnels
+/// and RoCEv2): call [`UdpPacket::fill_checksum`] once the payload is in place.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct UdpRepr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Payload length (the length field is 8 more).
+    pub payload_len: usize,
+}
+
+impl UdpRepr {
+    pub fn parse<T: AsRef<[u8]>>(p: &UdpPacket<T>) -> Result<UdpRepr> {
+        p.check_len()?;
+        Ok(UdpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            payload_len: p.len() as usize - HEADER_LEN,
+        })
+    }
+
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    #[inline]
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.payload_len
+    }
+
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut UdpPacket<T>) {
+        p.set_src_port(self.src_port);
+        p.set_dst_port(self.dst_port);
+        p.set_len(self.buffer_len() as u16);
+        p.set_checksum(0);
     }
 }
 

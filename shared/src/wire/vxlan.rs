@@ -1,6 +1,6 @@
 //! VXLAN (RFC 7348), UDP destination port 4789: an 8-byte header, then an Ethernet frame.
 
-use super::{be32, clamp, u8_at, Error, Result};
+use super::{be32, clamp, clamp_mut, put, u8_at, Error, Result};
 
 mod field {
     pub const FLAGS: usize = 0;
@@ -57,6 +57,57 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
         clamp(b, HEADER_LEN, b.len())
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> VxlanPacket<T> {
+    /// The flags byte (the three reserved bytes after it are zeroed).
+    pub fn set_flags(&mut self, v: u8) {
+        put(self.buffer.as_mut(), field::FLAGS, [v, 0, 0, 0]);
+    }
+    /// The 24-bit VNI (the reserved byte after it is zeroed).
+    pub fn set_vni(&mut self, v: u32) {
+        put(self.buffer.as_mut(), field::VNI, (v << 8).to_be_bytes());
+    }
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let b = self.buffer.as_mut();
+        let len = b.len();
+        clamp_mut(b, HEADER_LEN, len)
+    }
+}
+
+/// A VXLAN header as values (the reserved fields are zero).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct VxlanRepr {
+    /// [`FLAG_I`] and any other flag bits.
+    pub flags: u8,
+    /// 24 bits.
+    pub vni: u32,
+}
+
+impl VxlanRepr {
+    pub fn parse<T: AsRef<[u8]>>(p: &VxlanPacket<T>) -> Result<VxlanRepr> {
+        p.check_len()?;
+        Ok(VxlanRepr {
+            flags: p.flags(),
+            vni: p.vni(),
+        })
+    }
+
+    #[inline]
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Header plus an inner frame of `payload_len` bytes.
+    #[inline]
+    pub const fn buffer_len(&self, payload_len: usize) -> usize {
+        HEADER_LEN + payload_len
+    }
+
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut VxlanPacket<T>) {
+        p.set_flags(self.flags);
+        p.set_vni(self.vni);
     }
 }
 
