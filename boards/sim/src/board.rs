@@ -383,10 +383,7 @@ impl SimBoard {
 
     /// `Ok` while the firmware thread runs; why it ended otherwise.
     pub fn alive(&self) -> Result<(), String> {
-        match &*self.exited.lock().unwrap_or_else(|p| p.into_inner()) {
-            None => Ok(()),
-            Some(why) => Err(format!("the sim firmware thread ended ({why})")),
-        }
+        self.alive_handle().alive()
     }
 
     /// A handle that answers [`SimBoard::alive`] from anywhere (the host seam holds one).
@@ -482,31 +479,7 @@ fn empty_report() -> FirmwareReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::LoopWire;
-
-    fn wire(frames: &[&[u8]], limit: Option<u64>) -> (LoopWire, Arc<WireCtl>) {
-        let ctl = Arc::new(WireCtl::default());
-        (LoopWire::new(frames, limit, ctl.clone()), ctl)
-    }
-
-    #[test]
-    fn loop_wire_waits_for_start_repeats_and_ends_at_the_limit() {
-        let (mut w, ctl) = wire(&[b"aa", b"bbb"], Some(5));
-        assert!(!w.advance(), "nothing before start");
-        assert!(!w.finished());
-        ctl.start.store(true, Ordering::Release);
-        let mut got = Vec::new();
-        while w.advance() {
-            got.push(w.frame().to_vec());
-        }
-        assert_eq!(got, [&b"aa"[..], b"bbb", b"aa", b"bbb", b"aa"]);
-        assert!(w.finished());
-        let (mut w, ctl) = wire(&[b"x"], None);
-        ctl.start.store(true, Ordering::Release);
-        assert!(w.advance() && w.advance());
-        ctl.stop.store(true, Ordering::Relaxed);
-        assert!(!w.advance() && w.finished());
-    }
+    use crate::wire::tests::wire;
 
     #[test]
     fn mac_lends_the_same_frame_until_release_and_counts() {

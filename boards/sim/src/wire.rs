@@ -275,10 +275,11 @@ impl FlowControl {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn wire(frames: &[&[u8]], limit: Option<u64>) -> (LoopWire, Arc<WireCtl>) {
+    /// A loop wire over `frames` and its control.
+    pub(crate) fn wire(frames: &[&[u8]], limit: Option<u64>) -> (LoopWire, Arc<WireCtl>) {
         let ctl = Arc::new(WireCtl::default());
         (LoopWire::new(frames, limit, ctl.clone()), ctl)
     }
