@@ -35,7 +35,7 @@ fn pipeline(spec: &str, buf: u32, thresh: u32, iters: u64) -> Duration {
         verify: false,
         ..RunConfig::default()
     };
-    let r = run::run(&SimTarget, &cfg, |_, _| {}).expect("sim run");
+    let r = run::run(&SimTarget::default(), &cfg, |_, _| {}).expect("sim run");
     assert!(r.pass, "pipeline run failed: {:?}", r.failures);
     // Scale to exactly `iters` iterations (small batches are padded to 10k frames).
     Duration::from_secs_f64(r.seconds * (iters * FRAMES_PER_ITER) as f64 / r.sent_frames as f64)

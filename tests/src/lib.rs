@@ -20,7 +20,7 @@ use target::Target;
 /// The target a name stands for (`sim`).
 pub fn target_by_name(name: &str) -> Option<Box<dyn Target>> {
     match name {
-        "sim" => Some(Box::new(sim::SimTarget)),
+        "sim" => Some(Box::new(sim::SimTarget::default())),
         _ => None,
     }
 }

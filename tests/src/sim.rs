@@ -5,7 +5,7 @@ use crate::target::{Session, Target, TargetError, TargetReport, Traffic, WireSta
 use splitrx_host::device::DeviceLayout;
 use splitrx_host::queue::PostObserver;
 use splitrx_host::seam::BoardSeam;
-use splitrx_sim::seam::SimHw;
+use splitrx_sim::seam::{BarAccess, SimHw};
 use splitrx_sim::wire::{Credit, FlowControl, LoopWire, WireCtl};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +16,12 @@ pub const PAUSE_LOW: i64 = 1;
 
 /// The in-process sim board.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SimTarget;
+pub struct SimTarget {
+    /// How the host may read the emulated GPU BAR (default: through its mapping). The other
+    /// settings exercise the paths a real GPU BAR takes: verification through the board's
+    /// reader, or no payload verification possible.
+    pub bar: BarAccess,
+}
 
 struct SimSession {
     hw: Option<SimHw>,
@@ -47,12 +52,11 @@ impl Target for SimTarget {
                 .collect();
             wire = wire.with_flow_control(FlowControl::new(tags, credit.clone(), PAUSE_LOW));
         }
-        let hw = SimHw::start(layout.host_len, layout.device_len, wire, ctl).map_err(|e| {
-            TargetError {
+        let hw = SimHw::start_with(layout.host_len, layout.device_len, wire, ctl, self.bar)
+            .map_err(|e| TargetError {
                 target: "sim".into(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Box::new(SimSession {
             hw: Some(hw),
             credit,

@@ -624,3 +624,42 @@ fn empty_frames_and_runts_are_dropped_at_the_mac_and_lose_nothing() {
         assert_eq!(rep.host.rx_quarantined, 0);
     });
 }
+
+/// A payload window the host cannot read through its mapping (like a real GPU BAR): the
+/// verifier reads device memory through the target's reader and still checks every byte; a
+/// target without a reader makes verification fail with a clear reason instead of passing
+/// unchecked.
+#[test]
+fn verification_reads_device_memory_through_the_target_when_it_is_not_mapped() {
+    use splitrx_harness::sim::SimTarget;
+    use splitrx_sim::seam::BarAccess;
+    let cfg = small(RunConfig {
+        source: Source::Synthetic {
+            spec: "udp4:1000-4000,tcp6:64-1500".into(),
+            seed: 3,
+        },
+        queues: 2,
+        frames: Some(5_000),
+        ..RunConfig::default()
+    });
+    let t = SimTarget {
+        bar: BarAccess::ReaderOnly,
+    };
+    let rep = run::run(&t, &cfg, |_, _| {}).unwrap();
+    assert_pass(&rep, "payloads read through the board's reader");
+    let checked: u64 = rep.verdicts.iter().map(|v| v.payload_bytes_checked).sum();
+    assert_eq!(checked, rep.payload_bytes, "every payload byte compared");
+    let t = SimTarget {
+        bar: BarAccess::Unreadable,
+    };
+    let rep = run::run(&t, &cfg, |_, _| {}).unwrap();
+    assert!(!rep.pass);
+    assert!(
+        rep.failures
+            .iter()
+            .any(|f| f.contains("not host-readable and the target cannot read device memory")),
+        "{:?}",
+        rep.failures
+    );
+    assert!(rep.audit_ok, "buffers still accounted for");
+}

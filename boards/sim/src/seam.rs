@@ -9,7 +9,7 @@
 use crate::board::{AliveHandle, BoardConfig, BoardError, FirmwareReport, SimBoard};
 use crate::shm::{map, ShmRegion};
 use crate::wire::{Wire, WireCtl};
-use splitrx_host::seam::{BoardSeam, SeamError, WindowDesc};
+use splitrx_host::seam::{BoardSeam, DeviceMemory, SeamError, WindowDesc};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,6 +19,37 @@ pub struct SimSeam {
     host: WindowDesc,
     devices: [WindowDesc; 1],
     alive: AliveHandle,
+    reader: Option<Arc<dyn DeviceMemory>>,
+}
+
+/// How the host may read the emulated GPU BAR, for exercising the paths a real board takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BarAccess {
+    /// Through its mapping, like host memory (the default).
+    #[default]
+    Mapped,
+    /// Not through its mapping (like a real GPU BAR), but through the board's reader: copies
+    /// out of the board's own mapping, standing in for a debug port or a NIC DMA read.
+    ReaderOnly,
+    /// Not at all.
+    Unreadable,
+}
+
+/// Reads the BAR through the board's own mapping.
+#[derive(Debug)]
+struct BarReader(Arc<ShmRegion>);
+
+impl DeviceMemory for BarReader {
+    fn read(&self, bus: u64, out: &mut [u8]) -> Result<(), SeamError> {
+        if self.0.read(bus, out) {
+            Ok(())
+        } else {
+            Err(SeamError::OutOfRange {
+                bus,
+                len: out.len(),
+            })
+        }
+    }
 }
 
 impl BoardSeam for SimSeam {
@@ -34,6 +65,9 @@ impl BoardSeam for SimSeam {
     fn board_alive(&self) -> Result<(), SeamError> {
         self.alive.alive().map_err(SeamError::Gone)
     }
+    fn device_reader(&self) -> Option<Arc<dyn DeviceMemory>> {
+        self.reader.clone()
+    }
 }
 
 /// A powered-up sim board: the two files (host window and emulated GPU BAR), the firmware
@@ -45,7 +79,7 @@ pub struct SimHw {
     board: Option<SimBoard>,
     // The files' creators: they remove the names on drop (mappings stay valid).
     host: ShmRegion,
-    bar: ShmRegion,
+    bar: Arc<ShmRegion>,
 }
 
 impl SimHw {
@@ -58,9 +92,24 @@ impl SimHw {
         wire: W,
         ctl: Arc<WireCtl>,
     ) -> Result<SimHw, BoardError> {
+        Self::start_with(host_len, bar_len, wire, ctl, BarAccess::Mapped)
+    }
+
+    /// [`SimHw::start`], with the host's access to the GPU BAR chosen by `bar`.
+    pub fn start_with<W: Wire + 'static>(
+        host_len: u64,
+        bar_len: u64,
+        wire: W,
+        ctl: Arc<WireCtl>,
+        bar_access: BarAccess,
+    ) -> Result<SimHw, BoardError> {
         let len = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
         let host = ShmRegion::create_temp("host", len(host_len), map::HOST_MEM_BUS_BASE)?;
-        let bar = ShmRegion::create_temp("gpubar", len(bar_len), map::GPU_BAR_BUS_BASE)?;
+        let bar = Arc::new(ShmRegion::create_temp(
+            "gpubar",
+            len(bar_len),
+            map::GPU_BAR_BUS_BASE,
+        )?);
         let board = SimBoard::spawn(
             &BoardConfig {
                 host_window: host.path().to_path_buf(),
@@ -77,10 +126,14 @@ impl SimHw {
             len: r.len() as u64,
             host_readable: true,
         };
+        let mut bar_desc = desc("GPU BAR", &bar);
+        bar_desc.host_readable = bar_access == BarAccess::Mapped;
         let seam = Arc::new(SimSeam {
             host: desc("host window", &host),
-            devices: [desc("GPU BAR", &bar)],
+            devices: [bar_desc],
             alive: board.alive_handle(),
+            reader: (bar_access == BarAccess::ReaderOnly)
+                .then(|| Arc::new(BarReader(bar.clone())) as Arc<dyn DeviceMemory>),
         });
         Ok(SimHw {
             seam,

@@ -27,7 +27,7 @@ pub enum Board {
 impl Board {
     fn target(self) -> Box<dyn Target> {
         match self {
-            Board::Sim => Box::new(splitrx_harness::sim::SimTarget),
+            Board::Sim => Box::new(splitrx_harness::sim::SimTarget::default()),
         }
     }
 }
@@ -312,7 +312,7 @@ pub fn bench(args: &BenchArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match run::run(&splitrx_harness::sim::SimTarget, &cfg, |_, _| {}) {
+            match run::run(&splitrx_harness::sim::SimTarget::default(), &cfg, |_, _| {}) {
                 Ok(r) if best.as_ref().is_none_or(|b| r.mpps > b.0.mpps) => {
                     best = Some((r, large, same))
                 }
