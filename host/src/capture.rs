@@ -287,11 +287,11 @@ enum Format {
         big_endian: bool,
         link: LinkType,
     },
-    /// `section`: number of Section Header Blocks seen minus one; `interfaces`: the Interface
-    /// Description Blocks of the current section, in order.
+    /// `sections`: Section Header Blocks seen (the current section is `sections - 1`);
+    /// `interfaces`: the Interface Description Blocks of the current section, in order.
     PcapNg {
         big_endian: bool,
-        section: u32,
+        sections: u32,
         interfaces: Vec<Interface>,
     },
 }
@@ -402,7 +402,7 @@ impl<R: Read> CaptureReader<R> {
             }
             PCAPNG_SECTION_HEADER_BLOCK => Format::PcapNg {
                 big_endian: false,
-                section: 0,
+                sections: 0,
                 interfaces: Vec::new(),
             },
             _ => return Err(CaptureError::NotACapture(be)),
@@ -417,7 +417,9 @@ impl<R: Read> CaptureReader<R> {
         };
         if matches!(r.inner, Format::PcapNg { .. }) {
             // The Section Header Block is the file header: read and check it now.
-            let shb = r.read_block(Some(magic), 0)?.expect("4 bytes already read");
+            let shb = r
+                .read_block(Some(magic), 0)?
+                .ok_or(CaptureError::Truncated { record: 0 })?;
             r.decode_block(&shb, 0)?;
         }
         Ok(r)
@@ -541,9 +543,10 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn skip(&mut self, interface: u32, linktype: u32) {
-        let Format::PcapNg { section, .. } = self.inner else {
+        let Format::PcapNg { sections, .. } = self.inner else {
             unreachable!("pcapng only");
         };
+        let section = sections.saturating_sub(1);
         let at = |s: &SkippedInterface| s.section == section && s.interface == interface;
         match self.skipped.iter_mut().find(|s| at(s)) {
             Some(s) => s.records += 1,
@@ -644,7 +647,7 @@ impl<R: Read> CaptureReader<R> {
     ) -> Result<Option<Record<'b>>, CaptureError> {
         let Format::PcapNg {
             big_endian,
-            section,
+            sections,
             interfaces,
         } = &mut self.inner
         else {
@@ -662,9 +665,7 @@ impl<R: Read> CaptureReader<R> {
         };
         let rec = match parsed {
             Block::SectionHeader(_) => {
-                if record > 0 || !interfaces.is_empty() {
-                    *section += 1;
-                }
+                *sections = sections.saturating_add(1);
                 interfaces.clear();
                 return Ok(None);
             }
@@ -1041,6 +1042,14 @@ mod tests {
             ]
         );
         assert_eq!(r.skipped_records(), 3);
+        // An empty first section still counts: the skipped interface is in section 1.
+        let mut v = shb();
+        v.extend(shb());
+        v.extend(idb(147, &[]));
+        v.extend(epb(0, &[0; 10], 10));
+        let mut r = CaptureReader::new(io::Cursor::new(v)).unwrap();
+        assert_eq!(r.by_ref().count(), 0);
+        assert_eq!((r.skipped()[0].section, r.skipped()[0].records), (1, 1));
         // A packet naming an interface that is not described is still an error.
         let mut v = shb();
         v.extend(idb(1, &[]));
