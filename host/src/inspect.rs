@@ -12,7 +12,7 @@ use splitrx_shared::split::{
     split, FrameClass, NoSplitReason, SplitConfig, SplitCounters, SplitResult, Tunnel,
 };
 
-use crate::capture::{CaptureError, CaptureFormat, CaptureReader, Frame};
+use crate::capture::{CaptureError, CaptureFormat, CaptureReader, Frame, SkippedInterface};
 
 /// The RoCE part of a JSON frame record.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
@@ -141,9 +141,18 @@ pub struct Summary {
     pub snap_truncated: u64,
     /// Captured bytes (converted frames).
     pub bytes: u64,
+    /// pcapng interfaces whose records were skipped (unsupported link type), from the reader.
+    pub skipped: Vec<SkippedInterface>,
+    /// Records whose captured length exceeds their original length (kept as captured).
+    pub caplen_exceeds_len: u64,
 }
 
 impl Summary {
+    /// Packet records skipped by the reader (not frames, not in `counters`).
+    pub fn skipped_records(&self) -> u64 {
+        self.skipped.iter().map(|s| s.records).sum()
+    }
+
     pub fn record(&mut self, frame: &Frame, r: &SplitResult) {
         self.counters.record(r);
         *self.per_link.entry(frame.link.as_str()).or_default() += 1;
@@ -190,6 +199,19 @@ impl Summary {
             "  snap-truncated records (caplen < len): {}",
             self.snap_truncated
         )?;
+        writeln!(
+            w,
+            "  records with caplen > len (kept as captured): {}",
+            self.caplen_exceeds_len
+        )?;
+        writeln!(w, "  skipped records {}", self.skipped_records())?;
+        for s in &self.skipped {
+            writeln!(
+                w,
+                "    section {} interface {}: {} ({} records)",
+                s.section, s.interface, s.reason, s.records
+            )?;
+        }
         writeln!(w)?;
         writeln!(
             w,
@@ -272,12 +294,37 @@ pub fn inspect<R: Read>(
         summary.record(&frame, &r);
         on_frame(&frame, &r).map_err(InspectError::Output)?;
     }
+    summary.skipped = reader.skipped().to_vec();
+    summary.caplen_exceeds_len = reader.caplen_exceeds_len();
     Ok(summary)
 }
 
 /// Writes one JSON line for a frame.
 pub fn write_json_line(w: &mut dyn Write, frame: &Frame, r: &SplitResult) -> io::Result<()> {
     serde_json::to_writer(&mut *w, &FrameRecord::new(frame, r)).map_err(io::Error::from)?;
+    w.write_all(b"\n")
+}
+
+/// The last line of `splitrx inspect --json` when the reader skipped records or met records
+/// with caplen > len (it has no `frame` key).
+#[derive(Serialize, Debug)]
+pub struct ReaderRecord<'a> {
+    pub skipped_records: u64,
+    pub skipped: &'a [SkippedInterface],
+    pub caplen_exceeds_len: u64,
+}
+
+/// Writes the [`ReaderRecord`] line, if there is anything to report.
+pub fn write_json_trailer(w: &mut dyn Write, summary: &Summary) -> io::Result<()> {
+    if summary.skipped.is_empty() && summary.caplen_exceeds_len == 0 {
+        return Ok(());
+    }
+    let rec = ReaderRecord {
+        skipped_records: summary.skipped_records(),
+        skipped: &summary.skipped,
+        caplen_exceeds_len: summary.caplen_exceeds_len,
+    };
+    serde_json::to_writer(&mut *w, &rec).map_err(io::Error::from)?;
     w.write_all(b"\n")
 }
 

@@ -39,6 +39,7 @@ const NO_STD_FEATURE_BUILDS: &[(&str, &str)] = &[
 const FUZZ: &[(&str, &[&str])] = &[
     ("shared/fuzz", &["parse_split", "ring_consumer"]),
     ("firmware/fuzz", &["command_ring", "fill_descriptors"]),
+    ("host/fuzz", &["capture_reader"]),
 ];
 /// Loom models: (package, test target).
 const LOOM: &[(&str, &str)] = &[
@@ -418,6 +419,18 @@ fn fuzz(secs: u32) -> Result<()> {
         "--exact",
         "write_fuzz_seed_corpus",
     ]))?;
+    // Seed the capture-reader fuzzer with every capture file (copied, not committed).
+    let corpus = project_root().join("host/fuzz/corpus/capture_reader");
+    std::fs::create_dir_all(&corpus)?;
+    for entry in std::fs::read_dir(project_root().join("testdata/captures"))? {
+        let path = entry?.path();
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("pcap" | "pcapng")
+        ) {
+            std::fs::copy(&path, corpus.join(path.file_name().context("file name")?))?;
+        }
+    }
     for (dir, targets) in FUZZ {
         let dir = project_root().join(dir);
         for t in *targets {

@@ -1,7 +1,7 @@
 //! `splitrx`: the splitrx command-line tool.
 //!
 //! Exit status: 0 on success (also for a good capture with malformed frames inside), 1 when
-//! the input cannot be read (not a capture, truncated file, unsupported link type) or output
+//! the input cannot be read (not a capture, truncated file, pcap of an unsupported link type) or output
 //! fails, 2 for usage errors (clap).
 
 use std::io::{self, BufWriter, Write};
@@ -68,8 +68,8 @@ fn run_inspect(args: &InspectArgs) -> Result<(), InspectError> {
         });
         // Frames reported before a read error still reach the output.
         out.flush().map_err(InspectError::Output)?;
-        s?;
-        return Ok(());
+        inspect::write_json_trailer(&mut out, &s?).map_err(InspectError::Output)?;
+        return out.flush().map_err(InspectError::Output);
     } else {
         inspect::inspect(&mut reader, &cfg, |_, _| Ok(()))?
     };

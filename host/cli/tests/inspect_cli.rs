@@ -28,6 +28,12 @@ fn json_lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// The last line of stdout, as printed (key order included).
+fn last_line(out: &Output) -> String {
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    text.lines().last().unwrap_or_default().to_string()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8(out.stderr.clone()).unwrap()
 }
@@ -334,19 +340,59 @@ fn bad_files() {
     block(&mut ng, 6, &epb(0));
     block(&mut ng, 6, &epb(1));
     std::fs::write(p("user.pcapng"), &ng).unwrap();
-    let out = assert_fails(
-        &p("user.pcapng"),
-        &["--json"],
-        "unsupported link type 147 (USER) on pcapng interface 1",
-    );
+    // pcapng: the unsupported interface's records are skipped and reported (issue 9, defect
+    // 6; it used to reject the whole file), the supported one's frames are inspected.
+    let out = splitrx(&["--json"], &p("user.pcapng"));
+    assert!(out.status.success(), "{}", stderr(&out));
     let lines = json_lines(&out);
-    assert_eq!(
-        lines.len(),
-        1,
-        "the Ethernet frame before the bad interface is reported"
-    );
+    assert_eq!(lines.len(), 2, "one frame, then the reader line");
+    assert_eq!(lines[0]["frame"], 1);
     assert_eq!(lines[0]["class"], "other_ip");
     assert_eq!(lines[0]["tunnel"], "vxlan");
+    assert_eq!(
+        last_line(&out),
+        r#"{"skipped_records":1,"skipped":[{"section":0,"interface":1,"linktype":147,"reason":"unsupported link type 147 (USER)","records":1}],"caplen_exceeds_len":0}"#
+    );
+    let out = splitrx(&[], &p("user.pcapng"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "  frames        1 (148 bytes captured)",
+        "  skipped records 1",
+        "    section 0 interface 1: unsupported link type 147 (USER) (1 records)",
+        "  records with caplen > len (kept as captured): 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == want),
+            "missing {want:?} in\n{text}"
+        );
+    }
+
+    // An interface with the if_tzone option (pcap-file 2.0 called this valid file
+    // truncated), and a record with caplen > len: read, kept as captured, counted.
+    let mut ng = Vec::new();
+    block(&mut ng, 0x0a0d_0d0a, &shb);
+    let mut idb = 1u16.to_le_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    idb.extend_from_slice(&[10, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    block(&mut ng, 1, &idb);
+    block(&mut ng, 6, &epb(0));
+    let mut over = epb(0);
+    over[16..20].copy_from_slice(&100u32.to_le_bytes());
+    block(&mut ng, 6, &over);
+    std::fs::write(p("tzone.pcapng"), &ng).unwrap();
+    let out = splitrx(&["--json"], &p("tzone.pcapng"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        (&lines[1]["len"], &lines[1]["caplen"]),
+        (&100.into(), &148.into())
+    );
+    assert_eq!(
+        last_line(&out),
+        r#"{"skipped_records":0,"skipped":[],"caplen_exceeds_len":1}"#
+    );
 
     // Usage errors are clap's (exit 2).
     let out = Command::new(env!("CARGO_BIN_EXE_splitrx"))
