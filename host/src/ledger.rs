@@ -255,6 +255,19 @@ impl LedgerCounters {
     }
 }
 
+/// The slot index and state word of `buf`, which the NIC must hold (Posted).
+fn posted(sh: &LedgerShared, buf: BufRef) -> Result<(usize, u32), LedgerError> {
+    let i = sh.index(buf)?;
+    let w = sh.slots[i].load(Ordering::Acquire);
+    if w & slot::NIC == 0 {
+        return Err(LedgerError::NotPosted {
+            buf,
+            state: BufState::of(w),
+        });
+    }
+    Ok((i, w))
+}
+
 /// A fragment the NIC completed and the host now holds (`Filled`): lend it to an application
 /// with [`crate::pool::PagePool::lend`] (then send the token through a
 /// [`crate::token::ConsumerTx`]), or give it back with [`crate::pool::PagePool::drop_filled`].
@@ -413,14 +426,7 @@ impl Ledger {
         off: u32,
         len: u32,
     ) -> Result<usize, LedgerError> {
-        let i = sh.index(buf)?;
-        let w = sh.slots[i].load(Ordering::Acquire);
-        if w & slot::NIC == 0 {
-            return Err(LedgerError::NotPosted {
-                buf,
-                state: BufState::of(w),
-            });
-        }
+        let (i, w) = posted(sh, buf)?;
         match off.checked_add(len) {
             Some(end) if end <= sh.buf_size => {}
             _ => {
@@ -478,14 +484,7 @@ impl Ledger {
         sh: &LedgerShared,
         buf: BufRef,
     ) -> Result<Filled, LedgerError> {
-        let i = sh.index(buf)?;
-        let w = sh.slots[i].load(Ordering::Acquire);
-        if w & slot::NIC == 0 {
-            return Err(LedgerError::NotPosted {
-                buf,
-                state: BufState::of(w),
-            });
-        }
+        let (i, w) = posted(sh, buf)?;
         if slot::filled(w) >= slot::MAX_FILLED {
             return Err(LedgerError::RefOverflow { buf });
         }

@@ -12,16 +12,20 @@ use splitrx_sim::wire::{LoopWire, WireCtl};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn board() -> SimHw {
-    let lay = DeviceLayout::new(&DeviceConfig {
+/// The smallest device the firmware accepts: one queue.
+fn small() -> DeviceConfig {
+    DeviceConfig {
         queues: 1,
         bufs_per_queue: 256,
         pay_bufs_per_queue: 256,
         fill_ring: 128,
         cq_ring: 256,
         ..DeviceConfig::default()
-    })
-    .unwrap();
+    }
+}
+
+fn board() -> SimHw {
+    let lay = DeviceLayout::new(&small()).unwrap();
     let ctl = Arc::new(WireCtl::default());
     let frames: [&[u8]; 0] = [];
     SimHw::start(
@@ -87,15 +91,7 @@ fn a_control_region_of_zeros_is_refused_as_a_bad_header() {
 #[test]
 fn an_attached_firmware_has_a_moving_heartbeat_and_a_stopped_one_is_gone() {
     let hw = board();
-    let cfg = DeviceConfig {
-        queues: 1,
-        bufs_per_queue: 256,
-        pay_bufs_per_queue: 256,
-        fill_ring: 128,
-        cq_ring: 256,
-        ..DeviceConfig::default()
-    };
-    let mut dev = Device::bring_up(hw.seam.clone(), &cfg, |_| DropSink, |_| None).unwrap();
+    let mut dev = Device::bring_up(hw.seam.clone(), &small(), |_| DropSink, |_| None).unwrap();
     assert_eq!(dev.attached.fw_state, fw_state::ATTACHED);
     assert_eq!(dev.attached.fw_generation, 1);
     let mut running = 0;
