@@ -247,7 +247,7 @@ impl Summary {
         writeln!(w, "  not split, by reason:")?;
         for i in 1..NoSplitReason::COUNT {
             if let Some(reason) = NoSplitReason::from_u8(i as u8) {
-                writeln!(w, "    {:<18} {:>9}", reason.as_str(), c.per_reason[i])?;
+                writeln!(w, "    {:<21} {:>9}", reason.as_str(), c.per_reason[i])?;
             }
         }
         let malformed = c.per_class[FrameClass::Malformed as usize];

@@ -197,7 +197,7 @@ fn summary_table() {
         "  roce              20        15         5          15000",
         "  malformed          0         0         0              0",
         "  total             60        43        17          16212",
-        "    below_hds_thresh          17",
+        "    below_hds_thresh             17",
         "  malformed     0",
         "  ICRC          20 checked, 20 ok, 0 bad",
         "  tunnelled     0 (vxlan 0, geneve 0)",
