@@ -18,6 +18,7 @@
 //!
 //! [`get`]: slice::get
 
+pub mod checksum;
 pub mod ethernet;
 pub mod geneve;
 pub mod ip;
