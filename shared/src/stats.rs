@@ -91,6 +91,13 @@ counters! {
         /// built them: a firmware defect. They are still published, so the host quarantines
         /// their buffers instead of losing them.
         COMPLETION_INVALID = 36, "completion_invalid";
+        /// Placed frames whose innermost TCP/UDP checksum was verified right (`CSUM_OK`).
+        CSUM_OK = 37, "csum_ok";
+        /// Placed frames with a wrong IPv4 header or TCP/UDP checksum (`CSUM_BAD`).
+        CSUM_BAD = 38, "csum_bad";
+        /// Placed frames with no L4 checksum verified (neither flag: not TCP/UDP, a fragment,
+        /// UDP checksum 0 over IPv4, malformed).
+        CSUM_NONE = 39, "csum_none";
     }
 }
 
@@ -142,7 +149,7 @@ mod tests {
 
     #[test]
     fn numbering_is_dense() {
-        assert_eq!(Q_COUNT, 37);
+        assert_eq!(Q_COUNT, 40);
         assert_eq!(DEV_COUNT, 11);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
         assert_eq!(
@@ -151,5 +158,9 @@ mod tests {
         );
         assert_eq!(reason_counter(NoSplitReason::Split), None);
         assert_eq!(Q_NAMES[q::ICRC_BAD], "icrc_bad");
+        assert_eq!(
+            (q::CSUM_OK, q::CSUM_BAD, q::CSUM_NONE, Q_NAMES[q::CSUM_NONE]),
+            (37, 38, 39, "csum_none")
+        );
     }
 }
