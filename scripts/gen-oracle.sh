@@ -1,5 +1,6 @@
 #!/bin/sh
-# Regenerates testdata/oracle/<capture>.tsv from tshark's dissection of every capture in
+# Regenerates testdata/oracle/<capture>.tsv (split) and testdata/oracle/csum/<capture>.tsv
+# (checksum validation) from tshark's dissection of every capture in
 # testdata/captures/. Rerunnable; the fixtures are committed so CI and `cargo test` need no
 # tshark. Needs tshark (Debian: `apt-get install tshark`) and python3.
 #
@@ -10,12 +11,15 @@
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/testdata/oracle"
-mkdir -p "$out"
+mkdir -p "$out" "$out/csum"
 command -v tshark >/dev/null || { echo "gen-oracle: tshark not found" >&2; exit 1; }
 tshark --version | head -n 1 > "$out/TSHARK_VERSION"
 for cap in "$root"/testdata/captures/*.pcap "$root"/testdata/captures/*.pcapng; do
     name=$(basename "$cap")
     python3 "$root/scripts/oracle_pdml.py" "$cap" > "$out/$name.tsv.tmp"
     mv "$out/$name.tsv.tmp" "$out/$name.tsv"
+    # Checksum offload oracle: tshark's checksum validation (scripts/oracle_csum.py).
+    python3 "$root/scripts/oracle_csum.py" "$cap" > "$out/csum/$name.tsv.tmp"
+    mv "$out/csum/$name.tsv.tmp" "$out/csum/$name.tsv"
 done
-echo "gen-oracle: wrote $(ls "$out"/*.tsv | wc -l) fixtures to testdata/oracle/"
+echo "gen-oracle: wrote $(ls "$out"/*.tsv | wc -l) fixtures to testdata/oracle/ and $(ls "$out"/csum/*.tsv | wc -l) to testdata/oracle/csum/"

@@ -6,8 +6,9 @@
 //!
 //! [`verify`] takes a frame and its [`split`](crate::split::split) result and checks:
 //! * **IPv4 header checksums**: the outer IPv4 header and, in a tunnel, the inner one, whenever
-//!   the header (IHL >= 5) lies inside the frame, whatever the frame's class (a malformed or
-//!   fragmented frame included);
+//!   there is a sane header to check (version 4, IHL >= 5, total length 0 or >= IHL * 4, the
+//!   header inside the frame), whatever the frame's class (fragments and frames malformed
+//!   beyond the IP header included);
 //! * **the innermost TCP or UDP checksum** (pseudo-header, header, payload) for frames of class
 //!   `Tcp`, `Udp` and `Roce` (the UDP checksum of a RoCEv2 frame). A UDP checksum of 0 over
 //!   IPv4 means "no checksum" (RFC 768): not verified. Over IPv6 a UDP checksum of 0 is
@@ -95,7 +96,7 @@ pub fn verify(frame: &[u8], r: &SplitResult) -> Csum {
         }
     }
     if let Some(l3) = r.l3_offset {
-        if Some(l3) != r.outer_l3_offset && frame.get(l3 as usize).map(|b| b >> 4) == Some(4) {
+        if Some(l3) != r.outer_l3_offset {
             ip = match (ip, ipv4_header(frame, l3 as usize)) {
                 (Some(a), Some(b)) => Some(a && b),
                 (a, b) => a.or(b),
@@ -125,10 +126,14 @@ pub fn verify(frame: &[u8], r: &SplitResult) -> Csum {
     }
 }
 
-/// The IPv4 header checksum at `l3`, when the whole header is inside the frame.
+/// The IPv4 header checksum at `l3`, when there is a header to check: version 4, IHL >= 5,
+/// a total length of 0 (BIG TCP) or at least the header length, the whole header inside the
+/// frame. A header that fails these is malformed and its checksum is not looked at.
 fn ipv4_header(frame: &[u8], l3: usize) -> Option<bool> {
-    let hl = (*frame.get(l3)? as usize & 0x0f) * 4;
-    if hl < ipv4::HEADER_LEN {
+    let vihl = *frame.get(l3)?;
+    let hl = (vihl as usize & 0x0f) * 4;
+    let total = be16(frame, l3 + 2)? as usize;
+    if vihl >> 4 != 4 || hl < ipv4::HEADER_LEN || (total != 0 && total < hl) {
         return None;
     }
     let h = frame.get(l3..l3.checked_add(hl)?)?;
