@@ -24,20 +24,25 @@ fn naive_sum(parts: &[&[u8]]) -> u16 {
     s as u16
 }
 
-/// Ethernet + IPv4 10.1.0.1 -> 10.1.0.2 + TCP (20-byte header) + `payload`, with right
-/// IPv4 and TCP checksums.
-fn tcp4(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 54];
+/// Ethernet + IPv4 10.1.0.1 -> 10.1.0.2 (protocol `proto`, `ip_len` bytes, right header
+/// checksum), zero-filled up to `len` bytes.
+fn eth_ipv4(len: usize, proto: u8, ip_len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
     f[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip_len = (40 + payload.len()) as u16;
     f[14] = 0x45;
-    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[16..18].copy_from_slice(&(ip_len as u16).to_be_bytes());
     f[22] = 64;
-    f[23] = 6;
+    f[23] = proto;
     f[26..30].copy_from_slice(&[10, 1, 0, 1]);
     f[30..34].copy_from_slice(&[10, 1, 0, 2]);
     let c = !naive_sum(&[&f[14..34]]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// Ethernet + IPv4 + TCP (20-byte header) + `payload`, with right IPv4 and TCP checksums.
+fn tcp4(payload: &[u8]) -> Vec<u8> {
+    let mut f = eth_ipv4(54, 6, 40 + payload.len());
     f[34..36].copy_from_slice(&40000u16.to_be_bytes());
     f[36..38].copy_from_slice(&5201u16.to_be_bytes());
     f[46] = 5 << 4;
@@ -55,16 +60,7 @@ fn tcp4(payload: &[u8]) -> Vec<u8> {
 
 /// Ethernet + IPv4 + UDP with checksum 0 ("none") + `payload`.
 fn udp4_no_csum(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 42];
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 1, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 1, 0, 2]);
-    let c = !naive_sum(&[&f[14..34]]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut f = eth_ipv4(42, 17, 28 + payload.len());
     f[34..36].copy_from_slice(&1000u16.to_be_bytes());
     f[36..38].copy_from_slice(&2000u16.to_be_bytes());
     f[38..40].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());

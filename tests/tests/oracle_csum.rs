@@ -23,15 +23,13 @@
 //! and so must the verifier.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use splitrx_host::capture::{CaptureReader, Frame};
+mod oracle_util;
+use oracle_util::{capture_of, fixtures, read_tsv, testdata};
+
 use splitrx_shared::csum::{verify, CsumVerdict};
 use splitrx_shared::split::{split, FrameClass, SplitConfig, SplitResult};
-
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
-}
 
 struct Row {
     frame: u64,
@@ -41,27 +39,17 @@ struct Row {
 }
 
 fn load(path: &Path) -> (u64, Vec<Row>) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut frames = None;
-    let mut rows = Vec::new();
-    for line in text.lines() {
-        if let Some(n) = line.strip_prefix("# frames: ") {
-            frames = Some(n.parse().unwrap());
-            continue;
-        }
-        if line.starts_with('#') || line.starts_with("frame\t") {
-            continue;
-        }
-        let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 7, "{}: bad row {line:?}", path.display());
-        rows.push(Row {
+    let (frames, rows) = read_tsv(path, 7);
+    let rows = rows
+        .into_iter()
+        .map(|f| Row {
             frame: f[0].parse().unwrap(),
-            protocols: f[1].to_string(),
-            l4: f[5].to_string(),
-            verdict: f[6].to_string(),
-        });
-    }
-    (frames.expect("no '# frames:' line"), rows)
+            protocols: f[1].clone(),
+            l4: f[5].clone(),
+            verdict: f[6].clone(),
+        })
+        .collect();
+    (frames, rows)
 }
 
 fn verdict_str(v: CsumVerdict) -> &'static str {
@@ -101,34 +89,15 @@ fn intentional(row: &Row, r: &SplitResult, ours: CsumVerdict) -> Option<&'static
 
 #[test]
 fn checksum_verdicts_agree_with_tshark() {
-    let dir = testdata().join("oracle").join("csum");
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tsv"))
-        .collect();
-    fixtures.sort();
-    let captures = std::fs::read_dir(testdata().join("captures"))
-        .unwrap()
-        .filter(|e| {
-            let n = e.as_ref().unwrap().file_name();
-            let n = n.to_string_lossy();
-            n.ends_with(".pcap") || n.ends_with(".pcapng")
-        })
-        .count();
-    assert_eq!(fixtures.len(), captures, "one fixture per capture");
+    let fixtures = fixtures(&testdata().join("oracle").join("csum"));
     let cfg = SplitConfig::default();
     let mut failures = Vec::new();
     let mut compared = 0u64;
     let mut agreed: BTreeMap<String, u64> = BTreeMap::new();
     let mut differences: BTreeMap<&str, u64> = BTreeMap::new();
     for fx in &fixtures {
-        let name = fx.file_stem().unwrap().to_string_lossy().into_owned();
         let (n, rows) = load(fx);
-        let frames: Vec<Frame> = CaptureReader::open(testdata().join("captures").join(&name))
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (name, frames) = capture_of(fx);
         assert_eq!((frames.len() as u64, rows.len() as u64), (n, n), "{name}");
         for (row, frame) in rows.iter().zip(&frames) {
             assert_eq!(row.frame, frame.number, "{name}: row order");

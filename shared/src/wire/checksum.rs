@@ -84,19 +84,23 @@ fn add_bytes(data: &[u8]) -> u64 {
 /// The IPv4 pseudo-header sum (RFC 793 / 768): addresses, protocol, upper-layer length.
 #[inline]
 pub fn pseudo_v4(src: [u8; 4], dst: [u8; 4], protocol: u8, len: u32) -> Sum {
-    Sum::of(&src)
-        .plus(Sum::of(&dst))
-        .word(protocol as u16)
-        .plus(Sum((len >> 16) as u64 + (len & 0xffff) as u64))
+    pseudo(&src, &dst, protocol, len)
 }
 
 /// The IPv6 pseudo-header sum (RFC 8200 8.1): addresses, upper-layer length (32 bits), next
 /// header.
 #[inline]
 pub fn pseudo_v6(src: [u8; 16], dst: [u8; 16], next_header: u8, len: u32) -> Sum {
-    Sum::of(&src)
-        .plus(Sum::of(&dst))
-        .word(next_header as u16)
+    pseudo(&src, &dst, next_header, len)
+}
+
+/// Both pseudo-headers sum to the same thing: the addresses, the protocol as a word and the
+/// length's two halves (a 16-bit IPv4 length has a zero high half).
+#[inline(always)]
+fn pseudo(src: &[u8], dst: &[u8], protocol: u8, len: u32) -> Sum {
+    Sum::of(src)
+        .plus(Sum::of(dst))
+        .word(protocol as u16)
         .plus(Sum((len >> 16) as u64 + (len & 0xffff) as u64))
 }
 
