@@ -31,7 +31,7 @@
 //! `CHECKSUM_COMPLETE`).
 
 use crate::split::{FrameClass, SplitResult};
-use crate::wire::checksum::{pseudo_v4, pseudo_v6, verifies, Sum};
+use crate::wire::checksum::{pseudo_rest, pseudo_v6, verifies, Sum};
 use crate::wire::{ip, ipv4};
 
 /// Field offsets the verifier reads (the same as the wire modules' `field` offsets).
@@ -40,7 +40,6 @@ mod off {
     pub const IPV4_DST: usize = 16;
     pub const IPV6_NXT: usize = 6;
     pub const IPV6_SRC: usize = 8;
-    pub const IPV6_DST: usize = 24;
     pub const IPV6_HDR: usize = 40;
     pub const TCP_CHECKSUM: usize = 16;
     pub const UDP_LENGTH: usize = 4;
@@ -178,19 +177,15 @@ fn l4_checksum(
         // IPv4: "no checksum" (RFC 768). IPv6: a zero UDP checksum is invalid (RFC 8200).
         return if v4 { None } else { Some(false) };
     }
+    // The addresses are summed as one range where they lie in the IP header.
+    let rest = pseudo_rest(proto, len);
     let pseudo = if v4 {
-        pseudo_v4(
-            bytes(frame, l3 + off::IPV4_SRC)?,
-            bytes(frame, l3 + off::IPV4_DST)?,
-            proto,
-            len,
-        )
+        Sum::of(frame.get(l3 + off::IPV4_SRC..l3 + off::IPV4_DST + 4)?).plus(rest)
     } else {
-        let dst = match ipv6_final_destination(frame, l3, l4)? {
-            Some(d) => d,
-            None => bytes(frame, l3 + off::IPV6_DST)?,
-        };
-        pseudo_v6(bytes(frame, l3 + off::IPV6_SRC)?, dst, proto, len)
+        match ipv6_final_destination(frame, l3, l4)? {
+            Some(d) => pseudo_v6(bytes(frame, l3 + off::IPV6_SRC)?, d, proto, len),
+            None => Sum::of(frame.get(l3 + off::IPV6_SRC..l3 + off::IPV6_HDR)?).plus(rest),
+        }
     };
     let sum = pseudo
         .plus(Sum::of(frame.get(l4..po)?))

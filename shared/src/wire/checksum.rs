@@ -16,11 +16,12 @@ impl Sum {
     pub fn of(data: &[u8]) -> Sum {
         Sum(add_bytes(data))
     }
-    /// Adds another sum.
+    /// Adds another sum (64-bit add with the carry added back: exact for any two sums).
     #[inline(always)]
     pub fn plus(self, other: Sum) -> Sum {
-        // Folding one sum keeps both below 2^17, so the add cannot overflow.
-        Sum(fold32(self.0) as u64 + fold32(other.0) as u64)
+        let (s, carry) = self.0.overflowing_add(other.0);
+        // With a carry out, `s` <= 2^64 - 2: adding it back cannot overflow.
+        Sum(s + carry as u64)
     }
     /// Adds a 16-bit word.
     #[inline(always)]
@@ -100,8 +101,14 @@ pub fn pseudo_v6(src: [u8; 16], dst: [u8; 16], next_header: u8, len: u32) -> Sum
 fn pseudo(src: &[u8], dst: &[u8], protocol: u8, len: u32) -> Sum {
     Sum::of(src)
         .plus(Sum::of(dst))
-        .word(protocol as u16)
-        .plus(Sum((len >> 16) as u64 + (len & 0xffff) as u64))
+        .plus(pseudo_rest(protocol, len))
+}
+
+/// The pseudo-header without its addresses (for callers that sum the addresses as one range,
+/// as they lie in the IP header): the protocol / next header and the upper-layer length.
+#[inline(always)]
+pub fn pseudo_rest(protocol: u8, len: u32) -> Sum {
+    Sum(protocol as u64 + (len >> 16) as u64 + (len & 0xffff) as u64)
 }
 
 /// Whether a checksummed range (its checksum field included) is correct: the folded sum is
