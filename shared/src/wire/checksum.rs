@@ -60,24 +60,32 @@ fn fold32(sum: u64) -> u32 {
     ((s & 0xffff_ffff) + (s >> 32)) as u32
 }
 
-/// Sum of `data` as big-endian 16-bit words. Computed over little-endian 32-bit words into a
-/// `u64` (no carries to chase: 2^32 words would be needed to overflow, and the loop vectorises)
-/// and byte-swapped once at the end: the ones'-complement sum is byte-order independent
-/// (RFC 1071 2(B)), so this is exact on every target.
+/// Sum of `data` as big-endian 16-bit words. Computed over little-endian 16-bit words and
+/// byte-swapped once at the end: the ones'-complement sum is byte-order independent
+/// (RFC 1071 2(B)), so this is exact on every target. The inner loop adds the two halves of
+/// each 32-bit word into a `u32` (it vectorises to 32-bit lanes); blocks of 32 KiB keep that
+/// sum below 2^31 (8192 words of at most 2 * 0xffff), and the blocks add up in a `u64`.
 #[inline]
 fn add_bytes(data: &[u8]) -> u64 {
+    const BLOCK: usize = 32 << 10;
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(4);
-    for c in &mut chunks {
-        acc += u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64;
-    }
-    let rest = chunks.remainder();
-    if rest.len() >= 2 {
-        acc += u16::from_le_bytes([rest[0], rest[1]]) as u64;
-    }
-    if rest.len() & 1 == 1 {
-        // The odd last byte is the high byte of a big-endian word: the low byte here.
-        acc += rest[rest.len() - 1] as u64;
+    for block in data.chunks(BLOCK) {
+        let mut lanes: u32 = 0;
+        let mut chunks = block.chunks_exact(4);
+        for c in &mut chunks {
+            let w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            lanes += (w & 0xffff) + (w >> 16);
+        }
+        acc += lanes as u64;
+        let rest = chunks.remainder();
+        if rest.len() >= 2 {
+            acc += u16::from_le_bytes([rest[0], rest[1]]) as u64;
+        }
+        if rest.len() & 1 == 1 {
+            // The odd last byte is the high byte of a big-endian word: the low byte here. Only
+            // the last block can have an odd length.
+            acc += rest[rest.len() - 1] as u64;
+        }
     }
     fold(acc).swap_bytes() as u64
 }
@@ -151,6 +159,15 @@ mod tests {
             naive = (naive & 0xffff) + (naive >> 16);
         }
         assert_eq!(Sum::of(&d).folded(), naive as u16);
+        // Across the 32 KiB blocks of the fast loop, odd and even lengths.
+        for len in [(32 << 10) - 1, 32 << 10, (32 << 10) + 3, 100_001] {
+            let d: std::vec::Vec<u8> = (0..len as u32).map(|i| (i * 13 + 5) as u8).collect();
+            let mut naive: u64 = 0;
+            for c in d.chunks(2) {
+                naive += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u64;
+            }
+            assert_eq!(Sum::of(&d).folded(), fold(naive), "len {len}");
+        }
     }
 
     /// A UDP/IPv4 datagram from the ipv4 module's fixture: 10.0.0.1 -> 10.0.0.2, ports
