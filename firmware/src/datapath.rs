@@ -32,9 +32,10 @@ use heapless::Deque;
 use splitrx_shared::abi::{
     rx_flags, BufRef, FillDesc, PoolMode, QueueHeader, QueueStatus, RxCompletion,
 };
+use splitrx_shared::csum::{self, CsumVerdict};
 use splitrx_shared::ring::{Consumer, CorruptKind, Producer, RingError};
 use splitrx_shared::split::{FrameClass, NoSplitReason, RoceInfo, SplitResult};
-use zerocopy::little_endian::{U16, U32};
+use zerocopy::little_endian::{U16, U32, U64};
 
 /// Lifecycle of an RX queue.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -122,6 +123,10 @@ pub struct RxQueue {
     pub(crate) hdr_cache: Deque<HeldBuf, FILL_CACHE>,
     pub(crate) pay_cache: Deque<HeldBuf, FILL_CACHE>,
     pub(crate) packed: Option<PackedCur>,
+    /// Checksum offload: verify every placed frame's checksums (`splitrx_shared::csum`) and
+    /// report `CSUM_OK`/`CSUM_BAD` and `csum_complete`. On by default; off only to measure
+    /// its cost ([`crate::Firmware::set_csum_offload`]), then every frame counts `csum_none`.
+    pub csum_offload: bool,
     pub stats: QueueStats,
 }
 
@@ -197,6 +202,7 @@ impl RxQueue {
             hdr_cache: Deque::new(),
             pay_cache: Deque::new(),
             packed: None,
+            csum_offload: true,
             stats: QueueStats::default(),
         })
     }
@@ -232,7 +238,7 @@ impl RxQueue {
     }
 
     /// Places one frame (see the module docs). `r` is the split decision taken with
-    /// `hds_thresh = 0`; `hash` the flow hash.
+    /// `hds_thresh = 0`; `hash` the flow hash; `ts` the MAC's receive timestamp (ns).
     #[inline]
     pub(crate) fn receive<D: Dma>(
         &mut self,
@@ -241,6 +247,7 @@ impl RxQueue {
         frame: &[u8],
         r: &SplitResult,
         hash: u32,
+        ts: u64,
     ) {
         if self.state != QueueState::Running {
             self.stats.inc(q::DROP_QUEUE_FAULT);
@@ -442,6 +449,21 @@ impl RxQueue {
             }
             _ => {}
         }
+        // Checksums last: only frames that are placed pay for them.
+        let cs = if self.csum_offload {
+            let cs = csum::verify(frame, r);
+            let (flag, counter) = match cs.verdict() {
+                CsumVerdict::Ok => (rx_flags::CSUM_OK, q::CSUM_OK),
+                CsumVerdict::Bad => (rx_flags::CSUM_BAD, q::CSUM_BAD),
+                CsumVerdict::None => (0, q::CSUM_NONE),
+            };
+            flags |= flag;
+            self.stats.inc(counter);
+            cs.complete
+        } else {
+            self.stats.inc(q::CSUM_NONE);
+            0
+        };
         let c = RxCompletion {
             hdr_buf: hdr.buf,
             pay_buf: pay_ref,
@@ -458,6 +480,9 @@ impl RxQueue {
             queue: U16::new(self.id),
             flow_hash: U32::new(hash),
             frame_len: U32::new(flen as u32),
+            rx_timestamp_ns: U64::new(ts),
+            csum_complete: U16::new(cs),
+            _reserved: [0; 6],
         };
         // The rule the host applies (shared): a completion that breaks it is a firmware defect,
         // counted; it is still published so the host takes its buffers back (quarantine).

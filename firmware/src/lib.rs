@@ -139,7 +139,14 @@ impl<H: Hal> Firmware<H> {
                 .and_then(|q| self.queues.get_mut(q as usize))
                 .and_then(Option::as_mut)
             {
-                Some(q) => q.receive(&mut self.pools, &mut self.hal.dma, data, &r, hash),
+                Some(q) => q.receive(
+                    &mut self.pools,
+                    &mut self.hal.dma,
+                    data,
+                    &r,
+                    hash,
+                    f.timestamp_ns,
+                ),
                 None => self.stats.inc(dev::DROP_NO_QUEUE),
             }
             self.hal.rx.release();
@@ -161,6 +168,13 @@ impl<H: Hal> Firmware<H> {
     /// A queue's state, for inspection.
     pub fn queue(&self, id: u16) -> Option<&RxQueue> {
         self.queues.get(id as usize).and_then(Option::as_ref)
+    }
+    /// Turns checksum verification on or off on every created queue (on by default; off only
+    /// to measure its cost, see `benches/datapath.rs`).
+    pub fn set_csum_offload(&mut self, on: bool) {
+        for q in self.queues.iter_mut().flatten() {
+            q.csum_offload = on;
+        }
     }
     /// Device-wide counters.
     pub fn device_stats(&self) -> &DeviceStats {

@@ -82,6 +82,11 @@ pub struct QueueCounters {
     pub resets,
     /// Resets that failed (control plane error): the queue stopped posting, faulted.
     pub reset_failures,
+    /// Delivered frames the NIC verified: L4 checksum right (`CSUM_OK`, like a driver's
+    /// `rx_csum_unnecessary`), a checksum wrong (`CSUM_BAD`), nothing verified (neither).
+    pub rx_csum_ok,
+    pub rx_csum_bad,
+    pub rx_csum_none,
 }
 }
 
@@ -514,6 +519,14 @@ impl RxQueue {
         k.rx_hdr_truncated += (flags & rx_flags::HDR_TRUNCATED != 0) as u64;
         k.rx_errors_malformed += (flags & rx_flags::ERROR != 0) as u64;
         k.rx_icrc_bad += (flags & rx_flags::ICRC_BAD != 0) as u64;
+        match (
+            flags & rx_flags::CSUM_OK != 0,
+            flags & rx_flags::CSUM_BAD != 0,
+        ) {
+            (_, true) => k.rx_csum_bad += 1,
+            (true, false) => k.rx_csum_ok += 1,
+            (false, false) => k.rx_csum_none += 1,
+        }
         if !sink.deliver(Rx {
             completion: *c,
             header,
@@ -879,7 +892,7 @@ mod tests {
     use crate::provider::{HostMemory, HostMemoryConfig};
     use splitrx_shared::abi::CtrlMsg;
     use std::alloc::{alloc_zeroed, dealloc, Layout};
-    use zerocopy::little_endian::{U16, U32};
+    use zerocopy::little_endian::{U16, U32, U64};
 
     struct Mem(NonNull<u8>, Layout);
     // SAFETY: the test owns the allocation; the ring handles are the only users.
@@ -971,7 +984,56 @@ mod tests {
             queue: U16::new(0),
             flow_hash: U32::new(0),
             frame_len: U32::new(hdr_len as u32 + pay_len),
+            ..RxCompletion::default()
         }
+    }
+
+    /// Feature 9 and 8 on the host: the NIC's timestamp, checksum flags and CHECKSUM_COMPLETE
+    /// reach the application's `Rx` exactly, and the flags are counted.
+    #[test]
+    fn timestamp_and_checksum_reach_the_rx() {
+        let mut r = rig(PoolMode::Page);
+        let split = rx_flags::SPLIT | rx_flags::PAY_RETIRED;
+        let cases = [
+            (0x0123_4567_89ab_cdefu64, rx_flags::CSUM_OK, 0xbeefu16),
+            (u64::MAX, rx_flags::CSUM_BAD, 0),
+            (1, 0, 0x0001),
+        ];
+        for &(ts, csum, complete) in &cases {
+            let h = r.nic_hdr.pop().unwrap().unwrap();
+            let p = r.nic_pay.pop().unwrap().unwrap();
+            let c = RxCompletion {
+                rx_timestamp_ns: U64::new(ts),
+                csum_complete: U16::new(complete),
+                ..comp(h.buf, p.buf, 54, 100, split | csum)
+            };
+            assert!(r.nic_cq.push(&c).unwrap());
+        }
+        let mut sink = Collect::default();
+        assert_eq!(r.q.poll(&mut sink), 3);
+        let got: Vec<(u64, bool, bool, u16)> = sink
+            .0
+            .iter()
+            .map(|rx| {
+                (
+                    rx.timestamp_ns(),
+                    rx.csum_ok(),
+                    rx.csum_bad(),
+                    rx.csum_complete(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0x0123_4567_89ab_cdef, true, false, 0xbeef),
+                (u64::MAX, false, true, 0),
+                (1, false, false, 1),
+            ]
+        );
+        let k = r.q.counters();
+        assert_eq!((k.rx_csum_ok, k.rx_csum_bad, k.rx_csum_none), (1, 1, 1));
+        assert!(r.q.first_error().is_none());
     }
 
     #[derive(Default)]

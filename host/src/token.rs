@@ -15,7 +15,7 @@
 //! (double returns and ids never issued are typed errors and counted, never panics).
 
 pub use crate::pool::{FragLocation, Token};
-use splitrx_shared::abi::RxCompletion;
+use splitrx_shared::abi::{rx_flags, RxCompletion};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -28,6 +28,30 @@ pub struct Rx {
     pub header: Option<Token>,
     /// Payload fragment of a split frame.
     pub payload: Option<Token>,
+}
+
+impl Rx {
+    /// The NIC's hardware receive timestamp of the frame, in nanoseconds of the NIC's clock
+    /// (`RxCompletion::rx_timestamp_ns`): the value `SO_TIMESTAMPING` users read with
+    /// `SOF_TIMESTAMPING_RX_HARDWARE` | `SOF_TIMESTAMPING_RAW_HARDWARE` in
+    /// `scm_timestamping.ts[2]` (raw hardware time, not converted to system time).
+    pub fn timestamp_ns(&self) -> u64 {
+        self.completion.rx_timestamp_ns.get()
+    }
+    /// The NIC verified the innermost TCP/UDP checksum and it is right (`CSUM_OK`; Linux:
+    /// `CHECKSUM_UNNECESSARY`).
+    pub fn csum_ok(&self) -> bool {
+        self.completion.flags.get() & rx_flags::CSUM_OK != 0
+    }
+    /// The NIC found a wrong IPv4 header or TCP/UDP checksum (`CSUM_BAD`).
+    pub fn csum_bad(&self) -> bool {
+        self.completion.flags.get() & rx_flags::CSUM_BAD != 0
+    }
+    /// The ones'-complement sum of the L4 payload (Linux `CHECKSUM_COMPLETE`; exactly which
+    /// bytes: `docs/ABI.md`, "Checksum offload").
+    pub fn csum_complete(&self) -> u16 {
+        self.completion.csum_complete.get()
+    }
 }
 
 /// Poller side of a consumer: sends [`Rx`]s to its [`RxHandle`].

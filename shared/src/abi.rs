@@ -18,7 +18,10 @@ use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SPRX");
 /// ABI version: major in the high 16 bits, minor in the low 16 bits. A peer accepts any minor
 /// of its own major.
-pub const ABI_VERSION: u32 = abi_version(1, 0);
+///
+/// 2.0: [`RxCompletion`] grew from 32 to 48 bytes (`rx_timestamp_ns`, `csum_complete`,
+/// reserved bytes): a completion ring of 1.x cannot be read by a 2.x peer, so the major moved.
+pub const ABI_VERSION: u32 = abi_version(2, 0);
 /// Builds an ABI version word.
 pub const fn abi_version(major: u16, minor: u16) -> u32 {
     ((major as u32) << 16) | minor as u32
@@ -306,9 +309,12 @@ impl FillDesc {
 pub mod rx_flags {
     /// Header and payload were split; `pay_*` fields are valid.
     pub const SPLIT: u16 = 1 << 0;
-    /// The L4 checksum was verified by the NIC and is correct.
+    /// The innermost TCP/UDP checksum was verified by the NIC and is correct (and no IPv4
+    /// header checksum is wrong). The rule: [`crate::csum`].
     pub const CSUM_OK: u16 = 1 << 1;
-    /// The L4 checksum was verified by the NIC and is wrong.
+    /// An IPv4 header checksum or the innermost TCP/UDP checksum was verified by the NIC and
+    /// is wrong. Neither `CSUM_OK` nor `CSUM_BAD`: no L4 checksum verified (not TCP/UDP, a
+    /// fragment, UDP checksum 0 over IPv4, malformed).
     pub const CSUM_BAD: u16 = 1 << 2;
     /// The frame was malformed or truncated (class `Malformed`); it went whole to the header
     /// buffer, `reason` says why.
@@ -331,7 +337,7 @@ pub mod rx_flags {
     pub const ALL: u16 = (1 << 10) - 1;
 }
 
-/// NIC -> host: one received frame. 32 bytes.
+/// NIC -> host: one received frame. 48 bytes (ABI 2.0; 32 in 1.x).
 #[derive(
     Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
@@ -359,10 +365,20 @@ pub struct RxCompletion {
     pub flow_hash: U32,
     /// Length of the frame on the wire (as received from the MAC).
     pub frame_len: U32,
+    /// The MAC's receive timestamp of the frame, in nanoseconds of the NIC's clock (what
+    /// `SO_TIMESTAMPING` with `SOF_TIMESTAMPING_RX_HARDWARE` reports in
+    /// `scm_timestamping.ts[2]`). 0 on FLUSH completions.
+    pub rx_timestamp_ns: U64,
+    /// CHECKSUM_COMPLETE: the ones'-complement sum, folded to 16 bits and not complemented,
+    /// of the L4 payload bytes (`crate::csum` and `docs/ABI.md` say exactly which); 0 when the
+    /// frame has no recognised payload.
+    pub csum_complete: U16,
+    /// Zero.
+    pub _reserved: [u8; 6],
 }
 assert_layout!(
     RxCompletion,
-    size = 32,
+    size = 48,
     hdr_buf = 0,
     pay_buf = 4,
     pay_off = 8,
@@ -373,7 +389,10 @@ assert_layout!(
     reason = 21,
     queue = 22,
     flow_hash = 24,
-    frame_len = 28
+    frame_len = 28,
+    rx_timestamp_ns = 32,
+    csum_complete = 40,
+    _reserved = 42
 );
 
 /// Shortest frame the NIC places: an Ethernet header. Shorter frames (runts, including empty
@@ -1110,11 +1129,18 @@ mod tests {
         bad.magic = U32::new(0);
         assert_eq!(bad.validate(1 << 16), Err(HeaderError::BadMagic));
         let mut bad = ok;
-        bad.abi_version = U32::new(abi_version(2, 0));
-        assert!(matches!(
-            bad.validate(1 << 16),
-            Err(HeaderError::AbiMismatch { .. })
-        ));
+        for theirs in [abi_version(1, 0), abi_version(3, 0)] {
+            bad.abi_version = U32::new(theirs);
+            assert_eq!(
+                bad.validate(1 << 16),
+                Err(HeaderError::AbiMismatch {
+                    ours: ABI_VERSION,
+                    theirs
+                })
+            );
+        }
+        bad.abi_version = U32::new(abi_version(2, 7));
+        assert_eq!(bad.validate(1 << 16), Ok(()), "any minor of our major");
         assert_eq!(ok.validate(1 << 12), Err(HeaderError::RegionTooSmall));
         let h = header(&[(256, 48, RingKind::HeaderFill)], 1 << 16);
         assert_eq!(

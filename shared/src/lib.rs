@@ -47,6 +47,7 @@ macro_rules! int_enum {
 
 pub mod abi;
 pub mod bootstrap;
+pub mod csum;
 pub mod region;
 pub mod ring;
 pub mod split;

@@ -231,6 +231,7 @@ unsafe fn init_ring_bytes(base: NonNull<u8>, capacity: u32, entry: usize) -> Res
         match entry {
             16 => ring::init::<[u8; 16]>(base, capacity),
             32 => ring::init::<[u8; 32]>(base, capacity),
+            48 => ring::init::<[u8; 48]>(base, capacity),
             64 => ring::init::<[u8; 64]>(base, capacity),
             _ => Err(RingError::BadLayout),
         }
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(p.offset.get(), first + 256 + 256 * 16);
         let c = l.ring(RingKind::RxCompletion).unwrap();
         assert_eq!(c.offset.get(), p.offset.get() + 256 + 256 * 16);
-        assert_eq!(l.size, c.offset.get() + 256 + 512 * 32);
+        assert_eq!(l.size, c.offset.get() + 256 + 512 * 48);
         assert!(l.ring(RingKind::RoceCq).is_none());
     }
 
@@ -288,7 +289,7 @@ mod tests {
 
     /// A handle whose entry type does not match the ring kind is a hard error in every build
     /// (issue 9, defect 5: it was a `debug_assert`, so a release build attached a 16-byte
-    /// producer to a 32-byte completion ring).
+    /// producer to a completion ring of 32-byte entries, 48 since ABI 2.0).
     #[test]
     fn a_mismatched_entry_type_is_refused() {
         use crate::abi::{FillDesc, RxCompletion};
@@ -308,7 +309,7 @@ mod tests {
                 l.producer::<FillDesc>(base, RingKind::RxCompletion).err(),
                 Some(LayoutError::EntrySize {
                     kind: RingKind::RxCompletion,
-                    entry: 32,
+                    entry: 48,
                     handle: 16
                 })
             );
@@ -317,7 +318,7 @@ mod tests {
                 Some(LayoutError::EntrySize {
                     kind: RingKind::HeaderFill,
                     entry: 16,
-                    handle: 32
+                    handle: 48
                 })
             );
             assert!(l.producer::<FillDesc>(base, RingKind::HeaderFill).is_ok());

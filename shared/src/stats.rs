@@ -96,6 +96,13 @@ counters! {
         REASON_UNSUPPORTED_TRANSPORT = 37, "reason_unsupported_transport";
         /// VXLAN/Geneve nested deeper than `split::MAX_TUNNEL_DEPTH`.
         REASON_TUNNEL_TOO_DEEP = 38, "reason_tunnel_too_deep";
+        /// Placed frames whose innermost TCP/UDP checksum was verified right (`CSUM_OK`).
+        CSUM_OK = 39, "csum_ok";
+        /// Placed frames with a wrong IPv4 header or TCP/UDP checksum (`CSUM_BAD`).
+        CSUM_BAD = 40, "csum_bad";
+        /// Placed frames with no L4 checksum verified (neither flag: not TCP/UDP, a fragment,
+        /// UDP checksum 0 over IPv4, malformed).
+        CSUM_NONE = 41, "csum_none";
     }
 }
 
@@ -153,7 +160,7 @@ mod tests {
 
     #[test]
     fn numbering_is_dense() {
-        assert_eq!(Q_COUNT, 39);
+        assert_eq!(Q_COUNT, 42);
         assert_eq!(DEV_COUNT, 11);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
         assert_eq!(reason_counter(NoSplitReason::Split), None);
@@ -171,5 +178,9 @@ mod tests {
             Some(q::REASON_TUNNEL_TOO_DEEP)
         );
         assert_eq!(Q_NAMES[q::ICRC_BAD], "icrc_bad");
+        assert_eq!(
+            (q::CSUM_OK, q::CSUM_BAD, q::CSUM_NONE, Q_NAMES[q::CSUM_NONE]),
+            (39, 40, 41, "csum_none")
+        );
     }
 }

@@ -19,7 +19,7 @@ fn abi_doc_tables_match_code() {
         layout!(RingDesc: offset, capacity, kind, entry_size),
         layout!(FillDesc: bus_addr, len, buf),
         layout!(RxCompletion: hdr_buf, pay_buf, pay_off, pay_len, hdr_len, flags, class, reason,
-            queue, flow_hash, frame_len),
+            queue, flow_hash, frame_len, rx_timestamp_ns, csum_complete, _reserved),
         layout!(RecvWqe: wr_id, bus_addr, len, lkey, buf, qpn),
         layout!(RoceCqe: wr_id, byte_len, imm_or_inv, qpn, src_qp, status, opcode, wc_flags, psn),
         layout!(CtrlMsg: seq, opcode, status, body),
