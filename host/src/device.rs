@@ -18,6 +18,7 @@ use crate::queue::{
     spawn_poller, Poller, PostObserver, QueueCounters, ResetOutcome, RxQueue, Sink,
 };
 use crate::seam::{BoardSeam, HostWindow, Liveness, LivenessProbe, MailboxState, SeamError};
+use splitrx_shared::abi::{abi_major, ABI_VERSION};
 use splitrx_shared::abi::{
     CreateRxQueueArgs, FillDesc, PoolMode, RegisterPoolArgs, RingKind, RxCompletion, RSS_KEY_LEN,
 };
@@ -277,7 +278,17 @@ impl<S: Sink + 'static> Device<S> {
         let mut pollers = Vec::new();
         {
             let mut c = ctrl.lock().unwrap_or_else(|p| p.into_inner());
-            c.get_version(&mut wait())?;
+            let v = c.get_version(&mut wait())?;
+            let fw_abi = v.abi_version.get();
+            if abi_major(fw_abi) != abi_major(ABI_VERSION) {
+                return Err(DeviceError::Config(format!(
+                    "the firmware speaks ABI {}.{}, this host {}.{}",
+                    fw_abi >> 16,
+                    fw_abi & 0xffff,
+                    ABI_VERSION >> 16,
+                    ABI_VERSION & 0xffff
+                )));
+            }
             c.set_rss(cfg.queues, &cfg.rss_key, &mut wait())?;
             for qid in 0..cfg.queues {
                 let i = qid as usize;
