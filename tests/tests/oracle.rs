@@ -11,14 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use splitrx_host::capture::{CaptureReader, Frame};
+mod oracle_util;
+use oracle_util::{fixtures, read_capture, read_tsv, testdata};
+
+use splitrx_host::capture::Frame;
 use splitrx_shared::split::{split, FrameClass, SplitConfig, SplitResult};
-
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata")
-}
 
 #[derive(Debug)]
 struct Row {
@@ -51,41 +50,28 @@ struct Fixture {
 }
 
 fn load_fixture(path: &Path) -> Fixture {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut frames = None;
+    let (frames, cells) = read_tsv(path, 12);
     let mut rows = Vec::new();
-    for line in text.lines() {
-        if let Some(n) = line.strip_prefix("# frames: ") {
-            frames = Some(n.parse().unwrap());
-            continue;
-        }
-        if line.starts_with('#') || line.starts_with("frame\t") {
-            continue;
-        }
-        let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 12, "{}: bad row {line:?}", path.display());
-        let roce = match (opt::<u8>(f[8]), opt::<u32>(f[9]), opt::<u32>(f[10])) {
+    for f in &cells {
+        let roce = match (opt::<u8>(&f[8]), opt::<u32>(&f[9]), opt::<u32>(&f[10])) {
             (Some(op), Some(qp), Some(psn)) => Some((op, qp, psn)),
             (None, None, None) => None,
-            _ => panic!("{}: partial RoCE fields in {line:?}", path.display()),
+            _ => panic!("{}: partial RoCE fields in {f:?}", path.display()),
         };
         rows.push(Row {
             frame: f[0].parse().unwrap(),
             kind: f[1].to_string(),
             class: f[2].to_string(),
-            payload_offset: opt(f[3]),
-            payload_len: opt(f[4]),
-            l3_offset: opt(f[5]),
-            l4_offset: opt(f[6]),
-            tunnel: opt(f[7]),
+            payload_offset: opt(&f[3]),
+            payload_len: opt(&f[4]),
+            l3_offset: opt(&f[5]),
+            l4_offset: opt(&f[6]),
+            tunnel: opt(&f[7]),
             roce,
             notes: f[11].to_string(),
         });
     }
-    Fixture {
-        frames: frames.expect("fixture without '# frames:' line"),
-        rows,
-    }
+    Fixture { frames, rows }
 }
 
 /// Compares one frame; returns the mismatch description, if any.
@@ -168,10 +154,7 @@ fn check_capture(
     failures: &mut Vec<String>,
 ) -> (Fixture, Vec<SplitResult>) {
     let fixture = load_fixture(fx);
-    let frames: Vec<Frame> = CaptureReader::open(capture)
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let frames = read_capture(name, capture);
     assert_eq!(frames.len() as u64, fixture.frames, "{name}: frame count");
     assert_eq!(
         fixture.rows.len() as u64,
@@ -231,27 +214,7 @@ fn crafted_corner_cases_agree_with_tshark() {
 
 #[test]
 fn split_agrees_with_tshark_on_every_frame() {
-    let oracle_dir = testdata().join("oracle");
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&oracle_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tsv"))
-        .collect();
-    fixtures.sort();
-    // Every capture has a fixture.
-    let captures = std::fs::read_dir(testdata().join("captures"))
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            let name = name.to_string_lossy();
-            name.ends_with(".pcap") || name.ends_with(".pcapng")
-        })
-        .count();
-    assert_eq!(
-        fixtures.len(),
-        captures,
-        "one fixture per capture (run scripts/gen-oracle.sh)"
-    );
+    let fixtures = fixtures(&testdata().join("oracle"));
 
     let mut failures = Vec::new();
     let mut summary = String::new();

@@ -1,5 +1,6 @@
 //! What the oracle tests share: where the test data is, the fixtures (one per capture) and
-//! reading a capture the way `splitrx inspect` does.
+//! reading a capture the way `splitrx inspect` does. Each oracle test uses a subset.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -38,11 +39,16 @@ pub fn fixtures(dir: &Path) -> Vec<PathBuf> {
 /// The capture a fixture describes (its file stem) and its frames.
 pub fn capture_of(fixture: &Path) -> (String, Vec<Frame>) {
     let name = fixture.file_stem().unwrap().to_string_lossy().into_owned();
-    let frames = CaptureReader::open(testdata().join("captures").join(&name))
+    let frames = read_capture(&name, &testdata().join("captures").join(&name));
+    (name, frames)
+}
+
+/// Every frame of the capture at `path` (`name` for messages).
+pub fn read_capture(name: &str, path: &Path) -> Vec<Frame> {
+    CaptureReader::open(path)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    (name, frames)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// A fixture's `# frames: N` count and its data rows (comment and header lines skipped), each
