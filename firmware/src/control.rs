@@ -334,9 +334,14 @@ impl<H: Hal> Firmware<H> {
             CtrlOp::SetHdsThresh => self.with::<call::SetHdsThresh>(req, Self::op_hds_thresh),
             CtrlOp::ReadStats => self.with::<call::ReadStats>(req, Self::op_read_stats),
             CtrlOp::SetRss => self.with::<call::SetRss>(req, Self::op_set_rss),
-            CtrlOp::RegisterMr | CtrlOp::CreateQp | CtrlOp::DestroyQp => {
-                Err(CtrlStatus::Unsupported)
-            }
+            CtrlOp::RegisterMr
+            | CtrlOp::CreateQp
+            | CtrlOp::DestroyQp
+            | CtrlOp::DeregisterMr
+            | CtrlOp::ModifyQp
+            | CtrlOp::CreateSrq
+            | CtrlOp::DestroySrq
+            | CtrlOp::QueryQp => Err(CtrlStatus::Unsupported),
         };
         match r {
             Ok(a) => a,

@@ -21,7 +21,7 @@ pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SPRX");
 ///
 /// 2.0: [`RxCompletion`] grew from 32 to 48 bytes (`rx_timestamp_ns`, `csum_complete`,
 /// reserved bytes): a completion ring of 1.x cannot be read by a 2.x peer, so the major moved.
-pub const ABI_VERSION: u32 = abi_version(2, 0);
+pub const ABI_VERSION: u32 = abi_version(2, 1);
 /// Builds an ABI version word.
 pub const fn abi_version(major: u16, minor: u16) -> u32 {
     ((major as u32) << 16) | minor as u32
@@ -658,12 +658,22 @@ int_enum! {
         ReadStats = 8,
         /// Body: [`RssArgs`]: how many queues and the hash key.
         SetRss = 9,
-        /// RoCE (later issue): register a memory region. Body: [`RegisterMrArgs`].
+        /// RoCE: register a memory region. Body: [`RegisterMrArgs`].
         RegisterMr = 16,
-        /// RoCE (later issue): create a QP. Body: [`CreateQpArgs`].
+        /// RoCE: create a QP (state RESET). Body: [`CreateQpArgs`].
         CreateQp = 17,
-        /// RoCE (later issue).
+        /// RoCE: destroy a QP; its held WQE is completed with `WR_FLUSH_ERR`. Body: [`QpArgs`].
         DestroyQp = 18,
+        /// RoCE: deregister a memory region. Body: [`MrArgs`].
+        DeregisterMr = 19,
+        /// RoCE: change a QP's state and attributes. Body: [`ModifyQpArgs`].
+        ModifyQp = 20,
+        /// RoCE: create a shared receive queue. Body: [`CreateSrqArgs`].
+        CreateSrq = 21,
+        /// RoCE: destroy a shared receive queue (`Busy` while a QP uses it). Body: [`SrqArgs`].
+        DestroySrq = 22,
+        /// RoCE: a QP's state. Body: [`QpArgs`]. Response: [`QpInfo`].
+        QueryQp = 23,
     }
 }
 
@@ -881,7 +891,20 @@ pub struct RssArgs {
 }
 assert_layout!(RssArgs, size = 44, queues = 0, key = 4);
 
-/// [`CtrlOp::RegisterMr`] (RoCE, later issue).
+/// `ibv_access_flags` bits, as carried by [`RegisterMrArgs::access`] and
+/// [`ModifyQpArgs::access`].
+pub mod access {
+    pub const LOCAL_WRITE: u32 = 1 << 0;
+    pub const REMOTE_WRITE: u32 = 1 << 1;
+    pub const REMOTE_READ: u32 = 1 << 2;
+    pub const REMOTE_ATOMIC: u32 = 1 << 3;
+}
+
+/// [`CtrlOp::RegisterMr`]: a memory region the responder may place into (receive WQEs name it
+/// by `lkey`) and remote peers may reach (RETH / AtomicETH name it by `rkey`). `iova` is the
+/// address peers use; byte `iova + k` is bus address `bus_addr + k`. The firmware refuses an
+/// MR whose range wraps or lies outside every window it can reach (`Invalid`), a key already
+/// in use (`Exists`) and a full table (`NoSpace`).
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct RegisterMrArgs {
@@ -891,9 +914,10 @@ pub struct RegisterMrArgs {
     pub iova: U64,
     pub rkey: U32,
     pub lkey: U32,
-    /// Access bits (`ibv_access_flags` numbering).
+    /// Access bits ([`access`], `ibv_access_flags` numbering).
     pub access: U32,
-    pub _pad: U32,
+    /// Protection domain: a QP reaches only MRs of its own PD.
+    pub pd: U32,
 }
 assert_layout!(
     RegisterMrArgs,
@@ -903,21 +927,42 @@ assert_layout!(
     iova = 16,
     rkey = 24,
     lkey = 28,
-    access = 32
+    access = 32,
+    pd = 36
 );
 
-/// [`CtrlOp::CreateQp`] (RoCE, later issue).
+/// [`CtrlOp::DeregisterMr`].
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct MrArgs {
+    pub lkey: U32,
+}
+assert_layout!(MrArgs, size = 4, lkey = 0);
+
+/// `ibv_qp_type` numbering, as carried by [`CreateQpArgs::qp_type`].
+pub mod qp_type {
+    pub const RC: u8 = 2;
+    pub const UC: u8 = 3;
+    pub const UD: u8 = 4;
+}
+
+/// [`CreateQpArgs::srqn`] of a QP with its own receive-WQE ring.
+pub const NO_SRQ: u32 = u32::MAX;
+
+/// [`CtrlOp::CreateQp`]: a QP in state RESET. Its region (a [`QueueHeader`] region, like an RX
+/// queue's) holds a [`RingKind::RoceCq`] ring and, unless `srqn` names a shared receive
+/// queue, a [`RingKind::RecvWqe`] ring.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct CreateQpArgs {
     pub qpn: U32,
-    pub dest_qpn: U32,
-    /// Expected PSN of the next request.
-    pub rq_psn: U32,
-    /// 2 = RC, 3 = UC, 4 = UD (`ibv_qp_type` numbering).
+    pub pd: U32,
+    /// [`qp_type`]: 2 = RC, 3 = UC, 4 = UD.
     pub qp_type: u8,
     pub _pad: [u8; 3],
-    /// Region whose header describes this QP's RecvWqe ring and RoCE CQ.
+    /// Shared receive queue the QP takes its receive WQEs from, or [`NO_SRQ`].
+    pub srqn: U32,
+    /// Region whose header describes this QP's RecvWqe ring (if any) and RoCE CQ.
     pub region_bus_addr: U64,
     pub region_len: U64,
 }
@@ -925,12 +970,167 @@ assert_layout!(
     CreateQpArgs,
     size = 32,
     qpn = 0,
-    dest_qpn = 4,
-    rq_psn = 8,
-    qp_type = 12,
+    pd = 4,
+    qp_type = 8,
+    srqn = 12,
     region_bus_addr = 16,
     region_len = 24
 );
+
+/// `ibv_qp_state` numbering.
+pub mod qp_state {
+    pub const RESET: u8 = 0;
+    pub const INIT: u8 = 1;
+    pub const RTR: u8 = 2;
+    pub const RTS: u8 = 3;
+    pub const SQD: u8 = 4;
+    pub const SQE: u8 = 5;
+    pub const ERR: u8 = 6;
+}
+
+/// `ibv_qp_attr_mask` bits understood in [`ModifyQpArgs::attr_mask`]; other bits are
+/// refused (`Invalid`).
+pub mod qp_attr {
+    pub const STATE: u32 = 1 << 0;
+    pub const ACCESS_FLAGS: u32 = 1 << 3;
+    pub const QKEY: u32 = 1 << 6;
+    /// The address vector: `remote_gid` and `udp_sport`.
+    pub const AV: u32 = 1 << 7;
+    pub const PATH_MTU: u32 = 1 << 8;
+    pub const RQ_PSN: u32 = 1 << 12;
+    pub const MIN_RNR_TIMER: u32 = 1 << 15;
+    pub const DEST_QPN: u32 = 1 << 20;
+}
+
+/// [`CtrlOp::ModifyQp`]: `ibv_modify_qp` for the responder's side. Fields not named by
+/// `attr_mask` are ignored. Transitions follow the verbs state table (RESET -> INIT -> RTR ->
+/// RTS, any -> ERR, any -> RESET); RTR needs the path MTU, the remote QPN (RC/UC), the
+/// expected PSN and the address vector. Moving to ERR or RESET completes the receive WQE the
+/// QP holds with `WR_FLUSH_ERR`.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct ModifyQpArgs {
+    pub qpn: U32,
+    /// [`qp_attr`] bits.
+    pub attr_mask: U32,
+    /// Target [`qp_state`].
+    pub state: u8,
+    /// `ibv_mtu`: 1 = 256, 2 = 512, 3 = 1024, 4 = 2048, 5 = 4096.
+    pub path_mtu: u8,
+    /// RNR NAK timer code (IBA table 45, 5 bits).
+    pub min_rnr_timer: u8,
+    pub _pad: u8,
+    pub dest_qpn: U32,
+    /// Expected PSN of the next request (24 bits).
+    pub rq_psn: U32,
+    pub qkey: U32,
+    /// Remote access the QP allows ([`access`] bits).
+    pub access: U32,
+    /// The requester's GID (an IPv4 address as `::ffff:a.b.c.d`): requests from another
+    /// source address are dropped and counted.
+    pub remote_gid: [u8; 16],
+    /// UDP source port of the packets the responder sends on this QP.
+    pub udp_sport: U16,
+    pub _pad2: U16,
+}
+assert_layout!(
+    ModifyQpArgs,
+    size = 48,
+    qpn = 0,
+    attr_mask = 4,
+    state = 8,
+    path_mtu = 9,
+    min_rnr_timer = 10,
+    dest_qpn = 12,
+    rq_psn = 16,
+    qkey = 20,
+    access = 24,
+    remote_gid = 28,
+    udp_sport = 44
+);
+
+/// [`CtrlOp::DestroyQp`] and [`CtrlOp::QueryQp`].
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct QpArgs {
+    pub qpn: U32,
+}
+assert_layout!(QpArgs, size = 4, qpn = 0);
+
+/// Response to [`CtrlOp::QueryQp`].
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct QpInfo {
+    pub qpn: U32,
+    /// [`qp_state`].
+    pub state: u8,
+    /// [`qp_type`].
+    pub qp_type: u8,
+    pub _pad: U16,
+    /// The PSN the responder expects next.
+    pub expected_psn: U32,
+    /// Message sequence number (the MSN of the last completed request, 24 bits).
+    pub msn: U32,
+    pub dest_qpn: U32,
+    /// Receive WQEs the responder holds (taken from the ring, not yet completed).
+    pub held_wqes: U32,
+}
+assert_layout!(
+    QpInfo,
+    size = 24,
+    qpn = 0,
+    state = 4,
+    qp_type = 5,
+    expected_psn = 8,
+    msn = 12,
+    dest_qpn = 16,
+    held_wqes = 20
+);
+
+/// [`CtrlOp::CreateSrq`]: a shared receive queue. Its region holds one [`RingKind::RecvWqe`]
+/// ring; QPs created with its `srqn` take their receive WQEs from it.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CreateSrqArgs {
+    pub srqn: U32,
+    pub pd: U32,
+    pub region_bus_addr: U64,
+    pub region_len: U64,
+}
+assert_layout!(
+    CreateSrqArgs,
+    size = 24,
+    srqn = 0,
+    pd = 4,
+    region_bus_addr = 8,
+    region_len = 16
+);
+
+/// [`CtrlOp::DestroySrq`].
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct SrqArgs {
+    pub srqn: U32,
+}
+assert_layout!(SrqArgs, size = 4, srqn = 0);
+
+/// `ibv_wc_status` values the responder reports in [`RoceCqe::status`].
+pub mod wc_status {
+    pub const SUCCESS: u8 = 0;
+    pub const LOC_LEN_ERR: u8 = 1;
+    pub const LOC_QP_OP_ERR: u8 = 2;
+    pub const LOC_PROT_ERR: u8 = 4;
+    pub const WR_FLUSH_ERR: u8 = 5;
+    pub const REM_INV_REQ_ERR: u8 = 9;
+    pub const REM_ACCESS_ERR: u8 = 10;
+    pub const REM_OP_ERR: u8 = 11;
+}
+
+/// `ibv_wc_opcode` values of receive completions, in [`RoceCqe::opcode`].
+pub mod wc_opcode {
+    pub const RECV: u8 = 128;
+    pub const RECV_RDMA_WITH_IMM: u8 = 129;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Control calls: every opcode with its request and response body
@@ -1000,8 +1200,12 @@ ctrl_calls! {
     SetRss: RssArgs => NoBody;
     RegisterMr: RegisterMrArgs => NoBody;
     CreateQp: CreateQpArgs => NoBody;
-    /// Its body record is fixed with the RoCE responder's issue.
-    DestroyQp: NoBody => NoBody;
+    DestroyQp: QpArgs => NoBody;
+    DeregisterMr: MrArgs => NoBody;
+    ModifyQp: ModifyQpArgs => NoBody;
+    CreateSrq: CreateSrqArgs => NoBody;
+    DestroySrq: SrqArgs => NoBody;
+    QueryQp: QpArgs => QpInfo;
 }
 
 #[cfg(test)]
