@@ -53,6 +53,10 @@ pub struct DeviceConfig {
     pub cq_ring: u32,
     pub hds_thresh: u32,
     pub rss_key: [u8; RSS_KEY_LEN],
+    /// Bytes of the host window set aside for RoCE QP and SRQ regions (0: no RoCE).
+    pub roce_host_bytes: u64,
+    /// Bytes of device window 0 set aside for RoCE memory (MRs, SRQ pools).
+    pub roce_dev_bytes: u64,
 }
 
 impl Default for DeviceConfig {
@@ -68,6 +72,8 @@ impl Default for DeviceConfig {
             cq_ring: 2048,
             hds_thresh: 0,
             rss_key: crate::verify::RSS_KEY,
+            roce_host_bytes: 0,
+            roce_dev_bytes: 0,
         }
     }
 }
@@ -103,6 +109,10 @@ pub struct DeviceLayout {
     /// window 0.
     pub hdr_pools: Vec<u64>,
     pub pay_pools: Vec<u64>,
+    /// The RoCE arenas (offset, length): QP/SRQ regions in the host window, RoCE memory in
+    /// device window 0 ([`crate::roce::Rdma`]).
+    pub roce_host: (u64, u64),
+    pub roce_dev: (u64, u64),
     /// Bytes the host window and device window 0 must have.
     pub host_len: u64,
     pub device_len: u64,
@@ -136,18 +146,23 @@ impl DeviceLayout {
             hdr_pools.push(off);
             off = page_up(off + cfg.hdr_buf_size as u64 * cfg.bufs_per_queue as u64);
         }
-        let host_len = off;
+        let roce_host = (off, page_up(cfg.roce_host_bytes));
+        let host_len = off + roce_host.1;
         let (mut dev, mut pay_pools) = (0u64, Vec::new());
         for _ in 0..cfg.queues {
             pay_pools.push(dev);
             dev = page_up(dev + cfg.buf_size as u64 * cfg.pay_bufs_per_queue as u64);
         }
+        let roce_dev = (dev, page_up(cfg.roce_dev_bytes));
+        dev += roce_dev.1;
         Ok(DeviceLayout {
             ctrl,
             ctrl_offset,
             queues,
             hdr_pools,
             pay_pools,
+            roce_host,
+            roce_dev,
             host_len,
             device_len: dev,
         })
@@ -431,6 +446,23 @@ impl<S: Sink + 'static> Device<S> {
         for p in &self.pollers {
             p.drain();
         }
+    }
+
+    /// The device's RoCE side over the arenas `DeviceConfig::roce_host_bytes` and
+    /// `roce_dev_bytes` set aside (`None` when both are 0). Call it once: each call hands out
+    /// the whole arenas again.
+    pub fn rdma(&self) -> Option<crate::roce::Rdma> {
+        if self.layout.roce_host.1 == 0 {
+            return None;
+        }
+        let dw = self.seam.device_windows().first()?.clone();
+        Some(crate::roce::Rdma::new(
+            self.ctrl.clone(),
+            self.host.clone(),
+            dw,
+            self.layout.roce_host,
+            self.layout.roce_dev,
+        ))
     }
 
     /// The NIC's counters of queue `q` (`u16::MAX`: the device-wide ones).

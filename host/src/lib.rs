@@ -15,6 +15,7 @@ pub mod pool;
 pub mod provider;
 pub mod queue;
 pub mod recycle;
+pub mod roce;
 pub mod seam;
 pub mod sync;
 pub mod token;

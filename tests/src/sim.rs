@@ -97,6 +97,9 @@ impl Session for SimSession {
     fn stop_wire(&self) {
         self.hw().wire.stop.store(true, Ordering::Relaxed);
     }
+    fn transmitted(&self) -> Option<Vec<Vec<u8>>> {
+        Some(self.hw().wire.take_tx())
+    }
     fn power_down(mut self: Box<Self>) -> TargetReport {
         let Some(hw) = self.hw.take() else {
             return TargetReport::default();

@@ -83,6 +83,10 @@ pub trait Session: Send {
     fn wire(&self) -> WireStatus;
     /// Ends the wire after its current frame.
     fn stop_wire(&self);
+    /// Takes the frames the firmware transmitted since the last call (RoCE ACKs, READ
+    /// responses, CNPs), oldest first. A target that cannot capture its transmit side returns
+    /// `None`.
+    fn transmitted(&self) -> Option<Vec<Vec<u8>>>;
     /// Stops the firmware and reports.
     fn power_down(self: Box<Self>) -> TargetReport;
 }

@@ -1,7 +1,8 @@
 //! The sim board proper: the firmware HAL implemented in-process, and the firmware thread.
 //!
 //! - [`SimMac`] ([`MacRx`]): frames come from a [`Wire`], lent to the firmware without a copy;
-//! - [`SimTx`] ([`MacTx`]): counts and discards (RoCE ACKs are not looped back yet);
+//! - [`SimTx`] ([`MacTx`]): counts and logs every frame into the wire's [`TxLog`] (bounded),
+//!   where the peer side (the harness) takes them;
 //! - [`SimDmaEngine`] ([`Dma`]): synchronous scatter-gather copies into the board's **own**
 //!   mappings of the shared-memory files, each range-checked against its window;
 //! - [`SimMem`] ([`SharedMemory`]): bus ranges to pointers into the same mappings;
@@ -13,7 +14,7 @@
 //! until the board is told to stop. The [`FirmwareReport`] returned on join carries the firmware's final counters.
 
 use crate::shm::{map, ShmError, ShmRegion, WindowKind, WindowStats};
-use crate::wire::{Wire, WireCtl};
+use crate::wire::{TxLog, Wire, WireCtl};
 use splitrx_firmware::hal::{
     Clock, Dma, DmaError, DmaSegment, DmaTicket, Hal, HalParts, MacRx, MacTx, RxFrame,
     SharedMemory, TxError,
@@ -85,11 +86,22 @@ impl<W: Wire> MacRx for SimMac<W> {
     }
 }
 
-/// The transmit side: frames are counted and discarded.
-#[derive(Debug, Default)]
+/// The transmit side: frames are counted and logged for the peer ([`WireCtl::take_tx`]).
+#[derive(Debug)]
 pub struct SimTx {
     pub frames: u64,
     pub bytes: u64,
+    ctl: Arc<WireCtl>,
+}
+
+impl SimTx {
+    pub fn new(ctl: Arc<WireCtl>) -> SimTx {
+        SimTx {
+            frames: 0,
+            bytes: 0,
+            ctl,
+        }
+    }
 }
 
 impl MacTx for SimTx {
@@ -99,6 +111,13 @@ impl MacTx for SimTx {
         }
         self.frames += 1;
         self.bytes += frame.len() as u64;
+        let mut l = self.ctl.tx.lock().unwrap_or_else(|p| p.into_inner());
+        l.sent += 1;
+        if l.frames.len() < TxLog::CAP {
+            l.frames.push_back(frame.to_vec());
+        } else {
+            l.overflow += 1;
+        }
         Ok(())
     }
 }
@@ -343,8 +362,8 @@ impl SimBoard {
             .name("sim-firmware".into())
             .spawn(move || {
                 let parts = HalParts::<SimHal<W>> {
+                    tx: SimTx::new(ctl.clone()),
                     rx: SimMac::new(wire, ctl),
-                    tx: SimTx::default(),
                     dma,
                     mem: SimMem {
                         regions: vec![host, bar],

@@ -67,6 +67,32 @@ pub struct WireCtl {
     pub offered_bytes: AtomicU64,
     /// The wire ended and its last frame was released by the firmware.
     pub done: AtomicBool,
+    /// What the firmware transmitted (RoCE ACKs, READ responses, CNPs), oldest first, for
+    /// whoever plays the peer: see [`TxLog`].
+    pub tx: std::sync::Mutex<TxLog>,
+}
+
+/// Frames the firmware transmitted and nobody took yet, bounded: beyond [`TxLog::CAP`] frames
+/// the newest are counted in `overflow` and dropped (a peer that never reads cannot grow it).
+#[derive(Debug, Default)]
+pub struct TxLog {
+    pub frames: std::collections::VecDeque<Vec<u8>>,
+    /// Frames transmitted in all.
+    pub sent: u64,
+    /// Frames dropped because nobody read the log.
+    pub overflow: u64,
+}
+
+impl TxLog {
+    pub const CAP: usize = 1 << 16;
+}
+
+impl WireCtl {
+    /// Takes every transmitted frame logged so far.
+    pub fn take_tx(&self) -> Vec<Vec<u8>> {
+        let mut l = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        l.frames.drain(..).collect()
+    }
 }
 
 /// A wire that plays a list of frames (held in one flat buffer) over and over: a capture
