@@ -29,9 +29,9 @@ use crate::provider::{DeviceWindow, DeviceWindowConfig};
 use crate::seam::{HostWindow, WindowDesc};
 use crate::token::Token;
 use splitrx_shared::abi::{
-    self, access, call, qp_attr, qp_state, qp_type, wc_opcode, wc_status, BufRef,
-    CreateQpArgs, CreateSrqArgs, ModifyQpArgs, MrArgs, PoolMode, QpArgs, QpInfo, RecvWqe,
-    RegisterMrArgs, RingKind, RoceCqe, SrqArgs, NO_SRQ,
+    self, access, call, qp_attr, qp_state, qp_type, wc_opcode, wc_status, BufRef, CreateQpArgs,
+    CreateSrqArgs, ModifyQpArgs, MrArgs, PoolMode, QpArgs, QpInfo, RecvWqe, RegisterMrArgs,
+    RingKind, RoceCqe, SrqArgs, NO_SRQ,
 };
 use splitrx_shared::region::RegionLayout;
 use splitrx_shared::ring::{Consumer, Producer, RingError};
@@ -155,7 +155,10 @@ pub struct Rdma {
 impl std::fmt::Debug for Rdma {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rdma")
-            .field("host_arena_free", &self.inner.host_arena.lock().map(|a| a.free_bytes()))
+            .field(
+                "host_arena_free",
+                &self.inner.host_arena.lock().map(|a| a.free_bytes()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -207,7 +210,12 @@ impl DeviceBuffer {
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        let mut a = self.rdma.inner.dev_arena.lock().unwrap_or_else(|p| p.into_inner());
+        let mut a = self
+            .rdma
+            .inner
+            .dev_arena
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         a.release(self.offset, self.len);
     }
 }
@@ -523,7 +531,9 @@ impl Rdma {
             access: U32::new(access),
             pd: U32::new(pd.0),
         };
-        self.inner.ctrl().request::<call::RegisterMr>(&a, &mut wait())?;
+        self.inner
+            .ctrl()
+            .request::<call::RegisterMr>(&a, &mut wait())?;
         Ok(MemoryRegion {
             pd,
             lkey,
@@ -540,7 +550,9 @@ impl Rdma {
         let a = MrArgs {
             lkey: U32::new(mr.lkey),
         };
-        self.inner.ctrl().request::<call::DeregisterMr>(&a, &mut wait())?;
+        self.inner
+            .ctrl()
+            .request::<call::DeregisterMr>(&a, &mut wait())?;
         Ok(())
     }
 
@@ -559,7 +571,8 @@ impl Rdma {
         // SAFETY: `off..off + l.size` was carved from the RoCE arena, which the device layout
         // placed inside the host window mapping `inner.host` keeps alive; nobody else uses it
         // (the arena hands each range out once) and the firmware does not know it yet.
-        let base = unsafe { NonNull::new_unchecked(self.inner.host.base().as_ptr().add(off as usize)) };
+        let base =
+            unsafe { NonNull::new_unchecked(self.inner.host.base().as_ptr().add(off as usize)) };
         // SAFETY: as above.
         if let Err(e) = unsafe { l.init(base, l.size as usize) } {
             self.release_host(off, l.size);
@@ -631,20 +644,29 @@ impl Rdma {
     }
 
     fn modify(&self, a: &ModifyQpArgs) -> Result<(), RoceError> {
-        self.inner.ctrl().request::<call::ModifyQp>(a, &mut wait())?;
+        self.inner
+            .ctrl()
+            .request::<call::ModifyQp>(a, &mut wait())?;
         Ok(())
     }
 
     /// `ibv_query_qp`: the firmware's view of a QP.
     pub fn query_qp(&self, qpn: u32) -> Result<QpInfo, RoceError> {
         let a = QpArgs { qpn: U32::new(qpn) };
-        Ok(self.inner.ctrl().request::<call::QueryQp>(&a, &mut wait())?)
+        Ok(self
+            .inner
+            .ctrl()
+            .request::<call::QueryQp>(&a, &mut wait())?)
     }
 
     /// A page pool over `count` buffers of `buf_size` bytes of device memory (the emulated GPU
     /// BAR), for a [`PoolSrq`]. Pool ids of RoCE pools start at 0x80 (RX queues use the low
     /// ones).
-    pub fn device_pool(&self, buf_size: u32, count: u32) -> Result<(PagePool, DeviceBuffer), RoceError> {
+    pub fn device_pool(
+        &self,
+        buf_size: u32,
+        count: u32,
+    ) -> Result<(PagePool, DeviceBuffer), RoceError> {
         let mem = self.alloc_device(buf_size as u64 * count as u64)?;
         let id = 0x80 + (self.inner.next_pool.fetch_add(1, Ordering::Relaxed) & 0x7f) as u8;
         let d = &self.inner.dev_desc;
@@ -927,7 +949,9 @@ impl PoolSrq {
         depth: u32,
     ) -> Result<PoolSrq, RoceError> {
         if !depth.is_power_of_two() {
-            return Err(RoceError::Invalid("SRQ depth must be a power of two".into()));
+            return Err(RoceError::Invalid(
+                "SRQ depth must be a power of two".into(),
+            ));
         }
         let r = pool.region();
         let len = r.buf_size as u64 * r.count as u64;
@@ -942,7 +966,11 @@ impl PoolSrq {
             region_bus_addr: U64::new(rdma.inner.host_desc.bus(off)),
             region_len: U64::new(l.size),
         };
-        if let Err(e) = rdma.inner.ctrl().request::<call::CreateSrq>(&a, &mut wait()) {
+        if let Err(e) = rdma
+            .inner
+            .ctrl()
+            .request::<call::CreateSrq>(&a, &mut wait())
+        {
             rdma.release_host(off, l.size);
             let _ = rdma.dereg_mr(mr);
             return Err(e.into());
@@ -987,7 +1015,10 @@ impl PoolSrq {
         let mut n = 0;
         while self.rq.free()? > 0 {
             let Some(buf) = self.pool.alloc() else { break };
-            let bus = self.pool.bus_addr(buf).expect("a buffer the pool just allocated");
+            let bus = self
+                .pool
+                .bus_addr(buf)
+                .expect("a buffer the pool just allocated");
             let w = RecvWqe {
                 wr_id: U64::new(buf.raw() as u64),
                 bus_addr: U64::new(bus),
@@ -1014,7 +1045,10 @@ impl PoolSrq {
     pub fn accept(&mut self, c: SrqCqe) -> Result<Result<Received, Completion>, &'static str> {
         let c = c.0;
         let raw = c.wr_id.get();
-        let Some(w) = u32::try_from(raw).ok().and_then(|r| self.posted.get(&r).copied()) else {
+        let Some(w) = u32::try_from(raw)
+            .ok()
+            .and_then(|r| self.posted.get(&r).copied())
+        else {
             return Err(self.refuse("the CQE names no buffer this SRQ posted"));
         };
         if let Err(e) = cqe_check(&c, &w) {
@@ -1144,7 +1178,11 @@ mod tests {
         assert_eq!(cqe_check(&c, &w), Err("unknown completion status"));
         c.status = wc_status::WR_FLUSH_ERR;
         c.byte_len = U32::new(4096);
-        assert_eq!(cqe_check(&c, &w), Ok(()), "a flush carries no byte count to check");
+        assert_eq!(
+            cqe_check(&c, &w),
+            Ok(()),
+            "a flush carries no byte count to check"
+        );
         assert_eq!(completion(&c, w).byte_len, 0);
         c.status = 0;
         c.byte_len = U32::new(4);

@@ -11,6 +11,7 @@
 //! target and assert exact bytes, exact counts per ownership state and exact drops.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod roce;
 pub mod run;
 pub mod sim;
 pub mod target;

@@ -1,0 +1,959 @@
+//! The RoCE oracle: replays the requester's side of a captured RoCEv2 conversation against the
+//! firmware's responder on any [`Target`] and checks what it did against what the captured
+//! responder did.
+//!
+//! [`RoceCase::from_frames`] reads a capture's RoCE packets and picks the responder: the address
+//! that receives the most request packets (QP1, the CM MADs, is left to the CM issue). From the
+//! capture's own packets it takes each responder QP (QPN, type, the requester's QPN, the first
+//! PSN, the path MTU, the Q_Key, the UDP port), each memory region (rkey, the VA range the
+//! requests touch, the access they need, and for READ and ATOMIC the bytes the captured
+//! responder returned, which become the MR's initial contents), and how many receive WQEs the
+//! QP consumes and how large. [`replay`] brings a device up on the target, sets all of that up
+//! through the host's RoCE API ([`splitrx_host::roce`]), plays the requests on the wire, and
+//! checks:
+//! * every response the firmware transmitted against the captured responder's packet, in
+//!   order: opcode, destination QP, PSN, AETH syndrome and MSN, READ payload, ATOMIC original
+//!   value, and a valid ICRC;
+//! * placement: WRITE payloads at their MR offsets, SEND messages at the start of the posted
+//!   buffers (UD: after the 40-byte GRH area), with guard bytes around every MR and buffer
+//!   untouched, and each CQE's byte count and immediate data.
+//!
+//! The result is a per-packet verdict table ([`ReplayReport`]).
+
+use crate::target::{Session, Target, Traffic};
+use splitrx_host::device::{Device, DeviceConfig, DeviceLayout};
+use splitrx_host::queue::DropSink;
+use splitrx_host::roce::{self as hroce, Cqe, Mtu, QpInit, QpType, RtrAttr};
+use splitrx_host::seam::WindowDesc;
+use splitrx_shared::abi::{access, wc_opcode, BufRef};
+use splitrx_shared::split::{split, SplitConfig};
+use splitrx_shared::wire::roce::{opcode as op, verify_icrc, RocePacket};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Guard bytes before and after every MR and receive buffer.
+pub const GUARD: u64 = 256;
+const GUARD_BYTE: u8 = 0xa5;
+const GRH: usize = 40;
+
+/// One RoCEv2 packet of a capture, parsed.
+#[derive(Clone, Debug)]
+pub struct Pkt {
+    /// 1-based frame number in the capture.
+    pub number: u64,
+    pub frame: Vec<u8>,
+    /// Source and destination GIDs (IPv4 mapped into `::ffff:0:0/96`).
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub opcode: u8,
+    pub dest_qp: u32,
+    pub psn: u32,
+    pub ack_req: bool,
+    /// RETH (va, rkey, dma_len).
+    pub reth: Option<(u64, u32, u32)>,
+    /// AETH (syndrome, msn).
+    pub aeth: Option<(u8, u32)>,
+    /// DETH (qkey, src_qp).
+    pub deth: Option<(u32, u32)>,
+    /// AtomicETH (va, rkey, swap_add, compare).
+    pub atomic: Option<(u64, u32, u64, u64)>,
+    pub atomic_ack: Option<u64>,
+    pub imm: Option<u32>,
+    pub payload: Vec<u8>,
+    pub icrc_ok: bool,
+    /// Bytes of the IP header (for the UD GRH area check).
+    pub ip_header: Vec<u8>,
+}
+
+/// Parses a RoCEv2 packet out of an Ethernet frame (`None`: not RoCEv2, or malformed).
+pub fn parse(number: u64, frame: &[u8]) -> Option<Pkt> {
+    let r = split(frame, &SplitConfig::default());
+    let info = r.roce?;
+    let (l3, l4) = (r.l3_offset? as usize, r.l4_offset? as usize);
+    let ulen = u16::from_be_bytes([*frame.get(l4 + 4)?, *frame.get(l4 + 5)?]) as usize;
+    let roce = frame.get(l4 + 8..l4 + ulen)?;
+    let p = RocePacket::new_checked(roce).ok()?;
+    let (src, dst) = match frame[l3] >> 4 {
+        4 => {
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s[10..12].fill(0xff);
+            d[10..12].fill(0xff);
+            s[12..].copy_from_slice(frame.get(l3 + 12..l3 + 16)?);
+            d[12..].copy_from_slice(frame.get(l3 + 16..l3 + 20)?);
+            (s, d)
+        }
+        _ => (
+            frame.get(l3 + 8..l3 + 24)?.try_into().ok()?,
+            frame.get(l3 + 24..l3 + 40)?.try_into().ok()?,
+        ),
+    };
+    let bth = p.bth();
+    let icrc_ok =
+        info.icrc_ok == Some(true) || verify_icrc_at(frame, l3, l4, l4 + ulen).unwrap_or(false);
+    Some(Pkt {
+        number,
+        frame: frame.to_vec(),
+        src,
+        dst,
+        sport: u16::from_be_bytes([frame[l4], frame[l4 + 1]]),
+        opcode: bth.opcode(),
+        dest_qp: info.dest_qp,
+        psn: info.psn,
+        ack_req: bth.ack_req(),
+        reth: p.reth().map(|r| (r.va, r.rkey, r.dma_len)),
+        aeth: p.aeth().map(|a| (a.syndrome, a.msn)),
+        deth: p.deth().map(|d| (d.qkey, d.src_qp)),
+        atomic: p
+            .atomic_eth()
+            .map(|a| (a.va, a.rkey, a.swap_add, a.compare)),
+        atomic_ack: p.atomic_ack_eth(),
+        imm: p.imm_data(),
+        payload: p.payload().to_vec(),
+        icrc_ok,
+        ip_header: frame[l3..l4].to_vec(),
+    })
+}
+
+fn verify_icrc_at(frame: &[u8], l3: usize, l4: usize, end: usize) -> Option<bool> {
+    let v = frame.get(l3)? >> 4;
+    verify_icrc(frame.get(..end)?, l3, v, l4, end.checked_sub(4)?)
+}
+
+/// Whether `opcode` is a request a responder serves.
+pub fn is_request(opcode: u8) -> bool {
+    matches!(opcode, 0x00..=0x0c | 0x13 | 0x14 | 0x16 | 0x17 | 0x20..=0x2b | 0x64 | 0x65)
+}
+
+/// Whether `opcode` is a responder's packet (ACK/NAK, READ response, ATOMIC ACK).
+pub fn is_response(opcode: u8) -> bool {
+    matches!(opcode, op::RC_READ_RESPONSE_FIRST..=op::RC_ATOMIC_ACK)
+}
+
+fn starts_message(o: u8) -> bool {
+    matches!(
+        o & 0x1f,
+        0x00 | 0x04 | 0x05 | 0x06 | 0x0a | 0x0b | 0x0c | 0x13 | 0x14 | 0x17
+    ) || o == op::UD_SEND_ONLY
+        || o == op::UD_SEND_ONLY_IMM
+}
+
+/// Whether the packet consumes (or continues) a receive WQE: SENDs and WRITE with immediate.
+fn uses_wqe(o: u8) -> bool {
+    matches!(o & 0x1f, 0x00..=0x05 | 0x09 | 0x0b | 0x16 | 0x17) || o >= 0x64
+}
+
+fn ends_message(o: u8) -> bool {
+    matches!(
+        o & 0x1f,
+        0x02..=0x05 | 0x08..=0x0c | 0x13 | 0x14 | 0x16 | 0x17
+    ) || o >= 0x64
+}
+
+/// One responder QP the capture implies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QpSpec {
+    pub qpn: u32,
+    pub qp_type: QpType,
+    pub dest_qpn: u32,
+    pub first_psn: u32,
+    pub mtu: u32,
+    pub qkey: u32,
+    pub udp_sport: u16,
+    pub remote: [u8; 16],
+    /// Per receive WQE the QP consumes: (message bytes as they must land, immediate).
+    pub messages: Vec<(Vec<u8>, Option<u32>)>,
+    /// Frame numbers of the packets of each message (for the verdict table).
+    pub message_frames: Vec<Vec<u64>>,
+}
+
+/// One memory region the capture implies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MrSpec {
+    pub rkey: u32,
+    /// First VA of the MR (page-aligned) and its length.
+    pub iova: u64,
+    pub len: u64,
+    pub access: u32,
+    /// Initial contents: (va, bytes).
+    pub preload: Vec<(u64, Vec<u8>)>,
+    /// What WRITEs must leave there: (frame, va, bytes).
+    pub writes: Vec<(u64, u64, Vec<u8>)>,
+}
+
+/// What a capture asks of a responder.
+#[derive(Clone, Debug)]
+pub struct RoceCase {
+    pub responder: [u8; 16],
+    pub qps: Vec<QpSpec>,
+    pub mrs: Vec<MrSpec>,
+    /// The packets played to the responder, in capture order.
+    pub requests: Vec<Pkt>,
+    /// The captured responder's packets answering them, in capture order.
+    pub expected: Vec<Pkt>,
+    /// Packets of the capture not used, with why.
+    pub skipped: Vec<(u64, String)>,
+}
+
+/// Formats a GID (IPv4-mapped ones as dotted quads).
+pub fn gid_str(g: &[u8; 16]) -> String {
+    if g[..10] == [0; 10] && g[10..12] == [0xff, 0xff] {
+        format!("{}.{}.{}.{}", g[12], g[13], g[14], g[15])
+    } else {
+        std::net::Ipv6Addr::from(*g).to_string()
+    }
+}
+
+fn page_down(v: u64) -> u64 {
+    v & !4095
+}
+
+impl RoceCase {
+    /// Builds the case from a capture's frames (`(number, frame)`).
+    pub fn from_frames(frames: &[(u64, Vec<u8>)]) -> Result<RoceCase, String> {
+        let mut pkts = Vec::new();
+        let mut skipped = Vec::new();
+        for (n, f) in frames {
+            match parse(*n, f) {
+                Some(p) => pkts.push(p),
+                None => skipped.push((*n, "not a well-formed RoCEv2 packet".to_string())),
+            }
+        }
+        // The responder: the address receiving the most requests (QP1 aside).
+        let mut votes: BTreeMap<[u8; 16], usize> = BTreeMap::new();
+        for p in &pkts {
+            if is_request(p.opcode) && p.dest_qp != 1 {
+                *votes.entry(p.dst).or_default() += 1;
+            }
+        }
+        let Some((&responder, _)) = votes
+            .iter()
+            .max_by_key(|(a, n)| (**n, std::cmp::Reverse(**a)))
+        else {
+            return Err("the capture has no RoCEv2 request to a QP other than QP1".into());
+        };
+        let mut requests = Vec::new();
+        let mut expected = Vec::new();
+        for p in pkts {
+            if p.dest_qp == 1 {
+                skipped.push((p.number, "QP1 (CM MAD): not served by the responder".into()));
+            } else if !p.icrc_ok {
+                // A bad ICRC is played too: the firmware must drop it (counted).
+                requests.push(p);
+            } else if p.dst == responder && is_request(p.opcode) {
+                requests.push(p);
+            } else if p.src == responder && is_response(p.opcode) {
+                expected.push(p);
+            } else {
+                skipped.push((
+                    p.number,
+                    if p.src == responder {
+                        "the responder side's own request (it is the requester there)".into()
+                    } else {
+                        "a response to the responder side's own request".into()
+                    },
+                ));
+            }
+        }
+        let mut qps: BTreeMap<u32, QpSpec> = BTreeMap::new();
+        let mut mrs: BTreeMap<u32, MrSpec> = BTreeMap::new();
+        let mut cur_msg: BTreeMap<u32, usize> = BTreeMap::new();
+        for p in requests.iter().filter(|p| p.icrc_ok) {
+            let qp_type = match p.opcode >> 5 {
+                0 => QpType::Rc,
+                1 => QpType::Uc,
+                _ => QpType::Ud,
+            };
+            let q = qps.entry(p.dest_qp).or_insert_with(|| QpSpec {
+                qpn: p.dest_qp,
+                qp_type,
+                dest_qpn: 0,
+                first_psn: p.psn,
+                mtu: 0,
+                qkey: 0,
+                udp_sport: p.sport,
+                remote: p.src,
+                messages: Vec::new(),
+                message_frames: Vec::new(),
+            });
+            if let Some((qkey, src_qp)) = p.deth {
+                q.qkey = qkey;
+                q.dest_qpn = src_qp;
+            }
+            let o = p.opcode & 0x1f;
+            // FIRST/MIDDLE packets carry exactly one MTU.
+            if matches!(o, 0x00 | 0x01 | 0x06 | 0x07) {
+                q.mtu = q.mtu.max(p.payload.len() as u32);
+            } else {
+                q.mtu = q
+                    .mtu
+                    .max((p.payload.len() as u32).next_power_of_two().min(4096));
+            }
+            if uses_wqe(p.opcode) && (starts_message(p.opcode) || !cur_msg.contains_key(&p.dest_qp))
+            {
+                {
+                    q.messages.push((Vec::new(), None));
+                    q.message_frames.push(Vec::new());
+                    cur_msg.insert(p.dest_qp, q.messages.len() - 1);
+                }
+            }
+            // WRITE with immediate consumes a WQE but places nothing in it.
+            let into_wqe = matches!(o, 0x00..=0x05 | 0x16 | 0x17) || p.opcode >= 0x64;
+            if let Some(&m) = cur_msg.get(&p.dest_qp) {
+                if uses_wqe(p.opcode) {
+                    if into_wqe {
+                        q.messages[m].0.extend_from_slice(&p.payload);
+                    }
+                    if let Some(i) = p.imm {
+                        q.messages[m].1 = Some(i);
+                    }
+                    q.message_frames[m].push(p.number);
+                }
+            }
+            if ends_message(p.opcode) {
+                cur_msg.remove(&p.dest_qp);
+            }
+            // Memory regions.
+            let mut touch = |rkey: u32, va: u64, len: u64, acc: u32| {
+                let m = mrs.entry(rkey).or_insert_with(|| MrSpec {
+                    rkey,
+                    iova: page_down(va),
+                    len: 0,
+                    access: 0,
+                    preload: Vec::new(),
+                    writes: Vec::new(),
+                });
+                let lo = page_down(va).min(m.iova);
+                let hi = (m.iova + m.len).max(va + len);
+                m.iova = lo;
+                m.len = (hi - lo).div_ceil(4096) * 4096;
+                m.access |= acc;
+            };
+            if let Some((va, rkey, len)) = p.reth {
+                let acc = if o == 0x0c {
+                    access::REMOTE_READ
+                } else {
+                    access::REMOTE_WRITE
+                };
+                touch(rkey, va, (len as u64).max(1), acc);
+            }
+            if let Some((va, rkey, _, _)) = p.atomic {
+                touch(rkey, va, 8, access::REMOTE_ATOMIC);
+            }
+        }
+        // WRITE placement: the VA of each packet follows from its message's RETH.
+        let mut wpos: BTreeMap<u32, (u32, u64)> = BTreeMap::new();
+        for p in requests.iter().filter(|p| p.icrc_ok) {
+            let o = p.opcode & 0x1f;
+            if !matches!(o, 0x06..=0x0b) {
+                continue;
+            }
+            if let Some((va, rkey, _)) = p.reth {
+                wpos.insert(p.dest_qp, (rkey, va));
+            }
+            if let Some(&(rkey, va)) = wpos.get(&p.dest_qp) {
+                if let Some(m) = mrs.get_mut(&rkey) {
+                    m.writes.push((p.number, va, p.payload.clone()));
+                }
+                wpos.insert(p.dest_qp, (rkey, va + p.payload.len() as u64));
+            }
+        }
+        // READ and ATOMIC: the captured responses give the MR's initial contents.
+        for p in requests.iter().filter(|p| p.icrc_ok) {
+            let Some(q) = qps.get(&p.dest_qp) else {
+                continue;
+            };
+            if p.opcode == op::RC_READ_REQUEST {
+                let (va, rkey, len) = p.reth.expect("a READ request has a RETH");
+                let npk = (len as u64).div_ceil(q.mtu.max(256) as u64).max(1) as u32;
+                let mut bytes = Vec::new();
+                for r in expected
+                    .iter()
+                    .filter(|r| matches!(r.opcode, 0x0d..=0x10) && psn_in(r.psn, p.psn, npk))
+                {
+                    bytes.extend_from_slice(&r.payload);
+                }
+                bytes.truncate(len as usize);
+                if let Some(m) = mrs.get_mut(&rkey) {
+                    if !m.preload.iter().any(|(v, _)| *v == va) {
+                        m.preload.push((va, bytes));
+                    }
+                }
+            }
+            if let Some((va, rkey, _, _)) = p.atomic {
+                let orig = expected
+                    .iter()
+                    .find(|r| r.opcode == op::RC_ATOMIC_ACK && r.psn == p.psn)
+                    .and_then(|r| r.atomic_ack);
+                if let (Some(orig), Some(m)) = (orig, mrs.get_mut(&rkey)) {
+                    if !m.preload.iter().any(|(v, _)| *v == va) {
+                        m.preload.push((va, orig.to_le_bytes().to_vec()));
+                    }
+                }
+            }
+        }
+        // The requester's QPN (RC/UC): the destination of the responder's first packet
+        // answering one of the QP's PSNs, else of its first packet to that address.
+        for q in qps.values_mut() {
+            if q.qp_type == QpType::Ud {
+                continue;
+            }
+            let psns: Vec<u32> = requests
+                .iter()
+                .filter(|p| p.dest_qp == q.qpn)
+                .map(|p| p.psn)
+                .collect();
+            q.dest_qpn = expected
+                .iter()
+                .find(|r| r.dst == q.remote && psns.contains(&r.psn))
+                .map(|r| r.dest_qp)
+                .or_else(|| frames_from(frames, responder, q.remote).map(|p| p.dest_qp))
+                .unwrap_or(0);
+            // READ RESPONSE FIRST/MIDDLE packets carry exactly one MTU too.
+            for r in expected.iter().filter(|r| r.dest_qp == q.dest_qpn) {
+                if matches!(r.opcode, 0x0d | 0x0e) {
+                    q.mtu = q.mtu.max(r.payload.len() as u32);
+                }
+            }
+        }
+        for q in qps.values_mut() {
+            q.mtu = path_mtu(q.mtu, &requests, q.qpn);
+        }
+        Ok(RoceCase {
+            responder,
+            qps: qps.into_values().collect(),
+            mrs: mrs.into_values().collect(),
+            requests,
+            expected,
+            skipped,
+        })
+    }
+}
+
+fn frames_from(frames: &[(u64, Vec<u8>)], src: [u8; 16], dst: [u8; 16]) -> Option<Pkt> {
+    frames
+        .iter()
+        .filter_map(|(n, f)| parse(*n, f))
+        .find(|p| p.src == src && p.dst == dst && p.dest_qp != 1)
+}
+
+/// The path MTU: the size of full (FIRST/MIDDLE) packets when the capture has any; else the
+/// smallest MTU of at least 1024 (rxe's on a 1500-byte link) that holds every ONLY packet.
+fn path_mtu(seen: u32, requests: &[Pkt], qpn: u32) -> u32 {
+    let full = requests
+        .iter()
+        .any(|p| p.dest_qp == qpn && matches!(p.opcode & 0x1f, 0x00 | 0x01 | 0x06 | 0x07));
+    let floor = if full { 256 } else { 1024 };
+    [256, 512, 1024, 2048, 4096]
+        .into_iter()
+        .find(|m| *m >= seen.max(floor))
+        .unwrap_or(4096)
+}
+
+fn psn_in(psn: u32, first: u32, n: u32) -> bool {
+    psn.wrapping_sub(first) & 0xff_ffff < n
+}
+
+/// One row of the verdict table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Verdict {
+    /// Capture frame number (0 for a packet the firmware sent that the capture lacks).
+    pub frame: u64,
+    pub direction: &'static str,
+    pub opcode: u8,
+    pub psn: u32,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What [`replay`] found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReplayReport {
+    pub responder: String,
+    pub qps: usize,
+    pub mrs: usize,
+    pub verdicts: Vec<Verdict>,
+    /// Device-wide counters of the firmware after the replay (index order of
+    /// `splitrx_shared::stats`).
+    pub nic_counters: Vec<u64>,
+    pub skipped: Vec<(u64, String)>,
+}
+
+impl ReplayReport {
+    pub fn pass(&self) -> bool {
+        self.verdicts.iter().all(|v| v.ok)
+    }
+    pub fn failures(&self) -> Vec<&Verdict> {
+        self.verdicts.iter().filter(|v| !v.ok).collect()
+    }
+}
+
+/// Device memory the oracle reads and writes: the device window file mapped by the harness
+/// (the harness plays the GPU's owner: it preloads READ sources and checks placement).
+struct DevMem {
+    map: memmap2::MmapMut,
+    bus_base: u64,
+}
+
+impl DevMem {
+    fn open(w: &WindowDesc) -> Result<DevMem, String> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&w.path)
+            .map_err(|e| format!("{}: {e}", w.path.display()))?;
+        // SAFETY: the file is the board's device window; the firmware writes it concurrently
+        // only where the responder places data, which the oracle reads only after the wire
+        // ended and the responder went quiet (the check is the point); nothing else maps it
+        // as Rust references.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(w.file_offset)
+                .len(w.len as usize)
+                .map_mut(&f)
+        }
+        .map_err(|e| format!("mapping {}: {e}", w.path.display()))?;
+        Ok(DevMem {
+            map,
+            bus_base: w.bus_base,
+        })
+    }
+    fn range(&self, bus: u64, len: usize) -> std::ops::Range<usize> {
+        let s = (bus - self.bus_base) as usize;
+        s..s + len
+    }
+    fn write(&mut self, bus: u64, b: &[u8]) {
+        let r = self.range(bus, b.len());
+        self.map[r].copy_from_slice(b);
+    }
+    fn fill(&mut self, bus: u64, len: usize, v: u8) {
+        let r = self.range(bus, len);
+        self.map[r].fill(v);
+    }
+    fn read(&self, bus: u64, len: usize) -> Vec<u8> {
+        self.map[self.range(bus, len)].to_vec()
+    }
+}
+
+fn expect_eq(got: &Pkt, want: &Pkt) -> Result<(), String> {
+    let mut diff = Vec::new();
+    if got.opcode != want.opcode {
+        diff.push(format!("opcode {:#x} != {:#x}", got.opcode, want.opcode));
+    }
+    if got.dest_qp != want.dest_qp {
+        diff.push(format!("dest QP {:#x} != {:#x}", got.dest_qp, want.dest_qp));
+    }
+    if got.psn != want.psn {
+        diff.push(format!("PSN {} != {}", got.psn, want.psn));
+    }
+    if got.aeth != want.aeth {
+        diff.push(format!("AETH {:?} != {:?}", got.aeth, want.aeth));
+    }
+    if got.atomic_ack != want.atomic_ack {
+        diff.push(format!(
+            "atomic original {:?} != {:?}",
+            got.atomic_ack, want.atomic_ack
+        ));
+    }
+    if got.payload != want.payload {
+        diff.push(format!(
+            "payload differs ({} vs {} bytes)",
+            got.payload.len(),
+            want.payload.len()
+        ));
+    }
+    if !got.icrc_ok {
+        diff.push("bad ICRC".into());
+    }
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(diff.join("; "))
+    }
+}
+
+/// Replays `case` on `target` (see the module docs). `Err` when the device could not be set
+/// up; a mismatch is a failed verdict in the report.
+pub fn replay(target: &dyn Target, case: &RoceCase) -> Result<ReplayReport, String> {
+    let recv_bytes: u64 = case
+        .qps
+        .iter()
+        .map(|q| {
+            q.messages
+                .iter()
+                .map(|m| (m.0.len() + GRH) as u64 + 2 * GUARD + 4096)
+                .sum::<u64>()
+        })
+        .sum();
+    let mr_bytes: u64 = case.mrs.iter().map(|m| m.len + 2 * GUARD + 4096).sum();
+    let cfg = DeviceConfig {
+        queues: 1,
+        bufs_per_queue: 256,
+        pay_bufs_per_queue: 256,
+        fill_ring: 128,
+        cq_ring: 256,
+        buf_size: 4096,
+        roce_host_bytes: 64 * 4096 + case.qps.len() as u64 * 3 * 4096,
+        roce_dev_bytes: (recv_bytes + mr_bytes).div_ceil(4096) * 4096 + 4096,
+        ..DeviceConfig::default()
+    };
+    let layout = DeviceLayout::new(&cfg).map_err(|e| e.to_string())?;
+    let frames: Vec<Vec<u8>> = case.requests.iter().map(|p| p.frame.clone()).collect();
+    let n = frames.len() as u64;
+    let mut session = target
+        .power_up(
+            &layout,
+            Traffic {
+                frames: std::sync::Arc::new(frames),
+                limit: Some(n),
+                rate: None,
+                flow: None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let r = run_session(session.as_mut(), &cfg, case);
+    let rep = session.power_down();
+    let mut out = r?;
+    if let Some(e) = rep.error {
+        out.verdicts.push(Verdict {
+            frame: 0,
+            direction: "-",
+            opcode: 0,
+            psn: 0,
+            ok: false,
+            detail: format!("the firmware did not run: {e}"),
+        });
+    }
+    Ok(out)
+}
+
+struct PostedBuf {
+    qpn: u32,
+    msg: usize,
+    bus: u64,
+    len: u64,
+}
+
+fn run_session(
+    session: &mut dyn Session,
+    cfg: &DeviceConfig,
+    case: &RoceCase,
+) -> Result<ReplayReport, String> {
+    let seam = session.seam();
+    let dev = Device::bring_up(seam.clone(), cfg, |_| DropSink, |q| session.observer(q))
+        .map_err(|e| e.to_string())?;
+    let rdma = dev.rdma().ok_or("the device has no RoCE arena")?;
+    let dw = seam
+        .device_windows()
+        .first()
+        .cloned()
+        .ok_or("no device window")?;
+    let mut mem = DevMem::open(&dw)?;
+    let pd = rdma.alloc_pd();
+    let mut verdicts = Vec::new();
+    let mut bufs_mem = Vec::new();
+    // Memory regions, with guards and their initial contents.
+    let mut mrs = Vec::new();
+    for m in &case.mrs {
+        let b = rdma
+            .alloc_device(m.len + 2 * GUARD)
+            .map_err(|e| e.to_string())?;
+        mem.fill(b.bus_addr, b.len as usize, GUARD_BYTE);
+        let base = b.bus_addr + GUARD;
+        mem.fill(base, m.len as usize, 0);
+        for (va, bytes) in &m.preload {
+            mem.write(base + (va - m.iova), bytes);
+        }
+        let mr = rdma
+            .reg_mr_keyed(pd, base, m.len, m.iova, m.access, m.rkey, m.rkey)
+            .map_err(|e| format!("MR rkey {:#x}: {e}", m.rkey))?;
+        mrs.push((m, mr, base, b));
+    }
+    // QPs with their receive buffers.
+    let mut qps = Vec::new();
+    let mut posted = Vec::new();
+    for q in &case.qps {
+        let depth = ((q.messages.len() + 1) as u32).next_power_of_two().max(16);
+        let mut qp = rdma
+            .create_qp(&QpInit {
+                qpn: q.qpn,
+                qp_type: q.qp_type,
+                pd,
+                rq_depth: depth,
+                cq_depth: depth * 2,
+                srqn: None,
+            })
+            .map_err(|e| format!("QP {:#x}: {e}", q.qpn))?;
+        let all = access::REMOTE_WRITE | access::REMOTE_READ | access::REMOTE_ATOMIC;
+        qp.to_init(all, q.qkey)
+            .and_then(|_| {
+                qp.to_rtr(&RtrAttr {
+                    dest_qpn: q.dest_qpn,
+                    rq_psn: q.first_psn,
+                    mtu: Mtu::from_bytes(q.mtu).unwrap_or(Mtu::M1024),
+                    remote_gid: q.remote,
+                    udp_sport: q.udp_sport,
+                    min_rnr_timer: 12,
+                })
+            })
+            .and_then(|_| qp.to_rts())
+            .map_err(|e| format!("QP {:#x} to RTS: {e}", q.qpn))?;
+        for (i, (msg, _)) in q.messages.iter().enumerate() {
+            let len = ((msg.len() + GRH) as u64).div_ceil(64) * 64;
+            let b = rdma
+                .alloc_device(len + 2 * GUARD)
+                .map_err(|e| e.to_string())?;
+            mem.fill(b.bus_addr, b.len as usize, GUARD_BYTE);
+            let bus = b.bus_addr + GUARD;
+            let mr = rdma
+                .reg_mr(pd, bus, len, bus, access::LOCAL_WRITE)
+                .map_err(|e| e.to_string())?;
+            qp.post_recv(i as u64, bus, len as u32, &mr, BufRef::NONE)
+                .map_err(|e| e.to_string())?;
+            posted.push(PostedBuf {
+                qpn: q.qpn,
+                msg: i,
+                bus,
+                len,
+            });
+            bufs_mem.push((b, mr));
+        }
+        qps.push((q, qp));
+    }
+    session.device_up();
+    // Wait for the wire to end and the responses to stop coming.
+    let want = case.expected.len();
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let t0 = Instant::now();
+    let mut quiet = Instant::now();
+    loop {
+        if let Some(tx) = session.transmitted() {
+            if !tx.is_empty() {
+                quiet = Instant::now();
+            }
+            got.extend(tx);
+        }
+        let done = session.wire().done;
+        if done && got.len() >= want && quiet.elapsed() > Duration::from_millis(50) {
+            break;
+        }
+        if done && quiet.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            verdicts.push(Verdict {
+                frame: 0,
+                direction: "-",
+                opcode: 0,
+                psn: 0,
+                ok: false,
+                detail: "the replay did not finish within 20 s".into(),
+            });
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Responses, in order.
+    let got: Vec<Option<Pkt>> = got.iter().map(|f| parse(0, f)).collect();
+    for (i, w) in case.expected.iter().enumerate() {
+        let (ok, detail) = match got.get(i) {
+            Some(Some(g)) => match expect_eq(g, w) {
+                Ok(()) => (true, "matches the captured response".to_string()),
+                Err(d) => (false, d),
+            },
+            Some(None) => (false, "the firmware sent a frame that is not RoCEv2".into()),
+            None => (false, "the firmware sent no such response".into()),
+        };
+        verdicts.push(Verdict {
+            frame: w.number,
+            direction: "out",
+            opcode: w.opcode,
+            psn: w.psn,
+            ok,
+            detail,
+        });
+    }
+    for g in got.iter().skip(case.expected.len()) {
+        verdicts.push(Verdict {
+            frame: 0,
+            direction: "out",
+            opcode: g.as_ref().map_or(0, |g| g.opcode),
+            psn: g.as_ref().map_or(0, |g| g.psn),
+            ok: false,
+            detail: "a response the captured responder did not send".into(),
+        });
+    }
+    // Placement: WRITEs.
+    let mut frame_ok: BTreeMap<u64, Result<(), String>> = BTreeMap::new();
+    for (m, _mr, base, b) in &mrs {
+        let mut img = mem.read(*base, m.len as usize);
+        let mut want = vec![0u8; m.len as usize];
+        for (va, bytes) in &m.preload {
+            let o = (va - m.iova) as usize;
+            want[o..o + bytes.len()].copy_from_slice(bytes);
+        }
+        for (f, va, bytes) in &m.writes {
+            let o = (va - m.iova) as usize;
+            let r = if img[o..o + bytes.len()] == bytes[..] {
+                Ok(())
+            } else {
+                Err(format!("WRITE bytes at VA {va:#x} differ"))
+            };
+            frame_ok.insert(*f, r);
+            want[o..o + bytes.len()].copy_from_slice(bytes);
+        }
+        // Atomic targets change by design; take them from the image.
+        for p in case.requests.iter().filter(|p| p.atomic.is_some()) {
+            let (va, rkey, _, _) = p.atomic.unwrap();
+            if rkey == m.rkey {
+                let o = (va - m.iova) as usize;
+                want[o..o + 8].copy_from_slice(&img[o..o + 8]);
+            }
+        }
+        if img != want {
+            let at = img.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+            verdicts.push(Verdict {
+                frame: 0,
+                direction: "mem",
+                opcode: 0,
+                psn: 0,
+                ok: false,
+                detail: format!(
+                    "MR rkey {:#x}: a byte no request may write changed, at offset {at}",
+                    m.rkey
+                ),
+            });
+        }
+        img.clear();
+        check_guards(&mem, b.bus_addr, *base, m.len, &mut verdicts, "MR");
+    }
+    // Placement: SENDs, and the CQEs.
+    let mut cqes: BTreeMap<u32, Vec<hroce::Completion>> = BTreeMap::new();
+    for (q, qp) in qps.iter_mut() {
+        for c in qp.poll_cq(usize::MAX).map_err(|e| e.to_string())? {
+            if let Cqe::Own(c) = c {
+                cqes.entry(q.qpn).or_default().push(c);
+            }
+        }
+    }
+    for p in &posted {
+        let q = case.qps.iter().find(|q| q.qpn == p.qpn).unwrap();
+        let (msg, imm) = &q.messages[p.msg];
+        let frames = &q.message_frames[p.msg];
+        let off = if q.qp_type == QpType::Ud { GRH } else { 0 };
+        let got = mem.read(p.bus + off as u64, msg.len());
+        let mut r: Result<(), String> = if got == *msg {
+            Ok(())
+        } else {
+            Err(format!(
+                "message {} bytes differ in the posted buffer",
+                p.msg
+            ))
+        };
+        if r.is_ok() && q.qp_type == QpType::Ud {
+            // rxe's convention: an IPv4 header lands in the last 20 bytes of the GRH area.
+            let req = case
+                .requests
+                .iter()
+                .find(|x| Some(&x.number) == frames.first());
+            if let Some(req) = req.filter(|x| x.ip_header.len() == 20) {
+                if mem.read(p.bus + 20, 20) != req.ip_header {
+                    r = Err("GRH area does not hold the IPv4 header".into());
+                }
+            }
+        }
+        let c = cqes.get(&p.qpn).and_then(|v| v.get(p.msg));
+        if r.is_ok() {
+            r = match c {
+                None => Err("no CQE".into()),
+                Some(c) if !c.is_ok() => Err(format!("CQE status {}", c.status)),
+                Some(c) if c.byte_len as usize != msg.len() + off => Err(format!(
+                    "CQE byte_len {} != {}",
+                    c.byte_len,
+                    msg.len() + off
+                )),
+                Some(c) if c.imm != *imm => Err(format!("CQE imm {:?} != {imm:?}", c.imm)),
+                Some(c)
+                    if imm.is_some()
+                        && msg.is_empty()
+                        && c.opcode != wc_opcode::RECV_RDMA_WITH_IMM =>
+                {
+                    Err("CQE opcode is not RECV_RDMA_WITH_IMM".into())
+                }
+                Some(_) => Ok(()),
+            };
+        }
+        for f in frames {
+            let prev = frame_ok.remove(f).unwrap_or(Ok(()));
+            frame_ok.insert(*f, prev.and(r.clone()));
+        }
+        check_guards(
+            &mem,
+            p.bus - GUARD,
+            p.bus,
+            p.len,
+            &mut verdicts,
+            "receive buffer",
+        );
+    }
+    for p in &case.requests {
+        let (ok, detail) = match frame_ok.get(&p.number) {
+            _ if !p.icrc_ok => (true, "bad ICRC in the capture: must be dropped".into()),
+            Some(Ok(())) => (true, "placed exactly".to_string()),
+            Some(Err(e)) => (false, e.clone()),
+            None => (true, "served".to_string()),
+        };
+        verdicts.push(Verdict {
+            frame: p.number,
+            direction: "in",
+            opcode: p.opcode,
+            psn: p.psn,
+            ok,
+            detail,
+        });
+    }
+    verdicts.sort_by_key(|v| (v.frame == 0, v.frame));
+    let nic_counters = dev.read_stats(u16::MAX).unwrap_or_default();
+    for (_, qp) in qps {
+        let _ = qp.destroy();
+    }
+    for (_, mr, _, _) in mrs {
+        let _ = rdma.dereg_mr(mr);
+    }
+    for (_, mr) in &bufs_mem {
+        let _ = rdma.dereg_mr(*mr);
+    }
+    drop(bufs_mem);
+    let _ = dev.finish();
+    Ok(ReplayReport {
+        responder: gid_str(&case.responder),
+        qps: case.qps.len(),
+        mrs: case.mrs.len(),
+        verdicts,
+        nic_counters,
+        skipped: case.skipped.clone(),
+    })
+}
+
+fn check_guards(
+    mem: &DevMem,
+    start: u64,
+    base: u64,
+    len: u64,
+    verdicts: &mut Vec<Verdict>,
+    what: &str,
+) {
+    let before = mem.read(start, (base - start) as usize);
+    let after = mem.read(base + len, GUARD as usize);
+    if before.iter().chain(&after).any(|b| *b != GUARD_BYTE) {
+        verdicts.push(Verdict {
+            frame: 0,
+            direction: "mem",
+            opcode: 0,
+            psn: 0,
+            ok: false,
+            detail: format!("a guard byte around a {what} at {base:#x} was written"),
+        });
+    }
+}
