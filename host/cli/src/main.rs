@@ -34,9 +34,13 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Measure the end-to-end pipeline against single-core memcpy bandwidth (same run).
     Bench(run_cmd::BenchArgs),
+    /// The RoCEv2 responder: replay a capture against it and check every response.
+    #[command(subcommand)]
+    Roce(roce_cmd::RoceCmd),
 }
 
 mod report;
+mod roce_cmd;
 mod run_cmd;
 
 #[derive(Args, Debug)]
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => return run_cmd::run(args),
         Command::Bench(args) => return run_cmd::bench(args),
+        Command::Roce(cmd) => return roce_cmd::run(cmd),
     };
     match result {
         Ok(()) | Err(None) => ExitCode::SUCCESS,

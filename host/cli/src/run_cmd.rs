@@ -25,7 +25,7 @@ pub enum Board {
 }
 
 impl Board {
-    fn target(self) -> Box<dyn Target> {
+    pub fn target(self) -> Box<dyn Target> {
         match self {
             Board::Sim => Box::new(splitrx_harness::sim::SimTarget::default()),
         }
