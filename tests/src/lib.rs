@@ -4,6 +4,8 @@
 //!   windows sized for a device, play traffic on its wire, power down) — the firmware may be a
 //!   thread, another process or another machine;
 //! - [`sim`]: the in-process sim board as a target (the only one today);
+//! - [`roce`]: the RoCE oracle: a capture's requests replayed to the responder on a target,
+//!   every response and placed byte checked against the captured responder;
 //! - [`run`]: a source of frames through a target, end to end: the host device brought up
 //!   over the target's seam, the verifier on every delivered frame, the report.
 //!
@@ -24,4 +26,16 @@ pub fn target_by_name(name: &str) -> Option<Box<dyn Target>> {
         "sim" => Some(Box::new(sim::SimTarget::default())),
         _ => None,
     }
+}
+
+/// The targets the scenarios run on: `SPLITRX_TARGETS` (comma-separated names, default
+/// `sim`). Panics on an unknown name (a test configuration error).
+pub fn targets_from_env() -> Vec<Box<dyn Target>> {
+    let names = std::env::var("SPLITRX_TARGETS").unwrap_or_else(|_| "sim".into());
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| target_by_name(n).unwrap_or_else(|| panic!("unknown target `{n}`")))
+        .collect()
 }

@@ -29,10 +29,7 @@ fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 /// Runs `f` against every target the scenarios are asked to run on: `SPLITRX_TARGETS`
 /// (comma-separated names, default `sim`).
 fn for_each_target(mut f: impl FnMut(&dyn Target)) {
-    let names = std::env::var("SPLITRX_TARGETS").unwrap_or_else(|_| "sim".into());
-    for n in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let t =
-            splitrx_harness::target_by_name(n).unwrap_or_else(|| panic!("unknown target `{n}`"));
+    for t in splitrx_harness::targets_from_env() {
         f(t.as_ref());
     }
 }
