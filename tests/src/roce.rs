@@ -957,3 +957,238 @@ fn check_guards(
         });
     }
 }
+
+/// What [`serve`] sets up: one responder QP taking its receive WQEs from an SRQ fed by a page
+/// pool in device memory, and one MR over device memory that peers WRITE, READ and ATOMIC.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub qpn: u32,
+    pub qp_type: QpType,
+    pub mtu: Mtu,
+    /// The requester: its QPN (RC/UC), the PSN of its first request, its GID, the Q_Key (UD).
+    pub remote_qpn: u32,
+    pub rq_psn: u32,
+    pub remote_gid: [u8; 16],
+    pub qkey: u32,
+    /// UDP source port of the responder's packets.
+    pub udp_sport: u16,
+    /// Bytes of the MR (device memory).
+    pub mr_len: u64,
+    /// Receive buffers of the SRQ's pool, and their size.
+    pub recv_bufs: u32,
+    pub recv_buf_size: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            qpn: 0x11,
+            qp_type: QpType::Rc,
+            mtu: Mtu::M1024,
+            remote_qpn: 0,
+            rq_psn: 0,
+            remote_gid: hroce::gid_from_ipv4([127, 0, 0, 1]),
+            qkey: 0x1111_1111,
+            udp_sport: 49152,
+            mr_len: 1 << 20,
+            recv_bufs: 256,
+            recv_buf_size: 4096,
+        }
+    }
+}
+
+/// The connection details a requester needs (what perftest exchanges out of band).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ServeInfo {
+    pub qpn: u32,
+    pub qp_type: String,
+    /// The PSN the responder expects first.
+    pub rq_psn: u32,
+    pub mtu: u32,
+    pub rkey: u32,
+    /// VA of the MR's first byte (its length: `mr_len`).
+    pub va: u64,
+    pub mr_len: u64,
+    pub srqn: u32,
+    pub recv_buf_size: u32,
+}
+
+/// What a [`serve`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ServeReport {
+    pub info: ServeInfo,
+    /// Messages received into SRQ buffers (tokens lent to the app and returned) and their
+    /// bytes.
+    pub received: u64,
+    pub received_bytes: u64,
+    /// Receive completions with an error status.
+    pub recv_errors: u64,
+    /// CQEs the host refused.
+    pub cqe_invalid: u64,
+    /// The pool's ledger audit after teardown (`None`: clean).
+    pub audit_error: Option<String>,
+    /// Device-wide counters at the end (index order of `splitrx_shared::stats`).
+    pub nic_counters: Vec<u64>,
+}
+
+/// Runs a responder on `target` (see [`ServeConfig`]) until `stop(&info, received)` says so
+/// (it is asked about every millisecond). Every message received is lent to the app as a token
+/// and given straight back (the buffer returns to the pool, the SRQ reposts it).
+pub fn serve(
+    target: &dyn Target,
+    cfg: &ServeConfig,
+    mut started: impl FnMut(&ServeInfo),
+    mut stop: impl FnMut(&ServeInfo, u64) -> bool,
+) -> Result<ServeReport, String> {
+    let dcfg = DeviceConfig {
+        queues: 1,
+        bufs_per_queue: 256,
+        pay_bufs_per_queue: 256,
+        fill_ring: 128,
+        cq_ring: 256,
+        buf_size: 4096,
+        roce_host_bytes: 16 * 4096,
+        roce_dev_bytes: cfg.mr_len + cfg.recv_bufs as u64 * cfg.recv_buf_size as u64 + 8192,
+        ..DeviceConfig::default()
+    };
+    let layout = DeviceLayout::new(&dcfg).map_err(|e| e.to_string())?;
+    let mut session = target
+        .power_up(
+            &layout,
+            Traffic {
+                frames: std::sync::Arc::new(Vec::new()),
+                limit: Some(0),
+                rate: None,
+                flow: None,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let r = serve_session(session.as_mut(), &dcfg, cfg, &mut started, &mut stop);
+    let rep = session.power_down();
+    match (r, rep.error) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(e)) => Err(format!("the firmware stopped: {e}")),
+        (Ok(r), None) => Ok(r),
+    }
+}
+
+fn serve_session(
+    session: &mut dyn Session,
+    dcfg: &DeviceConfig,
+    cfg: &ServeConfig,
+    started: &mut dyn FnMut(&ServeInfo),
+    stop: &mut dyn FnMut(&ServeInfo, u64) -> bool,
+) -> Result<ServeReport, String> {
+    let e = |e: hroce::RoceError| e.to_string();
+    let dev = Device::bring_up(session.seam(), dcfg, |_| DropSink, |q| session.observer(q))
+        .map_err(|e| e.to_string())?;
+    let rdma = dev.rdma().ok_or("the device has no RoCE arena")?;
+    let pd = rdma.alloc_pd();
+    let mem = rdma.alloc_device(cfg.mr_len).map_err(e)?;
+    let mr = rdma
+        .reg_mr(
+            pd,
+            mem.bus_addr,
+            cfg.mr_len,
+            mem.bus_addr,
+            access::LOCAL_WRITE
+                | access::REMOTE_WRITE
+                | access::REMOTE_READ
+                | access::REMOTE_ATOMIC,
+        )
+        .map_err(e)?;
+    let (pool, pmem) = rdma
+        .device_pool(cfg.recv_buf_size, cfg.recv_bufs)
+        .map_err(e)?;
+    let srqn = 1;
+    let depth = cfg.recv_bufs.next_power_of_two() / 2;
+    let mut srq =
+        hroce::PoolSrq::new(&rdma, srqn, pd, pool, Some(pmem), depth.max(2)).map_err(e)?;
+    let mut qp = rdma
+        .create_qp(&QpInit {
+            qpn: cfg.qpn,
+            qp_type: cfg.qp_type,
+            pd,
+            rq_depth: 0,
+            cq_depth: (depth * 2).max(64),
+            srqn: Some(srqn),
+        })
+        .map_err(e)?;
+    qp.to_init(
+        access::REMOTE_WRITE | access::REMOTE_READ | access::REMOTE_ATOMIC,
+        cfg.qkey,
+    )
+    .and_then(|_| {
+        qp.to_rtr(&RtrAttr {
+            dest_qpn: cfg.remote_qpn,
+            rq_psn: cfg.rq_psn,
+            mtu: cfg.mtu,
+            remote_gid: cfg.remote_gid,
+            udp_sport: cfg.udp_sport,
+            min_rnr_timer: 12,
+        })
+    })
+    .and_then(|_| qp.to_rts())
+    .map_err(e)?;
+    let info = ServeInfo {
+        qpn: cfg.qpn,
+        qp_type: format!("{:?}", cfg.qp_type).to_uppercase(),
+        rq_psn: cfg.rq_psn,
+        mtu: cfg.mtu.bytes(),
+        rkey: mr.rkey,
+        va: mr.iova,
+        mr_len: mr.len,
+        srqn,
+        recv_buf_size: cfg.recv_buf_size,
+    };
+    session.device_up();
+    started(&info);
+    let (mut received, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+    loop {
+        let cqes = qp.poll_cq(64).map_err(e)?;
+        let idle = cqes.is_empty();
+        for c in cqes {
+            if let Cqe::Srq(c) = c {
+                match srq.accept(c) {
+                    Ok(Ok(rx)) => {
+                        received += 1;
+                        bytes += rx.completion.byte_len as u64;
+                        drop(rx.token);
+                    }
+                    Ok(Err(_)) => errors += 1,
+                    Err(_) => {}
+                }
+            }
+        }
+        srq.refill().map_err(e)?;
+        if stop(&info, received) {
+            break;
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let nic_counters = dev.read_stats(u16::MAX).unwrap_or_default();
+    let d = qp.destroy().map_err(e)?;
+    for c in d.completions {
+        if let Cqe::Srq(c) = c {
+            if let Ok(Err(_)) = srq.accept(c) {
+                errors += 1;
+            }
+        }
+    }
+    let cqe_invalid = srq.counters().cqe_invalid;
+    let sd = srq.destroy().map_err(e)?;
+    let _ = rdma.dereg_mr(mr);
+    drop(mem);
+    let _ = dev.finish();
+    Ok(ServeReport {
+        info,
+        received,
+        received_bytes: bytes,
+        recv_errors: errors,
+        cqe_invalid,
+        audit_error: sd.audit.err(),
+        nic_counters,
+    })
+}

@@ -6,7 +6,8 @@ use splitrx_host::device::DeviceLayout;
 use splitrx_host::queue::PostObserver;
 use splitrx_host::seam::BoardSeam;
 use splitrx_sim::seam::{BarAccess, SimHw};
-use splitrx_sim::wire::{Credit, FlowControl, LoopWire, WireCtl};
+use splitrx_sim::wire::{Credit, DgramWire, FlowControl, LoopWire, WireCtl};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub struct SimTarget {
     /// settings exercise the paths a real GPU BAR takes: verification through the board's
     /// reader, or no payload verification possible.
     pub bar: BarAccess,
+    /// Link the MAC to a peer over UDP instead of playing the session's traffic: (local
+    /// address, peer address), one datagram per frame each way ([`DgramWire`]).
+    pub link: Option<(SocketAddr, SocketAddr)>,
 }
 
 struct SimSession {
@@ -41,6 +45,20 @@ impl Target for SimTarget {
         traffic: Traffic,
     ) -> Result<Box<dyn Session>, TargetError> {
         let ctl = Arc::new(WireCtl::default());
+        let err = |e: String| TargetError {
+            target: "sim".into(),
+            message: e,
+        };
+        if let Some((local, peer)) = self.link {
+            let wire = DgramWire::bind(local, peer, ctl.clone())
+                .map_err(|e| err(format!("{local}: {e}")))?;
+            let hw = SimHw::start_with(layout.host_len, layout.device_len, wire, ctl, self.bar)
+                .map_err(|e| err(e.to_string()))?;
+            return Ok(Box::new(SimSession {
+                hw: Some(hw),
+                credit: Vec::new(),
+            }));
+        }
         let mut wire = LoopWire::new(&traffic.frames, traffic.limit, ctl.clone());
         if let Some(r) = traffic.rate {
             wire = wire.with_rate(r);
@@ -53,10 +71,7 @@ impl Target for SimTarget {
             wire = wire.with_flow_control(FlowControl::new(tags, credit.clone(), PAUSE_LOW));
         }
         let hw = SimHw::start_with(layout.host_len, layout.device_len, wire, ctl, self.bar)
-            .map_err(|e| TargetError {
-                target: "sim".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| err(e.to_string()))?;
         Ok(Box::new(SimSession {
             hw: Some(hw),
             credit,

@@ -33,9 +33,19 @@ fn replay_all(name: &str) -> Vec<ReplayReport> {
         let fails: Vec<String> = r
             .failures()
             .iter()
-            .map(|v| format!("frame {} {} op {:#x} psn {}: {}", v.frame, v.direction, v.opcode, v.psn, v.detail))
+            .map(|v| {
+                format!(
+                    "frame {} {} op {:#x} psn {}: {}",
+                    v.frame, v.direction, v.opcode, v.psn, v.detail
+                )
+            })
             .collect();
-        assert!(fails.is_empty(), "{name} on {}:\n{}", t.name(), fails.join("\n"));
+        assert!(
+            fails.is_empty(),
+            "{name} on {}:\n{}",
+            t.name(),
+            fails.join("\n")
+        );
         assert_eq!(
             counter(&r, "rcvd_pkts"),
             c.requests.len() as u64,

@@ -111,6 +111,14 @@ impl MacTx for SimTx {
         }
         self.frames += 1;
         self.bytes += frame.len() as u64;
+        if let Some((sock, peer)) = self.ctl.tx_link.get() {
+            // A full socket buffer loses the frame, as a congested link would.
+            return match sock.send_to(frame, peer) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(TxError::Busy),
+                Err(_) => Ok(()),
+            };
+        }
         let mut l = self.ctl.tx.lock().unwrap_or_else(|p| p.into_inner());
         l.sent += 1;
         if l.frames.len() < TxLog::CAP {

@@ -6,6 +6,9 @@
 //! - [`FlowControl`] and [`Credit`]: a link partner honouring per-queue PAUSE, metered by the
 //!   buffers the host has posted (the host queues report them through
 //!   [`splitrx_host::queue::PostObserver`]; the host library itself knows nothing of this);
+//! - [`DgramWire`]: a link to a real peer over UDP on loopback, one datagram per Ethernet frame
+//!   in each direction (QEMU's `-netdev dgram` framing), so a peer in another process or a VM
+//!   talks to the sim board's MAC;
 //! - [`WireCtl`]: start/stop and what was offered, for whoever drives the run.
 
 use splitrx_host::queue::PostObserver;
@@ -70,6 +73,9 @@ pub struct WireCtl {
     /// What the firmware transmitted (RoCE ACKs, READ responses, CNPs), oldest first, for
     /// whoever plays the peer: see [`TxLog`].
     pub tx: std::sync::Mutex<TxLog>,
+    /// When the wire is a [`DgramWire`]: the socket and the peer transmitted frames go to
+    /// (instead of the log).
+    pub tx_link: std::sync::OnceLock<(std::net::UdpSocket, std::net::SocketAddr)>,
 }
 
 /// Frames the firmware transmitted and nobody took yet, bounded: beyond [`TxLog::CAP`] frames
@@ -375,5 +381,70 @@ pub(crate) mod tests {
         c.posted(64, 32);
         c.reclaimed(10, 32);
         assert_eq!(c.get(), (54, 0));
+    }
+}
+
+/// A link to a peer over UDP: each datagram received on `socket` is one Ethernet frame for
+/// the MAC; each frame the MAC transmits is sent to `peer` as one datagram (set up through
+/// [`WireCtl::tx_link`], taken by the board's transmit side). Frames longer than
+/// [`crate::traffic::MAX_FRAME`] are dropped by the kernel's truncation check (counted in
+/// `truncated`). The wire never finishes on its own: it ends when told to stop.
+#[derive(Debug)]
+pub struct DgramWire {
+    socket: std::net::UdpSocket,
+    buf: Vec<u8>,
+    len: usize,
+    ctl: Arc<WireCtl>,
+    /// Datagrams longer than a frame may be (dropped).
+    pub truncated: u64,
+}
+
+impl DgramWire {
+    /// Binds `local` and links to `peer`. The socket is non-blocking: the firmware's poll loop
+    /// never waits on it.
+    pub fn bind(
+        local: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+        ctl: Arc<WireCtl>,
+    ) -> std::io::Result<DgramWire> {
+        let socket = std::net::UdpSocket::bind(local)?;
+        socket.set_nonblocking(true)?;
+        let _ = ctl.tx_link.set((socket.try_clone()?, peer));
+        Ok(DgramWire {
+            socket,
+            buf: vec![0; crate::traffic::MAX_FRAME + 1],
+            len: 0,
+            ctl,
+            truncated: 0,
+        })
+    }
+
+    /// The address the wire listens on (the port the OS chose for port 0).
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+impl Wire for DgramWire {
+    fn advance(&mut self) -> bool {
+        if !self.ctl.start.load(Ordering::Acquire) || self.finished() {
+            return false;
+        }
+        loop {
+            match self.socket.recv_from(&mut self.buf) {
+                Ok((n, _)) if n > crate::traffic::MAX_FRAME => self.truncated += 1,
+                Ok((n, _)) => {
+                    self.len = n;
+                    return true;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+    fn frame(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    fn finished(&self) -> bool {
+        self.ctl.stop.load(Ordering::Relaxed)
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::run_cmd::Board;
 use clap::{Args, Subcommand};
-use splitrx_harness::roce::{replay, ReplayReport, RoceCase};
+use splitrx_harness::roce::{replay, RoceCase};
 use splitrx_host::capture::CaptureReader;
 use splitrx_shared::stats::DEV_NAMES;
 use std::path::PathBuf;
@@ -18,6 +18,69 @@ pub enum RoceCmd {
     /// Replay a RoCEv2 capture's requests to the responder and check every response packet
     /// and every placed byte against the captured responder. Exit 0 PASS, 3 FAIL, 1 error.
     Replay(ReplayArgs),
+    /// Run a responder on the sim board linked to a peer over UDP (one datagram per Ethernet
+    /// frame each way, QEMU's `-netdev dgram` framing) and print its connection details: an RC
+    /// (or UC/UD) QP fed from a page-pool SRQ in device memory, and an MR peers may WRITE,
+    /// READ and ATOMIC. Runs until `--duration` or `--messages`, then prints what it received,
+    /// the responder's counters and the ledger audit.
+    Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum QpKind {
+    Rc,
+    Uc,
+    Ud,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// UDP address the board's MAC receives on.
+    #[arg(long, default_value = "127.0.0.1:18515")]
+    listen: std::net::SocketAddr,
+    /// UDP address the board's MAC transmits to (the peer's `-netdev dgram` local address).
+    #[arg(long)]
+    peer: std::net::SocketAddr,
+    /// The responder's QP number.
+    #[arg(long, default_value_t = 0x11, value_parser = parse_u32)]
+    qpn: u32,
+    #[arg(long, value_enum, default_value_t = QpKind::Rc)]
+    qp_type: QpKind,
+    /// Path MTU (256, 512, 1024, 2048, 4096).
+    #[arg(long, default_value_t = 1024)]
+    mtu: u32,
+    /// The requester's QP number (RC/UC).
+    #[arg(long, default_value_t = 0, value_parser = parse_u32)]
+    remote_qpn: u32,
+    /// The PSN of the requester's first request.
+    #[arg(long, default_value_t = 0, value_parser = parse_u32)]
+    rq_psn: u32,
+    /// The requester's IPv4 address (requests from elsewhere are dropped).
+    #[arg(long, default_value = "127.0.0.1")]
+    remote_ip: std::net::Ipv4Addr,
+    /// Q_Key (UD).
+    #[arg(long, default_value_t = 0x1111_1111, value_parser = parse_u32)]
+    qkey: u32,
+    /// Bytes of the MR (device memory).
+    #[arg(long, default_value_t = 1 << 20)]
+    mr_size: u64,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Stop after this many messages were received.
+    #[arg(long)]
+    messages: Option<u64>,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s}: {e}"))
 }
 
 #[derive(Args, Debug)]
@@ -71,13 +134,13 @@ pub fn opcode_name(op: u8) -> &'static str {
 }
 
 /// The responder's counters (device-wide counters `rcvd_pkts` onwards).
-pub fn responder_counters(r: &ReplayReport) -> Vec<(&'static str, u64)> {
+pub fn responder_counters(nic: &[u64]) -> Vec<(&'static str, u64)> {
     let first = DEV_NAMES
         .iter()
         .position(|n| *n == "rcvd_pkts")
         .unwrap_or(DEV_NAMES.len());
     (first..DEV_NAMES.len())
-        .map(|i| (DEV_NAMES[i], r.nic_counters.get(i).copied().unwrap_or(0)))
+        .map(|i| (DEV_NAMES[i], nic.get(i).copied().unwrap_or(0)))
         .collect()
 }
 
@@ -100,7 +163,79 @@ pub fn run(cmd: &RoceCmd) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        RoceCmd::Serve(a) => match serve_cmd(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("splitrx: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
+    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_host::roce::{gid_from_ipv4, Mtu, QpType};
+    let cfg = ServeConfig {
+        qpn: a.qpn,
+        qp_type: match a.qp_type {
+            QpKind::Rc => QpType::Rc,
+            QpKind::Uc => QpType::Uc,
+            QpKind::Ud => QpType::Ud,
+        },
+        mtu: Mtu::from_bytes(a.mtu).ok_or_else(|| format!("--mtu {}: one of 256..4096", a.mtu))?,
+        remote_qpn: a.remote_qpn,
+        rq_psn: a.rq_psn,
+        remote_gid: gid_from_ipv4(a.remote_ip.octets()),
+        qkey: a.qkey,
+        mr_len: a.mr_size,
+        ..ServeConfig::default()
+    };
+    let target = splitrx_harness::sim::SimTarget {
+        link: Some((a.listen, a.peer)),
+        ..Default::default()
+    };
+    let t0 = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs_f64(a.duration.max(0.0));
+    let json = a.json;
+    let listen = a.listen;
+    let rep = serve(
+        &target,
+        &cfg,
+        |i| {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "listening": listen.to_string(), "qp": i })
+                );
+            } else {
+                println!(
+                    "responder on {listen}: {} QP {:#x} (expects PSN {}), MTU {}, SRQ {} of {}-byte buffers\n  MR: rkey {:#x} va {:#x} len {}",
+                    i.qp_type, i.qpn, i.rq_psn, i.mtu, i.srqn, i.recv_buf_size, i.rkey, i.va, i.mr_len
+                );
+            }
+        },
+        |_, received| t0.elapsed() >= limit || a.messages.is_some_and(|m| received >= m),
+    )?;
+    if a.json {
+        println!("{}", serde_json::json!({ "report": rep }));
+        return Ok(());
+    }
+    println!(
+        "received {} messages ({} bytes) into pool buffers, {} receive errors, {} CQEs refused",
+        rep.received, rep.received_bytes, rep.recv_errors, rep.cqe_invalid
+    );
+    println!("responder counters:");
+    for (k, v) in responder_counters(&rep.nic_counters) {
+        if v != 0 {
+            println!("  {k:<32} {v}");
+        }
+    }
+    match &rep.audit_error {
+        None => println!("ledger audit: clean"),
+        Some(e) => return Err(format!("ledger audit: {e}")),
+    }
+    Ok(())
 }
 
 fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
@@ -113,10 +248,11 @@ fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
     let target = a.board.target();
     let rep = replay(target.as_ref(), &case)?;
     if a.json {
-        let counters: serde_json::Map<String, serde_json::Value> = responder_counters(&rep)
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.into()))
-            .collect();
+        let counters: serde_json::Map<String, serde_json::Value> =
+            responder_counters(&rep.nic_counters)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into()))
+                .collect();
         let doc = serde_json::json!({
             "file": a.file.display().to_string(),
             "pass": rep.pass(),
@@ -161,7 +297,7 @@ fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
         );
     }
     println!("responder counters:");
-    for (k, v) in responder_counters(&rep) {
+    for (k, v) in responder_counters(&rep.nic_counters) {
         if v != 0 {
             println!("  {k:<32} {v}");
         }
