@@ -641,6 +641,7 @@ fn verification_reads_device_memory_through_the_target_when_it_is_not_mapped() {
     });
     let t = SimTarget {
         bar: BarAccess::ReaderOnly,
+        ..SimTarget::default()
     };
     let rep = run::run(&t, &cfg, |_, _| {}).unwrap();
     assert_pass(&rep, "payloads read through the board's reader");
@@ -648,6 +649,7 @@ fn verification_reads_device_memory_through_the_target_when_it_is_not_mapped() {
     assert_eq!(checked, rep.payload_bytes, "every payload byte compared");
     let t = SimTarget {
         bar: BarAccess::Unreadable,
+        ..SimTarget::default()
     };
     let rep = run::run(&t, &cfg, |_, _| {}).unwrap();
     assert!(!rep.pass);
