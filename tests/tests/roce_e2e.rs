@@ -114,3 +114,100 @@ fn pingpong_ud() {
 fn nccl_ring2_node0() {
     replay_all("nccl_ring2_node0");
 }
+
+/// Takes packet `number` of capture `name`, aims it at QP `qpn` with PSN `psn` (and, with a
+/// RETH, at `va`/`rkey`) and recomputes its ICRC.
+fn aimed(name: &str, number: u64, qpn: u32, psn: u32, reth: Option<(u64, u32)>) -> Vec<u8> {
+    use splitrx_shared::split::{split, SplitConfig};
+    let c = case(name);
+    let p = c
+        .requests
+        .iter()
+        .find(|p| p.number == number)
+        .expect("the packet is a request of the capture");
+    let mut f = p.frame.clone();
+    let r = split(&f, &SplitConfig::default());
+    let (l3, l4) = (r.l3_offset.unwrap() as usize, r.l4_offset.unwrap() as usize);
+    let bth = l4 + 8;
+    f[bth + 5..bth + 8].copy_from_slice(&qpn.to_be_bytes()[1..]);
+    f[bth + 9..bth + 12].copy_from_slice(&psn.to_be_bytes()[1..]);
+    if let Some((va, rkey)) = reth {
+        f[bth + 12..bth + 20].copy_from_slice(&va.to_be_bytes());
+        f[bth + 20..bth + 24].copy_from_slice(&rkey.to_be_bytes());
+    }
+    let ulen = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
+    splitrx_shared::wire::roce::fill_icrc(&mut f, l3, 4, l4, l4 + ulen - 4).unwrap();
+    f
+}
+
+/// `serve` on the sim board linked to this test over UDP (the framing QEMU's `-netdev dgram`
+/// uses): a WRITE and a SEND from a real socket are answered with ACKs on that socket, the
+/// SEND lands in a page-pool buffer lent as a token and given back, the audit is clean.
+#[test]
+fn serve_over_a_udp_link() {
+    use splitrx_harness::roce::parse;
+    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::sim::SimTarget;
+    use std::net::UdpSocket;
+    use std::time::{Duration, Instant};
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let board_addr = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let target = SimTarget {
+        link: Some((board_addr, peer.local_addr().unwrap())),
+        ..SimTarget::default()
+    };
+    let cfg = ServeConfig {
+        qpn: 0x31,
+        remote_qpn: 0x77,
+        rq_psn: 100,
+        remote_gid: splitrx_host::roce::gid_from_ipv4([10, 1, 16, 62]),
+        ..ServeConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        serve(
+            &target,
+            &cfg,
+            |i| tx.send(i.clone()).unwrap(),
+            |_, received| received >= 1 || t0.elapsed() > Duration::from_secs(20),
+        )
+    });
+    let info = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the responder came up");
+    // rdma_write_lat frame 28 is a 64-byte RC WRITE ONLY with AckReq; rping frame 4 a
+    // 16-byte RC SEND ONLY with AckReq, both from 10.1.16.62.
+    let first = case("rdma_write_lat").requests[0].number;
+    let w = aimed(
+        "rdma_write_lat",
+        first,
+        info.qpn,
+        100,
+        Some((info.va + 64, info.rkey)),
+    );
+    let s = aimed("rping", 4, info.qpn, 101, None);
+    let mut acks = Vec::new();
+    for f in [&w, &s] {
+        peer.send_to(f, board_addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = peer.recv_from(&mut buf).expect("an ACK from the responder");
+        acks.push(parse(0, &buf[..n]).expect("a RoCEv2 packet"));
+    }
+    let rep = server.join().unwrap().unwrap();
+    for (i, a) in acks.iter().enumerate() {
+        assert_eq!(a.opcode, 0x11, "ACK");
+        assert_eq!(a.dest_qp, 0x77);
+        assert_eq!(a.psn, 100 + i as u32);
+        assert_eq!(a.aeth.map(|x| x.1), Some(i as u32 + 1), "MSN");
+        assert!(a.icrc_ok);
+    }
+    assert_eq!((rep.received, rep.received_bytes), (1, 16));
+    assert_eq!(rep.cqe_invalid, 0);
+    assert_eq!(rep.audit_error, None);
+}
