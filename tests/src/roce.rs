@@ -536,6 +536,143 @@ impl DevMem {
     }
 }
 
+/// A device with its RoCE side up on a target, for RoCE scenarios: the host's device over the
+/// target's seam, its [`hroce::Rdma`], and the device window mapped for the scenario to
+/// preload and check. Traffic flows once [`RoceRig::start`] is called.
+pub struct RoceRig {
+    // Field order is drop order: the device goes before the session that holds its board.
+    pub dev: Option<Device<DropSink>>,
+    pub rdma: hroce::Rdma,
+    mem: DevMem,
+    pub session: Box<dyn Session>,
+}
+
+impl RoceRig {
+    /// Powers `target` up with `frames` on its wire (played once) and brings a one-queue
+    /// device up with `roce_host` / `roce_dev` bytes of RoCE arena.
+    pub fn up(
+        target: &dyn Target,
+        frames: Vec<Vec<u8>>,
+        roce_host: u64,
+        roce_dev: u64,
+    ) -> Result<RoceRig, String> {
+        let cfg = DeviceConfig {
+            queues: 1,
+            bufs_per_queue: 256,
+            pay_bufs_per_queue: 256,
+            fill_ring: 128,
+            cq_ring: 256,
+            buf_size: 4096,
+            roce_host_bytes: roce_host,
+            roce_dev_bytes: roce_dev,
+            ..DeviceConfig::default()
+        };
+        let layout = DeviceLayout::new(&cfg).map_err(|e| e.to_string())?;
+        let n = frames.len() as u64;
+        let session = target
+            .power_up(
+                &layout,
+                Traffic {
+                    frames: std::sync::Arc::new(frames),
+                    limit: Some(n),
+                    rate: None,
+                    flow: None,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let seam = session.seam();
+        let dev = match Device::bring_up(seam.clone(), &cfg, |_| DropSink, |q| session.observer(q))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                let rep = session.power_down();
+                return Err(match rep.error {
+                    Some(fw) => format!("{e} (the firmware: {fw})"),
+                    None => e.to_string(),
+                });
+            }
+        };
+        let rdma = dev.rdma().ok_or("the device has no RoCE arena")?;
+        let dw = seam
+            .device_windows()
+            .first()
+            .cloned()
+            .ok_or("no device window")?;
+        let mem = DevMem::open(&dw)?;
+        Ok(RoceRig {
+            dev: Some(dev),
+            rdma,
+            mem,
+            session,
+        })
+    }
+
+    /// Lets traffic flow.
+    pub fn start(&mut self) {
+        self.session.device_up();
+    }
+
+    /// Waits until the wire has played every frame and the responder has been quiet for a
+    /// while (or `want` frames came back), at most `limit`; returns what it transmitted and
+    /// whether that happened in time.
+    pub fn settle(&mut self, want: usize, limit: Duration) -> (Vec<Vec<u8>>, bool) {
+        let mut got = Vec::new();
+        let t0 = Instant::now();
+        let mut quiet = Instant::now();
+        loop {
+            if let Some(tx) = self.session.transmitted() {
+                if !tx.is_empty() {
+                    quiet = Instant::now();
+                }
+                got.extend(tx);
+            }
+            let done = self.session.wire().done;
+            if done && got.len() >= want && quiet.elapsed() > Duration::from_millis(50) {
+                return (got, true);
+            }
+            if done && quiet.elapsed() > Duration::from_millis(500) {
+                return (got, true);
+            }
+            if t0.elapsed() > limit {
+                return (got, false);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The device-wide counters of the firmware.
+    pub fn nic_counters(&self) -> Vec<u64> {
+        self.dev
+            .as_ref()
+            .and_then(|d| d.read_stats(u16::MAX).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes device memory at bus address `bus` (the app owning the GPU memory).
+    pub fn write_mem(&mut self, bus: u64, b: &[u8]) {
+        self.mem.write(bus, b)
+    }
+    pub fn fill_mem(&mut self, bus: u64, len: usize, v: u8) {
+        self.mem.fill(bus, len, v)
+    }
+    pub fn read_mem(&self, bus: u64, len: usize) -> Vec<u8> {
+        self.mem.read(bus, len)
+    }
+
+    /// Tears the device down (every buffer accounted for) and powers the target down; the
+    /// firmware's error, if it stopped on its own.
+    pub fn finish(
+        mut self,
+    ) -> (
+        Option<splitrx_host::device::DeviceOutcome<DropSink>>,
+        Option<String>,
+    ) {
+        let out = self.dev.take().map(Device::finish);
+        let rep = self.session.power_down();
+        (out, rep.error)
+    }
+}
+
 fn expect_eq(got: &Pkt, want: &Pkt) -> Result<(), String> {
     let mut diff = Vec::new();
     if got.opcode != want.opcode {
@@ -587,35 +724,17 @@ pub fn replay(target: &dyn Target, case: &RoceCase) -> Result<ReplayReport, Stri
         })
         .sum();
     let mr_bytes: u64 = case.mrs.iter().map(|m| m.len + 2 * GUARD + 4096).sum();
-    let cfg = DeviceConfig {
-        queues: 1,
-        bufs_per_queue: 256,
-        pay_bufs_per_queue: 256,
-        fill_ring: 128,
-        cq_ring: 256,
-        buf_size: 4096,
-        roce_host_bytes: 64 * 4096 + case.qps.len() as u64 * 3 * 4096,
-        roce_dev_bytes: (recv_bytes + mr_bytes).div_ceil(4096) * 4096 + 4096,
-        ..DeviceConfig::default()
-    };
-    let layout = DeviceLayout::new(&cfg).map_err(|e| e.to_string())?;
     let frames: Vec<Vec<u8>> = case.requests.iter().map(|p| p.frame.clone()).collect();
-    let n = frames.len() as u64;
-    let mut session = target
-        .power_up(
-            &layout,
-            Traffic {
-                frames: std::sync::Arc::new(frames),
-                limit: Some(n),
-                rate: None,
-                flow: None,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    let r = run_session(session.as_mut(), &cfg, case);
-    let rep = session.power_down();
+    let mut rig = RoceRig::up(
+        target,
+        frames,
+        64 * 4096 + case.qps.len() as u64 * 3 * 4096,
+        (recv_bytes + mr_bytes).div_ceil(4096) * 4096 + 4096,
+    )?;
+    let r = run_session(&mut rig, case);
+    let (_, fw_error) = rig.finish();
     let mut out = r?;
-    if let Some(e) = rep.error {
+    if let Some(e) = fw_error {
         out.verdicts.push(Verdict {
             frame: 0,
             direction: "-",
@@ -635,21 +754,8 @@ struct PostedBuf {
     len: u64,
 }
 
-fn run_session(
-    session: &mut dyn Session,
-    cfg: &DeviceConfig,
-    case: &RoceCase,
-) -> Result<ReplayReport, String> {
-    let seam = session.seam();
-    let dev = Device::bring_up(seam.clone(), cfg, |_| DropSink, |q| session.observer(q))
-        .map_err(|e| e.to_string())?;
-    let rdma = dev.rdma().ok_or("the device has no RoCE arena")?;
-    let dw = seam
-        .device_windows()
-        .first()
-        .cloned()
-        .ok_or("no device window")?;
-    let mut mem = DevMem::open(&dw)?;
+fn run_session(rig: &mut RoceRig, case: &RoceCase) -> Result<ReplayReport, String> {
+    let rdma = rig.rdma.clone();
     let pd = rdma.alloc_pd();
     let mut verdicts = Vec::new();
     let mut bufs_mem = Vec::new();
@@ -659,11 +765,11 @@ fn run_session(
         let b = rdma
             .alloc_device(m.len + 2 * GUARD)
             .map_err(|e| e.to_string())?;
-        mem.fill(b.bus_addr, b.len as usize, GUARD_BYTE);
+        rig.fill_mem(b.bus_addr, b.len as usize, GUARD_BYTE);
         let base = b.bus_addr + GUARD;
-        mem.fill(base, m.len as usize, 0);
+        rig.fill_mem(base, m.len as usize, 0);
         for (va, bytes) in &m.preload {
-            mem.write(base + (va - m.iova), bytes);
+            rig.write_mem(base + (va - m.iova), bytes);
         }
         let mr = rdma
             .reg_mr_keyed(pd, base, m.len, m.iova, m.access, m.rkey, m.rkey)
@@ -704,7 +810,7 @@ fn run_session(
             let b = rdma
                 .alloc_device(len + 2 * GUARD)
                 .map_err(|e| e.to_string())?;
-            mem.fill(b.bus_addr, b.len as usize, GUARD_BYTE);
+            rig.fill_mem(b.bus_addr, b.len as usize, GUARD_BYTE);
             let bus = b.bus_addr + GUARD;
             let mr = rdma
                 .reg_mr(pd, bus, len, bus, access::LOCAL_WRITE)
@@ -721,38 +827,18 @@ fn run_session(
         }
         qps.push((q, qp));
     }
-    session.device_up();
-    // Wait for the wire to end and the responses to stop coming.
+    rig.start();
     let want = case.expected.len();
-    let mut got: Vec<Vec<u8>> = Vec::new();
-    let t0 = Instant::now();
-    let mut quiet = Instant::now();
-    loop {
-        if let Some(tx) = session.transmitted() {
-            if !tx.is_empty() {
-                quiet = Instant::now();
-            }
-            got.extend(tx);
-        }
-        let done = session.wire().done;
-        if done && got.len() >= want && quiet.elapsed() > Duration::from_millis(50) {
-            break;
-        }
-        if done && quiet.elapsed() > Duration::from_millis(500) {
-            break;
-        }
-        if t0.elapsed() > Duration::from_secs(20) {
-            verdicts.push(Verdict {
-                frame: 0,
-                direction: "-",
-                opcode: 0,
-                psn: 0,
-                ok: false,
-                detail: "the replay did not finish within 20 s".into(),
-            });
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    let (got, in_time) = rig.settle(want, Duration::from_secs(20));
+    if !in_time {
+        verdicts.push(Verdict {
+            frame: 0,
+            direction: "-",
+            opcode: 0,
+            psn: 0,
+            ok: false,
+            detail: "the replay did not finish within 20 s".into(),
+        });
     }
     // Responses, in order.
     let got: Vec<Option<Pkt>> = got.iter().map(|f| parse(0, f)).collect();
@@ -787,7 +873,7 @@ fn run_session(
     // Placement: WRITEs.
     let mut frame_ok: BTreeMap<u64, Result<(), String>> = BTreeMap::new();
     for (m, _mr, base, b) in &mrs {
-        let mut img = mem.read(*base, m.len as usize);
+        let mut img = rig.read_mem(*base, m.len as usize);
         let mut want = vec![0u8; m.len as usize];
         for (va, bytes) in &m.preload {
             let o = (va - m.iova) as usize;
@@ -826,7 +912,7 @@ fn run_session(
             });
         }
         img.clear();
-        check_guards(&mem, b.bus_addr, *base, m.len, &mut verdicts, "MR");
+        check_guards(rig, b.bus_addr, *base, m.len, &mut verdicts, "MR");
     }
     // Placement: SENDs, and the CQEs.
     let mut cqes: BTreeMap<u32, Vec<hroce::Completion>> = BTreeMap::new();
@@ -842,7 +928,7 @@ fn run_session(
         let (msg, imm) = &q.messages[p.msg];
         let frames = &q.message_frames[p.msg];
         let off = if q.qp_type == QpType::Ud { GRH } else { 0 };
-        let got = mem.read(p.bus + off as u64, msg.len());
+        let got = rig.read_mem(p.bus + off as u64, msg.len());
         let mut r: Result<(), String> = if got == *msg {
             Ok(())
         } else {
@@ -858,7 +944,7 @@ fn run_session(
                 .iter()
                 .find(|x| Some(&x.number) == frames.first());
             if let Some(req) = req.filter(|x| x.ip_header.len() == 20) {
-                if mem.read(p.bus + 20, 20) != req.ip_header {
+                if rig.read_mem(p.bus + 20, 20) != req.ip_header {
                     r = Err("GRH area does not hold the IPv4 header".into());
                 }
             }
@@ -889,7 +975,7 @@ fn run_session(
             frame_ok.insert(*f, prev.and(r.clone()));
         }
         check_guards(
-            &mem,
+            rig,
             p.bus - GUARD,
             p.bus,
             p.len,
@@ -914,7 +1000,7 @@ fn run_session(
         });
     }
     verdicts.sort_by_key(|v| (v.frame == 0, v.frame));
-    let nic_counters = dev.read_stats(u16::MAX).unwrap_or_default();
+    let nic_counters = rig.nic_counters();
     for (_, qp) in qps {
         let _ = qp.destroy();
     }
@@ -925,7 +1011,6 @@ fn run_session(
         let _ = rdma.dereg_mr(*mr);
     }
     drop(bufs_mem);
-    let _ = dev.finish();
     Ok(ReplayReport {
         responder: gid_str(&case.responder),
         qps: case.qps.len(),
@@ -937,15 +1022,15 @@ fn run_session(
 }
 
 fn check_guards(
-    mem: &DevMem,
+    mem: &RoceRig,
     start: u64,
     base: u64,
     len: u64,
     verdicts: &mut Vec<Verdict>,
     what: &str,
 ) {
-    let before = mem.read(start, (base - start) as usize);
-    let after = mem.read(base + len, GUARD as usize);
+    let before = mem.read_mem(start, (base - start) as usize);
+    let after = mem.read_mem(base + len, GUARD as usize);
     if before.iter().chain(&after).any(|b| *b != GUARD_BYTE) {
         verdicts.push(Verdict {
             frame: 0,
@@ -1040,32 +1125,15 @@ pub fn serve(
     mut started: impl FnMut(&ServeInfo),
     mut stop: impl FnMut(&ServeInfo, u64) -> bool,
 ) -> Result<ServeReport, String> {
-    let dcfg = DeviceConfig {
-        queues: 1,
-        bufs_per_queue: 256,
-        pay_bufs_per_queue: 256,
-        fill_ring: 128,
-        cq_ring: 256,
-        buf_size: 4096,
-        roce_host_bytes: 16 * 4096,
-        roce_dev_bytes: cfg.mr_len + cfg.recv_bufs as u64 * cfg.recv_buf_size as u64 + 8192,
-        ..DeviceConfig::default()
-    };
-    let layout = DeviceLayout::new(&dcfg).map_err(|e| e.to_string())?;
-    let mut session = target
-        .power_up(
-            &layout,
-            Traffic {
-                frames: std::sync::Arc::new(Vec::new()),
-                limit: Some(0),
-                rate: None,
-                flow: None,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    let r = serve_session(session.as_mut(), &dcfg, cfg, &mut started, &mut stop);
-    let rep = session.power_down();
-    match (r, rep.error) {
+    let mut rig = RoceRig::up(
+        target,
+        Vec::new(),
+        16 * 4096,
+        cfg.mr_len + cfg.recv_bufs as u64 * cfg.recv_buf_size as u64 + 8192,
+    )?;
+    let r = serve_session(&mut rig, cfg, &mut started, &mut stop);
+    let (_, fw_error) = rig.finish();
+    match (r, fw_error) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(e)) => Err(format!("the firmware stopped: {e}")),
         (Ok(r), None) => Ok(r),
@@ -1073,16 +1141,13 @@ pub fn serve(
 }
 
 fn serve_session(
-    session: &mut dyn Session,
-    dcfg: &DeviceConfig,
+    rig: &mut RoceRig,
     cfg: &ServeConfig,
     started: &mut dyn FnMut(&ServeInfo),
     stop: &mut dyn FnMut(&ServeInfo, u64) -> bool,
 ) -> Result<ServeReport, String> {
     let e = |e: hroce::RoceError| e.to_string();
-    let dev = Device::bring_up(session.seam(), dcfg, |_| DropSink, |q| session.observer(q))
-        .map_err(|e| e.to_string())?;
-    let rdma = dev.rdma().ok_or("the device has no RoCE arena")?;
+    let rdma = rig.rdma.clone();
     let pd = rdma.alloc_pd();
     let mem = rdma.alloc_device(cfg.mr_len).map_err(e)?;
     let mr = rdma
@@ -1141,7 +1206,7 @@ fn serve_session(
         srqn,
         recv_buf_size: cfg.recv_buf_size,
     };
-    session.device_up();
+    rig.start();
     started(&info);
     let (mut received, mut bytes, mut errors) = (0u64, 0u64, 0u64);
     loop {
@@ -1168,7 +1233,7 @@ fn serve_session(
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    let nic_counters = dev.read_stats(u16::MAX).unwrap_or_default();
+    let nic_counters = rig.nic_counters();
     let d = qp.destroy().map_err(e)?;
     for c in d.completions {
         if let Cqe::Srq(c) = c {
@@ -1181,7 +1246,6 @@ fn serve_session(
     let sd = srq.destroy().map_err(e)?;
     let _ = rdma.dereg_mr(mr);
     drop(mem);
-    let _ = dev.finish();
     Ok(ServeReport {
         info,
         received,
