@@ -926,6 +926,19 @@ impl std::fmt::Debug for PoolSrq {
     }
 }
 
+/// [`PoolSrq::destroy`] failed (e.g. `Busy`: a QP still uses it): the SRQ, unchanged.
+#[derive(Debug)]
+pub struct SrqNotDestroyed {
+    pub error: RoceError,
+    pub srq: Box<PoolSrq>,
+}
+
+impl std::fmt::Display for SrqNotDestroyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SRQ {} not destroyed: {}", self.srq.srqn, self.error)
+    }
+}
+
 /// What [`PoolSrq::destroy`] reports.
 #[derive(Debug)]
 pub struct SrqDestroyed {
@@ -1088,14 +1101,21 @@ impl PoolSrq {
     /// `ibv_destroy_srq` (destroy its QPs first: the firmware answers `Busy` otherwise). Every
     /// buffer still posted goes back to the pool, the MR is deregistered and the pool audited.
     /// Tokens the app still holds stay valid; the audit counts them as lent.
-    pub fn destroy(mut self) -> Result<SrqDestroyed, RoceError> {
+    pub fn destroy(mut self) -> Result<SrqDestroyed, SrqNotDestroyed> {
         let a = SrqArgs {
             srqn: U32::new(self.srqn),
         };
-        self.rdma
+        let r = self
+            .rdma
             .inner
             .ctrl()
-            .request::<call::DestroySrq>(&a, &mut wait())?;
+            .request::<call::DestroySrq>(&a, &mut wait());
+        if let Err(e) = r {
+            return Err(SrqNotDestroyed {
+                error: e.into(),
+                srq: Box::new(self),
+            });
+        }
         self.destroyed = true;
         let bufs: Vec<BufRef> = self.posted.drain().map(|(_, w)| w.buf).collect();
         let retired = bufs.len();

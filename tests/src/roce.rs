@@ -1243,7 +1243,7 @@ fn serve_session(
         }
     }
     let cqe_invalid = srq.counters().cqe_invalid;
-    let sd = srq.destroy().map_err(e)?;
+    let sd = srq.destroy().map_err(|e| e.to_string())?;
     let _ = rdma.dereg_mr(mr);
     drop(mem);
     Ok(ServeReport {

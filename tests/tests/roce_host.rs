@@ -1,0 +1,259 @@
+//! The host's RoCE API against the firmware on a target (`SPLITRX_TARGETS`, default `sim`):
+//! receive WQEs and CQEs, the page-pool SRQ with its tokens, and destroy reconciling exactly
+//! like a queue reset — with exact counts per ownership state.
+
+use splitrx_harness::roce::{RoceCase, RoceRig};
+use splitrx_host::capture::read_all;
+use splitrx_host::ctrl::CtrlError;
+use splitrx_host::roce::{gid_from_ipv4, Cqe, Mtu, PoolSrq, QpInit, QpType, RoceError, RtrAttr};
+use splitrx_shared::abi::{access, wc_opcode, wc_status, BufRef, CtrlStatus};
+use splitrx_shared::split::{split, SplitConfig};
+use std::time::Duration;
+
+fn request(name: &str, number: u64) -> Vec<u8> {
+    let path = format!(
+        "{}/../testdata/captures/roce__{name}.pcap",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let frames: Vec<(u64, Vec<u8>)> = read_all(&path)
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.number, f.data))
+        .collect();
+    let c = RoceCase::from_frames(&frames).unwrap();
+    c.requests
+        .into_iter()
+        .find(|p| p.number == number)
+        .expect("a request of the capture")
+        .frame
+}
+
+/// `frame` aimed at QP `qpn` with PSN `psn`, ICRC recomputed.
+fn aim(mut f: Vec<u8>, qpn: u32, psn: u32) -> Vec<u8> {
+    let r = split(&f, &SplitConfig::default());
+    let (l3, l4) = (r.l3_offset.unwrap() as usize, r.l4_offset.unwrap() as usize);
+    let bth = l4 + 8;
+    f[bth + 5..bth + 8].copy_from_slice(&qpn.to_be_bytes()[1..]);
+    f[bth + 9..bth + 12].copy_from_slice(&psn.to_be_bytes()[1..]);
+    let ulen = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
+    splitrx_shared::wire::roce::fill_icrc(&mut f, l3, 4, l4, l4 + ulen - 4).unwrap();
+    f
+}
+
+const REQUESTER: [u8; 4] = [10, 1, 16, 62];
+
+fn rtr(psn: u32) -> RtrAttr {
+    RtrAttr {
+        dest_qpn: 0x77,
+        rq_psn: psn,
+        mtu: Mtu::M1024,
+        remote_gid: gid_from_ipv4(REQUESTER),
+        udp_sport: 49152,
+        min_rnr_timer: 12,
+    }
+}
+
+fn status(e: RoceError) -> CtrlStatus {
+    match e {
+        RoceError::Ctrl(CtrlError::Status { status, .. }) => status,
+        other => panic!("not a control status: {other}"),
+    }
+}
+
+/// A SEND FIRST leaves the QP holding its WQE; destroy flushes that one with WR_FLUSH_ERR
+/// and hands back the two the firmware never took.
+#[test]
+fn destroy_flushes_the_held_wqe_and_returns_the_rest() {
+    for t in splitrx_harness::targets_from_env() {
+        // rdma_send_bw frame 24: RC SEND FIRST, 1024 bytes.
+        let f = aim(request("rdma_send_bw", 24), 0x40, 7);
+        let mut rig = RoceRig::up(t.as_ref(), vec![f], 16 * 4096, 64 * 4096).unwrap();
+        let rdma = rig.rdma.clone();
+        let pd = rdma.alloc_pd();
+        let mem = rdma.alloc_device(3 * 4096).unwrap();
+        let mr = rdma
+            .reg_mr(pd, mem.bus_addr, mem.len, mem.bus_addr, access::LOCAL_WRITE)
+            .unwrap();
+        let mut qp = rdma
+            .create_qp(&QpInit {
+                qpn: 0x40,
+                qp_type: QpType::Rc,
+                pd,
+                rq_depth: 16,
+                cq_depth: 32,
+                srqn: None,
+            })
+            .unwrap();
+        qp.to_init(access::REMOTE_WRITE, 0).unwrap();
+        qp.to_rtr(&rtr(7)).unwrap();
+        qp.to_rts().unwrap();
+        for i in 0..3u64 {
+            qp.post_recv(i, mem.bus_addr + i * 4096, 4096, &mr, BufRef::NONE)
+                .unwrap();
+        }
+        rig.start();
+        let (tx, ok) = rig.settle(0, Duration::from_secs(10));
+        assert!(ok);
+        assert!(
+            tx.is_empty(),
+            "SEND FIRST without AckReq is not acknowledged"
+        );
+        let info = qp.query().unwrap();
+        assert_eq!(info.held_wqes.get(), 1);
+        assert_eq!(info.expected_psn.get(), 8);
+        assert!(qp.poll_cq(16).unwrap().is_empty());
+        let d = qp.destroy().unwrap();
+        assert_eq!(d.completions.len(), 1);
+        match d.completions[0] {
+            Cqe::Own(c) => {
+                assert_eq!((c.wr_id, c.status), (0, wc_status::WR_FLUSH_ERR));
+            }
+            other => panic!("{other:?}"),
+        }
+        let back: Vec<u64> = d.returned.iter().map(|w| w.wr_id.get()).collect();
+        assert_eq!(back, vec![1, 2]);
+        rdma.dereg_mr(mr).unwrap();
+        drop(mem);
+        let (out, err) = rig.finish();
+        assert_eq!(err, None);
+        assert_eq!(out.unwrap().ledger_errors, 0);
+    }
+}
+
+/// Three SENDs into an SRQ fed from a page pool in device memory: each lands in a pool
+/// buffer lent as a token with exactly the sent bytes; the pool's states add up at every
+/// step; dropping the tokens and destroying QP and SRQ leaves the audit clean.
+#[test]
+fn srq_from_a_page_pool_lends_tokens_and_takes_them_back() {
+    for t in splitrx_harness::targets_from_env() {
+        // rping frame 4: RC SEND ONLY, 16 bytes, AckReq.
+        let send = request("rping", 4);
+        let frames: Vec<Vec<u8>> = (0..3).map(|i| aim(send.clone(), 0x41, 20 + i)).collect();
+        let payload = splitrx_harness::roce::parse(0, &frames[0]).unwrap().payload;
+        let mut rig = RoceRig::up(t.as_ref(), frames, 16 * 4096, 64 * 4096).unwrap();
+        let rdma = rig.rdma.clone();
+        let pd = rdma.alloc_pd();
+        let (pool, pmem) = rdma.device_pool(2048, 8).unwrap();
+        let mut srq = PoolSrq::new(&rdma, 3, pd, pool, Some(pmem), 4).unwrap();
+        assert_eq!(
+            srq.outstanding(),
+            4,
+            "the ring holds 4: four buffers posted"
+        );
+        let a = srq.pool().audit().unwrap();
+        assert_eq!((a.total, a.posted, a.free), (8, 4, 4));
+        let mut qp = rdma
+            .create_qp(&QpInit {
+                qpn: 0x41,
+                qp_type: QpType::Rc,
+                pd,
+                rq_depth: 0,
+                cq_depth: 16,
+                srqn: Some(3),
+            })
+            .unwrap();
+        qp.to_init(0, 0).unwrap();
+        qp.to_rtr(&rtr(20)).unwrap();
+        qp.to_rts().unwrap();
+        rig.start();
+        let (tx, ok) = rig.settle(3, Duration::from_secs(10));
+        assert!(ok);
+        assert_eq!(tx.len(), 3, "three ACKs");
+        let mut tokens = Vec::new();
+        for c in qp.poll_cq(16).unwrap() {
+            let Cqe::Srq(c) = c else {
+                panic!("an SRQ QP's CQE")
+            };
+            let rx = srq.accept(c).unwrap().unwrap();
+            assert_eq!(rx.completion.opcode, wc_opcode::RECV);
+            assert_eq!(rx.completion.byte_len, 16);
+            assert_eq!(rx.token.bytes().unwrap(), &payload[..]);
+            tokens.push(rx.token);
+        }
+        assert_eq!(tokens.len(), 3);
+        let a = srq.pool().audit().unwrap();
+        assert_eq!((a.posted, a.lent, a.lent_frags), (1, 3, 3));
+        assert_eq!(srq.refill().unwrap(), 3, "three more posted");
+        drop(tokens);
+        let a = srq.pool().audit().unwrap();
+        assert_eq!((a.posted, a.lent, a.free), (4, 0, 4));
+        // The SRQ cannot go while a QP takes WQEs from it.
+        let d = qp.destroy().unwrap();
+        assert!(d.completions.is_empty() && d.returned.is_empty());
+        let sd = srq.destroy().unwrap();
+        assert_eq!(sd.retired, 4);
+        let audit = sd.audit.unwrap();
+        assert_eq!((audit.free, audit.posted, audit.lent), (8, 0, 0));
+        assert_eq!(sd.counters.received, 3);
+        assert_eq!(sd.counters.cqe_invalid, 0);
+        let (_, err) = rig.finish();
+        assert_eq!(err, None);
+    }
+}
+
+/// Control errors come back as exact statuses.
+#[test]
+fn control_errors_are_exact() {
+    for t in splitrx_harness::targets_from_env() {
+        let rig = RoceRig::up(t.as_ref(), Vec::new(), 16 * 4096, 16 * 4096).unwrap();
+        let rdma = rig.rdma.clone();
+        let pd = rdma.alloc_pd();
+        let init = QpInit {
+            qpn: 0x50,
+            qp_type: QpType::Rc,
+            pd,
+            rq_depth: 4,
+            cq_depth: 8,
+            srqn: None,
+        };
+        let qp = rdma.create_qp(&init).unwrap();
+        assert_eq!(
+            status(rdma.create_qp(&init).unwrap_err()),
+            CtrlStatus::Exists
+        );
+        // An MR outside every window the firmware reaches.
+        assert_eq!(
+            status(
+                rdma.reg_mr(pd, 0x10, 4096, 0, access::REMOTE_WRITE)
+                    .unwrap_err()
+            ),
+            CtrlStatus::Invalid
+        );
+        let mem = rdma.alloc_device(4096).unwrap();
+        let mr = rdma
+            .reg_mr(pd, mem.bus_addr, 4096, 0x1000, access::REMOTE_WRITE)
+            .unwrap();
+        assert_eq!(
+            status(
+                rdma.reg_mr_keyed(pd, mem.bus_addr, 4096, 0, 0, mr.lkey, mr.rkey)
+                    .unwrap_err()
+            ),
+            CtrlStatus::Exists
+        );
+        // A SRQ in use cannot be destroyed.
+        let (pool, pmem) = rdma.device_pool(1024, 4).unwrap();
+        let srq = PoolSrq::new(&rdma, 9, pd, pool, Some(pmem), 4).unwrap();
+        let user = rdma
+            .create_qp(&QpInit {
+                qpn: 0x51,
+                srqn: Some(9),
+                rq_depth: 0,
+                ..init
+            })
+            .unwrap();
+        let busy = srq.destroy().unwrap_err();
+        assert_eq!(status(busy.error), CtrlStatus::Busy);
+        user.destroy().unwrap();
+        let sd = busy.srq.destroy().unwrap();
+        assert_eq!(sd.audit.unwrap().free, 4);
+        qp.destroy().unwrap();
+        assert_eq!(
+            status(rdma.query_qp(0x50).unwrap_err()),
+            CtrlStatus::NotFound
+        );
+        rdma.dereg_mr(mr).unwrap();
+        assert_eq!(status(rdma.dereg_mr(mr).unwrap_err()), CtrlStatus::NotFound);
+        let (_, err) = rig.finish();
+        assert_eq!(err, None);
+    }
+}
