@@ -11,7 +11,7 @@ use splitrx_shared::abi::{
     access, qp_attr, qp_state, qp_type, wc_flags, wc_opcode, wc_status, CtrlOp, CtrlStatus,
     ModifyQpArgs, MrArgs, QpArgs, QpInfo, RoceCqe, SrqArgs, NO_SRQ,
 };
-use splitrx_shared::wire::roce::{opcode as op, Deth, Ieth, ImmDt, Reth, RoceRepr};
+use splitrx_shared::wire::roce::{opcode as op, AtomicEth, Deth, Ieth, ImmDt, Reth, RoceRepr};
 use zerocopy::little_endian::U32;
 
 const QPN: u32 = 0x11;
@@ -47,9 +47,9 @@ impl Rig {
     /// One QP of `ty`, connected (MTU code `mtu`), both MRs registered, memory filled with
     /// guard bytes.
     fn new(ty: u8, mtu: u8) -> Rig {
-        Self::with(ty, mtu, REQUESTER_V4)
+        Self::with(ty, mtu, REQUESTER_V4, PSN0)
     }
-    fn with(ty: u8, mtu: u8, req: Requester) -> Rig {
+    fn with(ty: u8, mtu: u8, req: Requester, psn0: u32) -> Rig {
         let mut tb = Testbed::new();
         tb.mem.fill(IMG_BUS, IMG_LEN, GUARD);
         assert_eq!(
@@ -71,7 +71,7 @@ impl Rig {
         let (st, qp) = tb.create_qp(QPN, PD, ty, NO_SRQ, 16, 16);
         assert_eq!(st, CtrlStatus::Ok);
         assert_eq!(
-            tb.connect_qp(QPN, PEER, req.gid(), 0xd000, PSN0, mtu, ALL, 0x1234_5678),
+            tb.connect_qp(QPN, PEER, req.gid(), 0xd000, psn0, mtu, ALL, 0x1234_5678),
             CtrlStatus::Ok
         );
         Rig {
@@ -691,4 +691,562 @@ fn deregister_mr_is_busy_while_a_held_wqe_names_it() {
         ),
         CtrlStatus::Ok
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// READ and atomics
+// ---------------------------------------------------------------------------------------------
+
+fn read_req(psn: u32, va: u64, rkey: u32, len: u32) -> RoceRepr {
+    let mut r = request(op::RC_READ_REQUEST, QPN, psn, true, 0);
+    r.reth = Some(Reth {
+        va,
+        rkey,
+        dma_len: len,
+    });
+    r
+}
+
+fn atomic_req(opc: u8, psn: u32, va: u64, swap_add: u64, compare: u64) -> RoceRepr {
+    let mut r = request(opc, QPN, psn, true, 0);
+    r.atomic_eth = Some(AtomicEth {
+        va,
+        rkey: DATA_RKEY,
+        swap_add,
+        compare,
+    });
+    r
+}
+
+#[test]
+fn read_is_answered_with_mtu_sized_responses_and_a_duplicate_is_re_executed() {
+    let mut rig = Rig::new(qp_type::RC, 1);
+    let d = payload(600, 5);
+    rig.preload(DATA_BUS + 8, &d);
+    let r = rig.send(&read_req(PSN0, IOVA + 8, DATA_RKEY, 600), &[]);
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![
+            (op::RC_READ_RESPONSE_FIRST, PEER, PSN0, Some(ACK), Some(1)),
+            (op::RC_READ_RESPONSE_MIDDLE, PEER, PSN0 + 1, None, None),
+            (
+                op::RC_READ_RESPONSE_LAST,
+                PEER,
+                PSN0 + 2,
+                Some(ACK),
+                Some(1)
+            ),
+        ]
+    );
+    let got: Vec<u8> = r.iter().flat_map(|x| x.payload.clone()).collect();
+    assert_eq!(got, d);
+    assert_eq!(r[2].roce.bth.pad_count, 0);
+    // A READ consumes one PSN per response packet.
+    assert_eq!(rig.info().expected_psn.get(), PSN0 + 3);
+    // The whole READ again: re-executed from the saved request.
+    let r2 = rig.send(&read_req(PSN0, IOVA + 8, DATA_RKEY, 600), &[]);
+    assert_eq!(r2, r);
+    // From the middle (the requester lost the FIRST... no: lost the MIDDLE): MIDDLE, LAST.
+    let r3 = rig.send(&read_req(PSN0 + 1, IOVA + 8 + 256, DATA_RKEY, 344), &[]);
+    assert_eq!(
+        r3.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![
+            (op::RC_READ_RESPONSE_MIDDLE, PEER, PSN0 + 1, None, None),
+            (
+                op::RC_READ_RESPONSE_LAST,
+                PEER,
+                PSN0 + 2,
+                Some(ACK),
+                Some(1)
+            ),
+        ]
+    );
+    assert_eq!(r3[0].payload, &d[256..512]);
+    // A duplicate asking for more than the original: dropped.
+    assert!(rig
+        .send(&read_req(PSN0, IOVA + 8, DATA_RKEY, 601), &[])
+        .is_empty());
+    assert_eq!(rig.stat(dev::ROCE_DUPLICATE_REQUEST), 3);
+    assert_eq!(rig.stat(dev::ROCE_RX_READ_REQUESTS), 3);
+    // Zero-length READ: one READ RESPONSE ONLY without payload.
+    let r4 = rig.send(&read_req(PSN0 + 3, 0, 0, 0), &[]);
+    assert_eq!(
+        r4.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![(
+            op::RC_READ_RESPONSE_ONLY,
+            PEER,
+            PSN0 + 3,
+            Some(ACK),
+            Some(2)
+        )]
+    );
+    assert!(r4[0].payload.is_empty());
+    // An odd length is padded.
+    let r5 = rig.send(&read_req(PSN0 + 4, IOVA + 8, DATA_RKEY, 5), &[]);
+    assert_eq!(
+        (r5[0].roce.bth.pad_count, r5[0].payload.clone()),
+        (3, d[..5].to_vec())
+    );
+    rig.check_memory();
+}
+
+#[test]
+fn atomics_modify_8_bytes_and_duplicates_replay_the_saved_result() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let at = DATA_BUS + 64;
+    rig.preload(at, &10u64.to_le_bytes());
+    let fa = atomic_req(op::RC_FETCH_ADD, PSN0, IOVA + 64, 5, 0);
+    let r = rig.send(&fa, &[]);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ATOMIC_ACK, PEER, PSN0, Some(ACK), Some(1))
+    );
+    assert_eq!(r[0].roce.atomic_ack_eth.map(|a| a.0), Some(10));
+    let r = rig.send(
+        &atomic_req(op::RC_COMPARE_SWAP, PSN0 + 1, IOVA + 64, 99, 15),
+        &[],
+    );
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ATOMIC_ACK, PEER, PSN0 + 1, Some(ACK), Some(2))
+    );
+    assert_eq!(r[0].roce.atomic_ack_eth.map(|a| a.0), Some(15));
+    let r = rig.send(
+        &atomic_req(op::RC_COMPARE_SWAP, PSN0 + 2, IOVA + 64, 7, 1),
+        &[],
+    );
+    assert_eq!(
+        r[0].roce.atomic_ack_eth.map(|a| a.0),
+        Some(99),
+        "compare failed: no swap"
+    );
+    // The first FetchAdd again: the saved original value and MSN, memory not touched.
+    let r = rig.send(&fa, &[]);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ATOMIC_ACK, PEER, PSN0, Some(ACK), Some(1))
+    );
+    assert_eq!(r[0].roce.atomic_ack_eth.map(|a| a.0), Some(10));
+    rig.expect(at, &99u64.to_le_bytes());
+    rig.check_memory();
+    assert_eq!(
+        (
+            rig.stat(dev::ROCE_RX_ATOMIC_REQUESTS),
+            rig.stat(dev::ROCE_DUPLICATE_REQUEST)
+        ),
+        (3, 1)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults (issue 10 item 4)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn lost_packet_gets_one_psn_sequence_nak_and_recovers_on_retransmit() {
+    let mut rig = Rig::new(qp_type::RC, 1);
+    let d = payload(600, 8);
+    let mut first = request(op::RC_WRITE_FIRST, QPN, PSN0, false, 256);
+    first.reth = Some(Reth {
+        va: IOVA,
+        rkey: DATA_RKEY,
+        dma_len: 600,
+    });
+    let middle = request(op::RC_WRITE_MIDDLE, QPN, PSN0 + 1, false, 256);
+    let last = request(op::RC_WRITE_LAST, QPN, PSN0 + 2, true, 88);
+    assert!(rig.send(&first, &d[..256]).is_empty());
+    // MIDDLE lost: LAST is ahead -> one NAK (PSN-sequence error, the expected PSN).
+    let r = rig.send(&last, &d[512..]);
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![(op::RC_ACK, PEER, PSN0 + 1, Some(0x60), Some(0))]
+    );
+    // Further packets ahead of the gap: no more NAKs until it closes.
+    assert!(rig.send(&last, &d[512..]).is_empty());
+    assert_eq!(rig.stat(dev::ROCE_OUT_OF_SEQ_REQUEST), 2);
+    rig.expect(DATA_BUS, &d[..256]);
+    rig.check_memory();
+    // The requester retransmits from the NAK'd PSN.
+    assert!(rig.send(&middle, &d[256..512]).is_empty());
+    let r = rig.send(&last, &d[512..]);
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![(op::RC_ACK, PEER, PSN0 + 2, Some(ACK), Some(1))]
+    );
+    rig.expect(DATA_BUS, &d);
+    rig.check_memory();
+    // A new gap gets a new NAK.
+    let r = rig.send(
+        &write_only(PSN0 + 5, IOVA, DATA_RKEY, &d[..4], true),
+        &d[..4],
+    );
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0 + 3, Some(0x60), Some(1))
+    );
+}
+
+#[test]
+fn duplicated_packet_is_re_acked_and_not_placed_again() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(32, 1);
+    let r = rig.send(&write_only(PSN0, IOVA, DATA_RKEY, &d, true), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(ACK), Some(1)));
+    // The duplicate carries other bytes: they must not land. Re-ACKed even without AckReq.
+    let other = payload(32, 99);
+    let r = rig.send(&write_only(PSN0, IOVA, DATA_RKEY, &other, false), &other);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(ACK), Some(1)));
+    rig.expect(DATA_BUS, &d);
+    rig.check_memory();
+    assert_eq!(rig.stat(dev::ROCE_DUPLICATE_REQUEST), 1);
+}
+
+#[test]
+fn reordered_packets_nak_then_complete_in_order() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let (a, b) = (payload(16, 1), payload(16, 2));
+    let wa = write_only(PSN0, IOVA, DATA_RKEY, &a, true);
+    let wb = write_only(PSN0 + 1, IOVA + 16, DATA_RKEY, &b, true);
+    let r = rig.send(&wb, &b);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x60), Some(0)));
+    let r = rig.send(&wa, &a);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(ACK), Some(1)));
+    let r = rig.send(&wb, &b);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0 + 1, Some(ACK), Some(2))
+    );
+    rig.expect(DATA_BUS, &a);
+    rig.expect(DATA_BUS + 16, &b);
+    rig.check_memory();
+}
+
+#[test]
+fn psn_wraps_at_24_bits() {
+    let mut rig = Rig::with(qp_type::RC, 1, REQUESTER_V4, 0xff_fffe);
+    let d = payload(600, 6);
+    let mut first = request(op::RC_WRITE_FIRST, QPN, 0xff_fffe, false, 256);
+    first.reth = Some(Reth {
+        va: IOVA,
+        rkey: DATA_RKEY,
+        dma_len: 600,
+    });
+    rig.send(&first, &d[..256]);
+    rig.send(
+        &request(op::RC_WRITE_MIDDLE, QPN, 0xff_ffff, false, 256),
+        &d[256..512],
+    );
+    let r = rig.send(&request(op::RC_WRITE_LAST, QPN, 0, true, 88), &d[512..]);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, 0, Some(ACK), Some(1)));
+    // 0xfffffe is now a duplicate (behind 1), not 16 million ahead.
+    let r = rig.send(
+        &write_only(0xff_fffe, IOVA, DATA_RKEY, &d[..4], false),
+        &d[..4],
+    );
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, 0, Some(ACK), Some(1)));
+    rig.expect(DATA_BUS, &d);
+    rig.check_memory();
+    assert_eq!(rig.info().expected_psn.get(), 1);
+}
+
+#[test]
+fn bad_rkey_is_a_remote_access_nak_and_the_qp_goes_to_error() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(16, 1);
+    let r = rig.send(&write_only(PSN0, IOVA, 0x5555, &d, true), &d);
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![(op::RC_ACK, PEER, PSN0, Some(0x62), Some(0))]
+    );
+    assert_eq!(rig.info().state, qp_state::ERR);
+    assert_eq!(rig.stat(dev::ROCE_RESP_REMOTE_ACCESS_ERRORS), 1);
+    // The QP is in ERR: further requests are dropped.
+    assert!(rig
+        .send(&write_only(PSN0, IOVA, DATA_RKEY, &d, true), &d)
+        .is_empty());
+    assert_eq!(rig.stat(dev::ROCE_RESP_DISCARDS), 1);
+    // The receive MR's rkey lacks REMOTE_WRITE: also a remote access error.
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let r = rig.send(&write_only(PSN0, 0x10_0000, RECV_RKEY, &d, true), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x62), Some(0)));
+    rig.check_memory();
+}
+
+#[test]
+fn out_of_range_write_is_refused_before_any_byte_lands() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(16, 1);
+    let r = rig.send(
+        &write_only(PSN0, IOVA + MR_LEN - 8, DATA_RKEY, &d, true),
+        &d,
+    );
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x62), Some(0)));
+    // Below the MR's iova, and a length that wraps.
+    let mut rig2 = Rig::new(qp_type::RC, 3);
+    let r = rig2.send(&write_only(PSN0, IOVA - 8, DATA_RKEY, &d, true), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x62), Some(0)));
+    let mut rig3 = Rig::new(qp_type::RC, 3);
+    let mut w = write_only(PSN0, u64::MAX - 4, DATA_RKEY, &d, true);
+    w.reth = Some(Reth {
+        va: u64::MAX - 4,
+        rkey: DATA_RKEY,
+        dma_len: 16,
+    });
+    let r = rig3.send(&w, &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x62), Some(0)));
+    // A WRITE ONLY whose payload differs from the RETH length: invalid request.
+    let mut rig4 = Rig::new(qp_type::RC, 3);
+    let mut w = write_only(PSN0, IOVA, DATA_RKEY, &d, true);
+    w.reth = Some(Reth {
+        va: IOVA,
+        rkey: DATA_RKEY,
+        dma_len: 32,
+    });
+    let r = rig4.send(&w, &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x61), Some(0)));
+    for r in [rig, rig2, rig3, rig4] {
+        r.check_memory();
+    }
+}
+
+#[test]
+fn too_long_send_for_the_posted_buffer_completes_in_error() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    rig.qp.post(9, RECV_BUS, 64, RECV_LKEY);
+    let d = payload(100, 1);
+    let r = rig.send(&request(op::RC_SEND_ONLY, QPN, PSN0, true, 100), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x61), Some(0)));
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            9,
+            0,
+            0,
+            wc_status::LOC_LEN_ERR,
+            wc_opcode::RECV,
+            0,
+            PEER,
+            PSN0
+        )]
+    );
+    assert_eq!(rig.info().state, qp_state::ERR);
+    assert_eq!(rig.stat(dev::ROCE_RESP_LOCAL_LENGTH_ERROR), 1);
+    rig.check_memory();
+}
+
+#[test]
+fn no_posted_buffer_is_an_rnr_nak_and_the_retry_succeeds() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(20, 1);
+    let s = request(op::RC_SEND_ONLY, QPN, PSN0, true, 20);
+    let r = rig.send(&s, &d);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0, Some(0x20 | 12), Some(0))
+    );
+    assert_eq!(rig.info().state, qp_state::RTS);
+    assert_eq!(rig.stat(dev::ROCE_SEND_RNR_ERR), 1);
+    rig.qp.post(3, RECV_BUS + 8, 64, RECV_LKEY);
+    let r = rig.send(&s, &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(ACK), Some(1)));
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            3,
+            20,
+            0,
+            wc_status::SUCCESS,
+            wc_opcode::RECV,
+            0,
+            PEER,
+            PSN0
+        )]
+    );
+    rig.expect(RECV_BUS + 8, &d);
+    // A WQE outside its MR (or naming another MR's lkey) completes LOC_PROT_ERR, NAK 0x63.
+    rig.qp.post(4, RECV_BUS + MR_LEN - 8, 64, RECV_LKEY);
+    let r = rig.send(&request(op::RC_SEND_ONLY, QPN, PSN0 + 1, true, 4), &d[..4]);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0 + 1, Some(0x63), Some(1))
+    );
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            4,
+            0,
+            0,
+            wc_status::LOC_PROT_ERR,
+            wc_opcode::RECV,
+            0,
+            PEER,
+            PSN0 + 1
+        )]
+    );
+    assert_eq!(rig.stat(dev::ROCE_RESP_LOCAL_PROT_ERROR), 1);
+    rig.check_memory();
+}
+
+#[test]
+fn bad_icrc_is_dropped_and_counted() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(16, 1);
+    let mut f = rig
+        .req
+        .frame(&write_only(PSN0, IOVA, DATA_RKEY, &d, true), &d);
+    let n = f.len();
+    f[n - 1] ^= 0x40;
+    assert!(rig.feed(&f).is_empty());
+    assert_eq!(
+        (
+            rig.stat(dev::ROCE_ICRC_ERRORS),
+            rig.stat(dev::ROCE_RCVD_PKTS)
+        ),
+        (1, 1)
+    );
+    assert_eq!(rig.info().expected_psn.get(), PSN0);
+    rig.check_memory();
+}
+
+#[test]
+fn truncated_bth_never_reaches_the_responder() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(16, 1);
+    let mut f = rig
+        .req
+        .frame(&write_only(PSN0, IOVA, DATA_RKEY, &d, true), &d);
+    // Keep 10 bytes of the BTH; fix the IPv4 and UDP lengths to match.
+    f.truncate(14 + 20 + 8 + 10);
+    f[16..18].copy_from_slice(&(20u16 + 8 + 10).to_be_bytes());
+    f[38..40].copy_from_slice(&18u16.to_be_bytes());
+    assert!(rig.feed(&f).is_empty());
+    assert_eq!(
+        (rig.stat(dev::ROCE_RCVD_PKTS), rig.stat(dev::DROP_NO_QUEUE)),
+        (0, 1)
+    );
+    rig.check_memory();
+}
+
+#[test]
+fn read_larger_than_the_region_is_a_remote_access_nak() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let r = rig.send(&read_req(PSN0, IOVA + MR_LEN - 100, DATA_RKEY, 200), &[]);
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![(op::RC_ACK, PEER, PSN0, Some(0x62), Some(0))]
+    );
+    assert_eq!(rig.info().state, qp_state::ERR);
+    rig.check_memory();
+}
+
+#[test]
+fn misaligned_atomic_is_an_invalid_request_nak() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let r = rig.send(&atomic_req(op::RC_FETCH_ADD, PSN0, IOVA + 4, 1, 0), &[]);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x61), Some(0)));
+    assert_eq!(rig.stat(dev::ROCE_RESP_INVALID_REQUEST), 1);
+    rig.check_memory();
+}
+
+#[test]
+fn opcode_sequence_and_mtu_violations_are_invalid_requests() {
+    // A MIDDLE without a FIRST.
+    let mut rig = Rig::new(qp_type::RC, 1);
+    let d = payload(256, 1);
+    let r = rig.send(&request(op::RC_WRITE_MIDDLE, QPN, PSN0, true, 256), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x61), Some(0)));
+    // A FIRST shorter than the MTU.
+    let mut rig = Rig::new(qp_type::RC, 1);
+    rig.qp.post(1, RECV_BUS, 1024, RECV_LKEY);
+    let r = rig.send(&request(op::RC_SEND_FIRST, QPN, PSN0, true, 128), &d[..128]);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x61), Some(0)));
+    // A SEND FIRST followed by a WRITE: the held WQE completes REM_INV_REQ_ERR.
+    let mut rig = Rig::new(qp_type::RC, 1);
+    rig.qp.post(2, RECV_BUS, 1024, RECV_LKEY);
+    rig.send(&request(op::RC_SEND_FIRST, QPN, PSN0, false, 256), &d);
+    let r = rig.send(
+        &write_only(PSN0 + 1, IOVA, DATA_RKEY, &d[..8], true),
+        &d[..8],
+    );
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0 + 1, Some(0x61), Some(0))
+    );
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            2,
+            256,
+            0,
+            wc_status::REM_INV_REQ_ERR,
+            wc_opcode::RECV,
+            0,
+            PEER,
+            PSN0 + 1
+        )]
+    );
+    rig.expect(RECV_BUS, &d);
+    rig.check_memory();
+}
+
+// ---------------------------------------------------------------------------------------------
+// ECN / CNP, IPv6, VLAN
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn ce_marked_packets_send_one_cnp_per_interval() {
+    let mut req = REQUESTER_V4;
+    req.tos = 3; // ECN CE
+    let mut rig = Rig::with(qp_type::RC, 3, req, PSN0);
+    let d = payload(8, 1);
+    let r = rig.send(&write_only(PSN0, IOVA, DATA_RKEY, &d, true), &d);
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![
+            (op::CNP, PEER, 0, None, None),
+            (op::RC_ACK, PEER, PSN0, Some(ACK), Some(1))
+        ]
+    );
+    // The fake clock moves 1 ns per reading: well inside the 50 us interval.
+    let r = rig.send(&write_only(PSN0 + 1, IOVA, DATA_RKEY, &d, true), &d);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (
+            rig.stat(dev::ROCE_NP_ECN_MARKED),
+            rig.stat(dev::ROCE_NP_CNP_SENT)
+        ),
+        (2, 1)
+    );
+    rig.tb.fw.set_cnp_interval_ns(0);
+    let r = rig.send(&write_only(PSN0 + 2, IOVA, DATA_RKEY, &d, true), &d);
+    assert_eq!(r[0].roce.bth.opcode, op::CNP);
+    assert_eq!(rig.stat(dev::ROCE_NP_CNP_SENT), 2);
+}
+
+#[test]
+fn ipv6_and_vlan_requests_are_answered_on_the_same_path() {
+    let mut req = REQUESTER_V4.v6();
+    req.vlan = Some(5);
+    let mut rig = Rig::with(qp_type::RC, 3, req, PSN0);
+    let d = payload(8, 1);
+    let r = rig.send(&write_only(PSN0, IOVA, DATA_RKEY, &d, true), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(ACK), Some(1)));
+    let route = r[0].route;
+    assert_eq!(route.eth.vlans[0].map(|v| v.tci & 0xfff), Some(5));
+    let want = req.route();
+    match (route.ip, want.ip) {
+        (
+            splitrx_firmware::roce::tx::RouteIp::V6 { src, dst },
+            splitrx_firmware::roce::tx::RouteIp::V6 { src: rs, dst: rd },
+        ) => assert_eq!((src, dst), (rd, rs)),
+        x => panic!("not IPv6: {x:?}"),
+    }
+    // A request from another address is not the QP's peer: dropped.
+    let mut other = req;
+    other.ip = REQUESTER_V4.ip;
+    let f = other.frame(&write_only(PSN0 + 1, IOVA, DATA_RKEY, &d, true), &d);
+    assert!(rig.feed(&f).is_empty());
+    assert_eq!(rig.stat(dev::ROCE_RESP_DISCARDS), 1);
+    rig.expect(DATA_BUS, &d);
+    rig.check_memory();
 }

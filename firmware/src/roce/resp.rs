@@ -1106,7 +1106,13 @@ fn run_job<H: Hal>(
         }
         let dma = &mut hal.dma;
         let bus = j.bus;
-        let built = j.route.emit(&mut tx[..], &r, |p| dma.read(bus, p));
+        let built = j.route.emit(&mut tx[..], &r, |p| {
+            if p.is_empty() {
+                Ok(())
+            } else {
+                dma.read(bus, p)
+            }
+        });
         let len = match built {
             Ok(Some(len)) => len,
             Ok(None) => {
