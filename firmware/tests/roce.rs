@@ -1250,3 +1250,156 @@ fn ipv6_and_vlan_requests_are_answered_on_the_same_path() {
     rig.expect(DATA_BUS, &d);
     rig.check_memory();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Random requester sequences (loss, duplication, reordering) against a model
+// ---------------------------------------------------------------------------------------------
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    pub enum Op {
+        /// WRITE of `len` bytes at data-MR offset `off`.
+        Write { off: u64, len: usize },
+        /// SEND of `len` bytes (into the next posted buffer).
+        Send { len: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u64..8192, 1usize..=900).prop_map(|(off, len)| Op::Write { off, len }),
+            (1usize..=900).prop_map(|len| Op::Send { len }),
+        ]
+    }
+
+    /// xorshift: the network's choices, from the case's seed.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn chance(&mut self, pct: u64) -> bool {
+            self.next() % 100 < pct
+        }
+    }
+
+    const MTU: usize = 256;
+    const RECV_BUF: u64 = 1024;
+
+    /// Every packet of `ops`, PSN order: (repr without PSN/AckReq, payload, ends a message).
+    fn packets(ops: &[Op]) -> Vec<(RoceRepr, Vec<u8>, bool)> {
+        let mut v = Vec::new();
+        for (k, o) in ops.iter().enumerate() {
+            let (len, write) = match o {
+                Op::Write { len, .. } => (*len, true),
+                Op::Send { len } => (*len, false),
+            };
+            let data = payload(len, k as u8);
+            let n = len.div_ceil(MTU);
+            for i in 0..n {
+                let chunk = data[i * MTU..((i + 1) * MTU).min(len)].to_vec();
+                let (first, last) = (i == 0, i + 1 == n);
+                let opc = match (write, first, last) {
+                    (true, true, true) => op::RC_WRITE_ONLY,
+                    (true, true, false) => op::RC_WRITE_FIRST,
+                    (true, false, false) => op::RC_WRITE_MIDDLE,
+                    (true, false, true) => op::RC_WRITE_LAST,
+                    (false, true, true) => op::RC_SEND_ONLY,
+                    (false, true, false) => op::RC_SEND_FIRST,
+                    (false, false, false) => op::RC_SEND_MIDDLE,
+                    (false, false, true) => op::RC_SEND_LAST,
+                };
+                let mut r = request(opc, QPN, 0, false, chunk.len());
+                if let (true, true, Op::Write { off, .. }) = (write, first, o) {
+                    r.reth = Some(Reth {
+                        va: IOVA + off,
+                        rkey: DATA_RKEY,
+                        dma_len: len as u32,
+                    });
+                }
+                v.push((r, chunk, last));
+            }
+        }
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn random_lossy_requester_converges_to_the_model(
+            ops in proptest::collection::vec(op(), 1..10),
+            seed in 1u64..,
+            loss in 0u64..30,
+            dup in 0u64..30,
+            swap in 0u64..30,
+        ) {
+            let mut rig = Rig::new(qp_type::RC, 1);
+            let sends = ops.iter().filter(|o| matches!(o, Op::Send { .. })).count();
+            for k in 0..sends {
+                rig.qp.post(k as u64, RECV_BUS + k as u64 * RECV_BUF, RECV_BUF as u32, RECV_LKEY);
+            }
+            let pk = packets(&ops);
+            let n = pk.len();
+            let mut rng = Rng(seed);
+            let mut acked = 0usize; // packets before this index are acknowledged
+            let mut rounds = 0;
+            while acked < n {
+                rounds += 1;
+                prop_assert!(rounds < 500, "no progress");
+                // One window (go-back-N from the first unacknowledged packet), through a
+                // network that loses, duplicates and swaps neighbours.
+                let end = (acked + 4).min(n);
+                let mut wire: Vec<usize> = Vec::new();
+                for i in acked..end {
+                    if rng.chance(loss) { continue; }
+                    wire.push(i);
+                    if rng.chance(dup) { wire.push(i); }
+                }
+                for j in 1..wire.len() {
+                    if rng.chance(swap) { wire.swap(j - 1, j); }
+                }
+                for &i in &wire {
+                    let (mut r, data, ends) = pk[i].clone();
+                    r.bth.psn = PSN0 + i as u32;
+                    r.bth.ack_req = ends || i + 1 == end || rng.chance(30);
+                    for resp in rig.send(&r, &data) {
+                        let (opc, _, psn, syn, _) = ack_of(&resp);
+                        prop_assert_eq!(opc, op::RC_ACK);
+                        let idx = (psn - PSN0) as usize;
+                        match syn {
+                            Some(0x1f) => acked = acked.max(idx + 1),
+                            Some(0x60) => acked = acked.max(idx),
+                            other => prop_assert!(false, "unexpected syndrome {:?}", other),
+                        }
+                    }
+                }
+            }
+            // The model: WRITEs in order into the data MR, SEND k into buffer k.
+            let mut cqes = Vec::new();
+            let mut psn = PSN0;
+            let mut k = 0u64;
+            for (m, o) in ops.iter().enumerate() {
+                let len = match o { Op::Write { len, .. } | Op::Send { len } => *len };
+                let data = payload(len, m as u8);
+                psn += len.div_ceil(MTU) as u32;
+                match o {
+                    Op::Write { off, .. } => rig.expect(DATA_BUS + off, &data),
+                    Op::Send { .. } => {
+                        rig.expect(RECV_BUS + k * RECV_BUF, &data);
+                        cqes.push(cqe(k, len as u32, 0, wc_status::SUCCESS, wc_opcode::RECV, 0, PEER, psn - 1));
+                        k += 1;
+                    }
+                }
+            }
+            rig.check_memory();
+            prop_assert_eq!(rig.qp.cqes(), cqes);
+            let info = rig.info();
+            prop_assert_eq!((info.expected_psn.get(), info.msn.get(), info.state), (PSN0 + n as u32, ops.len() as u32, qp_state::RTS));
+        }
+    }
+}
