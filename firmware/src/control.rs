@@ -213,6 +213,7 @@ impl<H: Hal> Firmware<H> {
             stats: DeviceStats::default(),
             mailbox: None,
             beats: 0,
+            verify_icrc: true,
         }
     }
 

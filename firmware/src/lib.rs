@@ -83,6 +83,8 @@ pub struct Firmware<H: Hal> {
     pub(crate) mailbox: Option<core::ptr::NonNull<u8>>,
     /// Polls so far (the heartbeat).
     pub(crate) beats: u64,
+    /// Verify RoCEv2 ICRCs (on; off only to measure the responder without it).
+    pub(crate) verify_icrc: bool,
 }
 
 impl<H: Hal> core::fmt::Debug for Firmware<H> {
@@ -122,7 +124,7 @@ impl<H: Hal> Firmware<H> {
     pub fn poll_rx(&mut self) -> usize {
         let cfg = SplitConfig {
             hds_thresh: 0,
-            verify_icrc: true,
+            verify_icrc: self.verify_icrc,
         };
         let mut n = 0;
         while n < RX_BATCH {
@@ -191,6 +193,11 @@ impl<H: Hal> Firmware<H> {
         for q in self.queues.iter_mut().flatten() {
             q.csum_offload = on;
         }
+    }
+    /// Turns RoCEv2 ICRC verification on or off (on by default; off only to measure the
+    /// responder without it, see `benches/roce.rs`: unverified packets are taken as good).
+    pub fn set_icrc_verify(&mut self, on: bool) {
+        self.verify_icrc = on;
     }
     /// Device-wide counters.
     pub fn device_stats(&self) -> &DeviceStats {

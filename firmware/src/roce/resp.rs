@@ -5,7 +5,8 @@
 //! A frame for a QP that is not in RTR or RTS is dropped (`resp_discards`), unlike rxe it
 //! never reaches an RX queue. Then, in order:
 //!
-//! 1. ICRC (verified once by the split): bad -> drop, `rx_icrc_errors`.
+//! 1. ICRC (verified once by the split, unless `Firmware::set_icrc_verify(false)`): bad ->
+//!    drop, `rx_icrc_errors`.
 //! 2. BTH: TVer 0 and the full or limited default P_Key, else drop; RC/UC: the IP source must be
 //!    the QP's `remote_gid`, else drop; the opcode must be of the QP's transport and a request
 //!    (READ responses, ACKs and CNPs are the requester's: dropped).
@@ -504,7 +505,8 @@ impl Responder {
             return false;
         };
         st.inc(dev::ROCE_RCVD_PKTS);
-        if info.icrc_ok != Some(true) {
+        // `None`: verification is off (`Firmware::set_icrc_verify`).
+        if info.icrc_ok == Some(false) {
             st.inc(dev::ROCE_ICRC_ERRORS);
             return true;
         }

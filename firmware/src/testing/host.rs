@@ -161,6 +161,34 @@ impl MacRx for RepeatMac {
     }
 }
 
+/// MAC fake for benchmarks: cycles through a list of frames, `remaining` in all.
+#[derive(Debug, Default)]
+pub struct ListMac {
+    pub frames: Vec<Vec<u8>>,
+    pub next: usize,
+    pub remaining: u64,
+}
+
+impl MacRx for ListMac {
+    #[inline]
+    fn peek(&mut self) -> Option<RxFrame<'_>> {
+        if self.remaining == 0 || self.frames.is_empty() {
+            return None;
+        }
+        Some(RxFrame {
+            data: &self.frames[self.next % self.frames.len()],
+            timestamp_ns: self.remaining,
+        })
+    }
+    #[inline]
+    fn release(&mut self) {
+        if self.remaining > 0 {
+            self.remaining -= 1;
+            self.next += 1;
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct FakeTx {
     pub sent: Vec<Vec<u8>>,
