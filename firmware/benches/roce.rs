@@ -50,7 +50,12 @@ fn check(rig: &RoceRig, name: &str) {
         dev::ROCE_RESP_DMA_ERRORS,
     ];
     for c in bad {
-        assert_eq!(d.get(c), 0, "{name}: {}", splitrx_firmware::stats::DEV_NAMES[c]);
+        assert_eq!(
+            d.get(c),
+            0,
+            "{name}: {}",
+            splitrx_firmware::stats::DEV_NAMES[c]
+        );
     }
     assert!(d.get(dev::ROCE_RCVD_PKTS) > 0, "{name}: nothing taken");
 }

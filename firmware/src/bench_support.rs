@@ -4,15 +4,15 @@
 //! [`Rig::host_recycle`] is the host's. [`RoceRig`] is the same for the RoCE responder
 //! (`benches/roce.rs`).
 
-use crate::testing::*;
 use crate::testing::roce::{request, REQUESTER_V4};
+use crate::testing::*;
 use splitrx_shared::abi::{
-    access, qp_attr, qp_type, rx_flags, CtrlStatus, FillDesc, ModifyQpArgs, PoolMode,
-    RoceCqe, RxCompletion, NO_SRQ,
+    access, qp_attr, qp_type, rx_flags, CtrlStatus, FillDesc, ModifyQpArgs, PoolMode, RoceCqe,
+    RxCompletion, NO_SRQ,
 };
 use splitrx_shared::wire::roce::{opcode, Reth};
-use zerocopy::little_endian::U32;
 use std::vec::Vec;
+use zerocopy::little_endian::U32;
 
 /// Fill and completion ring capacity of the rig.
 pub const RIG_RING: u32 = 512;
@@ -151,24 +151,38 @@ impl RoceRig {
     pub fn new(kind: RoceBench, len: usize, copy: bool) -> RoceRig {
         let mut tb = Testbed::with_mac(ListMac::default(), copy, 16);
         let all = access::LOCAL_WRITE | access::REMOTE_WRITE | access::REMOTE_READ;
-        assert_eq!(tb.register_mr(MR_BUS, 1 << 20, IOVA, KEY, KEY, all, 1), CtrlStatus::Ok);
+        assert_eq!(
+            tb.register_mr(MR_BUS, 1 << 20, IOVA, KEY, KEY, all, 1),
+            CtrlStatus::Ok
+        );
         let (st, qp) = tb.create_qp(QPN, 1, qp_type::RC, NO_SRQ, 512, 512);
         assert_eq!(st, CtrlStatus::Ok);
         let req = REQUESTER_V4;
-        assert_eq!(tb.connect_qp(QPN, 0x22, req.gid(), 0xc000, 0, 5, all, 0), CtrlStatus::Ok);
+        assert_eq!(
+            tb.connect_qp(QPN, 0x22, req.gid(), 0xc000, 0, 5, all, 0),
+            CtrlStatus::Ok
+        );
         let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let frames = (0..ROCE_BATCH as u32)
             .map(|psn| {
                 let r = match kind {
                     RoceBench::Write => {
                         let mut r = request(opcode::RC_WRITE_ONLY, QPN, psn, false, len);
-                        r.reth = Some(Reth { va: IOVA, rkey: KEY, dma_len: len as u32 });
+                        r.reth = Some(Reth {
+                            va: IOVA,
+                            rkey: KEY,
+                            dma_len: len as u32,
+                        });
                         r
                     }
                     RoceBench::Send => request(opcode::RC_SEND_ONLY, QPN, psn, false, len),
                     RoceBench::Read => {
                         let mut r = request(opcode::RC_READ_REQUEST, QPN, psn, false, 0);
-                        r.reth = Some(Reth { va: IOVA, rkey: KEY, dma_len: len as u32 });
+                        r.reth = Some(Reth {
+                            va: IOVA,
+                            rkey: KEY,
+                            dma_len: len as u32,
+                        });
                         r
                     }
                 };

@@ -33,6 +33,9 @@ const ATTR_ALL: u32 = qp_attr::STATE
     | qp_attr::MIN_RNR_TIMER
     | qp_attr::DEST_QPN;
 
+/// A mapped QP/SRQ region: the region, the slots of the rings asked for, its bus span.
+type Mapped<const N: usize> = (crate::control::Region, [usize; N], (u64, u64));
+
 impl<H: Hal> Firmware<H> {
     /// RoCE responder tables (QPs, MRs, SRQs), for inspection.
     pub fn roce(&self) -> &crate::roce::Responder {
@@ -112,7 +115,7 @@ impl<H: Hal> Firmware<H> {
         bus: u64,
         len: u64,
         want: [RingKind; N],
-    ) -> Result<(crate::control::Region, [usize; N], (u64, u64)), CtrlStatus> {
+    ) -> Result<Mapped<N>, CtrlStatus> {
         let span = (bus, bus.checked_add(len).ok_or(CtrlStatus::BadRegion)?);
         if self.region_in_use(span) {
             return Err(CtrlStatus::BadRegion);
@@ -124,8 +127,7 @@ impl<H: Hal> Firmware<H> {
 
     pub(crate) fn op_create_qp(&mut self, a: CreateQpArgs) -> Result<Answer, CtrlStatus> {
         let qpn = a.qpn.get();
-        if qpn > QPN_MAX
-            || qpn < 2
+        if !(2..=QPN_MAX).contains(&qpn)
             || a._pad != [0; 3]
             || !matches!(a.qp_type, qp_type::RC | qp_type::UC | qp_type::UD)
         {
@@ -180,7 +182,8 @@ impl<H: Hal> Firmware<H> {
             .qpns
             .insert(qpn, slot as u16)
             .map_err(|_| CtrlStatus::NoSpace)?;
-        const _: () = assert!(MAX_QPS <= u16::MAX as usize && MAX_SRQS <= u16::MAX as usize);
+        const _: () = assert!(MAX_QPS <= u16::MAX as usize);
+        const _: () = assert!(MAX_SRQS <= u16::MAX as usize);
         if let Some(s) = srq.and_then(|s| self.roce.srqs[s].as_mut()) {
             s.users += 1;
         }
