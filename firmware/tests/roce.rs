@@ -1407,3 +1407,171 @@ mod model {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Busy MAC, SRQ, hostile rings, DMA errors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn read_response_waits_for_a_busy_mac_and_resumes() {
+    let mut rig = Rig::new(qp_type::RC, 1);
+    let d = payload(600, 5);
+    rig.preload(DATA_BUS, &d);
+    rig.tb.fw.hal_mut().tx.busy = 2;
+    // Nothing goes out while the MAC is busy (the first poll tries once, the second once).
+    rig.tb
+        .fw
+        .hal_mut()
+        .rx
+        .push(&rig.req.frame(&read_req(PSN0, IOVA, DATA_RKEY, 600), &[]));
+    rig.tb.fw.poll();
+    assert!(rig.tb.take_sent().is_empty());
+    // A WRITE for the QP meanwhile is dropped (the requester retries it).
+    let w = payload(4, 1);
+    rig.tb.fw.hal_mut().rx.push(
+        &rig.req
+            .frame(&write_only(PSN0 + 3, IOVA + 4096, DATA_RKEY, &w, true), &w),
+    );
+    rig.tb.fw.poll();
+    assert_eq!(rig.stat(dev::ROCE_RESP_DISCARDS), 1);
+    let r = rig.feed(&[]);
+    let r: Vec<_> = r
+        .into_iter()
+        .chain(
+            rig.tb
+                .take_sent()
+                .iter()
+                .map(|f| parse_response(f).unwrap()),
+        )
+        .collect();
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![
+            (op::RC_READ_RESPONSE_FIRST, PEER, PSN0, Some(ACK), Some(1)),
+            (op::RC_READ_RESPONSE_MIDDLE, PEER, PSN0 + 1, None, None),
+            (
+                op::RC_READ_RESPONSE_LAST,
+                PEER,
+                PSN0 + 2,
+                Some(ACK),
+                Some(1)
+            ),
+        ]
+    );
+    assert_eq!(
+        r.iter().flat_map(|x| x.payload.clone()).collect::<Vec<_>>(),
+        d
+    );
+    assert_eq!(
+        rig.stat(dev::ROCE_RESP_TX_DROPPED),
+        0,
+        "a busy MAC delays READ responses: no drop"
+    );
+    rig.check_memory();
+}
+
+#[test]
+fn qps_on_an_srq_take_its_wqes_in_order() {
+    let mut tb = Testbed::new();
+    tb.mem.fill(IMG_BUS, IMG_LEN, GUARD);
+    assert_eq!(
+        tb.register_mr(
+            RECV_BUS,
+            MR_LEN,
+            0,
+            RECV_RKEY,
+            RECV_LKEY,
+            access::LOCAL_WRITE,
+            PD
+        ),
+        CtrlStatus::Ok
+    );
+    let (st, mut srq) = tb.create_srq(9, PD, 8);
+    assert_eq!(st, CtrlStatus::Ok);
+    let req = REQUESTER_V4;
+    let mut qps = Vec::new();
+    for (i, qpn) in [0x11u32, 0x12].into_iter().enumerate() {
+        let (st, q) = tb.create_qp(qpn, PD, qp_type::RC, 9, 0, 8);
+        assert_eq!(st, CtrlStatus::Ok);
+        assert_eq!(
+            tb.connect_qp(qpn, 0x40 + i as u32, req.gid(), 0xd000, 0, 3, ALL, 0),
+            CtrlStatus::Ok
+        );
+        qps.push(q);
+    }
+    for k in 0..2u64 {
+        assert!(srq
+            .push(&splitrx_firmware::testing::recv_wqe(
+                k,
+                RECV_BUS + k * 256,
+                256,
+                RECV_LKEY,
+                9 | 1 << 31
+            ))
+            .unwrap());
+    }
+    for (i, qpn) in [0x12u32, 0x11].into_iter().enumerate() {
+        let d = payload(10, i as u8);
+        tb.fw
+            .hal_mut()
+            .rx
+            .push(&req.frame(&request(op::RC_SEND_ONLY, qpn, 0, false, 10), &d));
+        while tb.fw.poll() {}
+    }
+    let c12 = qps[1].cqes();
+    let c11 = qps[0].cqes();
+    assert_eq!((c12.len(), c11.len()), (1, 1));
+    assert_eq!(
+        (c12[0].wr_id.get(), c12[0].qpn.get(), c12[0].src_qp.get()),
+        (0, 0x12, 0x41)
+    );
+    assert_eq!(
+        (c11[0].wr_id.get(), c11[0].qpn.get(), c11[0].src_qp.get()),
+        (1, 0x11, 0x40)
+    );
+    assert_eq!(tb.mem.read(RECV_BUS, 10), payload(10, 0));
+    assert_eq!(tb.mem.read(RECV_BUS + 256, 10), payload(10, 1));
+    assert_eq!(tb.mem.read(RECV_BUS + 10, 246), vec![GUARD; 246]);
+}
+
+#[test]
+fn a_corrupt_receive_ring_faults_the_qp_not_the_firmware() {
+    use splitrx_shared::abi::RingKind;
+    use splitrx_shared::region::RegionLayout;
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let l = RegionLayout::new(0, &[(RingKind::RecvWqe, 16), (RingKind::RoceCq, 16)]).unwrap();
+    let prod = rig.qp.region + l.ring(RingKind::RecvWqe).unwrap().offset.get();
+    assert!(
+        rig.tb.mem.write(prod, &0x1000u32.to_le_bytes()),
+        "producer index far ahead"
+    );
+    let r = rig.send(
+        &request(op::RC_SEND_ONLY, QPN, PSN0, true, 4),
+        &[1, 2, 3, 4],
+    );
+    assert!(r.is_empty());
+    assert_eq!(
+        (rig.stat(dev::ROCE_RING_FAULTS), rig.info().state),
+        (1, qp_state::ERR)
+    );
+    // Other QPs and the control plane carry on.
+    assert_eq!(
+        rig.tb.create_qp(0x55, PD, qp_type::RC, NO_SRQ, 4, 4).0,
+        CtrlStatus::Ok
+    );
+    rig.check_memory();
+}
+
+#[test]
+fn a_dma_error_is_a_remote_operational_nak() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(16, 1);
+    rig.tb.fw.hal_mut().dma.fail_next = 1;
+    let r = rig.send(&write_only(PSN0, IOVA, DATA_RKEY, &d, true), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x63), Some(0)));
+    assert_eq!(
+        (rig.stat(dev::ROCE_RESP_DMA_ERRORS), rig.info().state),
+        (1, qp_state::ERR)
+    );
+    rig.check_memory();
+}

@@ -192,9 +192,15 @@ impl MacRx for ListMac {
 #[derive(Debug, Default)]
 pub struct FakeTx {
     pub sent: Vec<Vec<u8>>,
+    /// Refuse the next N frames with `TxError::Busy`.
+    pub busy: u32,
 }
 impl MacTx for FakeTx {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
+        if self.busy > 0 {
+            self.busy -= 1;
+            return Err(TxError::Busy);
+        }
         self.sent.push(frame.to_vec());
         Ok(())
     }
