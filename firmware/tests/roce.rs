@@ -1575,3 +1575,113 @@ fn a_dma_error_is_a_remote_operational_nak() {
     );
     rig.check_memory();
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+    use splitrx_shared::wire::roce::{ext, RoceLayout};
+
+    /// Every request opcode of RC, UC and UD, plus the requester-side and CNP ones.
+    const OPCODES: &[u8] = &[
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
+        0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x16, 0x17, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26,
+        0x27, 0x28, 0x29, 0x2a, 0x2b, 0x64, 0x65, 0x81,
+    ];
+
+    #[derive(Clone, Debug)]
+    struct Req {
+        opcode: u8,
+        psn_off: u32,
+        ack: bool,
+        va_off: u64,
+        good_rkey: bool,
+        dma_len: u32,
+        len: usize,
+        qkey_ok: bool,
+    }
+
+    fn req() -> impl Strategy<Value = Req> {
+        (
+            proptest::sample::select(OPCODES),
+            0u32..6,
+            any::<bool>(),
+            prop_oneof![0u64..(MR_LEN + 64), any::<u64>()],
+            any::<bool>(),
+            prop_oneof![0u32..2048, any::<u32>()],
+            0usize..1100,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(opcode, psn_off, ack, va_off, good_rkey, dma_len, len, qkey_ok)| Req {
+                    opcode,
+                    psn_off,
+                    ack,
+                    va_off,
+                    good_rkey,
+                    dma_len,
+                    len,
+                    qkey_ok,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Hostile requesters: any opcode sequence, PSN, key, address and length. The
+        /// responder never panics, never writes outside the two MRs, and the control plane
+        /// still answers.
+        #[test]
+        fn hostile_requests_never_write_outside_the_mrs(
+            ty in prop_oneof![Just(qp_type::RC), Just(qp_type::UC), Just(qp_type::UD)],
+            reqs in proptest::collection::vec(req(), 1..40),
+        ) {
+            let mut rig = Rig::new(ty, 1);
+            for k in 0..4u64 {
+                rig.qp.post(k, RECV_BUS + k * 1024, 1024, RECV_LKEY);
+            }
+            let mut psn = PSN0;
+            for r in &reqs {
+                let layout = RoceLayout::lookup(r.opcode).unwrap();
+                let len = if layout.has(ext::ATOMIC_ETH) || r.opcode == op::RC_READ_REQUEST { 0 } else { r.len };
+                let mut x = request(r.opcode, QPN, psn.wrapping_add(r.psn_off) & 0xff_ffff, r.ack, len);
+                let rkey = if r.good_rkey { DATA_RKEY } else { RECV_RKEY };
+                let va = IOVA.wrapping_add(r.va_off);
+                if layout.has(ext::RETH) {
+                    x.reth = Some(Reth { va, rkey, dma_len: r.dma_len });
+                }
+                if layout.has(ext::ATOMIC_ETH) {
+                    x.atomic_eth = Some(AtomicEth { va, rkey, swap_add: 1, compare: 0 });
+                }
+                if layout.has(ext::DETH) {
+                    x.deth = Some(Deth { qkey: if r.qkey_ok { 0x1234_5678 } else { 1 }, src_qp: 3 });
+                }
+                if layout.has(ext::IMMDT) {
+                    x.imm_dt = Some(ImmDt(5));
+                }
+                if layout.has(ext::IETH) {
+                    x.ieth = Some(Ieth(0x9999));
+                }
+                if layout.has(ext::AETH) {
+                    x.aeth = Some(splitrx_shared::wire::roce::Aeth { syndrome: 0, msn: 0 });
+                }
+                if layout.has(ext::ATOMIC_ACK_ETH) {
+                    x.atomic_ack_eth = Some(splitrx_shared::wire::roce::AtomicAckEth(0));
+                }
+                rig.send(&x, &payload(len, r.opcode));
+                psn = psn.wrapping_add(1);
+            }
+            // Guard bytes: everything in the image outside the two MRs is untouched.
+            let got = rig.tb.mem.read(IMG_BUS, IMG_LEN);
+            for (i, b) in got.iter().enumerate() {
+                let bus = IMG_BUS + i as u64;
+                let in_mr = (DATA_BUS..DATA_BUS + MR_LEN).contains(&bus) || (RECV_BUS..RECV_BUS + MR_LEN).contains(&bus);
+                if !in_mr {
+                    prop_assert_eq!(*b, GUARD, "byte at {:#x} outside the MRs was written", bus);
+                }
+            }
+            // The receive MR has no REMOTE_WRITE: only SENDs (into posted buffers) reach it.
+            let i = rig.info();
+            prop_assert_eq!(i.qpn.get(), QPN);
+        }
+    }
+}
