@@ -1685,3 +1685,47 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn write_with_immediate_rnr_at_its_last_packet_keeps_the_message_for_the_retry() {
+    let mut rig = Rig::new(qp_type::RC, 1);
+    let d = payload(300, 2);
+    let mut first = request(op::RC_WRITE_FIRST, QPN, PSN0, false, 256);
+    first.reth = Some(Reth {
+        va: IOVA,
+        rkey: DATA_RKEY,
+        dma_len: 300,
+    });
+    let mut last = request(op::RC_WRITE_LAST_IMM, QPN, PSN0 + 1, true, 44);
+    last.imm_dt = Some(ImmDt(0x0102_0304));
+    rig.send(&first, &d[..256]);
+    let r = rig.send(&last, &d[256..]);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0 + 1, Some(0x20 | 12), Some(0))
+    );
+    // The LAST's bytes were not placed: the WQE is taken before placing.
+    rig.expect(DATA_BUS, &d[..256]);
+    rig.check_memory();
+    rig.qp.post(8, RECV_BUS, 16, RECV_LKEY);
+    let r = rig.send(&last, &d[256..]);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0 + 1, Some(ACK), Some(1))
+    );
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            8,
+            300,
+            0x0102_0304,
+            wc_status::SUCCESS,
+            wc_opcode::RECV_RDMA_WITH_IMM,
+            wc_flags::WITH_IMM,
+            PEER,
+            PSN0 + 1
+        )]
+    );
+    rig.expect(DATA_BUS, &d);
+    rig.check_memory();
+}

@@ -1,7 +1,7 @@
 //! The RoCE control ops (ABI 2.1, `docs/ABI.md`; semantics in `docs/firmware.md`).
 //!
 //! Regions of QPs and SRQs are `QueueHeader` regions mapped and validated by the same code as
-//! an RX queue's ([`crate::control::map_region`] -> `QueueHeader::validate`), their rings found
+//! an RX queue's (`crate::control::map_region` -> `QueueHeader::validate`), their rings found
 //! by `Region::rings` and attached with the ring handles; a region may not overlap the control
 //! region or any queue, QP or SRQ region. The header's `queue_id` is not checked for QP and SRQ
 //! regions (QPNs and SRQNs are 24/32-bit).
