@@ -1088,6 +1088,7 @@ fn no_posted_buffer_is_an_rnr_nak_and_the_retry_succeeds() {
         )]
     );
     assert_eq!(rig.stat(dev::ROCE_RESP_LOCAL_PROT_ERROR), 1);
+    assert_eq!(rig.stat(dev::ROCE_RESP_CQE_ERROR), 1, "counted once");
     rig.check_memory();
 }
 

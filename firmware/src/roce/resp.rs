@@ -357,15 +357,16 @@ impl<H: Hal> Ctx<'_, '_, H> {
         if ok {
             Ok(())
         } else {
-            self.st.inc(dev::ROCE_RESP_LOCAL_PROT_ERROR);
             Err(Take::Bad)
         }
     }
 
-    /// A fatal request error: counted, a NAK (RC), the held WQE completed with `status`, the
-    /// QP to ERR.
-    fn fail(&mut self, qp: &mut Qp, pkt: &Pkt<'_>, syn: u8, status: u8, counter: usize) {
-        self.st.inc(counter);
+    /// A fatal request error: counted (`counter`, when the cause was not counted where it was
+    /// found), a NAK (RC), the held WQE completed with `status`, the QP to ERR.
+    fn fail(&mut self, qp: &mut Qp, pkt: &Pkt<'_>, syn: u8, status: u8, counter: Option<usize>) {
+        if let Some(c) = counter {
+            self.st.inc(c);
+        }
         if qp.qp_type == qp_type::RC {
             self.ack(qp, pkt, syn, pkt.psn);
         }
@@ -387,8 +388,10 @@ impl<H: Hal> Ctx<'_, '_, H> {
     }
 
     /// A UC message that cannot be placed: the rest of it is dropped, the held WQE reused.
-    fn drop_uc(&mut self, qp: &mut Qp, counter: usize) {
-        self.st.inc(counter);
+    fn drop_uc(&mut self, qp: &mut Qp, counter: Option<usize>) {
+        if let Some(c) = counter {
+            self.st.inc(c);
+        }
         qp.msg = Msg::Drop;
         if let Some(h) = &mut qp.held {
             h.off = 0;
@@ -396,7 +399,7 @@ impl<H: Hal> Ctx<'_, '_, H> {
     }
 
     /// A request that cannot be executed: RC fails the QP, UC drops the message.
-    fn reject(&mut self, qp: &mut Qp, pkt: &Pkt<'_>, syn: u8, status: u8, counter: usize) {
+    fn reject(&mut self, qp: &mut Qp, pkt: &Pkt<'_>, syn: u8, status: u8, counter: Option<usize>) {
         if qp.qp_type == qp_type::RC {
             self.fail(qp, pkt, syn, status, counter);
         } else {
@@ -423,7 +426,7 @@ impl<H: Hal> Ctx<'_, '_, H> {
                 pkt,
                 syndrome::NAK_REMOTE_OP,
                 wc_status::LOC_PROT_ERR,
-                dev::ROCE_RESP_CQE_ERROR,
+                Some(dev::ROCE_RESP_LOCAL_PROT_ERROR),
             ),
             Take::Fault => {
                 self.st.inc(dev::ROCE_RESP_DISCARDS);
@@ -750,7 +753,7 @@ fn rc_uc<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
     } else if d != 0 || qp.msg == Msg::Drop {
         // UC: a gap ends the message in progress; a FIRST/ONLY starts the next one.
         if !code::starts(c) {
-            cx.drop_uc(qp, dev::ROCE_RESP_DISCARDS);
+            cx.drop_uc(qp, Some(dev::ROCE_RESP_DISCARDS));
             qp.epsn = psn_add(pkt.psn, 1);
             return;
         }
@@ -797,7 +800,7 @@ fn rc_uc<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_INVALID_REQUEST,
             wc_status::REM_INV_REQ_ERR,
-            dev::ROCE_RESP_INVALID_REQUEST,
+            Some(dev::ROCE_RESP_INVALID_REQUEST),
         );
         return;
     }
@@ -839,7 +842,7 @@ fn send<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_REMOTE_OP,
             wc_status::LOC_QP_OP_ERR,
-            dev::ROCE_RESP_DISCARDS,
+            Some(dev::ROCE_RESP_DISCARDS),
         );
         return;
     };
@@ -851,10 +854,10 @@ fn send<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
                 pkt,
                 syndrome::NAK_INVALID_REQUEST,
                 wc_status::LOC_LEN_ERR,
-                dev::ROCE_RESP_LOCAL_LENGTH_ERROR,
+                Some(dev::ROCE_RESP_LOCAL_LENGTH_ERROR),
             );
         } else {
-            cx.drop_uc(qp, dev::ROCE_RESP_LOCAL_LENGTH_ERROR);
+            cx.drop_uc(qp, Some(dev::ROCE_RESP_LOCAL_LENGTH_ERROR));
         }
         return;
     }
@@ -864,7 +867,7 @@ fn send<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_REMOTE_OP,
             wc_status::LOC_QP_OP_ERR,
-            dev::ROCE_RESP_CQE_ERROR,
+            None,
         );
         return;
     }
@@ -933,7 +936,7 @@ fn write<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
                             pkt,
                             syndrome::NAK_REMOTE_ACCESS,
                             wc_status::REM_ACCESS_ERR,
-                            dev::ROCE_RESP_REMOTE_ACCESS_ERRORS,
+                            Some(dev::ROCE_RESP_REMOTE_ACCESS_ERRORS),
                         );
                         return;
                     }
@@ -949,7 +952,7 @@ fn write<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_INVALID_REQUEST,
             wc_status::REM_INV_REQ_ERR,
-            dev::ROCE_RESP_INVALID_REQUEST,
+            Some(dev::ROCE_RESP_INVALID_REQUEST),
         );
         return;
     }
@@ -967,7 +970,7 @@ fn write<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_REMOTE_OP,
             wc_status::LOC_QP_OP_ERR,
-            dev::ROCE_RESP_CQE_ERROR,
+            None,
         );
         return;
     }
@@ -1031,7 +1034,7 @@ fn read<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
                     pkt,
                     syndrome::NAK_REMOTE_ACCESS,
                     wc_status::REM_ACCESS_ERR,
-                    dev::ROCE_RESP_REMOTE_ACCESS_ERRORS,
+                    Some(dev::ROCE_RESP_REMOTE_ACCESS_ERRORS),
                 );
                 return;
             }
@@ -1164,7 +1167,7 @@ fn atomic<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_INVALID_REQUEST,
             wc_status::REM_INV_REQ_ERR,
-            dev::ROCE_RESP_INVALID_REQUEST,
+            Some(dev::ROCE_RESP_INVALID_REQUEST),
         );
         return;
     }
@@ -1174,7 +1177,7 @@ fn atomic<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_REMOTE_ACCESS,
             wc_status::REM_ACCESS_ERR,
-            dev::ROCE_RESP_REMOTE_ACCESS_ERRORS,
+            Some(dev::ROCE_RESP_REMOTE_ACCESS_ERRORS),
         );
         return;
     };
@@ -1186,7 +1189,7 @@ fn atomic<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             pkt,
             syndrome::NAK_REMOTE_OP,
             wc_status::REM_OP_ERR,
-            dev::ROCE_RESP_CQE_ERROR,
+            None,
         );
         return;
     }
@@ -1207,7 +1210,7 @@ fn atomic<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
                 pkt,
                 syndrome::NAK_REMOTE_OP,
                 wc_status::REM_OP_ERR,
-                dev::ROCE_RESP_CQE_ERROR,
+                None,
             );
             return;
         }
