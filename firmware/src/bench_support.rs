@@ -1,11 +1,18 @@
 //! Shared by the datapath benchmark and the `dp_count` example: a testbed whose MAC repeats one
 //! frame and whose DMA engine does not copy (only counts), with a host side that recycles every
 //! buffer a completion hands back. Only [`crate::Firmware::poll_rx`] is the firmware's work;
-//! [`Rig::host_recycle`] is the host's.
+//! [`Rig::host_recycle`] is the host's. [`RoceRig`] is the same for the RoCE responder
+//! (`benches/roce.rs`).
 
+use crate::testing::roce::{request, REQUESTER_V4};
 use crate::testing::*;
-use splitrx_shared::abi::{rx_flags, CtrlStatus, FillDesc, PoolMode, RxCompletion};
+use splitrx_shared::abi::{
+    access, qp_attr, qp_type, rx_flags, CtrlStatus, FillDesc, ModifyQpArgs, PoolMode, RoceCqe,
+    RxCompletion, NO_SRQ,
+};
+use splitrx_shared::wire::roce::{opcode, Reth};
 use std::vec::Vec;
+use zerocopy::little_endian::U32;
 
 /// Fill and completion ring capacity of the rig.
 pub const RIG_RING: u32 = 512;
@@ -107,5 +114,114 @@ impl Rig {
         let pushed = self.q.pay_fill.push_slice(&self.descs).unwrap();
         assert_eq!(pushed, self.descs.len());
         n
+    }
+}
+
+/// What a [`RoceRig`] frame asks the responder to do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RoceBench {
+    /// RC WRITE ONLY (no AckReq) of the payload length into the MR.
+    Write,
+    /// RC SEND ONLY (no AckReq) into a posted receive WQE.
+    Send,
+    /// RC READ request of the payload length: one READ RESPONSE (path MTU 4096).
+    Read,
+}
+
+/// Frames a [`RoceRig`] cycles through (one PSN each); the host resets the expected PSN after
+/// each batch.
+pub const ROCE_BATCH: usize = 256;
+const QPN: u32 = 0x11;
+const KEY: u32 = 0x77;
+const IOVA: u64 = 0x1000_0000;
+
+/// The RoCE benchmark rig: one RC QP (path MTU 4096) on a testbed whose MAC cycles through
+/// [`ROCE_BATCH`] requests with consecutive PSNs. `copy` selects a DMA fake that copies
+/// (placement) or only counts (per-packet cost, payload copy excluded).
+#[derive(Debug)]
+pub struct RoceRig {
+    pub tb: Testbed<ListMac>,
+    pub qp: HostQp,
+    pub kind: RoceBench,
+    pub len: usize,
+    cqes: Vec<RoceCqe>,
+}
+
+impl RoceRig {
+    pub fn new(kind: RoceBench, len: usize, copy: bool) -> RoceRig {
+        let mut tb = Testbed::with_mac(ListMac::default(), copy, 16);
+        let all = access::LOCAL_WRITE | access::REMOTE_WRITE | access::REMOTE_READ;
+        assert_eq!(
+            tb.register_mr(MR_BUS, 1 << 20, IOVA, KEY, KEY, all, 1),
+            CtrlStatus::Ok
+        );
+        let (st, qp) = tb.create_qp(QPN, 1, qp_type::RC, NO_SRQ, 512, 512);
+        assert_eq!(st, CtrlStatus::Ok);
+        let req = REQUESTER_V4;
+        assert_eq!(
+            tb.connect_qp(QPN, 0x22, req.gid(), 0xc000, 0, 5, all, 0),
+            CtrlStatus::Ok
+        );
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let frames = (0..ROCE_BATCH as u32)
+            .map(|psn| {
+                let r = match kind {
+                    RoceBench::Write => {
+                        let mut r = request(opcode::RC_WRITE_ONLY, QPN, psn, false, len);
+                        r.reth = Some(Reth {
+                            va: IOVA,
+                            rkey: KEY,
+                            dma_len: len as u32,
+                        });
+                        r
+                    }
+                    RoceBench::Send => request(opcode::RC_SEND_ONLY, QPN, psn, false, len),
+                    RoceBench::Read => {
+                        let mut r = request(opcode::RC_READ_REQUEST, QPN, psn, false, 0);
+                        r.reth = Some(Reth {
+                            va: IOVA,
+                            rkey: KEY,
+                            dma_len: len as u32,
+                        });
+                        r
+                    }
+                };
+                let pl: &[u8] = if kind == RoceBench::Read { &[] } else { &data };
+                req.frame(&r, pl)
+            })
+            .collect();
+        tb.fw.hal_mut().rx.frames = frames;
+        RoceRig {
+            tb,
+            qp,
+            kind,
+            len,
+            cqes: std::vec![RoceCqe::default(); 512],
+        }
+    }
+
+    /// Queues `n` (<= [`ROCE_BATCH`]) more frames at the MAC.
+    pub fn feed(&mut self, n: u64) {
+        assert!(n as usize <= ROCE_BATCH);
+        if self.kind == RoceBench::Send {
+            for i in 0..n {
+                self.qp.post(i, MR_BUS + (i % 64) * 4096, 4096, KEY);
+            }
+        }
+        self.tb.fw.hal_mut().rx.remaining += n;
+    }
+
+    /// Host side after a batch: take the CQEs and the transmitted frames, rewind the
+    /// expected PSN to 0 (ModifyQp RQ_PSN) and the MAC to the first frame.
+    pub fn host_recycle(&mut self) {
+        let _ = self.qp.cq.pop_into(&mut self.cqes);
+        self.tb.fw.hal_mut().tx.sent.clear();
+        self.tb.fw.hal_mut().rx.next = 0;
+        let a = ModifyQpArgs {
+            qpn: U32::new(QPN),
+            attr_mask: U32::new(qp_attr::RQ_PSN),
+            ..Default::default()
+        };
+        assert_eq!(self.tb.modify_qp(&a), CtrlStatus::Ok);
     }
 }

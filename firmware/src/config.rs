@@ -31,6 +31,17 @@ pub struct Profile {
     pub rx_batch: usize,
     /// Control requests processed per [`crate::Firmware::poll`].
     pub cmd_batch: usize,
+    /// RoCE QPs at once (a power of two: the QPN index is a heapless FnvIndexMap).
+    pub qps: usize,
+    /// RoCE memory regions at once (a power of two, as `qps`).
+    pub mrs: usize,
+    /// RoCE shared receive queues at once.
+    pub srqs: usize,
+    /// Saved READ / atomic requests per QP, for duplicate re-execution and atomic replay
+    /// (rxe's responder resources, `max_dest_rd_atomic`).
+    pub rd_atomic: usize,
+    /// Largest path MTU a QP may be given (bytes; sizes the transmit frame buffer).
+    pub max_mtu: u32,
     /// Upper bound, in bytes, of the firmware's static RAM with this profile
     /// (`size_of::<Firmware<_>>()` minus the HAL); checked at compile time in `lib.rs`.
     pub ram_budget: usize,
@@ -48,6 +59,9 @@ impl Profile {
             + self.queues * (2 * self.fill_cache * 16 + crate::stats::Q_COUNT * 8)
             + crate::stats::DEV_COUNT * 8
             + 4608
+            + self.qps * 256
+            + self.mrs * 40
+            + self.max_mtu as usize
     }
     const fn check(&self) {
         assert!(self.queues >= 1 && self.queues <= u16::MAX as usize);
@@ -56,11 +70,16 @@ impl Profile {
         assert!(self.buffers_per_pool <= splitrx_shared::abi::BufRef::MAX_INDEX as usize + 1);
         assert!(self.fill_batch >= 1 && self.fill_batch as usize <= self.fill_cache);
         assert!(self.rx_batch >= 1 && self.cmd_batch >= 1);
+        assert!(self.qps >= 2 && self.qps.is_power_of_two());
+        assert!(self.mrs >= 2 && self.mrs.is_power_of_two());
+        assert!(self.srqs >= 1 && self.rd_atomic >= 1 && self.rd_atomic <= 255);
+        assert!(self.max_mtu.is_power_of_two() && self.max_mtu >= 256 && self.max_mtu <= 4096);
         assert!(self.ram_bound() <= self.ram_budget);
     }
 }
 
-/// Host-class cores (the sim board, Cortex-A53): 8 queues, 8 pools of up to 65536 buffers.
+/// Host-class cores (the sim board, Cortex-A53): 8 queues, 8 pools of up to 65536 buffers,
+/// 1024 RoCE QPs, 256 MRs, 64 SRQs, 4 KiB path MTU.
 pub const HOST: Profile = Profile {
     name: "cap-host",
     queues: 8,
@@ -70,11 +89,16 @@ pub const HOST: Profile = Profile {
     fill_batch: 16,
     rx_batch: 32,
     cmd_batch: 8,
-    ram_budget: 96 << 10,
+    qps: 1024,
+    mrs: 256,
+    srqs: 64,
+    rd_atomic: 4,
+    max_mtu: 4096,
+    ram_budget: 640 << 10,
 };
 
 /// Cortex-M4F/M7 class (tens to hundreds of KiB of SRAM): 2 queues, 4 pools of up to 4096
-/// buffers.
+/// buffers, 8 RoCE QPs, 8 MRs, 2 SRQs, 1 KiB path MTU.
 pub const CORTEX_M: Profile = Profile {
     name: "cap-cortex-m",
     queues: 2,
@@ -84,7 +108,12 @@ pub const CORTEX_M: Profile = Profile {
     fill_batch: 8,
     rx_batch: 16,
     cmd_batch: 4,
-    ram_budget: 12 << 10,
+    qps: 8,
+    mrs: 8,
+    srqs: 2,
+    rd_atomic: 2,
+    max_mtu: 1024,
+    ram_budget: 24 << 10,
 };
 
 const _: () = HOST.check();
@@ -116,6 +145,19 @@ pub const FILL_BATCH: u32 = PROFILE.fill_batch;
 pub const RX_BATCH: usize = PROFILE.rx_batch;
 /// Control requests processed per [`crate::Firmware::poll`].
 pub const CMD_BATCH: usize = PROFILE.cmd_batch;
+/// RoCE QPs at once.
+pub const MAX_QPS: usize = PROFILE.qps;
+/// RoCE memory regions at once.
+pub const MAX_MRS: usize = PROFILE.mrs;
+/// RoCE shared receive queues at once.
+pub const MAX_SRQS: usize = PROFILE.srqs;
+/// Saved READ / atomic requests per QP (responder resources).
+pub const RD_ATOMIC: usize = PROFILE.rd_atomic;
+/// Largest path MTU (bytes).
+pub const MAX_MTU: u32 = PROFILE.max_mtu;
+/// Default CNP interval per QP (DCQCN notification point: at most one CNP per QP per
+/// interval), nanoseconds; `Firmware::set_cnp_interval_ns` changes it.
+pub const CNP_INTERVAL_NS: u64 = 50_000;
 /// Smallest header-pool buffer size: a split frame's headers must fit (Ethernet + 2 VLAN +
 /// IPv6 with extension headers + TCP with options fit in 256 bytes in practice).
 pub const MIN_HDR_BUF: u32 = 128;

@@ -50,7 +50,7 @@ pub(crate) struct Region {
 
 impl Region {
     /// The location of ring `i` of the header.
-    fn ring(&self, i: usize) -> RingLoc {
+    pub(crate) fn ring(&self, i: usize) -> RingLoc {
         let r = &self.header.rings[i];
         // SAFETY: `validate` checked offset + ring_bytes <= region_size <= mapped length, so the
         // offset is inside the mapping.
@@ -63,7 +63,10 @@ impl Region {
     }
 
     /// Finds exactly one ring of each kind in `want` (and nothing else); returns their slots.
-    fn rings<const N: usize>(&self, want: [RingKind; N]) -> Result<[usize; N], InitError> {
+    pub(crate) fn rings<const N: usize>(
+        &self,
+        want: [RingKind; N],
+    ) -> Result<[usize; N], InitError> {
         let mut found = [usize::MAX; N];
         let n = self.header.ring_count.get() as usize;
         for (i, r) in self.header.rings[..n].iter().enumerate() {
@@ -150,7 +153,7 @@ fn pool_status(e: PoolError) -> CtrlStatus {
 }
 
 /// A handler's answer: a status and an optional response body.
-enum Answer {
+pub(crate) enum Answer {
     Done(CtrlStatus, CtrlMsg),
     /// A multi-response request started (see [`Pending`]).
     Started,
@@ -206,9 +209,11 @@ impl<H: Hal> Firmware<H> {
             rss: Toeplitz::new(&MS_RSS_KEY),
             rss_queues: 0,
             ctrl,
+            roce: crate::roce::Responder::new(),
             stats: DeviceStats::default(),
             mailbox: None,
             beats: 0,
+            verify_icrc: true,
         }
     }
 
@@ -334,14 +339,14 @@ impl<H: Hal> Firmware<H> {
             CtrlOp::SetHdsThresh => self.with::<call::SetHdsThresh>(req, Self::op_hds_thresh),
             CtrlOp::ReadStats => self.with::<call::ReadStats>(req, Self::op_read_stats),
             CtrlOp::SetRss => self.with::<call::SetRss>(req, Self::op_set_rss),
-            CtrlOp::RegisterMr
-            | CtrlOp::CreateQp
-            | CtrlOp::DestroyQp
-            | CtrlOp::DeregisterMr
-            | CtrlOp::ModifyQp
-            | CtrlOp::CreateSrq
-            | CtrlOp::DestroySrq
-            | CtrlOp::QueryQp => Err(CtrlStatus::Unsupported),
+            CtrlOp::RegisterMr => self.with::<call::RegisterMr>(req, Self::op_register_mr),
+            CtrlOp::DeregisterMr => self.with::<call::DeregisterMr>(req, Self::op_deregister_mr),
+            CtrlOp::CreateQp => self.with::<call::CreateQp>(req, Self::op_create_qp),
+            CtrlOp::ModifyQp => self.with::<call::ModifyQp>(req, Self::op_modify_qp),
+            CtrlOp::QueryQp => self.with::<call::QueryQp>(req, Self::op_query_qp),
+            CtrlOp::DestroyQp => self.with::<call::DestroyQp>(req, Self::op_destroy_qp),
+            CtrlOp::CreateSrq => self.with::<call::CreateSrq>(req, Self::op_create_srq),
+            CtrlOp::DestroySrq => self.with::<call::DestroySrq>(req, Self::op_destroy_srq),
         };
         match r {
             Ok(a) => a,
@@ -370,7 +375,7 @@ impl<H: Hal> Firmware<H> {
             fw_version: U32::new(FW_VERSION),
             max_queues: U16::new(MAX_QUEUES as u16),
             max_pools: U16::new(MAX_POOLS as u16),
-            caps: U32::new(caps::PACKED | caps::RSS),
+            caps: U32::new(caps::PACKED | caps::RSS | caps::ROCE),
         };
         Ok(reply::<call::GetVersion>(&v))
     }
@@ -421,10 +426,7 @@ impl<H: Hal> Firmware<H> {
         // A region must not overlap the control region or another queue's region: the
         // firmware keeps one handle per ring, so rings must not alias.
         let span = (rb, rb.checked_add(rl).ok_or(CtrlStatus::BadRegion)?);
-        let overlaps = |o: (u64, u64)| span.0 < o.1 && o.0 < span.1;
-        if overlaps(self.ctrl.region_bus)
-            || self.queues.iter().flatten().any(|q| overlaps(q.region_bus))
-        {
+        if self.region_in_use(span) {
             return Err(CtrlStatus::BadRegion);
         }
         let region = map_region(&mut self.hal.mem, rb, rl).map_err(|_| CtrlStatus::BadRegion)?;
@@ -478,6 +480,15 @@ impl<H: Hal> Firmware<H> {
         write_region_status(region.base, QueueStatus::Running, 0);
         fw_info!("rx queue {} created", id);
         Ok(ok())
+    }
+
+    /// Whether `span` overlaps the control region or any queue, QP or SRQ region: the
+    /// firmware keeps one handle per ring, so rings must not alias.
+    pub(crate) fn region_in_use(&self, span: (u64, u64)) -> bool {
+        let overlaps = |o: (u64, u64)| span.0 < o.1 && o.0 < span.1;
+        overlaps(self.ctrl.region_bus)
+            || self.queues.iter().flatten().any(|q| overlaps(q.region_bus))
+            || self.roce.overlaps(span)
     }
 
     fn op_start_report(
@@ -646,12 +657,12 @@ impl<H: Hal> Firmware<H> {
     }
 }
 
-fn ok() -> Answer {
+pub(crate) fn ok() -> Answer {
     Answer::Done(CtrlStatus::Ok, CtrlMsg::new_zeroed())
 }
 
 /// An `Ok` answer with call `C`'s response body (seq and opcode are filled in by the caller).
-fn reply<C: CtrlCall>(body: &C::Resp) -> Answer {
+pub(crate) fn reply<C: CtrlCall>(body: &C::Resp) -> Answer {
     Answer::Done(
         CtrlStatus::Ok,
         CtrlMsg::response::<C>(0, CtrlStatus::Ok, body),

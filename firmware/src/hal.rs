@@ -1,8 +1,9 @@
 //! Hardware abstraction: the traits the firmware is generic over.
 //!
 //! The datapath needs five things from a board: a MAC receive queue ([`MacRx`]), a MAC transmit
-//! queue ([`MacTx`], for RoCE ACKs later), a DMA engine that writes byte ranges to bus addresses
-//! ([`Dma`]), the shared-memory windows through which rings in host (or NIC) memory are reached
+//! queue ([`MacTx`], for the RoCE responder's ACKs, READ responses and CNPs), a DMA engine that
+//! writes byte ranges to bus addresses and reads them back ([`Dma`]: READ responses and atomics
+//! read registered memory), the shared-memory windows through which rings in host (or NIC) memory are reached
 //! ([`SharedMemory`]), and a monotonic clock ([`Clock`]). They are grouped by the [`Hal`] trait
 //! and handed to [`crate::Firmware::new`] as a [`HalParts`], so the firmware can borrow them
 //! independently (a frame lent by the MAC stays borrowed while the DMA engine reads it).
@@ -78,7 +79,8 @@ pub enum DmaError {
     Timeout,
 }
 
-/// A DMA engine writing NIC memory to bus addresses.
+/// A DMA engine writing NIC memory to bus addresses (and reading bus addresses into NIC memory,
+/// [`Dma::read`]).
 ///
 /// Contract: when [`Dma::wait`] returns (with `Ok` or `Err`), the engine no longer reads the
 /// source bytes and no longer writes the destination: an error is terminal for that ticket. The
@@ -100,6 +102,11 @@ pub trait Dma {
             core::hint::spin_loop();
         }
     }
+    /// Reads `out.len()` bytes at `bus_addr` into `out` and waits (with the HAL's own time
+    /// bound, `Timeout` past it) until they have arrived. Reads are ordered after every write
+    /// whose ticket was waited for (the RoCE responder reads what it wrote: atomics, READs).
+    /// On an error `out` holds unspecified bytes.
+    fn read(&mut self, bus_addr: u64, out: &mut [u8]) -> Result<(), DmaError>;
 }
 
 /// The shared-memory windows: host memory regions (or NIC memory the host maps) that hold rings

@@ -30,6 +30,7 @@ pub mod control;
 pub mod datapath;
 pub mod hal;
 pub mod pools;
+pub mod roce;
 pub mod rss;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]
@@ -55,6 +56,7 @@ pub const TABLES_RAM: usize = size_of::<Pools>()
     + size_of::<heapless::Vec<u16, MAX_QUEUES>>()
     + size_of::<Toeplitz>()
     + size_of::<ControlPlane>()
+    + size_of::<roce::Responder>()
     + size_of::<DeviceStats>()
     + size_of::<u16>();
 const _: () = assert!(
@@ -74,11 +76,15 @@ pub struct Firmware<H: Hal> {
     /// Queues RSS spreads over (0 = all created queues).
     pub(crate) rss_queues: u16,
     pub(crate) ctrl: ControlPlane,
+    /// The RoCEv2 responder: QP, MR and SRQ tables ([`roce`]).
+    pub(crate) roce: roce::Responder,
     pub(crate) stats: DeviceStats,
     /// The bootstrap mailbox, when booted from one ([`Firmware::boot`]): its heartbeat moves.
     pub(crate) mailbox: Option<core::ptr::NonNull<u8>>,
     /// Polls so far (the heartbeat).
     pub(crate) beats: u64,
+    /// Verify RoCEv2 ICRCs (on; off only to measure the responder without it).
+    pub(crate) verify_icrc: bool,
 }
 
 impl<H: Hal> core::fmt::Debug for Firmware<H> {
@@ -96,8 +102,9 @@ impl<H: Hal> Firmware<H> {
     /// request), then up to [`RX_BATCH`] frames. Returns whether any work was done.
     pub fn poll(&mut self) -> bool {
         let ctrl = self.poll_control();
+        let tx = self.roce.poll_tx(&mut self.hal, &mut self.stats);
         let rx = self.poll_rx() != 0;
-        let work = ctrl || rx;
+        let work = ctrl || tx || rx;
         if work {
             self.stats.inc(dev::BUSY_POLLS);
         }
@@ -117,7 +124,7 @@ impl<H: Hal> Firmware<H> {
     pub fn poll_rx(&mut self) -> usize {
         let cfg = SplitConfig {
             hds_thresh: 0,
-            verify_icrc: true,
+            verify_icrc: self.verify_icrc,
         };
         let mut n = 0;
         while n < RX_BATCH {
@@ -134,6 +141,17 @@ impl<H: Hal> Firmware<H> {
                 continue;
             }
             let r = split(data, &cfg);
+            // A RoCEv2 request for an existing QP goes to the responder; everything else
+            // (RoCE frames for no QP included) to the RX queues.
+            let mut io = roce::resp::Io::<H> {
+                tx: &mut self.hal.tx,
+                dma: &mut self.hal.dma,
+                clock: &mut self.hal.clock,
+            };
+            if r.roce.is_some() && self.roce.receive(&mut io, &mut self.stats, data, &r) {
+                self.hal.rx.release();
+                continue;
+            }
             let hash = self.rss.flow_hash(data, &r);
             match steer(&self.active, self.rss_queues, hash)
                 .and_then(|q| self.queues.get_mut(q as usize))
@@ -175,6 +193,11 @@ impl<H: Hal> Firmware<H> {
         for q in self.queues.iter_mut().flatten() {
             q.csum_offload = on;
         }
+    }
+    /// Turns RoCEv2 ICRC verification on or off (on by default; off only to measure the
+    /// responder without it, see `benches/roce.rs`: unverified packets are taken as good).
+    pub fn set_icrc_verify(&mut self, on: bool) {
+        self.verify_icrc = on;
     }
     /// Device-wide counters.
     pub fn device_stats(&self) -> &DeviceStats {

@@ -60,7 +60,7 @@ fn get_version() {
     assert_eq!(v.abi_version.get(), ABI_VERSION);
     assert_eq!(v.max_queues.get() as usize, MAX_QUEUES);
     assert_eq!(v.max_pools.get() as usize, MAX_POOLS);
-    assert_eq!(v.caps.get(), 0b11);
+    assert_eq!(v.caps.get(), 0b111, "packed, RSS, RoCE responder");
     assert_eq!(tb.nic_status(CTRL_BUS).0, QueueStatus::Running as u32);
 }
 
@@ -81,8 +81,13 @@ fn malformed_and_unknown_requests_get_error_statuses() {
     let mut m = CtrlMsg::with_args(78, CtrlOp::GetVersion, CtrlStatus::Ok, &[0u8; 0]);
     m.status = U16::new(3);
     assert_eq!(tb.call_msg(&m)[0].status(), Some(CtrlStatus::Invalid));
-    for op in [CtrlOp::RegisterMr, CtrlOp::CreateQp, CtrlOp::DestroyQp] {
-        assert_eq!(tb.status(op, &[0u8; 0]), CtrlStatus::Unsupported);
+    // RoCE ops with an all-zero body: an empty MR and QP 0 are invalid, QP 0 does not exist.
+    for (op, st) in [
+        (CtrlOp::RegisterMr, CtrlStatus::Invalid),
+        (CtrlOp::CreateQp, CtrlStatus::Invalid),
+        (CtrlOp::DestroyQp, CtrlStatus::NotFound),
+    ] {
+        assert_eq!(tb.status(op, &[0u8; 0]), st, "{op:?}");
     }
     // Padding must be zero.
     assert_eq!(
@@ -107,7 +112,11 @@ fn malformed_and_unknown_requests_get_error_statuses() {
     );
     let d = tb.fw.device_stats();
     assert_eq!(d.get(dev::CMD_UNKNOWN), 2);
-    assert_eq!(d.get(dev::CMD_INVALID), 3);
+    assert_eq!(
+        d.get(dev::CMD_INVALID),
+        5,
+        "3 + the two invalid RoCE requests"
+    );
     assert_eq!(d.get(dev::CMD_ERR), 8);
 }
 

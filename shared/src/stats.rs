@@ -132,6 +132,59 @@ counters! {
         /// Frames shorter than an Ethernet header (`abi::MIN_FRAME`), empty ones included,
         /// dropped at the MAC.
         DROP_RUNT = 10, "drop_runt";
+        /// RoCE responder (rxe / mlx5 counter names where one exists): RoCEv2 packets for an
+        /// existing QP, taken by the responder instead of the RX queues.
+        ROCE_RCVD_PKTS = 11, "rcvd_pkts";
+        /// Packets the responder transmitted (ACK, NAK, READ response, ATOMIC ACK, CNP).
+        ROCE_SENT_PKTS = 12, "sent_pkts";
+        /// Requests with a PSN before the expected one (re-ACKed, READ re-executed, atomic
+        /// replayed, or dropped when no saved resource covers it).
+        ROCE_DUPLICATE_REQUEST = 13, "duplicate_request";
+        /// Requests with a PSN after the expected one (one PSN-sequence-error NAK per gap).
+        ROCE_OUT_OF_SEQ_REQUEST = 14, "out_of_seq_request";
+        /// RNR NAKs sent (no receive WQE posted, or no free CQ slot for its completion).
+        ROCE_SEND_RNR_ERR = 15, "send_rnr_err";
+        /// Receive WQEs completed successfully (SEND, WRITE with immediate).
+        ROCE_RECV_COMPLETED = 16, "recv_wqe_completed";
+        /// RDMA WRITE messages started (FIRST or ONLY).
+        ROCE_RX_WRITE_REQUESTS = 17, "rx_write_requests";
+        /// RDMA READ requests executed (duplicates included).
+        ROCE_RX_READ_REQUESTS = 18, "rx_read_requests";
+        /// Atomic requests executed (replays not included).
+        ROCE_RX_ATOMIC_REQUESTS = 19, "rx_atomic_requests";
+        /// Remote access errors: bad rkey, PD, access right or range (NAK, RC QP to ERR).
+        ROCE_RESP_REMOTE_ACCESS_ERRORS = 20, "resp_remote_access_errors";
+        /// SEND messages longer than the posted receive buffer.
+        ROCE_RESP_LOCAL_LENGTH_ERROR = 21, "resp_local_length_error";
+        /// Invalid requests: opcode sequence, length against the path MTU or the RETH,
+        /// misaligned atomic, an operation the QP's access flags do not allow.
+        ROCE_RESP_INVALID_REQUEST = 22, "resp_invalid_request";
+        /// Receive completions written with an error status (flushes included).
+        ROCE_RESP_CQE_ERROR = 23, "resp_cqe_error";
+        /// Receive WQEs completed with `WR_FLUSH_ERR` (QP destroyed, or moved to ERR/RESET).
+        ROCE_RESP_CQE_FLUSH_ERROR = 24, "resp_cqe_flush_error";
+        /// RoCE packets for a QP dropped because their ICRC was wrong.
+        ROCE_ICRC_ERRORS = 25, "rx_icrc_errors";
+        /// CE-marked (ECN) RoCE packets for a QP.
+        ROCE_NP_ECN_MARKED = 26, "np_ecn_marked_roce_packets";
+        /// CNPs sent (at most one per QP per CNP interval).
+        ROCE_NP_CNP_SENT = 27, "np_cnp_sent";
+        /// UD packets dropped for a Q_Key mismatch.
+        ROCE_QKEY_MISMATCH = 28, "rx_qkey_mismatch";
+        /// Packets the responder dropped silently for other reasons: QP not in RTR/RTS, source
+        /// address not the QP's peer, opcode of another transport or of the requester side,
+        /// P_Key or TVer mismatch, UC message dropped after a gap, READ response in progress.
+        ROCE_RESP_DISCARDS = 29, "resp_discards";
+        /// Responses the MAC did not accept (busy or too long).
+        ROCE_RESP_TX_DROPPED = 30, "resp_tx_dropped";
+        /// RNR NAKs sent because the QP's CQ had no free slot (also counted `send_rnr_err`).
+        ROCE_RESP_CQ_FULL = 31, "resp_cq_full";
+        /// DMA errors while placing, reading or completing (the QP goes to ERR).
+        ROCE_RESP_DMA_ERRORS = 32, "resp_dma_errors";
+        /// Receive WQEs refused: lkey, PD, LOCAL_WRITE or range (completed `LOC_PROT_ERR`).
+        ROCE_RESP_LOCAL_PROT_ERROR = 33, "resp_local_protection_error";
+        /// RoCE receive rings (RecvWqe) or CQs found corrupt (the QP goes to ERR).
+        ROCE_RING_FAULTS = 34, "roce_ring_faults";
     }
 }
 
@@ -161,7 +214,7 @@ mod tests {
     #[test]
     fn numbering_is_dense() {
         assert_eq!(Q_COUNT, 42);
-        assert_eq!(DEV_COUNT, 11);
+        assert_eq!(DEV_COUNT, 35);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
         assert_eq!(reason_counter(NoSplitReason::Split), None);
         // Every reason has its own counter, named after the reason.

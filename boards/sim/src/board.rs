@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Stack of the firmware thread (virtual: only the pages the firmware touches are used).
+pub const FIRMWARE_STACK: usize = 32 << 20;
+
 /// The MAC: lends the wire's current frame to the firmware.
 #[derive(Debug)]
 pub struct SimMac<W: Wire> {
@@ -220,6 +223,32 @@ impl SimDmaEngine {
         self.faults += 1;
         false
     }
+    /// Copies `out.len()` bytes at `bus` out of the window holding them (the read half of the
+    /// engine: RoCE READ responses and atomics).
+    #[inline(always)]
+    fn copy_out(&mut self, bus: u64, out: &mut [u8]) -> bool {
+        for w in &self.windows {
+            let Some(off) = bus.checked_sub(w.bus) else {
+                continue;
+            };
+            if off > w.len || out.len() as u64 > w.len - off {
+                continue;
+            }
+            // SAFETY: `[off, off + len)` is inside the window's mapping (checked above, without
+            // overflow); the mapping is a shared file no Rust reference points into, and `out`
+            // is firmware memory, which cannot overlap it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    w.ptr.as_ptr().add(off as usize),
+                    out.as_mut_ptr(),
+                    out.len(),
+                )
+            };
+            return true;
+        }
+        self.faults += 1;
+        false
+    }
 }
 
 impl Dma for SimDmaEngine {
@@ -246,6 +275,14 @@ impl Dma for SimDmaEngine {
             return Err(DmaError::Bus);
         }
         Ok(true)
+    }
+    /// Synchronous: the copy is done when it returns (writes before it have landed).
+    fn read(&mut self, bus_addr: u64, out: &mut [u8]) -> Result<(), DmaError> {
+        if self.copy_out(bus_addr, out) {
+            Ok(())
+        } else {
+            Err(DmaError::Bus)
+        }
     }
 }
 
@@ -368,6 +405,9 @@ impl SimBoard {
         let (stop2, exited2) = (stop.clone(), exited.clone());
         let thread = std::thread::Builder::new()
             .name("sim-firmware".into())
+            // The firmware's tables (cap-host: ~0.5 MB, the RoCE QP table most of it) live
+            // on this thread's stack and are moved while it boots: give it room.
+            .stack_size(FIRMWARE_STACK)
             .spawn(move || {
                 let parts = HalParts::<SimHal<W>> {
                     tx: SimTx::new(ctl.clone()),

@@ -71,6 +71,21 @@ impl Dma for Engine {
             done => Ok(done.wrapping_sub(t.0) as i32 >= 0),
         }
     }
+    fn read(&mut self, bus_addr: u64, out: &mut [u8]) -> Result<(), DmaError> {
+        set_reg(44, bus_addr as u32);
+        set_reg(48, (bus_addr >> 32) as u32);
+        set_reg(52, out.as_mut_ptr() as u32);
+        set_reg(56, out.len() as u32);
+        // Bounded wait for the (dummy) engine's read-done register.
+        for _ in 0..1_000_000 {
+            match reg(60) {
+                0 => core::hint::spin_loop(),
+                0xffff_ffff => return Err(DmaError::Bus),
+                _ => return Ok(()),
+            }
+        }
+        Err(DmaError::Timeout)
+    }
 }
 
 struct Windows;

@@ -15,8 +15,9 @@ use crate::Firmware;
 use core::mem::offset_of;
 use core::ptr::NonNull;
 use splitrx_shared::abi::{
-    BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc, PoolMode, QueueHeader,
-    RegisterPoolArgs, RingKind, RxCompletion,
+    qp_attr, qp_state, BufRef, CreateQpArgs, CreateRxQueueArgs, CreateSrqArgs, CtrlMsg, CtrlOp,
+    CtrlStatus, FillDesc, ModifyQpArgs, PoolMode, QueueHeader, RecvWqe, RegisterMrArgs,
+    RegisterPoolArgs, RingKind, RoceCqe, RxCompletion, NO_SRQ,
 };
 use splitrx_shared::region::RegionLayout;
 use splitrx_shared::ring::{ring_bytes, Consumer, Producer, RingEntry};
@@ -160,12 +161,46 @@ impl MacRx for RepeatMac {
     }
 }
 
+/// MAC fake for benchmarks: cycles through a list of frames, `remaining` in all.
+#[derive(Debug, Default)]
+pub struct ListMac {
+    pub frames: Vec<Vec<u8>>,
+    pub next: usize,
+    pub remaining: u64,
+}
+
+impl MacRx for ListMac {
+    #[inline]
+    fn peek(&mut self) -> Option<RxFrame<'_>> {
+        if self.remaining == 0 || self.frames.is_empty() {
+            return None;
+        }
+        Some(RxFrame {
+            data: &self.frames[self.next % self.frames.len()],
+            timestamp_ns: self.remaining,
+        })
+    }
+    #[inline]
+    fn release(&mut self) {
+        if self.remaining > 0 {
+            self.remaining -= 1;
+            self.next += 1;
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct FakeTx {
     pub sent: Vec<Vec<u8>>,
+    /// Refuse the next N frames with `TxError::Busy`.
+    pub busy: u32,
 }
 impl MacTx for FakeTx {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
+        if self.busy > 0 {
+            self.busy -= 1;
+            return Err(TxError::Busy);
+        }
         self.sent.push(frame.to_vec());
         Ok(())
     }
@@ -207,6 +242,54 @@ pub const QUEUE_REGION_LEN: u64 = 64 << 10;
 pub const HDR_POOL_BUS: u64 = HOST_BUS + (1 << 20);
 /// Payload pools live in the GPU arena.
 pub const PAY_POOL_BUS: u64 = GPU_BUS;
+
+/// QP and SRQ regions are carved from host memory from here ([`Testbed::alloc_region`]).
+pub const ROCE_REGION_BUS: u64 = HOST_BUS + (2 << 20);
+/// RoCE memory regions of the tests live in the GPU arena from here.
+pub const MR_BUS: u64 = GPU_BUS + (4 << 20);
+
+/// The host's handles to one QP: its receive-WQE ring (none with an SRQ) and CQ.
+#[derive(Debug)]
+pub struct HostQp {
+    pub qpn: u32,
+    pub region: u64,
+    pub region_len: u64,
+    pub rq: Option<Producer<RecvWqe>>,
+    pub cq: Consumer<RoceCqe>,
+}
+
+impl HostQp {
+    /// Posts a receive WQE (panics when the ring is full: test helper).
+    pub fn post(&mut self, wr_id: u64, bus: u64, len: u32, lkey: u32) {
+        let w = recv_wqe(wr_id, bus, len, lkey, self.qpn);
+        assert!(self
+            .rq
+            .as_mut()
+            .expect("own receive ring")
+            .push(&w)
+            .expect("rq"));
+    }
+    /// Pops every CQE.
+    pub fn cqes(&mut self) -> Vec<RoceCqe> {
+        let mut v = Vec::new();
+        while let Some(c) = self.cq.pop().expect("cq") {
+            v.push(c);
+        }
+        v
+    }
+}
+
+/// A receive WQE.
+pub fn recv_wqe(wr_id: u64, bus: u64, len: u32, lkey: u32, qpn: u32) -> RecvWqe {
+    RecvWqe {
+        wr_id: U64::new(wr_id),
+        bus_addr: U64::new(bus),
+        len: U32::new(len),
+        lkey: U32::new(lkey),
+        buf: BufRef::NONE,
+        qpn: U32::new(qpn),
+    }
+}
 
 /// Lays out a region at `bus` the way the host does ([`RegionLayout`]): writes its
 /// QueueHeader and initialises the rings. Returns the ring base pointers, in `rings` order.
@@ -287,6 +370,9 @@ pub struct Testbed<R: MacRx = FakeMac> {
     pub ctrl_cap: u32,
     /// Base pointers of the control request and response rings.
     pub ctrl_rings: [NonNull<u8>; 2],
+    /// Next free byte of the host-memory area QP and SRQ regions are carved from
+    /// ([`Testbed::alloc_region`]).
+    pub next_region: u64,
 }
 
 impl<R: MacRx> core::fmt::Debug for Testbed<R> {
@@ -349,6 +435,7 @@ impl<R: MacRx> Testbed<R> {
             seq: 0,
             ctrl_cap,
             ctrl_rings: [rings[0], rings[1]],
+            next_region: ROCE_REGION_BUS,
         }
     }
 
@@ -466,6 +553,169 @@ impl<R: MacRx> Testbed<R> {
                 rings,
             },
         )
+    }
+
+    /// Carves `len` bytes (256-aligned) for a QP or SRQ region out of host memory.
+    pub fn alloc_region(&mut self, len: u64) -> u64 {
+        let bus = self.next_region;
+        self.next_region = (bus + len + 255) & !255;
+        assert!(
+            self.next_region <= HOST_BUS + HOST_LEN as u64,
+            "host arena full"
+        );
+        bus
+    }
+
+    /// Registers an MR.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register_mr(
+        &mut self,
+        bus: u64,
+        len: u64,
+        iova: u64,
+        rkey: u32,
+        lkey: u32,
+        access: u32,
+        pd: u32,
+    ) -> CtrlStatus {
+        let a = RegisterMrArgs {
+            bus_addr: U64::new(bus),
+            len: U64::new(len),
+            iova: U64::new(iova),
+            rkey: U32::new(rkey),
+            lkey: U32::new(lkey),
+            access: U32::new(access),
+            pd: U32::new(pd),
+        };
+        self.status(CtrlOp::RegisterMr, &a)
+    }
+
+    /// Lays out a QP region (a RecvWqe ring of `rq_cap` unless `srqn` is set, a CQ of
+    /// `cq_cap`) and creates the QP.
+    pub fn create_qp(
+        &mut self,
+        qpn: u32,
+        pd: u32,
+        qp_type: u8,
+        srqn: u32,
+        rq_cap: u32,
+        cq_cap: u32,
+    ) -> (CtrlStatus, HostQp) {
+        let mut rings = Vec::new();
+        if srqn == NO_SRQ {
+            rings.push((RingKind::RecvWqe, rq_cap));
+        }
+        rings.push((RingKind::RoceCq, cq_cap));
+        let len = RegionLayout::new(0, &rings).expect("layout").size;
+        let bus = self.alloc_region(len);
+        let ptrs = layout_region(&self.mem, bus, len, 0, &rings);
+        let (rq, cqp) = if srqn == NO_SRQ {
+            (Some(host_attach::<RecvWqe>(ptrs[0], rq_cap).0), ptrs[1])
+        } else {
+            (None, ptrs[0])
+        };
+        // SAFETY: as in `host_attach`; the test is the only host-side consumer.
+        let cq = unsafe { Consumer::attach(cqp, cq_cap) }.expect("attach");
+        let a = CreateQpArgs {
+            qpn: U32::new(qpn),
+            pd: U32::new(pd),
+            qp_type,
+            _pad: [0; 3],
+            srqn: U32::new(srqn),
+            region_bus_addr: U64::new(bus),
+            region_len: U64::new(len),
+        };
+        let st = self.status(CtrlOp::CreateQp, &a);
+        (
+            st,
+            HostQp {
+                qpn,
+                region: bus,
+                region_len: len,
+                rq,
+                cq,
+            },
+        )
+    }
+
+    /// Lays out an SRQ region (one RecvWqe ring of `cap`) and creates the SRQ; returns the
+    /// host's producer.
+    pub fn create_srq(&mut self, srqn: u32, pd: u32, cap: u32) -> (CtrlStatus, Producer<RecvWqe>) {
+        let rings = [(RingKind::RecvWqe, cap)];
+        let len = RegionLayout::new(0, &rings).expect("layout").size;
+        let bus = self.alloc_region(len);
+        let ptrs = layout_region(&self.mem, bus, len, 0, &rings);
+        let a = CreateSrqArgs {
+            srqn: U32::new(srqn),
+            pd: U32::new(pd),
+            region_bus_addr: U64::new(bus),
+            region_len: U64::new(len),
+        };
+        (
+            self.status(CtrlOp::CreateSrq, &a),
+            host_attach(ptrs[0], cap).0,
+        )
+    }
+
+    /// ModifyQp with `a` (its `qpn` must be set).
+    pub fn modify_qp(&mut self, a: &ModifyQpArgs) -> CtrlStatus {
+        self.status(CtrlOp::ModifyQp, a)
+    }
+
+    /// RESET -> INIT -> RTR -> RTS: peer `dest_qpn` at `gid` (UDP source port `sport`),
+    /// expected PSN `rq_psn`, path MTU code `mtu` (`ibv_mtu`), remote `access`, Q_Key `qkey`,
+    /// RNR timer 12. Returns the first status that is not `Ok`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect_qp(
+        &mut self,
+        qpn: u32,
+        dest_qpn: u32,
+        gid: [u8; 16],
+        sport: u16,
+        rq_psn: u32,
+        mtu: u8,
+        access: u32,
+        qkey: u32,
+    ) -> CtrlStatus {
+        let mut a = ModifyQpArgs {
+            qpn: U32::new(qpn),
+            attr_mask: U32::new(qp_attr::STATE | qp_attr::ACCESS_FLAGS | qp_attr::QKEY),
+            state: qp_state::INIT,
+            access: U32::new(access),
+            qkey: U32::new(qkey),
+            ..Default::default()
+        };
+        for st in [qp_state::INIT, qp_state::RTR, qp_state::RTS] {
+            a.state = st;
+            if st == qp_state::RTR {
+                a.attr_mask = U32::new(
+                    qp_attr::STATE
+                        | qp_attr::AV
+                        | qp_attr::PATH_MTU
+                        | qp_attr::DEST_QPN
+                        | qp_attr::RQ_PSN
+                        | qp_attr::MIN_RNR_TIMER,
+                );
+                a.path_mtu = mtu;
+                a.dest_qpn = U32::new(dest_qpn);
+                a.rq_psn = U32::new(rq_psn);
+                a.remote_gid = gid;
+                a.udp_sport = U16::new(sport);
+                a.min_rnr_timer = 12;
+            } else if st == qp_state::RTS {
+                a.attr_mask = U32::new(qp_attr::STATE);
+            }
+            let s = self.modify_qp(&a);
+            if s != CtrlStatus::Ok {
+                return s;
+            }
+        }
+        CtrlStatus::Ok
+    }
+
+    /// Frames the responder transmitted since the last call.
+    pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        core::mem::take(&mut self.fw.hal_mut().tx.sent)
     }
 
     /// Queue `q`'s `nic_status` and `nic_fault` words.

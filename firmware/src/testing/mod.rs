@@ -7,7 +7,9 @@
 //! - [`FakeMem`] (SharedMemory) and [`FakeDma`] (copies into the bus memory, or only counts
 //!   bytes for benchmarks) over any [`BusMemory`];
 //! - [`SliceMac`] (frames from a caller-provided list), [`CountTx`], [`FakeClock`];
-//! - [`WindowHal`]: the HAL made of them.
+//! - [`WindowHal`]: the HAL made of them;
+//! - [`roce`]: RoCEv2 request frames for the responder (one builder, over the responder's own
+//!   emitter), and reading its responses.
 //!
 //! The `std` extras (feature `std`, module `host`, re-exported here) add Vec-backed arenas, a
 //! queueing MAC and the [`Testbed`] driver used by the integration tests, fuzz targets and
@@ -21,6 +23,7 @@ use core::ptr::NonNull;
 
 #[cfg(any(test, feature = "std"))]
 mod host;
+pub mod roce;
 #[cfg(any(test, feature = "std"))]
 pub use host::*;
 
@@ -36,6 +39,18 @@ pub trait BusMemory {
                 // SAFETY: `ptr` promised `data.len()` valid bytes at `p`; `data` is a Rust
                 // slice, which cannot alias memory only reached through raw pointers.
                 unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), p.as_ptr(), data.len()) };
+                true
+            }
+            None => false,
+        }
+    }
+    /// Reads bytes at a bus address into `out`; `false` when unmapped.
+    fn read_into(&self, bus: u64, out: &mut [u8]) -> bool {
+        match self.ptr(bus, out.len()) {
+            Some(p) => {
+                // SAFETY: `ptr` promised `out.len()` valid bytes at `p`; `out` is a Rust slice,
+                // which cannot alias memory only reached through raw pointers.
+                unsafe { core::ptr::copy_nonoverlapping(p.as_ptr(), out.as_mut_ptr(), out.len()) };
                 true
             }
             None => false,
@@ -110,7 +125,10 @@ pub struct FakeDma<M: BusMemory> {
     pub copy: bool,
     pub writes: u64,
     pub bytes: u64,
-    /// Fail the next N writes with `DmaError::Bus`.
+    /// Reads ([`Dma::read`]) and the bytes they read.
+    pub reads: u64,
+    pub read_bytes: u64,
+    /// Fail the next N writes (and reads) with `DmaError::Bus`.
     pub fail_next: u32,
     /// Every (bus_addr, len) written, when `log` is set.
     #[cfg(any(test, feature = "std"))]
@@ -125,6 +143,8 @@ impl<M: BusMemory> FakeDma<M> {
             copy,
             writes: 0,
             bytes: 0,
+            reads: 0,
+            read_bytes: 0,
             fail_next: 0,
             #[cfg(any(test, feature = "std"))]
             log: None,
@@ -160,6 +180,20 @@ impl<M: BusMemory> Dma for FakeDma<M> {
     #[inline]
     fn poll(&mut self, _t: DmaTicket) -> Result<bool, DmaError> {
         Ok(true)
+    }
+    /// Copies out of the bus memory (with `copy == false`: leaves `out` as it is, only
+    /// counts). `fail_next` fails reads too.
+    fn read(&mut self, bus_addr: u64, out: &mut [u8]) -> Result<(), DmaError> {
+        if self.fail_next > 0 {
+            self.fail_next -= 1;
+            return Err(DmaError::Bus);
+        }
+        if self.copy && !self.mem.read_into(bus_addr, out) {
+            return Err(DmaError::Bus);
+        }
+        self.reads += 1;
+        self.read_bytes += out.len() as u64;
+        Ok(())
     }
 }
 
