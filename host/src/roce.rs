@@ -312,7 +312,8 @@ pub struct Completion {
     /// `ibv_wc_opcode` ([`abi::wc_opcode`]).
     pub opcode: u8,
     pub byte_len: u32,
-    /// Immediate data (host order), when the message carried one.
+    /// Immediate data (the wire bytes read big-endian: `ntohl(wc.imm_data)`), when the
+    /// message carried one.
     pub imm: Option<u32>,
     /// The rkey a SEND with invalidate named.
     pub invalidated: Option<u32>,
@@ -368,7 +369,8 @@ fn cqe_check(c: &RoceCqe, wqe: &RecvWqe) -> Result<(), &'static str> {
         if c.opcode != wc_opcode::RECV && c.opcode != wc_opcode::RECV_RDMA_WITH_IMM {
             return Err("unknown completion opcode");
         }
-        if c.byte_len.get() > wqe.len.get() {
+        // RECV_RDMA_WITH_IMM reports the WRITE's length: nothing landed in the buffer.
+        if c.opcode == wc_opcode::RECV && c.byte_len.get() > wqe.len.get() {
             return Err("more bytes than the posted buffer");
         }
     }
@@ -386,8 +388,7 @@ fn completion(c: &RoceCqe, wqe: RecvWqe) -> Completion {
         } else {
             0
         },
-        imm: (f & abi::wc_flags::WITH_IMM != 0)
-            .then(|| u32::from_be_bytes(c.imm_or_inv.get().to_le_bytes())),
+        imm: (f & abi::wc_flags::WITH_IMM != 0).then(|| c.imm_or_inv.get()),
         invalidated: (f & abi::wc_flags::WITH_INV != 0).then(|| c.imm_or_inv.get()),
         qpn: c.qpn.get(),
         src_qp: c.src_qp.get(),
@@ -1076,7 +1077,13 @@ impl PoolSrq {
             }
             return Ok(Err(comp));
         }
-        let filled = match self.pool.complete(w.buf, 0, comp.byte_len, true) {
+        // A WRITE with immediate places nothing in the buffer (its byte count is the WRITE's).
+        let placed = if comp.opcode == wc_opcode::RECV {
+            comp.byte_len
+        } else {
+            0
+        };
+        let filled = match self.pool.complete(w.buf, 0, placed, true) {
             Ok(f) => f,
             Err(_) => return Err(self.refuse("the ledger refused the completed buffer")),
         };
@@ -1208,7 +1215,7 @@ mod tests {
         c.byte_len = U32::new(4);
         c.opcode = wc_opcode::RECV_RDMA_WITH_IMM;
         c.wc_flags = U16::new(abi::wc_flags::WITH_IMM);
-        c.imm_or_inv = U32::from_bytes([0x12, 0x34, 0x56, 0x78]);
+        c.imm_or_inv = U32::new(0x1234_5678);
         assert_eq!(completion(&c, w).imm, Some(0x1234_5678));
     }
 

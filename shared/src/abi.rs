@@ -525,7 +525,8 @@ pub struct RoceCqe {
     pub wr_id: U64,
     /// Bytes placed into the receive buffer.
     pub byte_len: U32,
-    /// Immediate data (network order as on the wire) or the invalidated rkey.
+    /// Immediate data (the 4 wire bytes read big-endian: what `ntohl(wc.imm_data)` gives in
+    /// verbs) or the invalidated rkey.
     pub imm_or_inv: U32,
     /// Local QP number.
     pub qpn: U32,

@@ -166,6 +166,9 @@ pub struct QpSpec {
     pub messages: Vec<(Vec<u8>, Option<u32>)>,
     /// Frame numbers of the packets of each message (for the verdict table).
     pub message_frames: Vec<Vec<u64>>,
+    /// The CQE byte count of each message: the SEND's length, or for a WRITE with immediate
+    /// the WRITE's length (its RETH `dma_len`), as verbs reports it.
+    pub message_lens: Vec<u32>,
 }
 
 /// One memory region the capture implies.
@@ -259,6 +262,8 @@ impl RoceCase {
         let mut qps: BTreeMap<u32, QpSpec> = BTreeMap::new();
         let mut mrs: BTreeMap<u32, MrSpec> = BTreeMap::new();
         let mut cur_msg: BTreeMap<u32, usize> = BTreeMap::new();
+        // The RETH length of the WRITE message in progress, per QP.
+        let mut write_len: BTreeMap<u32, u32> = BTreeMap::new();
         for p in requests.iter().filter(|p| p.icrc_ok) {
             let qp_type = match p.opcode >> 5 {
                 0 => QpType::Rc,
@@ -276,6 +281,7 @@ impl RoceCase {
                 remote: p.src,
                 messages: Vec::new(),
                 message_frames: Vec::new(),
+                message_lens: Vec::new(),
             });
             if let Some((qkey, src_qp)) = p.deth {
                 q.qkey = qkey;
@@ -290,11 +296,15 @@ impl RoceCase {
                     .mtu
                     .max((p.payload.len() as u32).next_power_of_two().min(4096));
             }
+            if let (0x06..=0x0b, Some((_, _, len))) = (o, p.reth) {
+                write_len.insert(p.dest_qp, len);
+            }
             if uses_wqe(p.opcode) && (starts_message(p.opcode) || !cur_msg.contains_key(&p.dest_qp))
             {
                 {
                     q.messages.push((Vec::new(), None));
                     q.message_frames.push(Vec::new());
+                    q.message_lens.push(0);
                     cur_msg.insert(p.dest_qp, q.messages.len() - 1);
                 }
             }
@@ -304,12 +314,18 @@ impl RoceCase {
                 if uses_wqe(p.opcode) {
                     if into_wqe {
                         q.messages[m].0.extend_from_slice(&p.payload);
+                        q.message_lens[m] += p.payload.len() as u32;
+                    } else if let Some(&len) = write_len.get(&p.dest_qp) {
+                        q.message_lens[m] = len;
                     }
                     if let Some(i) = p.imm {
                         q.messages[m].1 = Some(i);
                     }
                     q.message_frames[m].push(p.number);
                 }
+            }
+            if let (0x06..=0x0b, Some((_, _, len))) = (o, p.reth) {
+                write_len.insert(p.dest_qp, len);
             }
             if ends_message(p.opcode) {
                 cur_msg.remove(&p.dest_qp);
@@ -879,9 +895,17 @@ fn run_session(rig: &mut RoceRig, case: &RoceCase) -> Result<ReplayReport, Strin
             let o = (va - m.iova) as usize;
             want[o..o + bytes.len()].copy_from_slice(bytes);
         }
-        for (f, va, bytes) in &m.writes {
+        for (i, (f, va, bytes)) in m.writes.iter().enumerate() {
             let o = (va - m.iova) as usize;
-            let r = if img[o..o + bytes.len()] == bytes[..] {
+            // Only the bytes no later WRITE overwrites are this packet's to check.
+            let later = &m.writes[i + 1..];
+            let mine = (0..bytes.len()).filter(|k| {
+                let a = va + *k as u64;
+                !later
+                    .iter()
+                    .any(|(_, v, b)| a >= *v && a < v + b.len() as u64)
+            });
+            let r = if mine.clone().all(|k| img[o + k] == bytes[k]) {
                 Ok(())
             } else {
                 Err(format!("WRITE bytes at VA {va:#x} differ"))
@@ -927,6 +951,7 @@ fn run_session(rig: &mut RoceRig, case: &RoceCase) -> Result<ReplayReport, Strin
         let q = case.qps.iter().find(|q| q.qpn == p.qpn).unwrap();
         let (msg, imm) = &q.messages[p.msg];
         let frames = &q.message_frames[p.msg];
+        let want_len = q.message_lens[p.msg] as usize;
         let off = if q.qp_type == QpType::Ud { GRH } else { 0 };
         let got = rig.read_mem(p.bus + off as u64, msg.len());
         let mut r: Result<(), String> = if got == *msg {
@@ -954,11 +979,9 @@ fn run_session(rig: &mut RoceRig, case: &RoceCase) -> Result<ReplayReport, Strin
             r = match c {
                 None => Err("no CQE".into()),
                 Some(c) if !c.is_ok() => Err(format!("CQE status {}", c.status)),
-                Some(c) if c.byte_len as usize != msg.len() + off => Err(format!(
-                    "CQE byte_len {} != {}",
-                    c.byte_len,
-                    msg.len() + off
-                )),
+                Some(c) if c.byte_len as usize != want_len + off => {
+                    Err(format!("CQE byte_len {} != {}", c.byte_len, want_len + off))
+                }
                 Some(c) if c.imm != *imm => Err(format!("CQE imm {:?} != {imm:?}", c.imm)),
                 Some(c)
                     if imm.is_some()

@@ -181,7 +181,7 @@ fn serve_over_a_udp_link() {
     let info = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the responder came up");
-    // rdma_write_lat frame 28 is a 64-byte RC WRITE ONLY with AckReq; rping frame 4 a
+    // rdma_write_lat frame 28 is a 64-byte RC WRITE ONLY with AckReq; rdma_cm frame 4 a
     // 16-byte RC SEND ONLY with AckReq, both from 10.1.16.62.
     let first = case("rdma_write_lat").requests[0].number;
     let w = aimed(
@@ -191,7 +191,7 @@ fn serve_over_a_udp_link() {
         100,
         Some((info.va + 64, info.rkey)),
     );
-    let s = aimed("rping", 4, info.qpn, 101, None);
+    let s = aimed("rdma_cm", 4, info.qpn, 101, None);
     let mut acks = Vec::new();
     for f in [&w, &s] {
         peer.send_to(f, board_addr).unwrap();

@@ -126,8 +126,8 @@ fn destroy_flushes_the_held_wqe_and_returns_the_rest() {
 #[test]
 fn srq_from_a_page_pool_lends_tokens_and_takes_them_back() {
     for t in splitrx_harness::targets_from_env() {
-        // rping frame 4: RC SEND ONLY, 16 bytes, AckReq.
-        let send = request("rping", 4);
+        // rdma_cm frame 4: RC SEND ONLY, 16 bytes, AckReq.
+        let send = request("rdma_cm", 4);
         let frames: Vec<Vec<u8>> = (0..3).map(|i| aim(send.clone(), 0x41, 20 + i)).collect();
         let payload = splitrx_harness::roce::parse(0, &frames[0]).unwrap().payload;
         let mut rig = RoceRig::up(t.as_ref(), frames, 16 * 4096, 64 * 4096).unwrap();
