@@ -82,8 +82,19 @@ fn backoff(spins: &mut u32) {
 }
 
 fn splitrx_2t(n: u64) -> Duration {
+    splitrx_slices_with(n, 1)
+}
+fn splitrx_lazy_2t(n: u64) -> Duration {
+    splitrx_slices_with(n, LAZY)
+}
+
+/// Lazy-release setting of the `*_lazy` contenders (`Consumer::set_release_every`).
+const LAZY: u32 = CAP / 8;
+
+fn splitrx_slices_with(n: u64, release_every: u32) -> Duration {
     let mem = RingMem::new();
     let (mut p, mut c) = mem.pair();
+    c.set_release_every(release_every);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
         let mut sent = 0;
@@ -128,8 +139,16 @@ fn splitrx_2t(n: u64) -> Duration {
 /// Same as `splitrx_2t`, but the producer writes each entry into a `reserve`d chunk (no
 /// staging array) and the consumer reads each entry out of a `peek`ed chunk.
 fn splitrx_chunks_2t(n: u64) -> Duration {
+    splitrx_chunks_with(n, 1)
+}
+fn splitrx_chunks_lazy_2t(n: u64) -> Duration {
+    splitrx_chunks_with(n, LAZY)
+}
+
+fn splitrx_chunks_with(n: u64, release_every: u32) -> Duration {
     let mem = RingMem::new();
     let (mut p, mut c) = mem.pair();
+    c.set_release_every(release_every);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
         let mut sent = 0;
@@ -310,12 +329,14 @@ type Run = fn(u64) -> Duration;
 /// Pairs are like for like: `*_slices` copy a staged batch in and copy a batch out into an
 /// array; `*_chunks` generate entries in place and read them in place (splitrx's `get` still
 /// copies each entry out of shared memory: that is its TOCTOU rule).
-const RUNS: [(&str, Run); 5] = [
+const RUNS: [(&str, Run); 7] = [
     ("splitrx_slices", splitrx_2t),
     ("rtrb_slices", rtrb_2t),
     ("splitrx_chunks", splitrx_chunks_2t),
     ("rtrb_chunks", rtrb_chunks_2t),
     ("crossbeam_arrayqueue", arrayqueue_2t),
+    ("splitrx_slices_lazy", splitrx_lazy_2t),
+    ("splitrx_chunks_lazy", splitrx_chunks_lazy_2t),
 ];
 
 /// With `RING_BENCH_INTERLEAVED=<rounds>`: before the criterion runs, runs the two-thread
@@ -358,6 +379,8 @@ fn interleaved(rounds: usize) {
     };
     ratio(0, 1);
     ratio(2, 3);
+    ratio(5, 1);
+    ratio(6, 3);
     ratio(2, 1);
     ratio(0, 4);
     ratio(2, 4);
