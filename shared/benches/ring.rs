@@ -70,6 +70,27 @@ fn batch_of(first: u64) -> [FillDesc; BATCH] {
     core::array::from_fn(|i| desc(first + i as u64))
 }
 
+/// Pins the calling thread to `cpu` (Linux; elsewhere, and with `RING_BENCH_NOPIN` set, a
+/// no-op). Every two-thread contender runs its producer on CPU 1 and its consumer on CPU 0:
+/// without pinning, the scheduler often leaves a freshly spawned thread on its parent's CPU
+/// for the whole few-millisecond round, and the "two-thread" figure is then one CPU switching
+/// between the two sides once per lap of the ring (seen as a full ring, then an empty one, in
+/// the per-side wait counts) — the same ~470 Mentries/s for every contender on this machine.
+fn pin(cpu: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        if std::env::var_os("RING_BENCH_NOPIN").is_some() {
+            return;
+        }
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        // Best effort: on a machine with one CPU the bench still runs, unpinned.
+        let _ = rustix::thread::sched_setaffinity(None, &set);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpu;
+}
+
 /// Same waiting policy for every queue: spin briefly, then yield (2-core machine).
 #[inline]
 fn backoff(spins: &mut u32) {
@@ -97,6 +118,7 @@ fn splitrx_slices_with(n: u64, release_every: u32) -> Duration {
     c.set_release_every(release_every);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -151,6 +173,7 @@ fn splitrx_chunks_with(n: u64, release_every: u32) -> Duration {
     c.set_release_every(release_every);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -195,6 +218,7 @@ fn rtrb_2t(n: u64) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -242,6 +266,7 @@ fn rtrb_chunks_2t(n: u64) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -284,6 +309,7 @@ fn arrayqueue_2t(n: u64) -> Duration {
     let qp = q.clone();
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -494,6 +520,8 @@ fn one_thread(c: &mut Criterion) {
 criterion_group!(benches, two_threads, one_thread);
 
 fn main() {
+    // The bench thread is every consumer (and runs the one-thread benchmarks): CPU 0.
+    pin(0);
     if let Some(rounds) = std::env::var("RING_BENCH_INTERLEAVED")
         .ok()
         .and_then(|v| v.parse().ok())

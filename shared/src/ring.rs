@@ -998,10 +998,19 @@ mod shm {
     }
 
     /// Copies a `T` out of memory another party may be writing, like Linux's `READ_ONCE`:
-    /// one volatile load per word (the widest of 8/4/1 bytes that divides `size_of::<T>()`;
-    /// the choice is made at compile time), so the compiler can neither re-read shared memory
-    /// later nor split the copy differently. Each byte is read exactly once; a concurrent
-    /// writer can only make the result a mix of old and new words, which is still a valid `T`.
+    /// one volatile load per word (16 bytes where the target has `Chunk16`, else the widest of
+    /// 8/4/1 bytes that divides `size_of::<T>()`; the choice is made at compile time), so the
+    /// compiler can neither re-read shared memory later nor split the copy differently. Each
+    /// byte is read exactly once; a concurrent writer can only make the result a mix of old and
+    /// new words (on aarch64 the two 8-byte halves of an `ldp` are separate single-copy-atomic
+    /// reads), which is still a valid `T`. Nothing relies on a 16-byte access being atomic.
+    ///
+    /// Why not `ptr::copy_nonoverlapping` into a private buffer and validate the buffer: the
+    /// validation would look at private memory, but nothing obliges the compiler to perform a
+    /// non-volatile copy exactly once. LLVM's memcpy optimisations may forward the source to a
+    /// later use of the destination when they see no write to the source in between (the peer's
+    /// writes are invisible to them), i.e. re-read shared memory after the check: the TOCTOU
+    /// this copy exists to prevent. A volatile access is emitted exactly once, as written.
     ///
     /// # Safety
     /// `src` is valid for reads of a `T` and aligned to the word size chosen: ring slots are
