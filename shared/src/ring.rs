@@ -26,7 +26,10 @@
 //!   entries below it.
 //! * The consumer copies entries `cons .. cons+n` out, then publishes `cons+n` with one
 //!   `Release` store. The producer reads the consumer index with `Acquire` before reusing
-//!   those slots.
+//!   those slots. Opt-in lazy release ([`Consumer::set_release_every`]) publishes only every
+//!   `n` released entries, and always before the consumer looks at the producer index, so a
+//!   producer can never wait for slots that were freed but not published while the consumer
+//!   polls; [`Consumer::flush`] publishes on demand.
 //! * Each handle keeps its own index privately (it is authoritative; the shared word is only
 //!   ever written by it after [`Producer::attach`]/[`Consumer::attach`] read it once) and a
 //!   cache of the peer's index. The peer's index is loaded only when the cache cannot satisfy

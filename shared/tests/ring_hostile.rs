@@ -216,7 +216,8 @@ fn a_lazy_consumer_publishes_before_it_looks_then_stops_on_a_bad_index() {
     let mem = RingMem::new(8, 16);
     let (mut p, mut c) = pair::<E16>(&mem, 8, 0);
     c.set_release_every(8);
-    p.push_slice(&[E16::new(0), E16::new(1), E16::new(2)]).unwrap();
+    p.push_slice(&[E16::new(0), E16::new(1), E16::new(2)])
+        .unwrap();
     let mut out = [E16::default(); 3];
     assert_eq!(c.pop_into(&mut out), Ok(3));
     assert_eq!((c.unpublished(), mem.peek_word(CONSUMER_OFFSET)), (3, 0));
