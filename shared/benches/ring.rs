@@ -70,6 +70,27 @@ fn batch_of(first: u64) -> [FillDesc; BATCH] {
     core::array::from_fn(|i| desc(first + i as u64))
 }
 
+/// Pins the calling thread to `cpu` (Linux; elsewhere, and with `RING_BENCH_NOPIN` set, a
+/// no-op). Every two-thread contender runs its producer on CPU 1 and its consumer on CPU 0:
+/// without pinning, the scheduler often leaves a freshly spawned thread on its parent's CPU
+/// for the whole few-millisecond round, and the "two-thread" figure is then one CPU switching
+/// between the two sides once per lap of the ring (seen as a full ring, then an empty one, in
+/// the per-side wait counts) — the same ~470 Mentries/s for every contender on this machine.
+fn pin(cpu: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        if std::env::var_os("RING_BENCH_NOPIN").is_some() {
+            return;
+        }
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        // Best effort: on a machine with one CPU the bench still runs, unpinned.
+        let _ = rustix::thread::sched_setaffinity(None, &set);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpu;
+}
+
 /// Same waiting policy for every queue: spin briefly, then yield (2-core machine).
 #[inline]
 fn backoff(spins: &mut u32) {
@@ -82,10 +103,22 @@ fn backoff(spins: &mut u32) {
 }
 
 fn splitrx_2t(n: u64) -> Duration {
+    splitrx_slices_with(n, 1)
+}
+fn splitrx_lazy_2t(n: u64) -> Duration {
+    splitrx_slices_with(n, LAZY)
+}
+
+/// Lazy-release setting of the `*_lazy` contenders (`Consumer::set_release_every`).
+const LAZY: u32 = CAP / 8;
+
+fn splitrx_slices_with(n: u64, release_every: u32) -> Duration {
     let mem = RingMem::new();
     let (mut p, mut c) = mem.pair();
+    c.set_release_every(release_every);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -128,10 +161,19 @@ fn splitrx_2t(n: u64) -> Duration {
 /// Same as `splitrx_2t`, but the producer writes each entry into a `reserve`d chunk (no
 /// staging array) and the consumer reads each entry out of a `peek`ed chunk.
 fn splitrx_chunks_2t(n: u64) -> Duration {
+    splitrx_chunks_with(n, 1)
+}
+fn splitrx_chunks_lazy_2t(n: u64) -> Duration {
+    splitrx_chunks_with(n, LAZY)
+}
+
+fn splitrx_chunks_with(n: u64, release_every: u32) -> Duration {
     let mem = RingMem::new();
     let (mut p, mut c) = mem.pair();
+    c.set_release_every(release_every);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -176,6 +218,7 @@ fn rtrb_2t(n: u64) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -223,6 +266,7 @@ fn rtrb_chunks_2t(n: u64) -> Duration {
     let (mut p, mut c) = rtrb::RingBuffer::<FillDesc>::new(CAP as usize);
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -265,6 +309,7 @@ fn arrayqueue_2t(n: u64) -> Duration {
     let qp = q.clone();
     let start = Instant::now();
     let t = std::thread::spawn(move || {
+        pin(1);
         let mut sent = 0;
         let mut spins = 0;
         while sent < n {
@@ -310,12 +355,14 @@ type Run = fn(u64) -> Duration;
 /// Pairs are like for like: `*_slices` copy a staged batch in and copy a batch out into an
 /// array; `*_chunks` generate entries in place and read them in place (splitrx's `get` still
 /// copies each entry out of shared memory: that is its TOCTOU rule).
-const RUNS: [(&str, Run); 5] = [
+const RUNS: [(&str, Run); 7] = [
     ("splitrx_slices", splitrx_2t),
     ("rtrb_slices", rtrb_2t),
     ("splitrx_chunks", splitrx_chunks_2t),
     ("rtrb_chunks", rtrb_chunks_2t),
     ("crossbeam_arrayqueue", arrayqueue_2t),
+    ("splitrx_slices_lazy", splitrx_lazy_2t),
+    ("splitrx_chunks_lazy", splitrx_chunks_lazy_2t),
 ];
 
 /// With `RING_BENCH_INTERLEAVED=<rounds>`: before the criterion runs, runs the two-thread
@@ -358,6 +405,8 @@ fn interleaved(rounds: usize) {
     };
     ratio(0, 1);
     ratio(2, 3);
+    ratio(5, 1);
+    ratio(6, 3);
     ratio(2, 1);
     ratio(0, 4);
     ratio(2, 4);
@@ -471,6 +520,8 @@ fn one_thread(c: &mut Criterion) {
 criterion_group!(benches, two_threads, one_thread);
 
 fn main() {
+    // The bench thread is every consumer (and runs the one-thread benchmarks): CPU 0.
+    pin(0);
     if let Some(rounds) = std::env::var("RING_BENCH_INTERLEAVED")
         .ok()
         .and_then(|v| v.parse().ok())

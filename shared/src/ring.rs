@@ -26,7 +26,10 @@
 //!   entries below it.
 //! * The consumer copies entries `cons .. cons+n` out, then publishes `cons+n` with one
 //!   `Release` store. The producer reads the consumer index with `Acquire` before reusing
-//!   those slots.
+//!   those slots. Opt-in lazy release ([`Consumer::set_release_every`]) publishes only every
+//!   `n` released entries, and always before the consumer looks at the producer index, so a
+//!   producer can never wait for slots that were freed but not published while the consumer
+//!   polls; [`Consumer::flush`] publishes on demand.
 //! * Each handle keeps its own index privately (it is authoritative; the shared word is only
 //!   ever written by it after [`Producer::attach`]/[`Consumer::attach`] read it once) and a
 //!   cache of the peer's index. The peer's index is loaded only when the cache cannot satisfy
@@ -261,6 +264,12 @@ pub struct Consumer<T: RingEntry> {
     mask: u32,
     /// Our consumer index: next entry to read. Authoritative; the shared word is a copy.
     cons: u32,
+    /// The value last stored into the shared consumer word (`cons` minus the releases not
+    /// yet published; see [`Consumer::set_release_every`]).
+    published: u32,
+    /// Publish the consumer index once this many released entries are pending (1: every
+    /// release, the default).
+    release_every: u32,
     /// Last validated producer index.
     prod_cache: u32,
     stopped: Option<Corruption>,
@@ -527,6 +536,8 @@ impl<T: RingEntry> Consumer<T> {
             region,
             mask: capacity - 1,
             cons,
+            published: cons,
+            release_every: 1,
             prod_cache: prod,
             stopped: None,
             stats: RingStats::default(),
@@ -558,6 +569,10 @@ impl<T: RingEntry> Consumer<T> {
     #[inline(never)]
     fn refresh(&mut self) -> Result<u32, RingError> {
         self.stats.peer_refresh += 1;
+        // We are short of entries, so we may be about to wait for the producer: first give it
+        // every slot we have released, so that it can never wait for space that we freed
+        // (the lazy-release rule, see `set_release_every`).
+        self.store_index();
         // Acquire: the producer's entry writes happen-before our reads of them.
         let prod = self.region.producer_index().load(Ordering::Acquire);
         // Legal: prod ∈ [prod_cache, cons + capacity]. `prod_cache - cons <= capacity` is an
@@ -594,10 +609,54 @@ impl<T: RingEntry> Consumer<T> {
     fn publish(&mut self, n: u32) {
         self.cons = self.cons.wrapping_add(n);
         self.stats.entries += u64::from(n);
-        // Release: our copies out of the slots happen-before the producer reuses them.
-        self.region
-            .consumer_index()
-            .store(self.cons, Ordering::Release);
+        if self.cons.wrapping_sub(self.published) >= self.release_every {
+            self.store_index();
+        }
+    }
+
+    /// Stores our index into the shared consumer word (if it changed since the last store).
+    #[inline(always)]
+    fn store_index(&mut self) {
+        if self.published != self.cons {
+            self.published = self.cons;
+            // Release: our copies out of the slots happen-before the producer reuses them.
+            self.region
+                .consumer_index()
+                .store(self.cons, Ordering::Release);
+        }
+    }
+
+    /// Lazy release: publish the consumer index only once `n` released entries are pending
+    /// (clamped to `1..=capacity`; 1, the default, publishes on every release), instead of
+    /// with one shared store per `release`/`pop`. Fewer stores mean fewer times the index line
+    /// moves between the two sides' caches while the producer is polling it.
+    ///
+    /// Released-but-unpublished slots stay unusable to the producer until they are published,
+    /// which happens (a) once `n` are pending, (b) whenever this handle looks at the producer
+    /// index, i.e. every time it finds fewer entries ready than asked for (so a consumer that
+    /// polls an empty ring has always published everything: the producer can never wait for
+    /// space this handle already freed, even one that needs several slots at once), and (c) on
+    /// [`Consumer::flush`]. A user that stops polling the ring for a while (goes idle, hands the
+    /// ring over, resets) calls `flush` first. The loom model
+    /// `lazy_release_never_strands_the_producer` checks rule (b).
+    pub fn set_release_every(&mut self, n: u32) {
+        self.release_every = n.clamp(1, self.capacity());
+    }
+
+    /// Publishes every released entry now (see [`Consumer::set_release_every`]); a no-op when
+    /// nothing is pending. A stopped handle writes nothing and returns its error.
+    pub fn flush(&mut self) -> Result<(), RingError> {
+        if let Some(c) = self.stopped {
+            return Err(RingError::Corrupt(c));
+        }
+        self.store_index();
+        Ok(())
+    }
+
+    /// Released entries not yet published to the producer (0 unless
+    /// [`Consumer::set_release_every`] was set above 1).
+    pub fn unpublished(&self) -> u32 {
+        self.cons.wrapping_sub(self.published)
     }
 
     /// Entries ready to read (Acquire on the producer index, validated).
@@ -868,13 +927,28 @@ mod shm {
         }
     }
 
-    /// The word size `read_once`/`write_once` copy with: the widest of 8/4/1 bytes dividing
+    /// A 16-byte value that one volatile access moves as a whole: an SSE register on x86_64
+    /// (`movaps`, baseline since SSE2 is part of x86_64), a register pair on aarch64 (`ldp`/`stp`
+    /// of two 64-bit words, each single-copy atomic). Other targets copy 8-byte words.
+    #[cfg(target_arch = "x86_64")]
+    type Chunk16 = core::arch::x86_64::__m128i;
+    #[cfg(target_arch = "aarch64")]
+    type Chunk16 = u128;
+    /// Whether this target has a [`Chunk16`].
+    const HAS_CHUNK16: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+    /// The word size `read_once`/`write_once` copy with: 16 where the target has a 16-byte
+    /// volatile access (see `Chunk16`), else the widest of 8/4/1 bytes dividing
     /// `size_of::<T>()` (a compile-time constant). Ring slots are aligned to it: the base is
     /// 64-aligned, the header 256 bytes and slot offsets multiples of `size_of::<T>()`.
+    /// Every ABI entry (`FillDesc` 16 B, `RxCompletion` 48 B, `CtrlMsg` 64 B) takes the 16-byte
+    /// path: one access per 16 bytes halves the loads and stores of the 8-byte copy.
     #[inline(always)]
     const fn word<T>() -> usize {
         let size = core::mem::size_of::<T>();
-        if size & 7 == 0 {
+        if HAS_CHUNK16 && size & 15 == 0 {
+            16
+        } else if size & 7 == 0 {
             8
         } else if size & 3 == 0 {
             4
@@ -898,6 +972,13 @@ mod shm {
         // than a word); every word written lies inside `*dst` and is aligned (contract).
         unsafe {
             match word::<T>() {
+                #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+                16 => {
+                    for i in (0..size).step_by(16) {
+                        let w = src.add(i).cast::<Chunk16>().read_unaligned();
+                        ptr::write_volatile(dst.add(i).cast::<Chunk16>(), w);
+                    }
+                }
                 8 => {
                     for i in (0..size).step_by(8) {
                         let w = src.add(i).cast::<u64>().read_unaligned();
@@ -920,10 +1001,19 @@ mod shm {
     }
 
     /// Copies a `T` out of memory another party may be writing, like Linux's `READ_ONCE`:
-    /// one volatile load per word (the widest of 8/4/1 bytes that divides `size_of::<T>()`;
-    /// the choice is made at compile time), so the compiler can neither re-read shared memory
-    /// later nor split the copy differently. Each byte is read exactly once; a concurrent
-    /// writer can only make the result a mix of old and new words, which is still a valid `T`.
+    /// one volatile load per word (16 bytes where the target has `Chunk16`, else the widest of
+    /// 8/4/1 bytes that divides `size_of::<T>()`; the choice is made at compile time), so the
+    /// compiler can neither re-read shared memory later nor split the copy differently. Each
+    /// byte is read exactly once; a concurrent writer can only make the result a mix of old and
+    /// new words (on aarch64 the two 8-byte halves of an `ldp` are separate single-copy-atomic
+    /// reads), which is still a valid `T`. Nothing relies on a 16-byte access being atomic.
+    ///
+    /// Why not `ptr::copy_nonoverlapping` into a private buffer and validate the buffer: the
+    /// validation would look at private memory, but nothing obliges the compiler to perform a
+    /// non-volatile copy exactly once. LLVM's memcpy optimisations may forward the source to a
+    /// later use of the destination when they see no write to the source in between (the peer's
+    /// writes are invisible to them), i.e. re-read shared memory after the check: the TOCTOU
+    /// this copy exists to prevent. A volatile access is emitted exactly once, as written.
     ///
     /// # Safety
     /// `src` is valid for reads of a `T` and aligned to the word size chosen: ring slots are
@@ -938,6 +1028,13 @@ mod shm {
         // written lies inside `out` (unaligned writes, `out` may be less aligned than a word).
         unsafe {
             match word::<T>() {
+                #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+                16 => {
+                    for i in (0..size).step_by(16) {
+                        let w = ptr::read_volatile(src.add(i).cast::<Chunk16>());
+                        dst.add(i).cast::<Chunk16>().write_unaligned(w);
+                    }
+                }
                 8 => {
                     for i in (0..size).step_by(8) {
                         let w = ptr::read_volatile(src.add(i).cast::<u64>());

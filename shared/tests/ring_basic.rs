@@ -361,3 +361,129 @@ fn handles_can_move_to_another_thread() {
     assert_eq!(c.pop_into(&mut out), Ok(2));
     assert_eq!(&out[..2], &[E16::new(2), E16::new(3)]);
 }
+
+#[test]
+fn lazy_release_publishes_at_the_threshold_when_short_and_on_flush() {
+    let mem = RingMem::new(8, 16);
+    let (mut p, mut c) = pair::<E16>(&mem, 8, u32::MAX - 1);
+    c.set_release_every(4);
+    let items: Vec<E16> = (0..8).map(E16::new).collect();
+    assert_eq!(p.push_slice(&items), Ok(8));
+    let start = u32::MAX - 1;
+    let mut out = [E16::default(); 3];
+    // 3 released: below the threshold, nothing published; the producer still sees a full ring.
+    assert_eq!(c.pop_into(&mut out), Ok(3));
+    assert_eq!(out, [E16::new(0), E16::new(1), E16::new(2)]);
+    assert_eq!((c.index(), c.unpublished()), (start.wrapping_add(3), 3));
+    assert_eq!(mem.peek_word(CONSUMER_OFFSET), start);
+    assert_eq!(p.free(), Ok(0));
+    // The 4th release reaches the threshold: all 4 published with one store.
+    assert_eq!(c.pop(), Ok(Some(E16::new(3))));
+    assert_eq!(c.unpublished(), 0);
+    assert_eq!(mem.peek_word(CONSUMER_OFFSET), start.wrapping_add(4));
+    assert_eq!(p.free(), Ok(4));
+    // Flush publishes what is pending, and is a no-op when nothing is.
+    let r = c.peek(2).unwrap();
+    assert_eq!(r.get(1), Some(E16::new(5)));
+    r.release(2);
+    assert_eq!(mem.peek_word(CONSUMER_OFFSET), start.wrapping_add(4));
+    assert_eq!(c.flush(), Ok(()));
+    assert_eq!(mem.peek_word(CONSUMER_OFFSET), start.wrapping_add(6));
+    assert_eq!(c.flush(), Ok(()));
+    assert_eq!(p.free(), Ok(6));
+    // Short of entries (asks for 3, 2 are left in the cache): the consumer publishes its 2
+    // pending releases before it loads the producer index, so a producer waiting for space
+    // is never left waiting for slots the consumer already freed.
+    let mut out = [E16::default(); 3];
+    assert_eq!(c.pop_into(&mut out), Ok(2));
+    assert_eq!(c.unpublished(), 2);
+    assert_eq!(c.pop(), Ok(None));
+    assert_eq!(c.unpublished(), 0);
+    assert_eq!(mem.peek_word(CONSUMER_OFFSET), start.wrapping_add(8));
+    assert_eq!(p.free(), Ok(8));
+    assert_eq!(c.stats().entries, 8);
+    // Thresholds are clamped to 1..=capacity: 0 means every release, 100 means 8.
+    c.set_release_every(0);
+    assert_eq!(p.push(&E16::new(8)), Ok(true));
+    assert_eq!(c.pop(), Ok(Some(E16::new(8))));
+    assert_eq!(mem.peek_word(CONSUMER_OFFSET), start.wrapping_add(9));
+    c.set_release_every(100);
+    assert_eq!(p.push_slice(&items), Ok(8));
+    let mut out = [E16::default(); 8];
+    assert_eq!(c.pop_into(&mut out[..7]), Ok(7));
+    assert_eq!(c.unpublished(), 7);
+    assert_eq!(c.pop_into(&mut out[7..]), Ok(1));
+    assert_eq!(c.unpublished(), 0);
+    assert_eq!(mem.peek_word(CONSUMER_OFFSET), start.wrapping_add(17));
+}
+
+/// Entries whose size selects each copy width of the ring (16-byte chunks for 48 bytes,
+/// 8-byte words for 24, 4-byte words for 12, bytes for 3) come out byte for byte as they went
+/// in, through every copy path (`push`/`push_slice`/`write`/`write_slice` in, `pop`/`pop_into`/
+/// `get`/`copy_to` out), with batches that straddle the end of the slot array.
+#[test]
+fn every_copy_width_round_trips_across_the_slot_array_end() {
+    fn run<const S: usize>() {
+        let mem = RingMem::new(8, S);
+        let (mut p, mut c) = pair::<[u8; S]>(&mem, 8, 5);
+        let e = |i: usize| -> [u8; S] { core::array::from_fn(|b| (i * 31 + b * 7) as u8) };
+        let mut next_in = 0;
+        let mut next_out = 0;
+        for round in 0..12 {
+            let batch: Vec<[u8; S]> = (0..3).map(|j| e(next_in + j)).collect();
+            match round % 3 {
+                0 => assert_eq!(p.push_slice(&batch), Ok(3)),
+                1 => {
+                    let mut w = p.reserve(3).unwrap();
+                    assert_eq!(w.write_slice(0, &batch), 3);
+                    w.commit(3);
+                }
+                _ => {
+                    assert_eq!(p.push(&batch[0]), Ok(true));
+                    let mut w = p.reserve(2).unwrap();
+                    w.write(1, &batch[2]);
+                    w.write(0, &batch[1]);
+                    w.commit(2);
+                }
+            }
+            next_in += 3;
+            let mut out = [[0u8; S]; 3];
+            match round % 4 {
+                0 => assert_eq!(c.pop_into(&mut out), Ok(3)),
+                1 => {
+                    let r = c.peek(3).unwrap();
+                    assert_eq!(r.copy_to(0, &mut out), 3);
+                    r.release(3);
+                }
+                2 => {
+                    let r = c.peek(3).unwrap();
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = r.get(i as u32).unwrap();
+                    }
+                    r.release(3);
+                }
+                _ => {
+                    for o in out.iter_mut() {
+                        *o = c.pop().unwrap().unwrap();
+                    }
+                }
+            }
+            for o in out {
+                assert_eq!(o, e(next_out), "size {S}, entry {next_out}");
+                next_out += 1;
+            }
+        }
+        assert_eq!(c.pop(), Ok(None));
+        // The slots hold exactly the last entries written, at their documented offsets.
+        let bytes = mem.bytes();
+        for idx in (next_in - 8)..next_in {
+            let slot = (5 + idx) % 8;
+            let at = RING_INDEX_BYTES + slot * S;
+            assert_eq!(&bytes[at..at + S], &e(idx)[..], "size {S}, slot {slot}");
+        }
+    }
+    run::<48>();
+    run::<24>();
+    run::<12>();
+    run::<3>();
+}

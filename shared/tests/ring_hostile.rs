@@ -30,6 +30,7 @@ fn assert_consumer_stopped(mem: &RingMem, c: &mut Consumer<E16>, err: RingError)
         assert_eq!(c.pop_into(&mut out), Err(err));
         assert_eq!(c.peek(1).err(), Some(err));
         assert_eq!(c.peek(0).err(), Some(err));
+        assert_eq!(c.flush(), Err(err));
     }
     assert_eq!(out, [E16::default(); 4]);
     assert_eq!(mem.bytes(), before);
@@ -208,4 +209,22 @@ fn our_own_index_word_is_never_read_back() {
     assert_eq!(c.pop(), Ok(Some(E16::new(1))));
     assert_eq!(mem.peek_word(CONSUMER_OFFSET), 2);
     assert!(!p.is_stopped() && !c.is_stopped());
+}
+
+#[test]
+fn a_lazy_consumer_publishes_before_it_looks_then_stops_on_a_bad_index() {
+    let mem = RingMem::new(8, 16);
+    let (mut p, mut c) = pair::<E16>(&mem, 8, 0);
+    c.set_release_every(8);
+    p.push_slice(&[E16::new(0), E16::new(1), E16::new(2)])
+        .unwrap();
+    let mut out = [E16::default(); 3];
+    assert_eq!(c.pop_into(&mut out), Ok(3));
+    assert_eq!((c.unpublished(), mem.peek_word(CONSUMER_OFFSET)), (3, 0));
+    // The cache is empty: the next call publishes the 3 releases, then loads 3 + 9.
+    mem.poke(PRODUCER_OFFSET, 12);
+    let err = corrupt(CorruptKind::ProducerAhead, 12, 3);
+    assert_eq!(c.pop(), Err(err));
+    assert_eq!((c.unpublished(), mem.peek_word(CONSUMER_OFFSET)), (0, 3));
+    assert_consumer_stopped(&mem, &mut c, err);
 }

@@ -1,11 +1,15 @@
 //! Model test: random single-threaded operation sequences on both handles against a
-//! `VecDeque`. Every return value, every copied entry and the final counters must match.
+//! `VecDeque`. Every return value, every copied entry and the final counters must match, with
+//! the consumer releasing eagerly or lazily (`set_release_every`): the producer then sees the
+//! model's free space minus exactly the consumer's unpublished releases, and the shared
+//! consumer word always equals `index() - unpublished()`.
 #![cfg(not(loom))]
 
 mod ring_util;
 
 use proptest::prelude::*;
 use ring_util::{pair, RingMem, E16};
+use splitrx_shared::ring::CONSUMER_OFFSET;
 use std::collections::VecDeque;
 
 #[derive(Clone, Debug)]
@@ -20,6 +24,8 @@ enum Op {
     PeekRelease(u32, u32),
     Free,
     Available,
+    /// `Consumer::flush`.
+    Flush,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -32,6 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u32..40, any::<u32>()).prop_map(|(n, k)| Op::PeekRelease(n, k)),
         Just(Op::Free),
         Just(Op::Available),
+        Just(Op::Flush),
     ]
 }
 
@@ -51,18 +58,22 @@ proptest! {
     fn ring_matches_vecdeque(
         cap_log2 in 0u32..6,
         start in start_index(),
+        lazy in prop_oneof![Just(1u32), 1u32..80],
         ops in proptest::collection::vec(op(), 1..200),
     ) {
         let cap = 1u32 << cap_log2;
         let mem = RingMem::new(cap, 16);
         let (mut p, mut c) = pair::<E16>(&mem, cap, start);
+        c.set_release_every(lazy);
+        let release_every = lazy.clamp(1, cap);
         let mut model: VecDeque<E16> = VecDeque::new();
         let mut seq = 0u64;
         let mut next = || { seq += 1; E16::new(seq) };
         let (mut pushed, mut popped) = (0u64, 0u64);
 
         for op in ops {
-            let free = cap as usize - model.len();
+            // What the producer can see: released slots count only once published.
+            let free = cap as usize - model.len() - c.unpublished() as usize;
             match op {
                 Op::Push => {
                     let e = next();
@@ -116,8 +127,21 @@ proptest! {
                     popped += u64::from(k);
                 }
                 Op::Free => prop_assert_eq!(p.free().unwrap() as usize, free),
-                Op::Available => prop_assert_eq!(c.available().unwrap() as usize, model.len()),
+                Op::Available => {
+                    prop_assert_eq!(c.available().unwrap() as usize, model.len());
+                    // Looking at the producer index publishes every release first.
+                    prop_assert_eq!(c.unpublished(), 0);
+                }
+                Op::Flush => {
+                    c.flush().unwrap();
+                    prop_assert_eq!(c.unpublished(), 0);
+                }
             }
+            prop_assert!(c.unpublished() < release_every);
+            prop_assert_eq!(
+                mem.peek_word(CONSUMER_OFFSET),
+                c.index().wrapping_sub(c.unpublished())
+            );
             prop_assert_eq!(p.index().wrapping_sub(c.index()) as usize, model.len());
         }
         prop_assert_eq!(p.stats().entries, pushed);
