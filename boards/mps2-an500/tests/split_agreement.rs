@@ -6,11 +6,13 @@
 
 use splitrx_mps2_an500 as _;
 
+use splitrx_mps2_an500::{split_agreement, Blob, SPLIT_BLOB};
+use splitrx_shared::split::{split, FrameClass, NoSplitReason, SplitConfig};
+use splitrx_shared::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+
 #[defmt_test::tests]
 mod tests {
-    use splitrx_mps2_an500::{split_agreement, Blob, SPLIT_BLOB};
-    use splitrx_shared::split::{split, FrameClass, NoSplitReason, SplitConfig};
-    use splitrx_shared::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+    use super::*;
 
     #[test]
     fn every_capture_frame_agrees_with_the_host() {
