@@ -671,7 +671,10 @@ fn target_split_blob_is_stable() {
     let r = split0(find(&frames_of("pcapplusplus__tls.pcap"), 1));
     assert_eq!(r.fingerprint(), { r }.fingerprint());
     let fields = [
-        SplitResult { split: !r.split, ..r },
+        SplitResult {
+            split: !r.split,
+            ..r
+        },
         SplitResult {
             payload_offset: r.payload_offset.map(|o| o + 1),
             ..r

@@ -37,20 +37,18 @@ fn cortex_m_boards() -> Result<Vec<Board>> {
 fn split_blob() -> Result<PathBuf> {
     let blob = target_dir("images").join("split.blob");
     std::fs::create_dir_all(blob.parent().context("images dir")?)?;
-    run(cargo()
-        .env("SPLITRX_SPLIT_BLOB", &blob)
-        .args([
-            "test",
-            "--quiet",
-            "-p",
-            "splitrx-shared",
-            "--test",
-            "wire_captures",
-            "--",
-            "--ignored",
-            "--exact",
-            "write_target_split_blob",
-        ]))?;
+    run(cargo().env("SPLITRX_SPLIT_BLOB", &blob).args([
+        "test",
+        "--quiet",
+        "-p",
+        "splitrx-shared",
+        "--test",
+        "wire_captures",
+        "--",
+        "--ignored",
+        "--exact",
+        "write_target_split_blob",
+    ]))?;
     Ok(blob)
 }
 
@@ -64,7 +62,9 @@ fn board_cargo(b: &Board, blob: &Path, args: &[&str], tests: bool) -> Result<Vec
         .args(args)
         .args(["--release", "--message-format=json-render-diagnostics"])
         .stdout(Stdio::piped());
-    let mut child = c.spawn().with_context(|| format!("could not start {c:?}"))?;
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("could not start {c:?}"))?;
     let out = child.stdout.take().context("no stdout pipe")?;
     let mut exes = Vec::new();
     for line in BufReader::new(out).lines() {
@@ -73,8 +73,10 @@ fn board_cargo(b: &Board, blob: &Path, args: &[&str], tests: bool) -> Result<Vec
             Err(_) => continue,
         };
         let is_test = v.pointer("/profile/test").and_then(|t| t.as_bool()) == Some(true);
-        if let (Some(exe), true) = (v.get("executable").and_then(|e| e.as_str()), is_test == tests)
-        {
+        if let (Some(exe), true) = (
+            v.get("executable").and_then(|e| e.as_str()),
+            is_test == tests,
+        ) {
             exes.push(PathBuf::from(exe));
         }
     }
@@ -185,7 +187,9 @@ fn run_on_qemu(runner: &Path, q: &boards::Qemu, elf: &Path) -> Result<()> {
         .args(["--timeout", &QEMU_TIMEOUT_SECS.to_string()])
         .arg(elf)
         .stdout(Stdio::piped());
-    let mut child = c.spawn().with_context(|| format!("could not start {c:?}"))?;
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("could not start {c:?}"))?;
     let out = child.stdout.take().context("no stdout pipe")?;
     let (mut started, mut all_passed) = (0u64, false);
     for line in BufReader::new(out).lines() {

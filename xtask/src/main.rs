@@ -201,7 +201,10 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     step("32-bit (i686) tests of shared and firmware", thirty_two_bit)?;
     step("no_std builds for ARM", build_targets)?;
     step("firmware code size (thumbv7em)", size)?;
-    step("Cortex-M on-target tests (QEMU mps2-an500)", cortexm::on_target_tests)?;
+    step(
+        "Cortex-M on-target tests (QEMU mps2-an500)",
+        cortexm::on_target_tests,
+    )?;
     step(
         "probe-rs: board descriptions, image plans, no-probe flash",
         cortexm::probe_checks,

@@ -10,13 +10,13 @@ use core::ptr::addr_of_mut;
 use splitrx_firmware::hal::HalParts;
 use splitrx_firmware::stats::q;
 use splitrx_firmware::testing::{
-    lay_out_region, BusMemory, CountTx, FakeClock, FakeDma, FakeMem, HostPool, SliceMac,
-    WindowHal, Windows,
+    lay_out_region, BusMemory, CountTx, FakeClock, FakeDma, FakeMem, HostPool, SliceMac, WindowHal,
+    Windows,
 };
 use splitrx_firmware::Firmware;
 use splitrx_shared::abi::{
-    call, rx_flags, BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc,
-    PoolMode, RegisterPoolArgs, RingKind, RxCompletion,
+    call, rx_flags, BufRef, CreateRxQueueArgs, CtrlMsg, CtrlOp, CtrlStatus, FillDesc, PoolMode,
+    RegisterPoolArgs, RingKind, RxCompletion,
 };
 use splitrx_shared::ring::{Consumer, Producer};
 use splitrx_shared::split::{FrameClass, NoSplitReason};
@@ -216,7 +216,10 @@ mod tests {
         }
         // Header buffers start as padding too, so bytes past hdr_len can be checked.
         for i in 0..BUFS {
-            defmt::assert!(w.write(hp.addr(BufRef::new(1, i).unwrap()), &[PAD; HDR_SIZE as usize]));
+            defmt::assert!(w.write(
+                hp.addr(BufRef::new(1, i).unwrap()),
+                &[PAD; HDR_SIZE as usize]
+            ));
         }
 
         fw.hal_mut().rx = SliceMac {
@@ -237,14 +240,23 @@ mod tests {
         defmt::assert_eq!(t.class, FrameClass::Tcp as u8);
         defmt::assert_eq!(t.reason, NoSplitReason::Split as u8);
         defmt::assert_eq!(t.flags.get() & rx_flags::SPLIT, rx_flags::SPLIT);
-        defmt::assert_eq!((t.hdr_len.get(), t.pay_len.get(), t.pay_off.get()), (54, 1000, 0));
+        defmt::assert_eq!(
+            (t.hdr_len.get(), t.pay_len.get(), t.pay_off.get()),
+            (54, 1000, 0)
+        );
         defmt::assert_eq!(t.frame_len.get(), 1054);
         let hdr = read(&w, hp.addr(t.hdr_buf), HDR_SIZE as usize);
         defmt::assert_eq!(&hdr[..54], &tcp[..54]);
-        defmt::assert!(hdr[54..].iter().all(|&b| b == PAD), "header buffer written past hdr_len");
+        defmt::assert!(
+            hdr[54..].iter().all(|&b| b == PAD),
+            "header buffer written past hdr_len"
+        );
         let pay = read(&w, pp.addr(t.pay_buf), PAY_SIZE as usize);
         defmt::assert!(pay[..1000] == tcp[54..], "payload bytes");
-        defmt::assert!(pay[1000..].iter().all(|&b| b == PAD), "payload buffer written past pay_len");
+        defmt::assert!(
+            pay[1000..].iter().all(|&b| b == PAD),
+            "payload buffer written past pay_len"
+        );
 
         // The ARP frame: not IP, whole into a header buffer, no payload buffer.
         let n = c[1];

@@ -9,8 +9,7 @@ use splitrx_mps2_an500 as _;
 use core::ptr::{addr_of_mut, NonNull};
 use splitrx_shared::abi::{BufRef, FillDesc};
 use splitrx_shared::ring::{
-    self, ring_bytes, Consumer, CorruptKind, Corruption, Producer, RingError,
-    PRODUCER_OFFSET,
+    self, ring_bytes, Consumer, CorruptKind, Corruption, Producer, RingError, PRODUCER_OFFSET,
 };
 
 const CAP: u32 = 8;
@@ -40,7 +39,11 @@ fn pair(start: u32) -> (Producer<FillDesc>, Consumer<FillDesc>) {
 }
 
 fn desc(i: u32) -> FillDesc {
-    FillDesc::new(BufRef::new(1, i).unwrap(), 0x1_0000_0000 + i as u64 * 4096, 4096)
+    FillDesc::new(
+        BufRef::new(1, i).unwrap(),
+        0x1_0000_0000 + i as u64 * 4096,
+        4096,
+    )
 }
 
 fn poke(offset: usize, v: u32) {

@@ -59,7 +59,10 @@ mod tests {
         let want = split(&frame, &cfg);
         defmt::assert_eq!(want.class, FrameClass::Tcp);
         defmt::assert_eq!(want.reason, NoSplitReason::Split);
-        defmt::assert_eq!((want.payload_offset, want.payload_len), (Some(54), Some(100)));
+        defmt::assert_eq!(
+            (want.payload_offset, want.payload_len),
+            (Some(54), Some(100))
+        );
         let mut buf = [0u8; 160 + 8];
         for shift in 0..8 {
             let f = &mut buf[shift..shift + frame.len()];

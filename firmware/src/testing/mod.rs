@@ -239,7 +239,9 @@ pub fn lay_out_region<M: BusMemory + ?Sized>(
 ) -> heapless::Vec<NonNull<u8>, MAX_RINGS> {
     let l = RegionLayout::new(queue_id, rings).expect("region layout");
     assert!(l.size <= len, "rings do not fit the region");
-    let base = mem.ptr(bus, len as usize).expect("region inside the bus memory");
+    let base = mem
+        .ptr(bus, len as usize)
+        .expect("region inside the bus memory");
     // SAFETY: `ptr` checked that `len` bytes at `base` lie in live memory (regions are placed
     // at aligned bus addresses); no ring handle exists yet.
     unsafe { l.init(base, len as usize) }.expect("region init");

@@ -15,7 +15,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "splitrx-runner", about = "Run splitrx ARM images under QEMU or on a probe")]
+#[command(
+    name = "splitrx-runner",
+    about = "Run splitrx ARM images under QEMU or on a probe"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -109,7 +112,11 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let (_, t) = probe::target(&board_dir, &p)?;
             let elf = std::fs::read(&image)?;
             let plan = probe::plan(&t, &elf)?;
-            println!("probe-rs target {} ({:?}): the image fits", t.name, t.source());
+            println!(
+                "probe-rs target {} ({:?}): the image fits",
+                t.name,
+                t.source()
+            );
             for s in &plan.loaded {
                 println!(
                     "  load {:#010x} {:>8} bytes -> {}",
@@ -117,11 +124,18 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 );
             }
             for (n, s) in &plan.sections {
-                println!("  {n:<16} {:#010x} {:>8} bytes in {}", s.address, s.len, s.region);
+                println!(
+                    "  {n:<16} {:#010x} {:>8} bytes in {}",
+                    s.address, s.len, s.region
+                );
             }
             println!(
                 "  boot: {}",
-                if plan.boots_from_ram { "from RAM (vector table in RAM)" } else { "from flash" }
+                if plan.boots_from_ram {
+                    "from RAM (vector table in RAM)"
+                } else {
+                    "from flash"
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

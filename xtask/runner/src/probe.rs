@@ -43,7 +43,9 @@ pub fn target(board_dir: &Path, probe: &str) -> Result<(Registry, Target)> {
         .get_target_by_name(&name)
         .with_context(|| format!("probe-rs has no target `{name}`"))?;
     if t.memory_map.is_empty() {
-        bail!("probe-rs target `{name}` has no memory map: the board must ship a target description");
+        bail!(
+            "probe-rs target `{name}` has no memory map: the board must ship a target description"
+        );
     }
     Ok((registry, t))
 }
@@ -104,9 +106,9 @@ pub fn plan(t: &Target, elf: &[u8]) -> Result<Plan> {
         let data = ph
             .data(endian, elf)
             .map_err(|()| anyhow::anyhow!("segment at {address:#x} is outside the file"))?;
-        loader
-            .add_data(address, data)
-            .with_context(|| format!("probe-rs cannot place {} bytes at {address:#x}", data.len()))?;
+        loader.add_data(address, data).with_context(|| {
+            format!("probe-rs cannot place {} bytes at {address:#x}", data.len())
+        })?;
         let len = data.len() as u64;
         loaded.push(Staged {
             address,
@@ -146,11 +148,7 @@ pub fn plan(t: &Target, elf: &[u8]) -> Result<Plan> {
         ));
     }
     let boots_from_ram = sections.iter().any(|(n, s)| {
-        n == ".vector_table"
-            && matches!(
-                region_of(t, s.address, s.len),
-                Some(MemoryRegion::Ram(_))
-            )
+        n == ".vector_table" && matches!(region_of(t, s.address, s.len), Some(MemoryRegion::Ram(_)))
     });
     Ok(Plan {
         loaded,
@@ -169,7 +167,10 @@ pub fn memory_x(text: &str) -> Result<Vec<(String, u64, u64)>> {
             Some(b'M') => (&s[..s.len() - 1], 1 << 20),
             _ => (s, 1),
         };
-        let v = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        let v = match digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
             Some(h) => u64::from_str_radix(h, 16),
             None => digits.parse(),
         }
@@ -192,11 +193,15 @@ pub fn memory_x(text: &str) -> Result<Vec<(String, u64, u64)>> {
         .context("memory.x has no MEMORY block")?;
     let mut out = Vec::new();
     for line in block.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (name, spec) = line.split_once(':').context("memory.x: expected `NAME : ...`")?;
+        let (name, spec) = line
+            .split_once(':')
+            .context("memory.x: expected `NAME : ...`")?;
         let mut origin = None;
         let mut length = None;
         for part in spec.split(',') {
-            let (k, v) = part.split_once('=').context("memory.x: expected `KEY = value`")?;
+            let (k, v) = part
+                .split_once('=')
+                .context("memory.x: expected `KEY = value`")?;
             match k.trim() {
                 "ORIGIN" | "org" | "o" => origin = Some(num(v)?),
                 "LENGTH" | "len" | "l" => length = Some(num(v)?),
@@ -255,8 +260,8 @@ pub fn flash_and_run(
     mut out: impl FnMut(&str),
 ) -> Result<Exit> {
     use probe_rs::probe::list::Lister;
-    use probe_rs::{BreakpointCause, CoreStatus, HaltReason, MemoryInterface, Permissions};
     use probe_rs::{semihosting::SemihostingCommand, RegisterValue};
+    use probe_rs::{BreakpointCause, CoreStatus, HaltReason, MemoryInterface, Permissions};
 
     let elf = std::fs::read(elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let plan = plan(&target, &elf)?;
@@ -267,7 +272,11 @@ pub fn flash_and_run(
             let want: probe_rs::probe::DebugProbeSelector = sel
                 .parse()
                 .with_context(|| format!("bad probe selector `{sel}` (VID:PID[:serial])"))?;
-            let Some(info) = lister.list_all().into_iter().find(|p| want.matches_probe(p)) else {
+            let Some(info) = lister
+                .list_all()
+                .into_iter()
+                .find(|p| want.matches_probe(p))
+            else {
                 return Err(NoProbe(Some(sel.into())).into());
             };
             info.open()?

@@ -29,10 +29,18 @@ pub enum Outcome {
 /// console on QEMU's stdout.
 pub fn command(binary: &str, machine: &str, elf: &Path) -> Command {
     let mut c = Command::new(binary);
-    c.args(["-M", machine, "-nographic", "-monitor", "none", "-serial", "none"])
-        .args(["-semihosting-config", "enable=on,target=native"])
-        .arg("-kernel")
-        .arg(elf);
+    c.args([
+        "-M",
+        machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+    ])
+    .args(["-semihosting-config", "enable=on,target=native"])
+    .arg("-kernel")
+    .arg(elf);
     c
 }
 

@@ -39,7 +39,11 @@ fn image(board: &str) -> Vec<u8> {
 #[test]
 fn mps2_an500_is_described_by_its_own_target_description() {
     let b = probe_boards();
-    let names: Vec<&str> = b.iter().map(|(n, _, p)| (n.as_str(), p.as_str())).map(|(n, _)| n).collect();
+    let names: Vec<&str> = b
+        .iter()
+        .map(|(n, _, p)| (n.as_str(), p.as_str()))
+        .map(|(n, _)| n)
+        .collect();
     assert!(names.contains(&"mps2-an500"), "{names:?}");
     // probe-rs has no built-in MPS2 target (its generic Cortex-M7 has no memory map), hence
     // the shipped description.
@@ -86,7 +90,10 @@ fn every_board_image_fits_its_memory_map() {
         if name == "mps2-an500" {
             // Loaded into SSRAM1 and booted from there; data and stack in SSRAM2/3.
             assert!(plan.boots_from_ram);
-            assert!(plan.loaded.iter().all(|s| s.region == "ZBT_SSRAM1"), "{plan:?}");
+            assert!(
+                plan.loaded.iter().all(|s| s.region == "ZBT_SSRAM1"),
+                "{plan:?}"
+            );
             let bss = &plan.sections.iter().find(|(n, _)| n == ".bss").unwrap().1;
             assert_eq!(bss.region, "ZBT_SSRAM23");
         }
@@ -117,7 +124,10 @@ fn data_outside_the_memory_map_is_refused_by_the_loader() {
     // 0x1000_0000 is in no region of the AN500 map.
     move_first_segment(&mut elf, 0x1000_0000);
     let e = format!("{:#}", probe::plan(&t, &elf).unwrap_err());
-    assert!(e.contains("probe-rs cannot place") && e.contains("0x10000000"), "{e}");
+    assert!(
+        e.contains("probe-rs cannot place") && e.contains("0x10000000"),
+        "{e}"
+    );
 }
 
 #[test]

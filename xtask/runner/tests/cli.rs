@@ -47,7 +47,10 @@ fn missing_qemu_names_the_package() {
     )
     .unwrap_err();
     let e = format!("{e:#}");
-    assert!(e.contains("is not installed") && e.contains("apt-get install"), "{e}");
+    assert!(
+        e.contains("is not installed") && e.contains("apt-get install"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -59,7 +62,10 @@ fn a_hung_qemu_is_killed_at_the_timeout_and_reaped() {
     let pid_file = dir.join("pid");
     std::fs::write(
         &fake,
-        format!("#!/bin/sh\necho $$ > {}\nexec sleep 600\n", pid_file.display()),
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+            pid_file.display()
+        ),
     )
     .unwrap();
     let mut perm = std::fs::metadata(&fake).unwrap().permissions();
