@@ -196,3 +196,59 @@ pub fn split_agreement(blob: &[u8]) -> Result<Agreement, BadBlob> {
     }
     Ok(a)
 }
+
+/// Writes an Ethernet + IPv4 + TCP frame (10.0.0.1:`src_port` -> 10.0.0.2:`dst_port`, sequence
+/// number `seq`, ACK|PSH, no options) carrying `payload_len` payload bytes 0, 1, 2, ... into
+/// `buf` with the shared crate's emitters (their transmit half runs on target too) and returns
+/// it. The TCP checksum is left 0.
+pub fn tcp4_frame(
+    buf: &mut [u8],
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    payload_len: usize,
+) -> &[u8] {
+    use splitrx_shared::wire::{
+        ip, tcp, EtherType, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr, TcpPacket, TcpRepr,
+    };
+    let tcp = TcpRepr {
+        src_port,
+        dst_port,
+        seq_number: seq,
+        ack_number: 1,
+        flags: tcp::flags::ACK | tcp::flags::PSH,
+        window_len: 512,
+        urgent_at: 0,
+        options: &[],
+        payload_len,
+    };
+    let ipv4 = Ipv4Repr {
+        dscp_ecn: 0,
+        ident: 1,
+        dont_frag: true,
+        more_frags: false,
+        frag_offset: 0,
+        ttl: 64,
+        protocol: ip::TCP,
+        src_addr: [10, 0, 0, 1],
+        dst_addr: [10, 0, 0, 2],
+        options: &[],
+        payload_len: tcp.buffer_len(),
+    };
+    let eth = EthernetRepr {
+        dst_addr: [0x02, 0, 0, 0, 0, 2],
+        src_addr: [0x02, 0, 0, 0, 0, 1],
+        vlans: Default::default(),
+        ethertype: EtherType::IPV4,
+    };
+    let f = &mut buf[..eth.buffer_len(ipv4.buffer_len())];
+    let l3 = eth.header_len();
+    let l4 = l3 + ipv4.header_len();
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+    ipv4.emit(&mut Ipv4Packet::new_unchecked(&mut f[l3..]));
+    tcp.emit(&mut TcpPacket::new_unchecked(&mut f[l4..]));
+    for (i, b) in f[l4 + tcp.header_len()..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    f
+}

@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use splitrx_mps2_an500 as _;
+use splitrx_mps2_an500::tcp4_frame;
 
 use core::ptr::addr_of_mut;
 use splitrx_firmware::hal::HalParts;
@@ -80,27 +80,6 @@ fn read<'m>(w: &'m Windows<'_, 2>, bus: u64, len: usize) -> &'m [u8] {
     unsafe { core::slice::from_raw_parts(p.as_ptr(), len) }
 }
 
-/// Ethernet + IPv4 + TCP (no options) with `len` payload bytes 0, 1, 2, ...
-fn tcp_frame(buf: &mut [u8], len: usize) -> &[u8] {
-    let f = &mut buf[..54 + len];
-    f.fill(0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&((40 + len) as u16).to_be_bytes());
-    f[22] = 64;
-    f[23] = 6;
-    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
-    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
-    f[34..36].copy_from_slice(&4000u16.to_be_bytes());
-    f[36..38].copy_from_slice(&80u16.to_be_bytes());
-    f[46] = 5 << 4;
-    f[47] = 0x18;
-    for (i, b) in f[54..].iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    f
-}
-
 #[defmt_test::tests]
 mod tests {
     use super::*;
@@ -108,7 +87,7 @@ mod tests {
     #[test]
     fn frames_land_byte_exact_through_the_firmware() {
         let mut tcp = [0u8; 54 + 1000];
-        let tcp = tcp_frame(&mut tcp, 1000);
+        let tcp = tcp4_frame(&mut tcp, 4000, 80, 1, 1000);
         let arp = [0x5a_u8; 60];
         let mut arp = arp;
         arp[12..14].copy_from_slice(&[0x08, 0x06]);

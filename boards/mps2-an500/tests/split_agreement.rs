@@ -6,7 +6,7 @@
 
 use splitrx_mps2_an500 as _;
 
-use splitrx_mps2_an500::{split_agreement, Blob, SPLIT_BLOB};
+use splitrx_mps2_an500::{split_agreement, tcp4_frame, Blob, SPLIT_BLOB};
 use splitrx_shared::split::{split, FrameClass, NoSplitReason, SplitConfig};
 use splitrx_shared::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
 
@@ -44,17 +44,7 @@ mod tests {
     #[test]
     fn parsers_at_every_alignment() {
         let mut frame = [0u8; 14 + 20 + 20 + 100];
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        frame[14] = 0x45;
-        frame[16..18].copy_from_slice(&140u16.to_be_bytes());
-        frame[22] = 64;
-        frame[23] = 6;
-        frame[26..30].copy_from_slice(&[10, 0, 0, 1]);
-        frame[30..34].copy_from_slice(&[10, 0, 0, 2]);
-        frame[34..36].copy_from_slice(&0x1234u16.to_be_bytes());
-        frame[36..38].copy_from_slice(&443u16.to_be_bytes());
-        frame[38..42].copy_from_slice(&0xdead_beefu32.to_be_bytes());
-        frame[46] = 5 << 4;
+        let frame = tcp4_frame(&mut frame, 0x1234, 443, 0xdead_beef, 100);
         let cfg = SplitConfig::default();
         let want = split(&frame, &cfg);
         defmt::assert_eq!(want.class, FrameClass::Tcp);
@@ -66,7 +56,7 @@ mod tests {
         let mut buf = [0u8; 160 + 8];
         for shift in 0..8 {
             let f = &mut buf[shift..shift + frame.len()];
-            f.copy_from_slice(&frame);
+            f.copy_from_slice(frame);
             defmt::assert!(split(f, &cfg) == want, "shift {=usize}", shift);
             let eth = EthernetFrame::new_checked(&f[..]).unwrap();
             let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
