@@ -46,7 +46,7 @@ mod tests {
         let mut frame = [0u8; 14 + 20 + 20 + 100];
         let frame = tcp4_frame(&mut frame, 0x1234, 443, 0xdead_beef, 100);
         let cfg = SplitConfig::default();
-        let want = split(&frame, &cfg);
+        let want = split(frame, &cfg);
         defmt::assert_eq!(want.class, FrameClass::Tcp);
         defmt::assert_eq!(want.reason, NoSplitReason::Split);
         defmt::assert_eq!(
