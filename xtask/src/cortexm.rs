@@ -5,7 +5,7 @@
 //! built here: the runner runs an image under QEMU (timeout, defmt decoded) or on a board
 //! through a debug probe.
 
-use super::{cargo, output, project_root, run, run_tests, FAILED, PASSED};
+use super::{cargo, output, project_root, run, run_tests, step, FAILED, PASSED};
 use crate::boards::{self, Board};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -37,18 +37,7 @@ fn cortex_m_boards() -> Result<Vec<Board>> {
 fn split_blob() -> Result<PathBuf> {
     let blob = target_dir("images").join("split.blob");
     std::fs::create_dir_all(blob.parent().context("images dir")?)?;
-    run(cargo().env("SPLITRX_SPLIT_BLOB", &blob).args([
-        "test",
-        "--quiet",
-        "-p",
-        "splitrx-shared",
-        "--test",
-        "wire_captures",
-        "--",
-        "--ignored",
-        "--exact",
-        "write_target_split_blob",
-    ]))?;
+    run(super::capture_writer("write_target_split_blob").env("SPLITRX_SPLIT_BLOB", &blob))?;
     Ok(blob)
 }
 
@@ -146,6 +135,18 @@ pub fn ensure_qemu(binary: &str) -> Result<()> {
     .with_context(|| how.clone())?;
     output(Command::new(binary).arg("--version")).with_context(|| how.clone())?;
     Ok(())
+}
+
+/// The two steps `cargo xtask test` and `cargo xtask on-target` run.
+pub fn test_steps() -> Result<()> {
+    step(
+        "Cortex-M on-target tests (QEMU mps2-an500)",
+        on_target_tests,
+    )?;
+    step(
+        "probe-rs: board descriptions, image plans, no-probe flash",
+        probe_checks,
+    )
 }
 
 /// `cargo xtask test`'s on-target step: every Cortex-M board's tests (defmt-test images)

@@ -149,14 +149,7 @@ fn main() -> Result<()> {
         Cmd::Layering => layering(),
         Cmd::OnTarget => {
             ensure_targets()?;
-            step(
-                "Cortex-M on-target tests (QEMU mps2-an500)",
-                cortexm::on_target_tests,
-            )?;
-            step(
-                "probe-rs: board descriptions, image plans, no-probe flash",
-                cortexm::probe_checks,
-            )?;
+            cortexm::test_steps()?;
             let (passed, failed) = (PASSED.load(Relaxed), FAILED.load(Relaxed));
             println!("{passed} passed, {failed} failed");
             Ok(())
@@ -201,14 +194,7 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     step("32-bit (i686) tests of shared and firmware", thirty_two_bit)?;
     step("no_std builds for ARM", build_targets)?;
     step("firmware code size (thumbv7em)", size)?;
-    step(
-        "Cortex-M on-target tests (QEMU mps2-an500)",
-        cortexm::on_target_tests,
-    )?;
-    step(
-        "probe-rs: board descriptions, image plans, no-probe flash",
-        cortexm::probe_checks,
-    )?;
+    cortexm::test_steps()?;
     if fuzz_secs > 0 {
         step("fuzz smoke", || fuzz(fuzz_secs))?;
     }
@@ -445,18 +431,7 @@ fn fuzz(secs: u32) -> Result<()> {
     }
     // Seed the parse+split fuzzer with every Ethernet frame of the captures (written into its
     // corpus directory), so libFuzzer starts from real traffic.
-    run(cargo().args([
-        "test",
-        "--quiet",
-        "-p",
-        "splitrx-shared",
-        "--test",
-        "wire_captures",
-        "--",
-        "--ignored",
-        "--exact",
-        "write_fuzz_seed_corpus",
-    ]))?;
+    run(&mut capture_writer("write_fuzz_seed_corpus"))?;
     // Seed the capture-reader fuzzer with every capture file (copied, not committed).
     let corpus = project_root().join("host/fuzz/corpus/capture_reader");
     std::fs::create_dir_all(&corpus)?;
@@ -490,6 +465,25 @@ fn fuzz(secs: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One of the shared crate's ignored `wire_captures` tests that write files derived from every
+/// capture frame (fuzz seeds, the on-target split blob).
+fn capture_writer(test: &str) -> Command {
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--quiet",
+        "-p",
+        "splitrx-shared",
+        "--test",
+        "wire_captures",
+        "--",
+        "--ignored",
+        "--exact",
+        test,
+    ]);
+    c
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
