@@ -26,6 +26,10 @@ pub struct Qemu {
     pub binary: String,
     /// QEMU's `-M` machine.
     pub machine: String,
+    /// QEMU's `-cpu` (the machine's default when absent).
+    pub cpu: Option<String>,
+    /// QEMU's `-m`, in MiB (the machine's default when absent).
+    pub memory_mib: Option<u32>,
 }
 
 /// A `board.toml`.

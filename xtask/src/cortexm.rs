@@ -185,9 +185,14 @@ fn run_on_qemu(runner: &Path, q: &boards::Qemu, elf: &Path) -> Result<()> {
     println!("on target ({}): {name}", q.machine);
     let mut c = Command::new(runner);
     c.args(["qemu", "--binary", &q.binary, "--machine", &q.machine])
-        .args(["--timeout", &QEMU_TIMEOUT_SECS.to_string()])
-        .arg(elf)
-        .stdout(Stdio::piped());
+        .args(["--timeout", &QEMU_TIMEOUT_SECS.to_string()]);
+    if let Some(cpu) = &q.cpu {
+        c.args(["--cpu", cpu]);
+    }
+    if let Some(m) = q.memory_mib {
+        c.args(["--memory-mib", &m.to_string()]);
+    }
+    c.arg(elf).stdout(Stdio::piped());
     let mut child = c
         .spawn()
         .with_context(|| format!("could not start {c:?}"))?;

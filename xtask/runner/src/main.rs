@@ -1,7 +1,7 @@
 //! `splitrx-runner`: see the library docs. Called by `cargo xtask test` and `cargo xtask flash`.
 //!
 //! ```text
-//! splitrx-runner qemu  --binary qemu-system-arm --machine mps2-an500 --timeout 120 IMAGE
+//! splitrx-runner qemu  --binary qemu-system-arm --machine mps2-an500 [--cpu C] [--memory-mib N] --timeout 120 IMAGE
 //! splitrx-runner check --board-dir boards/mps2-an500 --probe mps2-an500.yaml IMAGE
 //! splitrx-runner flash --board-dir boards/mps2-an500 --probe mps2-an500.yaml [--selector VID:PID] IMAGE
 //! ```
@@ -32,6 +32,12 @@ enum Cmd {
         binary: String,
         #[arg(long)]
         machine: String,
+        /// `-cpu` (the machine's default when absent).
+        #[arg(long)]
+        cpu: Option<String>,
+        /// `-m` in MiB (the machine's default when absent).
+        #[arg(long)]
+        memory_mib: Option<u32>,
         /// Seconds before QEMU is killed.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -85,11 +91,19 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Qemu {
             binary,
             machine,
+            cpu,
+            memory_mib,
             timeout,
             image,
         } => {
             let t = Duration::from_secs(timeout);
-            match qemu::run(&binary, &machine, &image, t, |l| println!("{l}"))? {
+            let m = qemu::Machine {
+                binary,
+                machine,
+                cpu,
+                memory_mib,
+            };
+            match qemu::run(&m, &image, t, |l| println!("{l}"))? {
                 qemu::Outcome::Exited(c) => {
                     println!("qemu: exit code {c}");
                     Ok(code(c.into()))

@@ -25,37 +25,49 @@ pub enum Outcome {
     TimedOut(Duration),
 }
 
-/// QEMU's command line for an image on `machine`: no display, semihosting with the guest's
-/// console on QEMU's stdout.
-pub fn command(binary: &str, machine: &str, elf: &Path) -> Command {
-    let mut c = Command::new(binary);
-    c.args([
-        "-M",
-        machine,
-        "-nographic",
-        "-monitor",
-        "none",
-        "-serial",
-        "none",
-    ])
-    .args(["-semihosting-config", "enable=on,target=native"])
-    .arg("-kernel")
-    .arg(elf);
+/// The emulated machine (a board.toml's `[qemu]` table).
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// `qemu-system-arm`, ...
+    pub binary: String,
+    /// `-M`.
+    pub machine: String,
+    /// `-cpu`, when not the machine's default.
+    pub cpu: Option<String>,
+    /// `-m` in MiB, when not the machine's default.
+    pub memory_mib: Option<u32>,
+}
+
+/// QEMU's command line for an image: no display, semihosting with the guest's console on
+/// QEMU's stdout.
+pub fn command(m: &Machine, elf: &Path) -> Command {
+    let mut c = Command::new(&m.binary);
+    c.args(["-M", &m.machine]);
+    if let Some(cpu) = &m.cpu {
+        c.args(["-cpu", cpu]);
+    }
+    if let Some(mib) = m.memory_mib {
+        c.args(["-m", &format!("{mib}M")]);
+    }
+    c.args(["-nographic", "-monitor", "none", "-serial", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-kernel")
+        .arg(elf);
     c
 }
 
 /// Runs `elf` under QEMU, printing every decoded defmt line through `out`; returns how QEMU
 /// ended. A QEMU binary that is missing is an error that names the Debian package.
 pub fn run(
-    binary: &str,
-    machine: &str,
+    m: &Machine,
     elf: &Path,
     timeout: Duration,
     mut out: impl FnMut(&str),
 ) -> Result<Outcome> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let log = Log::from_elf(&bytes)?;
-    let mut c = command(binary, machine, elf);
+    let mut c = command(m, elf);
+    let binary = &m.binary;
     c.stdin(Stdio::null()).stdout(Stdio::piped());
     // SAFETY: the closure runs in the forked child before exec and only makes one
     // async-signal-safe system call (prctl), touching no memory of the parent.

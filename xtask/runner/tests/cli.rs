@@ -15,6 +15,15 @@ fn image() -> PathBuf {
     Path::new(&dir).join("mps2-an500.elf")
 }
 
+fn machine(binary: &str) -> splitrx_runner::qemu::Machine {
+    splitrx_runner::qemu::Machine {
+        binary: binary.into(),
+        machine: "mps2-an500".into(),
+        cpu: None,
+        memory_mib: None,
+    }
+}
+
 #[test]
 fn flash_without_a_probe_fails_clearly() {
     let mut c = Command::new(env!("CARGO_BIN_EXE_splitrx-runner"));
@@ -39,8 +48,7 @@ fn flash_without_a_probe_fails_clearly() {
 #[test]
 fn missing_qemu_names_the_package() {
     let e = splitrx_runner::qemu::run(
-        "qemu-system-arm-not-installed",
-        "mps2-an500",
+        &machine("qemu-system-arm-not-installed"),
         &image(),
         Duration::from_secs(5),
         |_| {},
@@ -73,8 +81,7 @@ fn a_hung_qemu_is_killed_at_the_timeout_and_reaped() {
     std::fs::set_permissions(&fake, perm).unwrap();
     let t0 = std::time::Instant::now();
     let outcome = splitrx_runner::qemu::run(
-        fake.to_str().unwrap(),
-        "mps2-an500",
+        &machine(fake.to_str().unwrap()),
         &image(),
         Duration::from_secs(1),
         |_| {},
