@@ -139,6 +139,12 @@ pub fn ensure_qemu(binary: &str) -> Result<()> {
 
 /// The two steps `cargo xtask test` and `cargo xtask on-target` run.
 pub fn test_steps() -> Result<()> {
+    step("format check (Cortex-M board crates, runner)", || {
+        let mut dirs = vec![project_root().join("xtask/runner")];
+        dirs.extend(cortex_m_boards()?.into_iter().map(|b| b.dir));
+        dirs.iter()
+            .try_for_each(|d| run(cargo().current_dir(d).args(["fmt", "--check"])))
+    })?;
     step(
         "Cortex-M on-target tests (QEMU mps2-an500)",
         on_target_tests,
