@@ -278,6 +278,26 @@ pub struct SplitResult {
     pub error: Option<Malformed>,
 }
 
+impl SplitResult {
+    /// CRC-32 of this result's `Debug` rendering (every field, nested ones included). Compares
+    /// decisions made on different machines without a serialisation format: the Cortex-M
+    /// on-target tests (`boards/mps2-an500`) check the target's fingerprint of every capture
+    /// frame against the one the host computed.
+    pub fn fingerprint(&self) -> u32 {
+        struct Crc(crc32fast::Hasher);
+        impl core::fmt::Write for Crc {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                self.0.update(s.as_bytes());
+                Ok(())
+            }
+        }
+        let mut h = Crc(crc32fast::Hasher::new());
+        // Writing into a hasher cannot fail.
+        let _ = core::fmt::write(&mut h, format_args!("{self:?}"));
+        h.0.finalize()
+    }
+}
+
 /// Decides how to split `frame` (the bytes the MAC delivered). Never panics, never reads past
 /// `frame`. See the module docs for the exact rules.
 pub fn split(frame: &[u8], cfg: &SplitConfig) -> SplitResult {

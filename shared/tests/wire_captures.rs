@@ -615,3 +615,95 @@ fn write_fuzz_seed_corpus() {
     }
     println!("wrote {n} seeds to {}", dir.display());
 }
+
+/// The split configurations of the on-target agreement test (written into its blob).
+const TARGET_CONFIGS: [SplitConfig; 2] = [
+    SplitConfig {
+        hds_thresh: 0,
+        verify_icrc: true,
+    },
+    SplitConfig {
+        hds_thresh: 256,
+        verify_icrc: false,
+    },
+];
+
+/// The blob the Cortex-M on-target test (`boards/mps2-an500/tests/split_agreement.rs`) links:
+/// every Ethernet frame of the captures with the host's [`SplitResult::fingerprint`] under each
+/// of [`TARGET_CONFIGS`]. Little-endian throughout:
+///
+/// ```text
+/// b"SRXSPLIT"  u32 configs C  C x (u32 hds_thresh, u32 verify_icrc)  u32 frames N
+/// N x (u32 frame number, u32 frame length, u8 name length, name, C x u32 fingerprint, frame)
+/// ```
+fn target_split_blob() -> (Vec<u8>, usize) {
+    let mut b = b"SRXSPLIT".to_vec();
+    b.extend_from_slice(&(TARGET_CONFIGS.len() as u32).to_le_bytes());
+    for c in &TARGET_CONFIGS {
+        b.extend_from_slice(&c.hds_thresh.to_le_bytes());
+        b.extend_from_slice(&u32::from(c.verify_icrc).to_le_bytes());
+    }
+    let frames = all_ethernet_frames();
+    b.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    for f in &frames {
+        b.extend_from_slice(&(f.number as u32).to_le_bytes());
+        b.extend_from_slice(&(f.data.len() as u32).to_le_bytes());
+        b.push(f.file.len() as u8);
+        b.extend_from_slice(f.file.as_bytes());
+        for c in &TARGET_CONFIGS {
+            b.extend_from_slice(&split(&f.data, c).fingerprint().to_le_bytes());
+        }
+        b.extend_from_slice(&f.data);
+    }
+    (b, frames.len())
+}
+
+/// The blob is deterministic and covers every frame; fingerprints tell results apart.
+#[test]
+fn target_split_blob_is_stable() {
+    let (a, n) = target_split_blob();
+    let (b, m) = target_split_blob();
+    assert_eq!((a.len(), n), (b.len(), m));
+    assert!(a == b);
+    assert_eq!(n, all_ethernet_frames().len());
+    assert!(n > 1000, "{n} frames");
+    // Equal results, equal fingerprints; any field changed, another fingerprint.
+    let r = split0(find(&frames_of("pcapplusplus__tls.pcap"), 1));
+    assert_eq!(r.fingerprint(), { r }.fingerprint());
+    let fields = [
+        SplitResult {
+            split: !r.split,
+            ..r
+        },
+        SplitResult {
+            payload_offset: r.payload_offset.map(|o| o + 1),
+            ..r
+        },
+        SplitResult {
+            outer_ip_version: 5,
+            ..r
+        },
+        SplitResult {
+            error: Some(Malformed::BadUdpLength),
+            ..r
+        },
+    ];
+    for other in fields {
+        assert_ne!(other.fingerprint(), r.fingerprint(), "{other:?}");
+    }
+}
+
+/// Writes the on-target agreement blob to `$SPLITRX_SPLIT_BLOB` (`cargo xtask test` and
+/// `cargo xtask flash` do this before building the Cortex-M images).
+#[test]
+#[ignore]
+fn write_target_split_blob() {
+    let path = std::env::var_os("SPLITRX_SPLIT_BLOB").expect("set SPLITRX_SPLIT_BLOB");
+    let (blob, n) = target_split_blob();
+    std::fs::write(&path, &blob).unwrap();
+    println!(
+        "wrote {n} frames ({} bytes) to {}",
+        blob.len(),
+        std::path::Path::new(&path).display()
+    );
+}

@@ -18,6 +18,20 @@ pub struct Window {
     pub what: String,
 }
 
+/// A board's `[qemu]` table: the emulator and machine (other keys are the board's own, read
+/// by its code).
+#[derive(Debug, serde::Deserialize)]
+pub struct Qemu {
+    /// `qemu-system-arm`, `qemu-system-aarch64`.
+    pub binary: String,
+    /// QEMU's `-M` machine.
+    pub machine: String,
+    /// QEMU's `-cpu` (the machine's default when absent).
+    pub cpu: Option<String>,
+    /// QEMU's `-m`, in MiB (the machine's default when absent).
+    pub memory_mib: Option<u32>,
+}
+
 /// A `board.toml`.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +48,8 @@ pub struct Board {
     pub capacities: String,
     #[serde(default)]
     pub memory: BTreeMap<String, Window>,
+    /// How QEMU runs the board's images (boards with runner `qemu`).
+    pub qemu: Option<Qemu>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -61,6 +77,19 @@ impl Board {
                 "board `{}`: target `{}` is not a target triple",
                 self.name,
                 self.target
+            );
+        }
+        if (self.runner == "qemu") != self.qemu.is_some() {
+            bail!(
+                "board `{}`: a [qemu] table (binary, machine) goes with runner `qemu`, and only with it",
+                self.name
+            );
+        }
+        if self.probe.ends_with(".yaml") && !self.dir.join(&self.probe).is_file() {
+            bail!(
+                "board `{}`: probe-rs target description `{}` is not in the board folder",
+                self.name,
+                self.probe
             );
         }
         let fw = root_of(&self.dir).join("firmware/Cargo.toml");

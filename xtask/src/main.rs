@@ -9,6 +9,8 @@
 //! - `cargo xtask oracle`         regenerate the tshark oracle fixtures (needs tshark)
 //! - `cargo xtask boards`         list and validate the boards (`boards/*/board.toml`)
 //! - `cargo xtask layering`       check the crate layering against the dependency graph
+//! - `cargo xtask on-target`      the Cortex-M on-target tests (QEMU) and probe-rs checks alone
+//! - `cargo xtask flash --board B` flash and run B's image through a debug probe (probe-rs)
 //!
 //! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
 //! built here with an explicit `--target`.
@@ -22,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 mod boards;
+mod cortexm;
 
 /// ARM targets the `no_std` crates must build for (library portability; the boards' own
 /// targets come from `boards/*/board.toml`).
@@ -89,6 +92,17 @@ enum Cmd {
     Boards,
     /// Check the crate layering against the dependency graph.
     Layering,
+    /// Run the Cortex-M on-target tests under QEMU and the probe-rs checks (part of `test`).
+    OnTarget,
+    /// Flash a board's image through a debug probe and run it (probe-rs; defmt logs over RTT).
+    Flash {
+        /// Board name (`cargo xtask boards`).
+        #[arg(long)]
+        board: String,
+        /// Which probe (VID:PID[:serial]); the first one found by default.
+        #[arg(long)]
+        probe: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -133,6 +147,14 @@ fn main() -> Result<()> {
         }
         Cmd::Oracle => run(Command::new("bash").arg("scripts/gen-oracle.sh")),
         Cmd::Layering => layering(),
+        Cmd::OnTarget => {
+            ensure_targets()?;
+            cortexm::test_steps()?;
+            let (passed, failed) = (PASSED.load(Relaxed), FAILED.load(Relaxed));
+            println!("{passed} passed, {failed} failed");
+            Ok(())
+        }
+        Cmd::Flash { board, probe } => cortexm::flash(&board, probe.as_deref()),
         Cmd::Boards => {
             boards::print(&boards::load(&root)?);
             Ok(())
@@ -172,6 +194,7 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     step("32-bit (i686) tests of shared and firmware", thirty_two_bit)?;
     step("no_std builds for ARM", build_targets)?;
     step("firmware code size (thumbv7em)", size)?;
+    cortexm::test_steps()?;
     if fuzz_secs > 0 {
         step("fuzz smoke", || fuzz(fuzz_secs))?;
     }
@@ -344,8 +367,8 @@ fn size() -> Result<()> {
         .args(["build", "--release"]))?;
     let elf = probe.join("target/thumbv7em-none-eabihf/release/splitrx-size-probe");
     let text = elf_size(&elf)?;
-    println!("{text}");
-    Ok(())
+    println!("size-probe (firmware datapath + control plane):\n{text}");
+    cortexm::image_sizes()
 }
 
 /// `size`-style text/data/bss of an ELF, using whichever size tool exists.
@@ -408,18 +431,7 @@ fn fuzz(secs: u32) -> Result<()> {
     }
     // Seed the parse+split fuzzer with every Ethernet frame of the captures (written into its
     // corpus directory), so libFuzzer starts from real traffic.
-    run(cargo().args([
-        "test",
-        "--quiet",
-        "-p",
-        "splitrx-shared",
-        "--test",
-        "wire_captures",
-        "--",
-        "--ignored",
-        "--exact",
-        "write_fuzz_seed_corpus",
-    ]))?;
+    run(&mut capture_writer("write_fuzz_seed_corpus"))?;
     // Seed the capture-reader fuzzer with every capture file (copied, not committed).
     let corpus = project_root().join("host/fuzz/corpus/capture_reader");
     std::fs::create_dir_all(&corpus)?;
@@ -453,6 +465,25 @@ fn fuzz(secs: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One of the shared crate's ignored `wire_captures` tests that write files derived from every
+/// capture frame (fuzz seeds, the on-target split blob).
+fn capture_writer(test: &str) -> Command {
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--quiet",
+        "-p",
+        "splitrx-shared",
+        "--test",
+        "wire_captures",
+        "--",
+        "--ignored",
+        "--exact",
+        test,
+    ]);
+    c
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {

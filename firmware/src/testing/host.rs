@@ -9,7 +9,7 @@
 //!
 //! Used by the integration tests, the fuzz targets and the benchmarks.
 
-use super::{BusMemory, FakeClock, FakeDma, FakeMem};
+use super::{lay_out_region, BusMemory, FakeClock, FakeDma, FakeMem, HostPool};
 use crate::hal::{Hal, HalParts, MacRx, MacTx, RxFrame, TxError};
 use crate::Firmware;
 use core::mem::offset_of;
@@ -19,8 +19,7 @@ use splitrx_shared::abi::{
     CtrlStatus, FillDesc, ModifyQpArgs, PoolMode, QueueHeader, RecvWqe, RegisterMrArgs,
     RegisterPoolArgs, RingKind, RoceCqe, RxCompletion, NO_SRQ,
 };
-use splitrx_shared::region::RegionLayout;
-use splitrx_shared::ring::{ring_bytes, Consumer, Producer, RingEntry};
+use splitrx_shared::ring::{Consumer, Producer, RingEntry};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -206,6 +205,12 @@ impl MacTx for FakeTx {
     }
 }
 
+impl BusMemory for Memory {
+    fn ptr(&self, bus: u64, len: usize) -> Option<NonNull<u8>> {
+        Memory::ptr(self, bus, len)
+    }
+}
+
 impl BusMemory for Rc<Memory> {
     fn ptr(&self, bus: u64, len: usize) -> Option<NonNull<u8>> {
         Memory::ptr(self, bus, len)
@@ -291,8 +296,7 @@ pub fn recv_wqe(wr_id: u64, bus: u64, len: u32, lkey: u32, qpn: u32) -> RecvWqe 
     }
 }
 
-/// Lays out a region at `bus` the way the host does ([`RegionLayout`]): writes its
-/// QueueHeader and initialises the rings. Returns the ring base pointers, in `rings` order.
+/// [`lay_out_region`] over the arenas, as a `Vec`.
 pub fn layout_region(
     mem: &Memory,
     bus: u64,
@@ -300,19 +304,8 @@ pub fn layout_region(
     queue_id: u16,
     rings: &[(RingKind, u32)],
 ) -> Vec<NonNull<u8>> {
-    let l = RegionLayout::new(queue_id, rings).expect("region layout");
-    assert!(l.size <= len, "rings do not fit the region");
-    let base = mem.ptr(bus, len as usize).expect("region inside an arena");
-    // SAFETY: `ptr` checked that `len` bytes at `base` lie in a live arena (arenas are
-    // page-aligned and regions are placed at aligned bus addresses); no ring handle exists yet.
-    unsafe { l.init(base, len as usize) }.expect("region init");
-    l.header.rings[..rings.len()]
-        .iter()
-        .map(|r| {
-            let bytes = ring_bytes(r.capacity.get(), r.entry_size.get() as usize) as usize;
-            mem.ptr(bus + r.offset.get(), bytes)
-                .expect("ring inside arena")
-        })
+    lay_out_region(mem, bus, len, queue_id, rings)
+        .into_iter()
         .collect()
 }
 
@@ -334,28 +327,6 @@ impl HostQueue {
             v.push(c);
         }
         v
-    }
-}
-
-/// A registered pool, host view.
-#[derive(Clone, Copy, Debug)]
-pub struct HostPool {
-    pub id: u8,
-    pub bus: u64,
-    pub buf_size: u32,
-    pub count: u32,
-}
-
-impl HostPool {
-    pub fn desc(&self, i: u32) -> FillDesc {
-        FillDesc::new(
-            BufRef::new(self.id, i).unwrap(),
-            self.bus + i as u64 * self.buf_size as u64,
-            self.buf_size,
-        )
-    }
-    pub fn addr(&self, b: BufRef) -> u64 {
-        self.bus + b.index() as u64 * self.buf_size as u64
     }
 }
 
@@ -606,7 +577,7 @@ impl<R: MacRx> Testbed<R> {
             rings.push((RingKind::RecvWqe, rq_cap));
         }
         rings.push((RingKind::RoceCq, cq_cap));
-        let len = RegionLayout::new(0, &rings).expect("layout").size;
+        let len = splitrx_shared::region::RegionLayout::new(0, &rings).expect("layout").size;
         let bus = self.alloc_region(len);
         let ptrs = layout_region(&self.mem, bus, len, 0, &rings);
         let (rq, cqp) = if srqn == NO_SRQ {
@@ -642,7 +613,7 @@ impl<R: MacRx> Testbed<R> {
     /// host's producer.
     pub fn create_srq(&mut self, srqn: u32, pd: u32, cap: u32) -> (CtrlStatus, Producer<RecvWqe>) {
         let rings = [(RingKind::RecvWqe, cap)];
-        let len = RegionLayout::new(0, &rings).expect("layout").size;
+        let len = splitrx_shared::region::RegionLayout::new(0, &rings).expect("layout").size;
         let bus = self.alloc_region(len);
         let ptrs = layout_region(&self.mem, bus, len, 0, &rings);
         let a = CreateSrqArgs {

@@ -20,6 +20,9 @@ use crate::hal::{
 };
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+use splitrx_shared::abi::{BufRef, FillDesc, RingKind, MAX_RINGS};
+use splitrx_shared::region::RegionLayout;
+use splitrx_shared::ring::ring_bytes;
 
 #[cfg(any(test, feature = "std"))]
 mod host;
@@ -256,6 +259,56 @@ impl<'a, R: MacRx, const N: usize> Hal for WindowHal<'a, R, N> {
     type Dma = FakeDma<Windows<'a, N>>;
     type Mem = FakeMem<Windows<'a, N>>;
     type Clock = FakeClock;
+}
+
+/// Lays out a region at `bus` the way the host does ([`RegionLayout`]): writes its
+/// QueueHeader and initialises the rings. Returns the ring base pointers, in `rings` order.
+/// Panics (test helper) when the layout is refused or does not fit `mem`.
+pub fn lay_out_region<M: BusMemory + ?Sized>(
+    mem: &M,
+    bus: u64,
+    len: u64,
+    queue_id: u16,
+    rings: &[(RingKind, u32)],
+) -> heapless::Vec<NonNull<u8>, MAX_RINGS> {
+    let l = RegionLayout::new(queue_id, rings).expect("region layout");
+    assert!(l.size <= len, "rings do not fit the region");
+    let base = mem
+        .ptr(bus, len as usize)
+        .expect("region inside the bus memory");
+    // SAFETY: `ptr` checked that `len` bytes at `base` lie in live memory (regions are placed
+    // at aligned bus addresses); no ring handle exists yet.
+    unsafe { l.init(base, len as usize) }.expect("region init");
+    l.header.rings[..rings.len()]
+        .iter()
+        .map(|r| {
+            let bytes = ring_bytes(r.capacity.get(), r.entry_size.get() as usize) as usize;
+            mem.ptr(bus + r.offset.get(), bytes)
+                .expect("ring inside the bus memory")
+        })
+        .collect()
+}
+
+/// A registered pool, host view.
+#[derive(Clone, Copy, Debug)]
+pub struct HostPool {
+    pub id: u8,
+    pub bus: u64,
+    pub buf_size: u32,
+    pub count: u32,
+}
+
+impl HostPool {
+    pub fn desc(&self, i: u32) -> FillDesc {
+        FillDesc::new(
+            BufRef::new(self.id, i).unwrap(),
+            self.bus + i as u64 * self.buf_size as u64,
+            self.buf_size,
+        )
+    }
+    pub fn addr(&self, b: BufRef) -> u64 {
+        self.bus + b.index() as u64 * self.buf_size as u64
+    }
 }
 
 #[cfg(test)]
