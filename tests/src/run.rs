@@ -422,6 +422,10 @@ pub struct RunReport {
     /// report stays the same on every board).
     #[serde(skip)]
     pub target: String,
+    /// The firmware's own log, when the target captures it (`qemu`: defmt over the UART,
+    /// decoded on the host). Not a JSON key, for the same reason.
+    #[serde(skip)]
+    pub firmware_log: Vec<String>,
 }
 
 fn as_map<S: serde::Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
@@ -655,6 +659,9 @@ pub fn report(
                 exp.sent_runts(out.sent)
             ));
         }
+        if let Some(e) = &out.target.error {
+            failures.push(format!("target {target}: {e}"));
+        }
         if let Some(seen) = out.target.mac_offered {
             if seen != out.sent {
                 failures.push(format!(
@@ -705,5 +712,6 @@ pub fn report(
         firmware_polls_busy: out.target.polls.map_or(0, |p| p.0),
         firmware_polls_idle: out.target.polls.map_or(0, |p| p.1),
         target: target.to_string(),
+        firmware_log: out.target.log.clone(),
     }
 }

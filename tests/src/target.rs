@@ -46,6 +46,9 @@ pub struct TargetReport {
     pub polls: Option<(u64, u64)>,
     /// Why the firmware did not run, if it did not.
     pub error: Option<String>,
+    /// The firmware's own log (decoded), when the target captures it (`qemu`: defmt over
+    /// the UART).
+    pub log: Vec<String>,
 }
 
 /// Why a target could not be powered up.

@@ -57,6 +57,12 @@ pub fn write_text(rep: &RunReport, w: &mut dyn std::io::Write) -> std::io::Resul
     for v in &rep.verdicts {
         writeln!(w, "  queue {}: sent {} = matched {} + dropped {} (NIC counted {}), {} payload bytes compared", v.queue, v.sent, v.matched, v.dropped, v.nic_dropped, v.payload_bytes_checked)?;
     }
+    if !rep.firmware_log.is_empty() {
+        writeln!(w, "\nfirmware log ({} board, defmt):", rep.target)?;
+        for l in &rep.firmware_log {
+            writeln!(w, "  {l}")?;
+        }
+    }
     if !rep.failures.is_empty() {
         writeln!(w, "\nfailures:")?;
         for f in &rep.failures {
