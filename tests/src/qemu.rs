@@ -50,6 +50,9 @@ impl Target for QemuTarget {
     fn lossless(&self) -> bool {
         true
     }
+    fn max_frame(&self) -> Option<usize> {
+        Some(splitrx_qemu_virt::qemu::MAX_FRAME)
+    }
     fn power_up(
         &self,
         layout: &DeviceLayout,

@@ -29,6 +29,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// QEMU's datagram backend reads each datagram into a buffer of this size (`NET_BUFSIZE`);
+/// a longer one is cut.
+pub const QEMU_MAX_DATAGRAM: usize = 4096 + 65536;
+/// The longest frame the wire carries intact: QEMU's buffer less the FCS. (The image counts a
+/// datagram that filled the buffer as truncated.)
+pub const MAX_FRAME: usize = QEMU_MAX_DATAGRAM - 4;
+
 /// Board-page fields (u64 little-endian at `8 * index`); `image/src/page.rs` writes them.
 pub mod page {
     pub const MAGIC: u64 = 0x3150_4256_5152_5053;

@@ -10,6 +10,13 @@ pub fn write_text(rep: &RunReport, w: &mut dyn std::io::Write) -> std::io::Resul
         rep.target, rep.queues, rep.mode, rep.buf_size, rep.hds_thresh
     )?;
     writeln!(w, "source: {}", rep.source)?;
+    if rep.frames_too_long > 0 {
+        writeln!(
+            w,
+            "        ({} frames longer than the {} board's wire carries were left out)",
+            rep.frames_too_long, rep.target
+        )?;
+    }
     writeln!(
         w,
         "wire:      {:>12} frames {:>15} bytes",
