@@ -15,6 +15,8 @@ pub struct Window {
     pub mailbox: Option<u64>,
     /// Length, where the board fixes it (the sim sizes its windows per run).
     pub len: Option<u64>,
+    /// PCI slot of the device whose BAR this window is (boards whose firmware enumerates PCI).
+    pub pci_slot: Option<u8>,
     pub what: String,
 }
 
@@ -34,6 +36,8 @@ pub struct Board {
     pub capacities: String,
     #[serde(default)]
     pub memory: BTreeMap<String, Window>,
+    /// The machine a `qemu` runner emulates (binary, machine, cpu, fixed addresses, image).
+    pub qemu: Option<toml::Table>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -83,6 +87,26 @@ impl Board {
                 let (ea, eb) = (wa.bus + wa.len.unwrap_or(1), wb.bus + wb.len.unwrap_or(1));
                 if wa.bus < eb && wb.bus < ea {
                     bail!("board `{}`: windows `{a}` and `{b}` overlap", self.name);
+                }
+            }
+        }
+        if self.runner == "qemu" {
+            let q = self
+                .qemu
+                .as_ref()
+                .with_context(|| format!("board `{}`: runner qemu needs a [qemu] table", self.name))?;
+            for key in ["binary", "machine", "cpu", "memory_mib", "image"] {
+                if !q.contains_key(key) {
+                    bail!("board `{}`: [qemu] has no `{key}`", self.name);
+                }
+            }
+            for (n, x) in &w {
+                let len = x.len.unwrap_or(0);
+                if x.pci_slot.is_none() || !len.is_power_of_two() || x.bus % len != 0 {
+                    bail!(
+                        "board `{}`: window `{n}` must be a PCI BAR: a pci_slot and a power-of-two `len` the bus address is aligned to",
+                        self.name
+                    );
                 }
             }
         }

@@ -9,6 +9,8 @@
 //! - `cargo xtask oracle`         regenerate the tshark oracle fixtures (needs tshark)
 //! - `cargo xtask boards`         list and validate the boards (`boards/*/board.toml`)
 //! - `cargo xtask layering`       check the crate layering against the dependency graph
+//! - `cargo xtask build-image --board B`  build a board's firmware image (qemu-virt)
+//! - `cargo xtask hil --target sim|qemu|probe`  the harness scenarios on a target, as a table
 //!
 //! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
 //! built here with an explicit `--target`.
@@ -22,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 mod boards;
+mod hil;
 
 /// ARM targets the `no_std` crates must build for (library portability; the boards' own
 /// targets come from `boards/*/board.toml`).
@@ -89,6 +92,21 @@ enum Cmd {
     Boards,
     /// Check the crate layering against the dependency graph.
     Layering,
+    /// Build a board's firmware image (boards/<B>/image, its own workspace; cached by cargo).
+    BuildImage {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// Also print the image's text/data/bss.
+        #[arg(long)]
+        size: bool,
+    },
+    /// Run the harness scenarios (tests/tests/e2e.rs) against targets and print a pass/fail
+    /// table per scenario and target.
+    Hil {
+        /// sim, qemu or probe (repeat or comma-separate for several).
+        #[arg(long, value_delimiter = ',', required = true)]
+        target: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -133,6 +151,14 @@ fn main() -> Result<()> {
         }
         Cmd::Oracle => run(Command::new("bash").arg("scripts/gen-oracle.sh")),
         Cmd::Layering => layering(),
+        Cmd::BuildImage { board, size } => {
+            if size {
+                hil::image_size(&board)
+            } else {
+                hil::build_image(&board).map(|_| ())
+            }
+        }
+        Cmd::Hil { target } => hil::hil(&target),
         Cmd::Boards => {
             boards::print(&boards::load(&root)?);
             Ok(())
@@ -172,6 +198,7 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     step("32-bit (i686) tests of shared and firmware", thirty_two_bit)?;
     step("no_std builds for ARM", build_targets)?;
     step("firmware code size (thumbv7em)", size)?;
+    step("HIL: the scenarios on qemu-virt (aarch64 image in QEMU)", hil::test_qemu)?;
     if fuzz_secs > 0 {
         step("fuzz smoke", || fuzz(fuzz_secs))?;
     }
@@ -195,6 +222,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "splitrx-host",
             "splitrx-sim",
+            "splitrx-qemu-virt",
             "splitrx-harness",
             "splitrx-cli",
         ],
@@ -204,6 +232,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "splitrx-firmware",
             "splitrx-sim",
+            "splitrx-qemu-virt",
             "splitrx-harness",
             "splitrx-cli",
             "clap",
@@ -213,6 +242,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("splitrx-sim", &["splitrx-harness", "splitrx-cli", "clap"]),
+    (
+        "splitrx-qemu-virt",
+        &["splitrx-firmware", "splitrx-sim", "splitrx-harness", "splitrx-cli", "clap"],
+    ),
     ("splitrx-harness", &["splitrx-cli", "clap"]),
 ];
 
@@ -248,7 +281,7 @@ fn thirty_two_bit() -> Result<()> {
 }
 
 /// Installs Debian packages that are missing (as root), or says exactly what to install.
-fn ensure_apt(pkgs: &[&str]) -> Result<()> {
+pub(crate) fn ensure_apt(pkgs: &[&str]) -> Result<()> {
     let missing: Vec<&str> = pkgs
         .iter()
         .copied()
@@ -280,7 +313,7 @@ fn ensure_apt(pkgs: &[&str]) -> Result<()> {
     .with_context(|| format!("could not install {}", missing.join(" ")))
 }
 
-fn ensure_rustup_target(t: &str) -> Result<()> {
+pub(crate) fn ensure_rustup_target(t: &str) -> Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
         .context("rustup is needed to add targets (install rustup, then rerun)")?;
     if installed.lines().any(|l| l.trim() == t) {
@@ -349,7 +382,7 @@ fn size() -> Result<()> {
 }
 
 /// `size`-style text/data/bss of an ELF, using whichever size tool exists.
-fn elf_size(elf: &Path) -> Result<String> {
+pub(crate) fn elf_size(elf: &Path) -> Result<String> {
     for tool in ["arm-none-eabi-size", "llvm-size", "size"] {
         if let Ok(out) = output(Command::new(tool).arg(elf)) {
             return Ok(out);
@@ -463,7 +496,7 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
@@ -473,7 +506,7 @@ static FAILED: AtomicU64 = AtomicU64::new(0);
 
 /// Runs a `cargo test` command, streaming its output and adding its libtest
 /// `test result: ... N passed; M failed` lines to the totals.
-fn run_tests(c: &mut Command) -> Result<()> {
+pub(crate) fn run_tests(c: &mut Command) -> Result<()> {
     let mut child = c
         .stdout(Stdio::piped())
         .spawn()
@@ -500,7 +533,7 @@ fn run_tests(c: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn run(c: &mut Command) -> Result<()> {
+pub(crate) fn run(c: &mut Command) -> Result<()> {
     let status = c
         .status()
         .with_context(|| format!("could not start {c:?}"))?;
@@ -520,7 +553,7 @@ fn output(c: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn project_root() -> PathBuf {
+pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the root")

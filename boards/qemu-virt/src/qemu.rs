@@ -239,10 +239,6 @@ impl QemuHw {
     /// waits for the host's mailbox.
     pub fn start(cfg: &QemuConfig) -> Result<QemuHw, QemuError> {
         let b = BoardData::load()?;
-        let image = b.image();
-        if !image.exists() {
-            return Err(QemuError::NoImage(image));
-        }
         let (hw, gw, pw) = (
             b.window("host_window")?,
             b.window("gpu_bar")?,
@@ -257,6 +253,10 @@ impl QemuHw {
             if need > max {
                 return Err(QemuError::TooLarge { what, need, max });
             }
+        }
+        let image = b.image();
+        if !image.exists() {
+            return Err(QemuError::NoImage(image));
         }
         let files = vec![
             ShmFile::create("host", sizes[0].1)?,
@@ -425,6 +425,12 @@ impl QemuHw {
     /// `Ok` while QEMU runs.
     pub fn alive(&self) -> Result<(), String> {
         self.vm.alive()
+    }
+
+    /// QEMU's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        let g = self.vm.child.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(Child::id)
     }
 
     /// Once the host has mapped the windows: removes the files' names (QEMU and the host keep
