@@ -171,25 +171,39 @@ impl Vm {
             Err(e) => Err(format!("QEMU: {e}")),
         }
     }
-    /// Kills QEMU (SIGKILL) and reaps it; bounded.
-    fn kill(&self) {
+    /// Stops QEMU and reaps it, bounded: SIGTERM first (QEMU exits cleanly, plugins write
+    /// their reports), SIGKILL after `grace`.
+    fn kill(&self, grace: Duration) {
         let mut g = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut c) = g.take() {
-            let _ = c.kill();
-            let end = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < end {
+        let Some(mut c) = g.take() else { return };
+        let reaped = |c: &mut Child, within: Duration| {
+            let end = Instant::now() + within;
+            loop {
                 if !matches!(c.try_wait(), Ok(None)) {
-                    return;
+                    return true;
+                }
+                if Instant::now() >= end {
+                    return false;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
+        };
+        if !grace.is_zero() {
+            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                if reaped(&mut c, grace) {
+                    return;
+                }
+            }
         }
+        let _ = c.kill();
+        reaped(&mut c, Duration::from_secs(5));
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        self.kill();
+        self.kill(Duration::ZERO);
     }
 }
 
@@ -280,6 +294,15 @@ impl QemuHw {
         c.args(["-semihosting-config", "enable=on,target=native"]);
         c.arg("-pidfile").arg(dir.path().join("qemu.pid"));
         c.arg("-kernel").arg(&image);
+        // Measurement only (BENCHMARKS.md, instructions per frame): a TCG plugin and where
+        // its output goes.
+        if let Some(p) = std::env::var_os("SPLITRX_QEMU_PLUGIN") {
+            c.arg("-plugin").arg(format!("file={}", p.to_string_lossy()));
+            c.args(["-d", "plugin"]);
+            if let Some(log) = std::env::var_os("SPLITRX_QEMU_PLUGIN_LOG") {
+                c.arg("-D").arg(log);
+            }
+        }
         c.args(["-global", "virtio-mmio.force-legacy=false"]);
         c.arg("-netdev").arg(format!(
             "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
@@ -445,11 +468,12 @@ impl QemuHw {
         crate::log::decode(&self.image, &bytes).unwrap_or_else(|e| vec![e])
     }
 
-    /// Stops QEMU (killed: the firmware has no state worth a clean shutdown) and reports.
+    /// Stops QEMU (SIGTERM, then SIGKILL after 2 s: the firmware has no state worth a clean
+    /// shutdown) and reports.
     pub fn stop(self) -> QemuReport {
         let page = self.page();
         let error = self.vm.alive().err();
-        self.vm.kill();
+        self.vm.kill(Duration::from_secs(2));
         let error = match (error, page.stage) {
             (Some(e), _) => Some(e),
             (None, page::STAGE_RUNNING) => None,

@@ -312,6 +312,22 @@ impl VirtioNet {
 
 impl MacRx for VirtioNet {
     fn peek(&mut self) -> Option<RxFrame<'_>> {
+        marker!(0x62);
+        let f = self.peek_inner();
+        marker!(0x63);
+        f
+    }
+
+    fn release(&mut self) {
+        marker!(0x64);
+        self.release_inner();
+        marker!(0x65);
+    }
+}
+
+impl VirtioNet {
+    #[inline(always)]
+    fn peek_inner(&mut self) -> Option<RxFrame<'_>> {
         loop {
             if let Some((id, len)) = self.cur {
                 // SAFETY: descriptor `id`'s buffer was returned by the device (used ring) and
@@ -365,7 +381,8 @@ impl MacRx for VirtioNet {
         }
     }
 
-    fn release(&mut self) {
+    #[inline(always)]
+    fn release_inner(&mut self) {
         if let Some((id, len)) = self.cur.take() {
             self.rx_frames += 1;
             self.rx_bytes += len as u64;
