@@ -21,7 +21,9 @@ fn main() {
     let packed = rest.iter().any(|a| a == "packed");
     let len = rest.iter().find_map(|a| a.parse().ok()).unwrap_or(1514);
     let mut rig = Rig::new(tcp_ipv4_frame(len), packed);
-    rig.tb.fw.set_csum_offload(!rest.iter().any(|a| a == "nocsum"));
+    rig.tb
+        .fw
+        .set_csum_offload(!rest.iter().any(|a| a == "nocsum"));
     let mut left = n;
     while left > 0 {
         let k = left.min(256);

@@ -58,8 +58,8 @@ impl Target for QemuTarget {
         layout: &DeviceLayout,
         traffic: Traffic,
     ) -> Result<Box<dyn Session>, TargetError> {
-        let hw = QemuHw::start(&QemuConfig::new(layout.host_len, layout.device_len))
-            .map_err(err)?;
+        let hw =
+            QemuHw::start(&QemuConfig::new(layout.host_len, layout.device_len)).map_err(err)?;
         let ctl = Arc::new(WireCtl::default());
         let mut wire = LoopWire::new(&traffic.frames, traffic.limit, ctl.clone());
         if let Some(r) = traffic.rate {
@@ -169,7 +169,13 @@ impl Session for QemuSession {
             let _ = t.join();
         }
         let mut error = rep.error;
-        if let Some(e) = self.sent.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(e) = self
+            .sent
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             error.get_or_insert(e);
         }
         if rep.page.fcs_errors > 0 {

@@ -91,10 +91,9 @@ impl Board {
             }
         }
         if self.runner == "qemu" {
-            let q = self
-                .qemu
-                .as_ref()
-                .with_context(|| format!("board `{}`: runner qemu needs a [qemu] table", self.name))?;
+            let q = self.qemu.as_ref().with_context(|| {
+                format!("board `{}`: runner qemu needs a [qemu] table", self.name)
+            })?;
             for key in ["binary", "machine", "cpu", "memory_mib", "image"] {
                 if !q.contains_key(key) {
                     bail!("board `{}`: [qemu] has no `{key}`", self.name);

@@ -85,21 +85,32 @@ struct Row {
 
 /// Scenarios that drive the sim board directly (board-specific settings), not through
 /// `SPLITRX_TARGETS`: run only for `sim`.
-const SIM_ONLY: &[&str] = &["verification_reads_device_memory_through_the_target_when_it_is_not_mapped"];
+const SIM_ONLY: &[&str] =
+    &["verification_reads_device_memory_through_the_target_when_it_is_not_mapped"];
 
 /// Runs the e2e scenarios on `target` (one at a time: a QEMU run wants both cores) and
 /// returns one row per scenario.
 fn scenarios_on(target: &str) -> Result<Vec<Row>> {
     let mut c = cargo();
     c.env("SPLITRX_TARGETS", target)
-        .args(["test", "-p", "splitrx-harness", "--test", "e2e", "--", "--test-threads=1"])
+        .args([
+            "test",
+            "-p",
+            "splitrx-harness",
+            "--test",
+            "e2e",
+            "--",
+            "--test-threads=1",
+        ])
         .stdout(Stdio::piped());
     if target != "sim" {
         for s in SIM_ONLY {
             c.args(["--skip", s]);
         }
     }
-    let mut child = c.spawn().with_context(|| format!("could not start {c:?}"))?;
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("could not start {c:?}"))?;
     let out = child.stdout.take().context("no stdout pipe")?;
     let mut rows = Vec::new();
     for line in BufReader::new(out).lines() {
@@ -162,7 +173,12 @@ pub fn hil(targets: &[String]) -> Result<()> {
 }
 
 fn print_table(rows: &[Row]) {
-    let w = rows.iter().map(|r| r.scenario.len()).max().unwrap_or(8).max(8);
+    let w = rows
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     println!("\n{:<w$}  {:<6}  result", "scenario", "target");
     println!("{:-<w$}  {:-<6}  ------", "", "");
     for r in rows {
@@ -180,11 +196,10 @@ fn print_table(rows: &[Row]) {
 pub fn test_qemu() -> Result<()> {
     crate::ensure_apt(&["qemu-system-arm"])?;
     build_image("qemu-virt")?;
-    crate::run_tests(
-        cargo()
-            .env("SPLITRX_REQUIRE_QEMU", "1")
-            .args(["test", "-p", "splitrx-qemu-virt"]),
-    )?;
+    crate::run_tests(cargo().env("SPLITRX_REQUIRE_QEMU", "1").args([
+        "test",
+        "-p",
+        "splitrx-qemu-virt",
+    ]))?;
     hil(&["qemu".to_string()])
 }
-

@@ -198,7 +198,10 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     step("32-bit (i686) tests of shared and firmware", thirty_two_bit)?;
     step("no_std builds for ARM", build_targets)?;
     step("firmware code size (thumbv7em)", size)?;
-    step("HIL: the scenarios on qemu-virt (aarch64 image in QEMU)", hil::test_qemu)?;
+    step(
+        "HIL: the scenarios on qemu-virt (aarch64 image in QEMU)",
+        hil::test_qemu,
+    )?;
     if fuzz_secs > 0 {
         step("fuzz smoke", || fuzz(fuzz_secs))?;
     }
@@ -244,7 +247,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("splitrx-sim", &["splitrx-harness", "splitrx-cli", "clap"]),
     (
         "splitrx-qemu-virt",
-        &["splitrx-firmware", "splitrx-sim", "splitrx-harness", "splitrx-cli", "clap"],
+        &[
+            "splitrx-firmware",
+            "splitrx-sim",
+            "splitrx-harness",
+            "splitrx-cli",
+            "clap",
+        ],
     ),
     ("splitrx-harness", &["splitrx-cli", "clap"]),
 ];

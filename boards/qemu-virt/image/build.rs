@@ -37,9 +37,24 @@ fn main() {
     let mem = b["memory"].as_table().expect("board.toml: [memory]");
     for (name, w) in mem {
         let up = name.to_uppercase();
-        writeln!(out, "pub const {up}_BUS: u64 = {:#x};", int(&w["bus"], "bus")).unwrap();
-        writeln!(out, "pub const {up}_LEN: u64 = {:#x};", int(&w["len"], "len")).unwrap();
-        writeln!(out, "pub const {up}_SLOT: u8 = {};", int(&w["pci_slot"], "pci_slot")).unwrap();
+        writeln!(
+            out,
+            "pub const {up}_BUS: u64 = {:#x};",
+            int(&w["bus"], "bus")
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "pub const {up}_LEN: u64 = {:#x};",
+            int(&w["len"], "len")
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "pub const {up}_SLOT: u8 = {};",
+            int(&w["pci_slot"], "pci_slot")
+        )
+        .unwrap();
     }
     let dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     std::fs::write(dir.join("board.rs"), out).unwrap();

@@ -83,7 +83,11 @@ mod tests {
         for name in ["host_window", "gpu_bar", "board_page"] {
             let w = b.window(name).unwrap();
             assert!(w.len.is_power_of_two(), "{name}");
-            assert_eq!(w.bus % w.len, 0, "{name}: a BAR of `len` bytes must be aligned");
+            assert_eq!(
+                w.bus % w.len,
+                0,
+                "{name}: a BAR of `len` bytes must be aligned"
+            );
             slots.push(w.pci_slot);
         }
         slots.sort();

@@ -16,7 +16,9 @@ pub fn decode(elf: &Path, uart: &[u8]) -> Result<Vec<String>, String> {
     loop {
         match dec.decode() {
             Ok(f) => {
-                let level = f.level().map_or("-".to_string(), |l| l.as_str().to_uppercase());
+                let level = f
+                    .level()
+                    .map_or("-".to_string(), |l| l.as_str().to_uppercase());
                 let ts = f
                     .display_timestamp()
                     .map_or(String::new(), |t| format!("{t} "));

@@ -101,10 +101,16 @@ pub enum QemuError {
     #[error("the qemu-virt image {0} is missing: run `cargo xtask build-image --board qemu-virt`")]
     NoImage(PathBuf),
     #[error("{what} needs {need} bytes; board.toml leaves room for {max}")]
-    TooLarge { what: &'static str, need: u64, max: u64 },
+    TooLarge {
+        what: &'static str,
+        need: u64,
+        max: u64,
+    },
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
-    #[error("could not start {0}: {1} (is QEMU installed? `cargo xtask test` installs qemu-system-arm)")]
+    #[error(
+        "could not start {0}: {1} (is QEMU installed? `cargo xtask test` installs qemu-system-arm)"
+    )]
     Spawn(String, std::io::Error),
     #[error("the firmware did not boot: {0}")]
     Boot(String),
@@ -297,7 +303,8 @@ impl QemuHw {
         // Measurement only (BENCHMARKS.md, instructions per frame): a TCG plugin and where
         // its output goes.
         if let Some(p) = std::env::var_os("SPLITRX_QEMU_PLUGIN") {
-            c.arg("-plugin").arg(format!("file={}", p.to_string_lossy()));
+            c.arg("-plugin")
+                .arg(format!("file={}", p.to_string_lossy()));
             c.args(["-d", "plugin"]);
             if let Some(log) = std::env::var_os("SPLITRX_QEMU_PLUGIN_LOG") {
                 c.arg("-D").arg(log);
@@ -398,7 +405,10 @@ impl QemuHw {
                 _ => {}
             }
             if let Err(e) = self.vm.alive() {
-                return Err(QemuError::Boot(format!("{e}; log: {}", self.log().join(" | "))));
+                return Err(QemuError::Boot(format!(
+                    "{e}; log: {}",
+                    self.log().join(" | ")
+                )));
             }
             if Instant::now() >= end {
                 return Err(QemuError::Boot(format!(
@@ -525,4 +535,3 @@ impl WireTx {
         n
     }
 }
-

@@ -58,7 +58,9 @@ fn boots_to_waiting_for_the_host_and_logs_over_defmt() {
     let rep = hw.stop();
     assert!(wait_gone(pid), "QEMU {pid} still runs after stop");
     assert!(
-        rep.error.as_deref().is_some_and(|e| e.contains("did not run")),
+        rep.error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not run")),
         "{:?}",
         rep.error
     );
@@ -100,7 +102,10 @@ fn qemu_dies_with_the_thread_that_started_it_even_if_never_dropped() {
     })
     .join()
     .unwrap();
-    assert!(wait_gone(pid), "QEMU {pid} outlived the thread that started it");
+    assert!(
+        wait_gone(pid),
+        "QEMU {pid} outlived the thread that started it"
+    );
 }
 
 #[test]

@@ -132,8 +132,8 @@ pub unsafe fn enable_mmu() {
         (*l0).0[0] = lo as u64 | TABLE;
         (*l0).0[1] = hi as u64 | TABLE;
         let mair: u64 = 0xff << (8 * ATTR_NORMAL); // attr 0 = 0x00: Device-nGnRnE
-        // T0SZ = 24 (40-bit VA, walk starts at level 0), 4 KiB granule, inner/outer
-        // write-back, inner shareable, IPS = 40 bits, EPD1 (no TTBR1 walks).
+                                                   // T0SZ = 24 (40-bit VA, walk starts at level 0), 4 KiB granule, inner/outer
+                                                   // write-back, inner shareable, IPS = 40 bits, EPD1 (no TTBR1 walks).
         let tcr: u64 = 24 | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (0b010 << 32) | (1 << 23);
         asm!(
             "dsb sy",

@@ -63,13 +63,14 @@ impl Dma for CpuDma {
                 .ok_or(DmaError::Bus)?;
         }
         for s in segs {
-            let dst = self.windows.find(s.bus_addr, s.data.len()).ok_or(DmaError::Bus)?;
+            let dst = self
+                .windows
+                .find(s.bus_addr, s.data.len())
+                .ok_or(DmaError::Bus)?;
             marker!(0x66);
             // SAFETY: `dst..+len` is inside a shared window (checked above); the source is the
             // MAC's buffer, which never overlaps a window.
-            unsafe {
-                core::ptr::copy_nonoverlapping(s.data.as_ptr(), dst.as_ptr(), s.data.len())
-            };
+            unsafe { core::ptr::copy_nonoverlapping(s.data.as_ptr(), dst.as_ptr(), s.data.len()) };
             marker!(0x67);
         }
         self.next = self.next.wrapping_add(1);

@@ -51,8 +51,15 @@ static mut FW: MaybeUninit<Firmware<hal::Board>> = MaybeUninit::uninit();
 extern "C" fn rust_start() -> ! {
     // SAFETY: first thing on the boot core, MMU off.
     unsafe { boot::enable_mmu() };
-    defmt::info!("qemu-virt: boot (splitrx firmware {=str})", env!("CARGO_PKG_VERSION"));
-    let page = pci::map_ivshmem(board::BOARD_PAGE_SLOT, board::BOARD_PAGE_BUS, board::BOARD_PAGE_LEN);
+    defmt::info!(
+        "qemu-virt: boot (splitrx firmware {=str})",
+        env!("CARGO_PKG_VERSION")
+    );
+    let page = pci::map_ivshmem(
+        board::BOARD_PAGE_SLOT,
+        board::BOARD_PAGE_BUS,
+        board::BOARD_PAGE_LEN,
+    );
     match page {
         Ok(_) => page::init(board::BOARD_PAGE_BUS),
         Err(e) => defmt::warn!("no board page: {}", e),
@@ -63,7 +70,11 @@ extern "C" fn rust_start() -> ! {
         page::set_stage(page::STAGE_BOOT_FAILED);
         boot::exit(2)
     };
-    let host = match pci::map_ivshmem(board::HOST_WINDOW_SLOT, board::HOST_WINDOW_BUS, board::HOST_WINDOW_LEN) {
+    let host = match pci::map_ivshmem(
+        board::HOST_WINDOW_SLOT,
+        board::HOST_WINDOW_BUS,
+        board::HOST_WINDOW_LEN,
+    ) {
         Ok(len) => len,
         Err(e) => {
             defmt::error!("host window: {}", e);
@@ -110,8 +121,9 @@ extern "C" fn rust_start() -> ! {
             fail(4)
         }
     };
+    let slot: *mut MaybeUninit<Firmware<hal::Board>> = &raw mut FW;
     // SAFETY: written once here, before the loop below is its only user.
-    let fw = unsafe { (*(&raw mut FW)).write(fw) };
+    let fw = unsafe { (*slot).write(fw) };
     defmt::info!("attached to the host; polling");
     page::set_stage(page::STAGE_RUNNING);
     let (mut busy, mut idle) = (0u64, 0u64);

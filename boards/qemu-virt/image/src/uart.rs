@@ -28,6 +28,10 @@ struct Logger;
 static TAKEN: AtomicBool = AtomicBool::new(false);
 static mut ENCODER: defmt::Encoder = defmt::Encoder::new();
 
+fn encoder() -> *mut defmt::Encoder {
+    &raw mut ENCODER
+}
+
 // SAFETY: one core, no interrupts: `acquire`/`release` bracket every use of ENCODER, and a
 // nested acquire (logging from a panic inside a log call) is refused.
 unsafe impl defmt::Logger for Logger {
@@ -38,17 +42,17 @@ unsafe impl defmt::Logger for Logger {
         }
         TAKEN.store(true, Ordering::Relaxed);
         // SAFETY: the logger is held (TAKEN) by this caller only.
-        unsafe { (*(&raw mut ENCODER)).start_frame(write_all) }
+        unsafe { (*encoder()).start_frame(write_all) }
     }
     unsafe fn flush() {}
     unsafe fn release() {
         // SAFETY: the caller holds the logger (defmt's contract).
-        unsafe { (*(&raw mut ENCODER)).end_frame(write_all) };
+        unsafe { (*encoder()).end_frame(write_all) };
         TAKEN.store(false, Ordering::Relaxed);
     }
     unsafe fn write(bytes: &[u8]) {
         // SAFETY: the caller holds the logger (defmt's contract).
-        unsafe { (*(&raw mut ENCODER)).write(bytes, write_all) }
+        unsafe { (*encoder()).write(bytes, write_all) }
     }
 }
 

@@ -133,8 +133,9 @@ static mut TXB: TxBufs = TxBufs([[0; TX_BUF]; TX_N]);
 /// # Safety
 /// The device must have returned descriptor `id` (it does not write the buffer until reposted).
 unsafe fn rx_buf(id: u16) -> &'static [u8; RX_BUF] {
+    let bufs: *const RxBufs = &raw const RXB;
     // SAFETY: the caller's contract; `id < RX_N` is checked by indexing.
-    unsafe { &(*(&raw const RXB)).0[id as usize] }
+    unsafe { &(*bufs).0[id as usize] }
 }
 
 /// Why the NIC could not be brought up.
@@ -260,8 +261,20 @@ impl VirtioNet {
             for i in 0..TX_N {
                 (*tx).desc[i].addr = (*txb).0[i].as_ptr() as u64;
             }
-            self.queue(0, rx as usize, RX_N, core::mem::offset_of!(Ring<RX_N>, avail_flags), core::mem::offset_of!(Ring<RX_N>, used))?;
-            self.queue(1, tx as usize, TX_N, core::mem::offset_of!(Ring<TX_N>, avail_flags), core::mem::offset_of!(Ring<TX_N>, used))?;
+            self.queue(
+                0,
+                rx as usize,
+                RX_N,
+                core::mem::offset_of!(Ring<RX_N>, avail_flags),
+                core::mem::offset_of!(Ring<RX_N>, used),
+            )?;
+            self.queue(
+                1,
+                tx as usize,
+                TX_N,
+                core::mem::offset_of!(Ring<TX_N>, avail_flags),
+                core::mem::offset_of!(Ring<TX_N>, used),
+            )?;
             self.rx_avail = RX_N as u16;
             fence(Ordering::Release);
             core::ptr::write_volatile(&raw mut (*rx).avail_idx, self.rx_avail);
@@ -271,13 +284,24 @@ impl VirtioNet {
         Ok(())
     }
 
-    fn queue(&self, q: u32, ring: usize, n: usize, avail: usize, used: usize) -> Result<(), NetError> {
+    fn queue(
+        &self,
+        q: u32,
+        ring: usize,
+        n: usize,
+        avail: usize,
+        used: usize,
+    ) -> Result<(), NetError> {
         self.wr(R_QUEUE_SEL, q);
         if (self.rd(R_QUEUE_NUM_MAX) as usize) < n {
             return Err(NetError::QueueTooSmall(q as u8));
         }
         self.wr(R_QUEUE_NUM, n as u32);
-        for (reg, addr) in [(R_QUEUE_DESC, ring), (R_QUEUE_DRIVER, ring + avail), (R_QUEUE_DEVICE, ring + used)] {
+        for (reg, addr) in [
+            (R_QUEUE_DESC, ring),
+            (R_QUEUE_DRIVER, ring + avail),
+            (R_QUEUE_DEVICE, ring + used),
+        ] {
             self.wr(reg, addr as u32);
             self.wr(reg + 4, (addr as u64 >> 32) as u32);
         }
@@ -346,7 +370,9 @@ impl VirtioNet {
                     return None;
                 }
                 fence(Ordering::Acquire);
-                let e = core::ptr::read_volatile(&raw const (*rx).used.ring[self.rx_seen as usize % RX_N]);
+                let e = core::ptr::read_volatile(
+                    &raw const (*rx).used.ring[self.rx_seen as usize % RX_N],
+                );
                 (e.id, e.len as usize)
             };
             self.rx_seen = self.rx_seen.wrapping_add(1);
@@ -356,7 +382,10 @@ impl VirtioNet {
                 continue;
             }
             let id = id as u16;
-            let Some(wire_len) = len.checked_sub(NET_HDR).filter(|l| (FCS..=QEMU_MAX_DATAGRAM).contains(l)) else {
+            let Some(wire_len) = len
+                .checked_sub(NET_HDR)
+                .filter(|l| (FCS..=QEMU_MAX_DATAGRAM).contains(l))
+            else {
                 self.fcs_errors += 1;
                 self.repost(id);
                 self.publish();
@@ -368,7 +397,12 @@ impl VirtioNet {
             } else {
                 // SAFETY: as above: the device returned the buffer; `wire_len` fits it.
                 let buf = unsafe { &rx_buf(id)[NET_HDR..NET_HDR + wire_len] };
-                let want = u32::from_le_bytes([buf[frame_len], buf[frame_len + 1], buf[frame_len + 2], buf[frame_len + 3]]);
+                let want = u32::from_le_bytes([
+                    buf[frame_len],
+                    buf[frame_len + 1],
+                    buf[frame_len + 2],
+                    buf[frame_len + 3],
+                ]);
                 if crc32fast::hash(&buf[..frame_len]) != want {
                     self.fcs_errors += 1;
                     self.repost(id);
@@ -415,7 +449,8 @@ impl MacTx for VirtioTx {
                 return Err(TxError::Busy);
             }
             let slot = self.tx_avail as usize % TX_N;
-            let buf = &mut (*(&raw mut TXB)).0[slot];
+            let bufs: *mut TxBufs = &raw mut TXB;
+            let buf = &mut (*bufs).0[slot];
             buf[..NET_HDR].fill(0);
             buf[NET_HDR..NET_HDR + frame.len()].copy_from_slice(frame);
             let fcs = crc32fast::hash(frame).to_le_bytes();
