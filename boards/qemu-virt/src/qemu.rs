@@ -29,32 +29,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// QEMU's datagram backend reads each datagram into a buffer of this size (`NET_BUFSIZE`);
-/// a longer one is cut.
-pub const QEMU_MAX_DATAGRAM: usize = 4096 + 65536;
+/// The board page's layout and the wire's limits, shared with the image.
+pub mod page {
+    include!("../contract.rs");
+}
+
+pub use page::QEMU_MAX_DATAGRAM;
 /// The longest frame the wire carries intact: QEMU's buffer less the FCS. (The image counts a
 /// datagram that filled the buffer as truncated.)
-pub const MAX_FRAME: usize = QEMU_MAX_DATAGRAM - 4;
-
-/// Board-page fields (u64 little-endian at `8 * index`); `image/src/page.rs` writes them.
-pub mod page {
-    pub const MAGIC: u64 = 0x3150_4256_5152_5053;
-    pub const F_MAGIC: usize = 0;
-    pub const F_STAGE: usize = 1;
-    pub const F_RX_FRAMES: usize = 2;
-    pub const F_RX_BYTES: usize = 3;
-    pub const F_FCS_ERRORS: usize = 4;
-    pub const F_TRUNCATED: usize = 5;
-    pub const F_TX_FRAMES: usize = 6;
-    pub const F_POLLS_BUSY: usize = 7;
-    pub const F_POLLS_IDLE: usize = 8;
-    pub const F_BOOT_ERROR: usize = 9;
-    pub const STAGE_BOOTING: u64 = 1;
-    pub const STAGE_WAITING_HOST: u64 = 2;
-    pub const STAGE_RUNNING: u64 = 3;
-    pub const STAGE_BOOT_FAILED: u64 = 4;
-    pub const STAGE_FAULT: u64 = 5;
-}
+pub const MAX_FRAME: usize = QEMU_MAX_DATAGRAM - page::FCS_LEN;
 
 /// The board page, read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -518,13 +501,18 @@ impl WireTx {
         self.sock.send(&self.buf).map(|_| ())
     }
 
+    /// Sends `datagram` as it is (no FCS appended): for tests of the MAC's FCS check.
+    pub fn send_raw(&mut self, datagram: &[u8]) -> std::io::Result<()> {
+        self.sock.send(datagram).map(|_| ())
+    }
+
     /// Reads (without blocking) every frame the firmware has transmitted so far.
     pub fn drain(&mut self) -> u64 {
         let mut n = 0;
         let _ = self.sock.set_nonblocking(true);
         while let Ok(len) = self.sock.recv(&mut self.rx_buf) {
-            if len >= 4 {
-                let (f, fcs) = self.rx_buf[..len].split_at(len - 4);
+            if len >= page::FCS_LEN {
+                let (f, fcs) = self.rx_buf[..len].split_at(len - page::FCS_LEN);
                 if crc32fast::hash(f).to_le_bytes() == fcs {
                     n += 1;
                 }

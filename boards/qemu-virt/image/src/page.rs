@@ -1,28 +1,11 @@
 //! The board page: a 4 KiB ivshmem window where the board layer (not the firmware) publishes
 //! its boot stage and MAC counters for the host-side board crate (`boards/qemu-virt/src`),
 //! which uses them to tell when the MAC has taken every frame the wire sent. Little-endian u64
-//! fields at fixed offsets (`page::*` there mirrors this list).
+//! fields at fixed offsets, written down once in `boards/qemu-virt/contract.rs`.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub const MAGIC: u64 = 0x3150_4256_5152_5053; // "SPRQVBP1"
-/// Field offsets (u64 each).
-pub const F_MAGIC: usize = 0;
-pub const F_STAGE: usize = 1;
-pub const F_RX_FRAMES: usize = 2;
-pub const F_RX_BYTES: usize = 3;
-pub const F_FCS_ERRORS: usize = 4;
-pub const F_TRUNCATED: usize = 5;
-pub const F_TX_FRAMES: usize = 6;
-pub const F_POLLS_BUSY: usize = 7;
-pub const F_POLLS_IDLE: usize = 8;
-pub const F_BOOT_ERROR: usize = 9;
-
-pub const STAGE_BOOTING: u64 = 1;
-pub const STAGE_WAITING_HOST: u64 = 2;
-pub const STAGE_RUNNING: u64 = 3;
-pub const STAGE_BOOT_FAILED: u64 = 4;
-pub const STAGE_FAULT: u64 = 5;
+include!("../../contract.rs");
 
 static BASE: AtomicU64 = AtomicU64::new(0);
 

@@ -49,8 +49,8 @@ const USED_F_NO_NOTIFY: u16 = 1;
 /// The virtio-net header in front of every frame (VERSION_1 layout: 12 bytes).
 const NET_HDR: usize = 12;
 /// QEMU's datagram receive buffer (`NET_BUFSIZE`): a datagram this long may have been cut.
-pub const QEMU_MAX_DATAGRAM: usize = 4096 + 65536;
-const FCS: usize = 4;
+pub use crate::page::QEMU_MAX_DATAGRAM;
+const FCS: usize = crate::page::FCS_LEN;
 const RX_N: usize = 128;
 const TX_N: usize = 16;
 const RX_BUF: usize = NET_HDR + QEMU_MAX_DATAGRAM;
