@@ -443,6 +443,12 @@ impl QemuHw {
         self.vm.alive()
     }
 
+    /// The temporary directory with the sockets, the UART log and QEMU's pid file (removed
+    /// on drop).
+    pub fn work_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// QEMU's process id (while it runs).
     pub fn pid(&self) -> Option<u32> {
         let g = self.vm.child.lock().unwrap_or_else(|e| e.into_inner());

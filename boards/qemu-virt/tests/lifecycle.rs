@@ -91,14 +91,15 @@ fn qemu_dies_with_the_thread_that_started_it_even_if_never_dropped() {
     if !available() {
         return;
     }
-    let pid = std::thread::spawn(|| {
+    let (pid, dir) = std::thread::spawn(|| {
         let hw = QemuHw::start(&QemuConfig::new(1 << 20, 1 << 20)).unwrap();
         let pid = hw.pid().unwrap();
+        let dir = hw.work_dir().to_path_buf();
         hw.unlink();
         // Leak it: no Drop runs, as when a process is killed. The kernel's parent-death
         // signal must end QEMU when this thread exits.
         std::mem::forget(hw);
-        pid
+        (pid, dir)
     })
     .join()
     .unwrap();
@@ -106,6 +107,7 @@ fn qemu_dies_with_the_thread_that_started_it_even_if_never_dropped() {
         wait_gone(pid),
         "QEMU {pid} outlived the thread that started it"
     );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
