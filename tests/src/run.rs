@@ -422,6 +422,14 @@ pub struct RunReport {
     /// report stays the same on every board).
     #[serde(skip)]
     pub target: String,
+    /// The firmware's own log, when the target captures it (`qemu`: defmt over the UART,
+    /// decoded on the host). Not a JSON key, for the same reason.
+    #[serde(skip)]
+    pub firmware_log: Vec<String>,
+    /// Source frames longer than the target's wire carries, left out of the run
+    /// ([`Target::max_frame`]). Not a JSON key either.
+    #[serde(skip)]
+    pub frames_too_long: u64,
 }
 
 fn as_map<S: serde::Serializer>(v: &[(String, u64)], s: S) -> Result<S::Ok, S::Error> {
@@ -476,8 +484,16 @@ pub fn run(
         (None, None, Source::Synthetic { .. }) => Some(DEFAULT_FRAMES),
         (None, None, _) => None,
     };
-    // The wire's copy and the verifier's copy of the source are built independently.
-    let wire_frames = load_frames(&cfg.source, limit)?;
+    // The wire's copy and the verifier's copy of the source are built independently; frames
+    // longer than the target's wire carries are left out of both.
+    let max = target.max_frame().unwrap_or(usize::MAX);
+    let fit = |mut v: Vec<Vec<u8>>| {
+        v.retain(|f| f.len() <= max);
+        v
+    };
+    let all = load_frames(&cfg.source, limit)?;
+    let too_long = all.iter().filter(|f| f.len() > max).count() as u64;
+    let wire_frames = fit(all);
     if wire_frames.is_empty() {
         return Err(RunError::Source("the source has no frames".into()));
     }
@@ -487,7 +503,7 @@ pub fn run(
     };
     let expected = if cfg.verify {
         Some(Arc::new(Expected::new(
-            &load_frames(&cfg.source, limit)?,
+            &fit(load_frames(&cfg.source, limit)?),
             &cfg.nic_params(),
         )))
     } else {
@@ -514,6 +530,7 @@ pub fn run(
     });
     let out = rig.finish();
     let mut rep = report(target.name(), cfg, &out, expected.as_deref());
+    rep.frames_too_long = too_long;
     if !done {
         rep.pass = false;
         rep.failures.push("the wire did not finish in time".into());
@@ -655,6 +672,9 @@ pub fn report(
                 exp.sent_runts(out.sent)
             ));
         }
+        if let Some(e) = &out.target.error {
+            failures.push(format!("target {target}: {e}"));
+        }
         if let Some(seen) = out.target.mac_offered {
             if seen != out.sent {
                 failures.push(format!(
@@ -705,5 +725,7 @@ pub fn report(
         firmware_polls_busy: out.target.polls.map_or(0, |p| p.0),
         firmware_polls_idle: out.target.polls.map_or(0, |p| p.1),
         target: target.to_string(),
+        firmware_log: out.target.log.clone(),
+        frames_too_long: 0,
     }
 }

@@ -124,6 +124,7 @@ impl Session for SimSession {
                 mac_offered: Some(fw.mac_offered),
                 polls: Some((fw.polls_busy, fw.polls_idle)),
                 error: fw.boot_error,
+                log: Vec::new(),
             },
             None => TargetReport {
                 error: Some("the sim firmware thread panicked".into()),

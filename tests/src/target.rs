@@ -46,6 +46,9 @@ pub struct TargetReport {
     pub polls: Option<(u64, u64)>,
     /// Why the firmware did not run, if it did not.
     pub error: Option<String>,
+    /// The firmware's own log (decoded), when the target captures it (`qemu`: defmt over
+    /// the UART).
+    pub log: Vec<String>,
 }
 
 /// Why a target could not be powered up.
@@ -62,6 +65,12 @@ pub trait Target {
     fn name(&self) -> &str;
     /// Whether the wire can hold frames until the receiver has buffers (lossless runs).
     fn lossless(&self) -> bool;
+    /// The longest frame the target's wire carries intact, if it has a limit (`qemu`: QEMU's
+    /// datagram buffer). [`crate::run::run`] leaves longer frames out of the source (the
+    /// wire's and the verifier's copies alike) and reports how many.
+    fn max_frame(&self) -> Option<usize> {
+        None
+    }
     /// Powers the board up with windows large enough for `layout` and `traffic` waiting on the
     /// wire (nothing flows until [`Session::device_up`]).
     fn power_up(

@@ -89,11 +89,17 @@ fn every_capture_end_to_end() {
     for_each_target(|t| {
         let all = captures();
         let mut frames_total = 0;
+        let max = t.max_frame().unwrap_or(usize::MAX);
         for (i, path) in all.iter().enumerate() {
-            let n = splitrx_host::capture::read_all(path)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-                .len() as u64;
-            assert!(n > 0, "{} has no frames", path.display());
+            let frames = splitrx_host::capture::read_all(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!frames.is_empty(), "{} has no frames", path.display());
+            // Frames longer than the target's wire carries are left out of the run (`qemu`:
+            // BIG TCP captures); a capture of nothing else is not run on that target.
+            let n = frames.iter().filter(|f| f.data.len() <= max).count() as u64;
+            if n == 0 {
+                continue;
+            }
             frames_total += n;
             let mode = if i % 3 == 2 {
                 PoolMode::Packed

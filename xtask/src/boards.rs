@@ -15,6 +15,8 @@ pub struct Window {
     pub mailbox: Option<u64>,
     /// Length, where the board fixes it (the sim sizes its windows per run).
     pub len: Option<u64>,
+    /// PCI slot of the device whose BAR this window is (boards whose firmware enumerates PCI).
+    pub pci_slot: Option<u8>,
     pub what: String,
 }
 
@@ -30,6 +32,9 @@ pub struct Qemu {
     pub cpu: Option<String>,
     /// QEMU's `-m`, in MiB (the machine's default when absent).
     pub memory_mib: Option<u32>,
+    /// The board's own keys (fixed addresses of the machine, the image path, ...).
+    #[serde(flatten)]
+    pub extra: toml::Table,
 }
 
 /// A `board.toml`.
@@ -112,6 +117,27 @@ impl Board {
                 let (ea, eb) = (wa.bus + wa.len.unwrap_or(1), wb.bus + wb.len.unwrap_or(1));
                 if wa.bus < eb && wb.bus < ea {
                     bail!("board `{}`: windows `{a}` and `{b}` overlap", self.name);
+                }
+            }
+        }
+        if self.runner == "qemu" {
+            let q = self.qemu.as_ref().with_context(|| {
+                format!("board `{}`: runner qemu needs a [qemu] table", self.name)
+            })?;
+            if q.cpu.is_none() || q.memory_mib.is_none() {
+                bail!("board `{}`: [qemu] needs `cpu` and `memory_mib`", self.name);
+            }
+            let pci = w.iter().any(|(_, x)| x.pci_slot.is_some());
+            if pci && !q.extra.contains_key("image") {
+                bail!("board `{}`: [qemu] has no `image`", self.name);
+            }
+            for (n, x) in w.iter().filter(|_| pci) {
+                let len = x.len.unwrap_or(0);
+                if x.pci_slot.is_none() || !len.is_power_of_two() || x.bus % len != 0 {
+                    bail!(
+                        "board `{}`: window `{n}` must be a PCI BAR: a pci_slot and a power-of-two `len` the bus address is aligned to",
+                        self.name
+                    );
                 }
             }
         }

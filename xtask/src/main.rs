@@ -11,6 +11,8 @@
 //! - `cargo xtask layering`       check the crate layering against the dependency graph
 //! - `cargo xtask on-target`      the Cortex-M on-target tests (QEMU) and probe-rs checks alone
 //! - `cargo xtask flash --board B` flash and run B's image through a debug probe (probe-rs)
+//! - `cargo xtask build-image --board B`  build a board's firmware image (qemu-virt)
+//! - `cargo xtask hil --target sim|qemu|probe`  the harness scenarios on a target, as a table
 //!
 //! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
 //! built here with an explicit `--target`.
@@ -25,6 +27,7 @@ use std::time::Instant;
 
 mod boards;
 mod cortexm;
+mod hil;
 
 /// ARM targets the `no_std` crates must build for (library portability; the boards' own
 /// targets come from `boards/*/board.toml`).
@@ -103,6 +106,21 @@ enum Cmd {
         #[arg(long)]
         probe: Option<String>,
     },
+    /// Build a board's firmware image (boards/<B>/image, its own workspace; cached by cargo).
+    BuildImage {
+        #[arg(long, default_value = "qemu-virt")]
+        board: String,
+        /// Also print the image's text/data/bss.
+        #[arg(long)]
+        size: bool,
+    },
+    /// Run the harness scenarios (tests/tests/e2e.rs) against targets and print a pass/fail
+    /// table per scenario and target.
+    Hil {
+        /// sim, qemu or probe (repeat or comma-separate for several).
+        #[arg(long, value_delimiter = ',', required = true)]
+        target: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -155,6 +173,14 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Flash { board, probe } => cortexm::flash(&board, probe.as_deref()),
+        Cmd::BuildImage { board, size } => {
+            if size {
+                hil::image_size(&board)
+            } else {
+                hil::build_image(&board).map(|_| ())
+            }
+        }
+        Cmd::Hil { target } => hil::hil(&target),
         Cmd::Boards => {
             boards::print(&boards::load(&root)?);
             Ok(())
@@ -195,6 +221,10 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     step("no_std builds for ARM", build_targets)?;
     step("firmware code size (thumbv7em)", size)?;
     cortexm::test_steps()?;
+    step(
+        "HIL: the scenarios on qemu-virt (aarch64 image in QEMU)",
+        hil::test_qemu,
+    )?;
     if fuzz_secs > 0 {
         step("fuzz smoke", || fuzz(fuzz_secs))?;
     }
@@ -218,6 +248,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "splitrx-host",
             "splitrx-sim",
+            "splitrx-qemu-virt",
             "splitrx-harness",
             "splitrx-cli",
         ],
@@ -227,6 +258,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "splitrx-firmware",
             "splitrx-sim",
+            "splitrx-qemu-virt",
             "splitrx-harness",
             "splitrx-cli",
             "clap",
@@ -236,6 +268,16 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("splitrx-sim", &["splitrx-harness", "splitrx-cli", "clap"]),
+    (
+        "splitrx-qemu-virt",
+        &[
+            "splitrx-firmware",
+            "splitrx-sim",
+            "splitrx-harness",
+            "splitrx-cli",
+            "clap",
+        ],
+    ),
     ("splitrx-harness", &["splitrx-cli", "clap"]),
 ];
 
@@ -271,7 +313,7 @@ fn thirty_two_bit() -> Result<()> {
 }
 
 /// Installs Debian packages that are missing (as root), or says exactly what to install.
-fn ensure_apt(pkgs: &[&str]) -> Result<()> {
+pub(crate) fn ensure_apt(pkgs: &[&str]) -> Result<()> {
     let missing: Vec<&str> = pkgs
         .iter()
         .copied()
@@ -303,7 +345,7 @@ fn ensure_apt(pkgs: &[&str]) -> Result<()> {
     .with_context(|| format!("could not install {}", missing.join(" ")))
 }
 
-fn ensure_rustup_target(t: &str) -> Result<()> {
+pub(crate) fn ensure_rustup_target(t: &str) -> Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
         .context("rustup is needed to add targets (install rustup, then rerun)")?;
     if installed.lines().any(|l| l.trim() == t) {
@@ -372,7 +414,7 @@ fn size() -> Result<()> {
 }
 
 /// `size`-style text/data/bss of an ELF, using whichever size tool exists.
-fn elf_size(elf: &Path) -> Result<String> {
+pub(crate) fn elf_size(elf: &Path) -> Result<String> {
     for tool in ["arm-none-eabi-size", "llvm-size", "size"] {
         if let Ok(out) = output(Command::new(tool).arg(elf)) {
             return Ok(out);
@@ -494,7 +536,7 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
@@ -504,7 +546,7 @@ static FAILED: AtomicU64 = AtomicU64::new(0);
 
 /// Runs a `cargo test` command, streaming its output and adding its libtest
 /// `test result: ... N passed; M failed` lines to the totals.
-fn run_tests(c: &mut Command) -> Result<()> {
+pub(crate) fn run_tests(c: &mut Command) -> Result<()> {
     let mut child = c
         .stdout(Stdio::piped())
         .spawn()
@@ -531,7 +573,7 @@ fn run_tests(c: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn run(c: &mut Command) -> Result<()> {
+pub(crate) fn run(c: &mut Command) -> Result<()> {
     let status = c
         .status()
         .with_context(|| format!("could not start {c:?}"))?;
@@ -551,7 +593,7 @@ fn output(c: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn project_root() -> PathBuf {
+pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the root")

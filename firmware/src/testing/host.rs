@@ -577,7 +577,9 @@ impl<R: MacRx> Testbed<R> {
             rings.push((RingKind::RecvWqe, rq_cap));
         }
         rings.push((RingKind::RoceCq, cq_cap));
-        let len = splitrx_shared::region::RegionLayout::new(0, &rings).expect("layout").size;
+        let len = splitrx_shared::region::RegionLayout::new(0, &rings)
+            .expect("layout")
+            .size;
         let bus = self.alloc_region(len);
         let ptrs = layout_region(&self.mem, bus, len, 0, &rings);
         let (rq, cqp) = if srqn == NO_SRQ {
@@ -613,7 +615,9 @@ impl<R: MacRx> Testbed<R> {
     /// host's producer.
     pub fn create_srq(&mut self, srqn: u32, pd: u32, cap: u32) -> (CtrlStatus, Producer<RecvWqe>) {
         let rings = [(RingKind::RecvWqe, cap)];
-        let len = splitrx_shared::region::RegionLayout::new(0, &rings).expect("layout").size;
+        let len = splitrx_shared::region::RegionLayout::new(0, &rings)
+            .expect("layout")
+            .size;
         let bus = self.alloc_region(len);
         let ptrs = layout_region(&self.mem, bus, len, 0, &rings);
         let a = CreateSrqArgs {

@@ -10,6 +10,13 @@ pub fn write_text(rep: &RunReport, w: &mut dyn std::io::Write) -> std::io::Resul
         rep.target, rep.queues, rep.mode, rep.buf_size, rep.hds_thresh
     )?;
     writeln!(w, "source: {}", rep.source)?;
+    if rep.frames_too_long > 0 {
+        writeln!(
+            w,
+            "        ({} frames longer than the {} board's wire carries were left out)",
+            rep.frames_too_long, rep.target
+        )?;
+    }
     writeln!(
         w,
         "wire:      {:>12} frames {:>15} bytes",
@@ -56,6 +63,12 @@ pub fn write_text(rep: &RunReport, w: &mut dyn std::io::Write) -> std::io::Resul
     }
     for v in &rep.verdicts {
         writeln!(w, "  queue {}: sent {} = matched {} + dropped {} (NIC counted {}), {} payload bytes compared", v.queue, v.sent, v.matched, v.dropped, v.nic_dropped, v.payload_bytes_checked)?;
+    }
+    if !rep.firmware_log.is_empty() {
+        writeln!(w, "\nfirmware log ({} board, defmt):", rep.target)?;
+        for l in &rep.firmware_log {
+            writeln!(w, "  {l}")?;
+        }
     }
     if !rep.failures.is_empty() {
         writeln!(w, "\nfailures:")?;

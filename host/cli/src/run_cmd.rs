@@ -22,19 +22,23 @@ pub enum Mode {
 pub enum Board {
     /// In-process: the firmware on its own thread, sharing two /dev/shm files with the host.
     Sim,
+    /// The firmware as a bare-metal aarch64 image in QEMU's virt machine (boards/qemu-virt;
+    /// build the image first: `cargo xtask build-image --board qemu-virt`).
+    QemuVirt,
 }
 
 impl Board {
     pub fn target(self) -> Box<dyn Target> {
         match self {
             Board::Sim => Box::new(splitrx_harness::sim::SimTarget::default()),
+            Board::QemuVirt => Box::new(splitrx_harness::qemu::QemuTarget),
         }
     }
 }
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The board (the in-process sim board is the only one this build runs).
+    /// The board: `sim` (in-process, the default) or `qemu-virt` (QEMU).
     #[arg(long, value_enum, default_value_t = Board::Sim)]
     board: Board,
     /// Replay a pcap/pcapng capture (any link type splitrx converts to Ethernet).
