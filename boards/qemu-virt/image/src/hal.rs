@@ -83,6 +83,19 @@ impl Dma for CpuDma {
         core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
         Ok(true)
     }
+    /// A DMA read (READ responses, atomics): a CPU copy out of the window, like `write`.
+    fn read(&mut self, bus_addr: u64, out: &mut [u8]) -> Result<(), DmaError> {
+        let src = self
+            .windows
+            .find(bus_addr, out.len())
+            .ok_or(DmaError::Bus)?;
+        // Order the copy after whatever the host published before the request arrived.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: `src..+len` is inside a shared window (checked by `find`); `out` is the
+        // firmware's own buffer, which never overlaps a window.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
 }
 
 /// Nanoseconds from the generic timer.
