@@ -83,7 +83,7 @@ fn round(op: &str) -> (Duration, u64, Duration) {
             qpn: params.dest_qp,
             qp_type: QpType::Rc,
             pd,
-            rq_depth: 0,
+            rq_depth: 16,
             cq_depth: (MSGS as u32).next_power_of_two() * 4,
             srqn: send.then_some(1),
         })
