@@ -199,6 +199,38 @@ pub struct RoceCase {
     pub skipped: Vec<(u64, String)>,
 }
 
+/// Reads a capture file and builds its case ([`RoceCase::from_frames`]).
+pub fn read_case(path: impl AsRef<std::path::Path>) -> Result<RoceCase, String> {
+    let frames: Vec<(u64, Vec<u8>)> = splitrx_host::capture::read_all(path)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|f| (f.number, f.data))
+        .collect();
+    RoceCase::from_frames(&frames)
+}
+
+/// A request frame re-aimed: at QP `qpn` with PSN `psn` (and, with a RETH, at `va`/`rkey`),
+/// its ICRC recomputed. `None` when `frame` is not a RoCEv2 packet.
+pub fn aim(frame: &[u8], qpn: u32, psn: u32, reth: Option<(u64, u32)>) -> Option<Vec<u8>> {
+    let mut f = frame.to_vec();
+    let r = split(&f, &SplitConfig::default());
+    r.roce?;
+    let (l3, l4) = (r.l3_offset? as usize, r.l4_offset? as usize);
+    let bth = l4 + 8;
+    f.get(bth..bth + 12)?;
+    f[bth + 5..bth + 8].copy_from_slice(&qpn.to_be_bytes()[1..]);
+    f[bth + 9..bth + 12].copy_from_slice(&psn.to_be_bytes()[1..]);
+    if let Some((va, rkey)) = reth {
+        f.get(bth + 12..bth + 28)?;
+        f[bth + 12..bth + 20].copy_from_slice(&va.to_be_bytes());
+        f[bth + 20..bth + 24].copy_from_slice(&rkey.to_be_bytes());
+    }
+    let ulen = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
+    let v = f[l3] >> 4;
+    splitrx_shared::wire::roce::fill_icrc(&mut f, l3, v, l4, (l4 + ulen).checked_sub(4)?)?;
+    Some(f)
+}
+
 /// Formats a GID (IPv4-mapped ones as dotted quads).
 pub fn gid_str(g: &[u8; 16]) -> String {
     if g[..10] == [0; 10] && g[10..12] == [0xff, 0xff] {

@@ -1,21 +1,15 @@
 //! What the RoCE oracle takes from each captured conversation (no board needed): the
 //! responder, its QPs and MRs, the requests played and the responses expected.
 
-use splitrx_harness::roce::{gid_str, RoceCase};
-use splitrx_host::capture::read_all;
+use splitrx_harness::roce::{gid_str, read_case, RoceCase};
 use splitrx_host::roce::QpType;
 
 fn case(name: &str) -> RoceCase {
-    let path = format!(
+    read_case(format!(
         "{}/../testdata/captures/roce__{name}.pcap",
         env!("CARGO_MANIFEST_DIR")
-    );
-    let frames: Vec<(u64, Vec<u8>)> = read_all(&path)
-        .unwrap()
-        .into_iter()
-        .map(|f| (f.number, f.data))
-        .collect();
-    RoceCase::from_frames(&frames).unwrap()
+    ))
+    .unwrap()
 }
 
 fn summary(c: &RoceCase) -> String {

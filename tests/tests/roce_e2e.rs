@@ -2,21 +2,15 @@
 //! captured soft-RoCE conversation replayed to the firmware's responder, with exact placement
 //! and byte-exact responses (`splitrx_harness::roce`).
 
-use splitrx_harness::roce::{replay, ReplayReport, RoceCase};
-use splitrx_host::capture::read_all;
+use splitrx_harness::roce::{aim, read_case, replay, ReplayReport, RoceCase};
 use splitrx_shared::stats::DEV_NAMES;
 
 fn case(name: &str) -> RoceCase {
-    let path = format!(
+    read_case(format!(
         "{}/../testdata/captures/roce__{name}.pcap",
         env!("CARGO_MANIFEST_DIR")
-    );
-    let frames: Vec<(u64, Vec<u8>)> = read_all(&path)
-        .unwrap()
-        .into_iter()
-        .map(|f| (f.number, f.data))
-        .collect();
-    RoceCase::from_frames(&frames).unwrap()
+    ))
+    .unwrap()
 }
 
 fn counter(r: &ReplayReport, name: &str) -> u64 {
@@ -115,29 +109,15 @@ fn nccl_ring2_node0() {
     replay_all("nccl_ring2_node0");
 }
 
-/// Takes packet `number` of capture `name`, aims it at QP `qpn` with PSN `psn` (and, with a
-/// RETH, at `va`/`rkey`) and recomputes its ICRC.
+/// Packet `number` of capture `name`, aimed at QP `qpn` with PSN `psn` (and a RETH target).
 fn aimed(name: &str, number: u64, qpn: u32, psn: u32, reth: Option<(u64, u32)>) -> Vec<u8> {
-    use splitrx_shared::split::{split, SplitConfig};
     let c = case(name);
     let p = c
         .requests
         .iter()
         .find(|p| p.number == number)
         .expect("the packet is a request of the capture");
-    let mut f = p.frame.clone();
-    let r = split(&f, &SplitConfig::default());
-    let (l3, l4) = (r.l3_offset.unwrap() as usize, r.l4_offset.unwrap() as usize);
-    let bth = l4 + 8;
-    f[bth + 5..bth + 8].copy_from_slice(&qpn.to_be_bytes()[1..]);
-    f[bth + 9..bth + 12].copy_from_slice(&psn.to_be_bytes()[1..]);
-    if let Some((va, rkey)) = reth {
-        f[bth + 12..bth + 20].copy_from_slice(&va.to_be_bytes());
-        f[bth + 20..bth + 24].copy_from_slice(&rkey.to_be_bytes());
-    }
-    let ulen = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
-    splitrx_shared::wire::roce::fill_icrc(&mut f, l3, 4, l4, l4 + ulen - 4).unwrap();
-    f
+    aim(&p.frame, qpn, psn, reth).unwrap()
 }
 
 /// `serve` on the sim board linked to this test over UDP (the framing QEMU's `-netdev dgram`

@@ -2,42 +2,28 @@
 //! receive WQEs and CQEs, the page-pool SRQ with its tokens, and destroy reconciling exactly
 //! like a queue reset — with exact counts per ownership state.
 
-use splitrx_harness::roce::{RoceCase, RoceRig};
-use splitrx_host::capture::read_all;
+use splitrx_harness::roce::{read_case, RoceRig};
 use splitrx_host::ctrl::CtrlError;
 use splitrx_host::roce::{gid_from_ipv4, Cqe, Mtu, PoolSrq, QpInit, QpType, RoceError, RtrAttr};
 use splitrx_shared::abi::{access, wc_opcode, wc_status, BufRef, CtrlStatus};
-use splitrx_shared::split::{split, SplitConfig};
 use std::time::Duration;
 
 fn request(name: &str, number: u64) -> Vec<u8> {
-    let path = format!(
+    read_case(format!(
         "{}/../testdata/captures/roce__{name}.pcap",
         env!("CARGO_MANIFEST_DIR")
-    );
-    let frames: Vec<(u64, Vec<u8>)> = read_all(&path)
-        .unwrap()
-        .into_iter()
-        .map(|f| (f.number, f.data))
-        .collect();
-    let c = RoceCase::from_frames(&frames).unwrap();
-    c.requests
-        .into_iter()
-        .find(|p| p.number == number)
-        .expect("a request of the capture")
-        .frame
+    ))
+    .unwrap()
+    .requests
+    .into_iter()
+    .find(|p| p.number == number)
+    .expect("a request of the capture")
+    .frame
 }
 
 /// `frame` aimed at QP `qpn` with PSN `psn`, ICRC recomputed.
-fn aim(mut f: Vec<u8>, qpn: u32, psn: u32) -> Vec<u8> {
-    let r = split(&f, &SplitConfig::default());
-    let (l3, l4) = (r.l3_offset.unwrap() as usize, r.l4_offset.unwrap() as usize);
-    let bth = l4 + 8;
-    f[bth + 5..bth + 8].copy_from_slice(&qpn.to_be_bytes()[1..]);
-    f[bth + 9..bth + 12].copy_from_slice(&psn.to_be_bytes()[1..]);
-    let ulen = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
-    splitrx_shared::wire::roce::fill_icrc(&mut f, l3, 4, l4, l4 + ulen - 4).unwrap();
-    f
+fn aim(f: Vec<u8>, qpn: u32, psn: u32) -> Vec<u8> {
+    splitrx_harness::roce::aim(&f, qpn, psn, None).unwrap()
 }
 
 const REQUESTER: [u8; 4] = [10, 1, 16, 62];

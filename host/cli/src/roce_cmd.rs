@@ -7,8 +7,7 @@
 
 use crate::run_cmd::Board;
 use clap::{Args, Subcommand};
-use splitrx_harness::roce::{replay, RoceCase};
-use splitrx_host::capture::CaptureReader;
+use splitrx_harness::roce::{read_case, replay};
 use splitrx_shared::stats::DEV_NAMES;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -239,12 +238,7 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
 }
 
 fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
-    let mut frames = Vec::new();
-    let mut r = CaptureReader::open(&a.file).map_err(|e| e.to_string())?;
-    while let Some(f) = r.next_frame().map_err(|e| e.to_string())? {
-        frames.push((f.number, f.data));
-    }
-    let case = RoceCase::from_frames(&frames)?;
+    let case = read_case(&a.file)?;
     let target = a.board.target();
     let rep = replay(target.as_ref(), &case)?;
     if a.json {
