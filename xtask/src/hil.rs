@@ -1,6 +1,6 @@
 //! `cargo xtask build-image --board B` and `cargo xtask hil --target T`: the QEMU board's
-//! image, and the harness scenarios (`tests/tests/e2e.rs`) against a chosen target with a
-//! pass/fail table.
+//! image, and the harness scenarios (`tests/tests/e2e.rs`, `roce_e2e.rs`, `roce_host.rs`)
+//! against a chosen target with a pass/fail table.
 
 use crate::boards::{self, Board};
 use crate::{cargo, project_root, run};
@@ -85,11 +85,15 @@ struct Row {
 
 /// Scenarios that drive the sim board directly (board-specific settings), not through
 /// `SPLITRX_TARGETS`: run only for `sim`.
-const SIM_ONLY: &[&str] =
-    &["verification_reads_device_memory_through_the_target_when_it_is_not_mapped"];
+const SIM_ONLY: &[&str] = &[
+    "verification_reads_device_memory_through_the_target_when_it_is_not_mapped",
+    // The sim MAC linked to a peer over UDP.
+    "serve_over_a_udp_link",
+];
 
-/// Runs the e2e scenarios on `target` (one at a time: a QEMU run wants both cores) and
-/// returns one row per scenario.
+/// Runs the scenarios on `target` (one at a time: a QEMU run wants both cores) and returns one
+/// row per scenario: the RX scenarios (`e2e`), the RoCE capture replays (`roce_e2e`) and the
+/// host RoCE API scenarios (`roce_host`).
 fn scenarios_on(target: &str) -> Result<Vec<Row>> {
     let mut c = cargo();
     c.env("SPLITRX_TARGETS", target)
@@ -99,6 +103,10 @@ fn scenarios_on(target: &str) -> Result<Vec<Row>> {
             "splitrx-harness",
             "--test",
             "e2e",
+            "--test",
+            "roce_e2e",
+            "--test",
+            "roce_host",
             "--",
             "--test-threads=1",
         ])
