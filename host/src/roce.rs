@@ -28,6 +28,7 @@ use crate::pool::{AuditReport, PagePool, PoolConfig};
 use crate::provider::{DeviceWindow, DeviceWindowConfig};
 use crate::seam::{HostWindow, WindowDesc};
 use crate::token::Token;
+use splitrx_shared::abi::CtrlCall;
 use splitrx_shared::abi::{
     self, access, call, qp_attr, qp_state, qp_type, wc_opcode, wc_status, BufRef, CreateQpArgs,
     CreateSrqArgs, ModifyQpArgs, MrArgs, PoolMode, QpArgs, QpInfo, RecvWqe, RegisterMrArgs,
@@ -141,8 +142,12 @@ struct Inner {
 }
 
 impl Inner {
-    fn ctrl(&self) -> std::sync::MutexGuard<'_, CtrlClient> {
-        self.ctrl.lock().unwrap_or_else(|p| p.into_inner())
+    /// One control call of the RoCE side, with the RoCE timeout.
+    fn call<C: CtrlCall>(&self, args: &C::Args) -> Result<C::Resp, CtrlError> {
+        self.ctrl
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .request::<C>(args, &mut wait())
     }
 }
 
@@ -532,9 +537,7 @@ impl Rdma {
             access: U32::new(access),
             pd: U32::new(pd.0),
         };
-        self.inner
-            .ctrl()
-            .request::<call::RegisterMr>(&a, &mut wait())?;
+        self.inner.call::<call::RegisterMr>(&a)?;
         Ok(MemoryRegion {
             pd,
             lkey,
@@ -551,9 +554,7 @@ impl Rdma {
         let a = MrArgs {
             lkey: U32::new(mr.lkey),
         };
-        self.inner
-            .ctrl()
-            .request::<call::DeregisterMr>(&a, &mut wait())?;
+        self.inner.call::<call::DeregisterMr>(&a)?;
         Ok(())
     }
 
@@ -580,6 +581,15 @@ impl Rdma {
             return Err(e.into());
         }
         Ok((off, l, base))
+    }
+
+    /// A QP or SRQ going away: destroyed through `C` unless that happened already, then its
+    /// region back to the arena. When the firmware refuses, the region is leaked rather than
+    /// reused (the firmware may still use it).
+    fn drop_object<C: CtrlCall>(&self, destroyed: bool, args: &C::Args, off: u64, len: u64) {
+        if destroyed || self.inner.call::<C>(args).is_ok() {
+            self.release_host(off, len);
+        }
     }
 
     fn release_host(&self, off: u64, len: u64) {
@@ -624,7 +634,7 @@ impl Rdma {
             region_bus_addr: U64::new(self.inner.host_desc.bus(off)),
             region_len: U64::new(l.size),
         };
-        if let Err(e) = self.inner.ctrl().request::<call::CreateQp>(&a, &mut wait()) {
+        if let Err(e) = self.inner.call::<call::CreateQp>(&a) {
             self.release_host(off, l.size);
             return Err(e.into());
         }
@@ -645,19 +655,14 @@ impl Rdma {
     }
 
     fn modify(&self, a: &ModifyQpArgs) -> Result<(), RoceError> {
-        self.inner
-            .ctrl()
-            .request::<call::ModifyQp>(a, &mut wait())?;
+        self.inner.call::<call::ModifyQp>(a)?;
         Ok(())
     }
 
     /// `ibv_query_qp`: the firmware's view of a QP.
     pub fn query_qp(&self, qpn: u32) -> Result<QpInfo, RoceError> {
         let a = QpArgs { qpn: U32::new(qpn) };
-        Ok(self
-            .inner
-            .ctrl()
-            .request::<call::QueryQp>(&a, &mut wait())?)
+        Ok(self.inner.call::<call::QueryQp>(&a)?)
     }
 
     /// A page pool over `count` buffers of `buf_size` bytes of device memory (the emulated GPU
@@ -838,10 +843,7 @@ impl Qp {
         let a = QpArgs {
             qpn: U32::new(self.qpn),
         };
-        self.rdma
-            .inner
-            .ctrl()
-            .request::<call::DestroyQp>(&a, &mut wait())?;
+        self.rdma.inner.call::<call::DestroyQp>(&a)?;
         self.destroyed = true;
         let completions = self.poll_cq(usize::MAX)?;
         let returned = self.posted.drain(..).collect();
@@ -854,25 +856,17 @@ impl Qp {
 
 impl Drop for Qp {
     fn drop(&mut self) {
-        if !self.destroyed {
-            // Best effort: a QP dropped without `destroy` is destroyed here; its WQEs are
-            // forgotten by the host side (pool buffers stay Posted until their pool is
-            // reconciled).
-            let a = QpArgs {
-                qpn: U32::new(self.qpn),
-            };
-            if self
-                .rdma
-                .inner
-                .ctrl()
-                .request::<call::DestroyQp>(&a, &mut wait())
-                .is_err()
-            {
-                // The firmware may still use the region: leak it rather than reuse it.
-                return;
-            }
-        }
-        self.rdma.release_host(self.region_off, self.region_len);
+        // Best effort: a QP dropped without `destroy` is destroyed here; its WQEs are forgotten
+        // by the host side (pool buffers stay Posted until their pool is reconciled).
+        let a = QpArgs {
+            qpn: U32::new(self.qpn),
+        };
+        self.rdma.drop_object::<call::DestroyQp>(
+            self.destroyed,
+            &a,
+            self.region_off,
+            self.region_len,
+        );
     }
 }
 
@@ -980,11 +974,7 @@ impl PoolSrq {
             region_bus_addr: U64::new(rdma.inner.host_desc.bus(off)),
             region_len: U64::new(l.size),
         };
-        if let Err(e) = rdma
-            .inner
-            .ctrl()
-            .request::<call::CreateSrq>(&a, &mut wait())
-        {
+        if let Err(e) = rdma.inner.call::<call::CreateSrq>(&a) {
             rdma.release_host(off, l.size);
             let _ = rdma.dereg_mr(mr);
             return Err(e.into());
@@ -1112,11 +1102,7 @@ impl PoolSrq {
         let a = SrqArgs {
             srqn: U32::new(self.srqn),
         };
-        let r = self
-            .rdma
-            .inner
-            .ctrl()
-            .request::<call::DestroySrq>(&a, &mut wait());
+        let r = self.rdma.inner.call::<call::DestroySrq>(&a);
         if let Err(e) = r {
             return Err(SrqNotDestroyed {
                 error: e.into(),
@@ -1140,21 +1126,15 @@ impl PoolSrq {
 
 impl Drop for PoolSrq {
     fn drop(&mut self) {
-        if !self.destroyed {
-            let a = SrqArgs {
-                srqn: U32::new(self.srqn),
-            };
-            if self
-                .rdma
-                .inner
-                .ctrl()
-                .request::<call::DestroySrq>(&a, &mut wait())
-                .is_err()
-            {
-                return;
-            }
-        }
-        self.rdma.release_host(self.region_off, self.region_len);
+        let a = SrqArgs {
+            srqn: U32::new(self.srqn),
+        };
+        self.rdma.drop_object::<call::DestroySrq>(
+            self.destroyed,
+            &a,
+            self.region_off,
+            self.region_len,
+        );
     }
 }
 
