@@ -434,6 +434,9 @@ pub struct VirtioTx {
     pub tx_frames: u64,
 }
 
+/// How long a transmit waits for a free TX slot before it reports `Busy`.
+const TX_WAIT_NS: u64 = 2_000_000;
+
 impl MacTx for VirtioTx {
     fn transmit(&mut self, frame: &[u8]) -> Result<(), TxError> {
         if frame.len() > TX_MAX {
@@ -443,10 +446,20 @@ impl MacTx for VirtioTx {
         // transmits are outstanding and QEMU's virtio-net completes them in order.
         unsafe {
             let tx = &raw mut TXQ;
-            self.tx_done = core::ptr::read_volatile(&raw const (*tx).used.idx);
-            fence(Ordering::Acquire);
-            if self.tx_avail.wrapping_sub(self.tx_done) as usize >= TX_N {
-                return Err(TxError::Busy);
+            // A full ring waits (bounded) for QEMU to complete a transmit, as a MAC with a TX
+            // FIFO back-pressures: a burst of responses (an ACK per message) must not be lost
+            // to a momentarily busy device.
+            let deadline = crate::hal::now_ns() + TX_WAIT_NS;
+            loop {
+                self.tx_done = core::ptr::read_volatile(&raw const (*tx).used.idx);
+                fence(Ordering::Acquire);
+                if (self.tx_avail.wrapping_sub(self.tx_done) as usize) < TX_N {
+                    break;
+                }
+                if crate::hal::now_ns() > deadline {
+                    return Err(TxError::Busy);
+                }
+                core::hint::spin_loop();
             }
             let slot = self.tx_avail as usize % TX_N;
             let bufs: *mut TxBufs = &raw mut TXB;
