@@ -562,10 +562,15 @@ fn hostile_fill_descriptors_are_refused_and_counted() {
         // counters), then end the wire.
         let refused = || {
             let s = rig.device.read_stats(0).expect("NIC counters");
-            [q::DESC_BAD_POOL, q::DESC_BAD_INDEX, q::DESC_BAD_ADDR, q::DESC_BAD_LEN]
-                .iter()
-                .map(|&i| s[i])
-                .sum::<u64>()
+            [
+                q::DESC_BAD_POOL,
+                q::DESC_BAD_INDEX,
+                q::DESC_BAD_ADDR,
+                q::DESC_BAD_LEN,
+            ]
+            .iter()
+            .map(|&i| s[i])
+            .sum::<u64>()
         };
         wait_until("the NIC meets every injected descriptor", 60, || {
             std::thread::sleep(Duration::from_millis(2));
