@@ -1730,3 +1730,266 @@ fn write_with_immediate_rnr_at_its_last_packet_keeps_the_message_for_the_retry()
     rig.expect(DATA_BUS, &d);
     rig.check_memory();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scatter lists: a receive WQE of several entries (RecvWqe::MORE).
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_multi_packet_send_is_scattered_over_the_wqes_entries_in_order() {
+    let mut rig = Rig::new(qp_type::RC, 1);
+    // Three entries, out of address order and of uneven sizes: 100 + 300 + 400 bytes.
+    let sgl = [
+        (RECV_BUS + 4096, 100, RECV_LKEY),
+        (RECV_BUS + 64, 300, RECV_LKEY),
+        (RECV_BUS + 8192, 400, RECV_LKEY),
+    ];
+    rig.qp.post_sgl(0x5a, &sgl);
+    let d = payload(700, 3);
+    rig.send(
+        &request(op::RC_SEND_FIRST, QPN, PSN0, false, 256),
+        &d[..256],
+    );
+    rig.send(
+        &request(op::RC_SEND_MIDDLE, QPN, PSN0 + 1, false, 256),
+        &d[256..512],
+    );
+    assert_eq!(rig.info().held_wqes.get(), 1);
+    let r = rig.send(
+        &request(op::RC_SEND_LAST, QPN, PSN0 + 2, true, 188),
+        &d[512..],
+    );
+    assert_eq!(
+        r.iter().map(ack_of).collect::<Vec<_>>(),
+        vec![(op::RC_ACK, PEER, PSN0 + 2, Some(ACK), Some(1))]
+    );
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            0x5a,
+            700,
+            0,
+            wc_status::SUCCESS,
+            wc_opcode::RECV,
+            0,
+            PEER,
+            PSN0 + 2
+        )]
+    );
+    // 100 bytes in the first entry, 300 in the second, the last 300 at the start of the third
+    // (its last 100 bytes untouched).
+    rig.expect(RECV_BUS + 4096, &d[..100]);
+    rig.expect(RECV_BUS + 64, &d[100..400]);
+    rig.expect(RECV_BUS + 8192, &d[400..]);
+    rig.check_memory();
+    assert_eq!(
+        (
+            rig.stat(dev::ROCE_RECV_COMPLETED),
+            rig.stat(dev::ROCE_RING_FAULTS)
+        ),
+        (1, 0)
+    );
+}
+
+#[test]
+fn a_send_longer_than_the_whole_scatter_list_is_a_length_error() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    rig.qp.post_sgl(
+        4,
+        &[(RECV_BUS, 32, RECV_LKEY), (RECV_BUS + 256, 32, RECV_LKEY)],
+    );
+    let d = payload(65, 1);
+    let r = rig.send(&request(op::RC_SEND_ONLY, QPN, PSN0, true, 65), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x61), Some(0)));
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            4,
+            0,
+            0,
+            wc_status::LOC_LEN_ERR,
+            wc_opcode::RECV,
+            0,
+            PEER,
+            PSN0
+        )]
+    );
+    assert_eq!(rig.stat(dev::ROCE_RESP_LOCAL_LENGTH_ERROR), 1);
+    // Nothing was written: the length is checked before any byte is placed.
+    rig.check_memory();
+}
+
+#[test]
+fn ud_grh_area_and_datagram_span_scatter_entries() {
+    let mut rig = Rig::new(qp_type::UD, 5);
+    // The 40-byte GRH area straddles the first two entries (24 + 30 bytes), the payload runs
+    // on into the third.
+    rig.qp.post_sgl(
+        9,
+        &[
+            (RECV_BUS + 1000, 24, RECV_LKEY),
+            (RECV_BUS, 30, RECV_LKEY),
+            (RECV_BUS + 2000, 200, RECV_LKEY),
+        ],
+    );
+    let d = payload(100, 7);
+    let mut s = request(op::UD_SEND_ONLY, QPN, 0x44, false, 100);
+    s.deth = Some(Deth {
+        qkey: 0x1234_5678,
+        src_qp: 0x77,
+    });
+    let f = rig.req.frame(&s, &d);
+    assert!(rig.feed(&f).is_empty());
+    let mut all = vec![0u8; 20];
+    all.extend_from_slice(&f[14..34]);
+    all.extend_from_slice(&d);
+    rig.expect(RECV_BUS + 1000, &all[..24]);
+    rig.expect(RECV_BUS, &all[24..54]);
+    rig.expect(RECV_BUS + 2000, &all[54..]);
+    rig.check_memory();
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            9,
+            140,
+            0,
+            wc_status::SUCCESS,
+            wc_opcode::RECV,
+            wc_flags::GRH,
+            0x77,
+            0x44
+        )]
+    );
+}
+
+#[test]
+fn a_scatter_entry_outside_its_mr_is_a_local_protection_error() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    // The second entry runs 8 bytes past the end of the receive MR: every entry is checked
+    // against its MR, even one the message would never reach.
+    rig.qp.post_sgl(
+        3,
+        &[
+            (RECV_BUS, 16, RECV_LKEY),
+            (RECV_BUS + MR_LEN - 8, 16, RECV_LKEY),
+        ],
+    );
+    let d = payload(8, 1);
+    let r = rig.send(&request(op::RC_SEND_ONLY, QPN, PSN0, true, 8), &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(0x63), Some(0)));
+    assert_eq!(
+        rig.qp.cqes(),
+        vec![cqe(
+            3,
+            0,
+            0,
+            wc_status::LOC_PROT_ERR,
+            wc_opcode::RECV,
+            0,
+            PEER,
+            PSN0
+        )]
+    );
+    assert_eq!(
+        (rig.stat(dev::ROCE_RESP_LOCAL_PROT_ERROR), rig.info().state),
+        (1, qp_state::ERR)
+    );
+    rig.check_memory();
+}
+
+/// Entries of a WQE as a hostile host might post them.
+fn entry(wr_id: u64, bus: u64, len: u32, more: bool) -> splitrx_shared::abi::RecvWqe {
+    let mut w = splitrx_firmware::testing::recv_wqe(wr_id, bus, len, RECV_LKEY, QPN);
+    if more {
+        w.qpn = U32::new(QPN | splitrx_shared::abi::RecvWqe::MORE);
+    }
+    w
+}
+
+#[test]
+fn a_malformed_scatter_list_is_a_ring_fault_never_a_placement() {
+    use splitrx_shared::abi::MAX_RECV_SGE;
+    let cases: Vec<(&str, Vec<splitrx_shared::abi::RecvWqe>)> = vec![
+        (
+            "MORE on the last entry in the ring",
+            vec![entry(1, RECV_BUS, 64, true)],
+        ),
+        (
+            "the next entry names another wr_id",
+            vec![
+                entry(1, RECV_BUS, 64, true),
+                entry(2, RECV_BUS + 64, 64, false),
+            ],
+        ),
+        (
+            "more than MAX_RECV_SGE entries",
+            (0..=MAX_RECV_SGE)
+                .map(|i| entry(1, RECV_BUS + 64 * i as u64, 64, i < MAX_RECV_SGE))
+                .collect(),
+        ),
+        (
+            "total length past u32::MAX",
+            vec![
+                entry(1, RECV_BUS, u32::MAX, true),
+                entry(1, RECV_BUS + 64, 64, false),
+            ],
+        ),
+    ];
+    for (what, entries) in cases {
+        let mut rig = Rig::new(qp_type::RC, 3);
+        rig.qp.post_raw(&entries);
+        let d = payload(16, 1);
+        let r = rig.send(&request(op::RC_SEND_ONLY, QPN, PSN0, true, 16), &d);
+        assert!(
+            r.is_empty(),
+            "{what}: no answer from a QP whose ring is corrupt"
+        );
+        assert_eq!(
+            (
+                rig.stat(dev::ROCE_RING_FAULTS),
+                rig.stat(dev::ROCE_RESP_DISCARDS),
+                rig.info().state,
+                rig.info().held_wqes.get()
+            ),
+            (1, 1, qp_state::ERR, 0),
+            "{what}"
+        );
+        assert!(
+            rig.qp.cqes().is_empty(),
+            "{what}: no CQE names a broken WQE"
+        );
+        rig.check_memory();
+    }
+}
+
+#[test]
+fn a_write_with_immediate_refused_rnr_counts_one_write_request_after_its_retry() {
+    let mut rig = Rig::new(qp_type::RC, 3);
+    let d = payload(40, 5);
+    let mut w = request(op::RC_WRITE_ONLY_IMM, QPN, PSN0, true, 40);
+    w.reth = Some(Reth {
+        va: IOVA,
+        rkey: DATA_RKEY,
+        dma_len: 40,
+    });
+    w.imm_dt = Some(ImmDt(1));
+    let r = rig.send(&w, &d);
+    assert_eq!(
+        ack_of(&r[0]),
+        (op::RC_ACK, PEER, PSN0, Some(0x20 | 12), Some(0))
+    );
+    assert_eq!(rig.stat(dev::ROCE_RX_WRITE_REQUESTS), 0);
+    rig.check_memory();
+    rig.qp.post(1, RECV_BUS, 64, RECV_LKEY);
+    let r = rig.send(&w, &d);
+    assert_eq!(ack_of(&r[0]), (op::RC_ACK, PEER, PSN0, Some(ACK), Some(1)));
+    assert_eq!(
+        (
+            rig.stat(dev::ROCE_RX_WRITE_REQUESTS),
+            rig.stat(dev::ROCE_SEND_RNR_ERR)
+        ),
+        (1, 1)
+    );
+    rig.expect(DATA_BUS, &d);
+    rig.check_memory();
+}

@@ -32,7 +32,7 @@ use splitrx_shared::abi::CtrlCall;
 use splitrx_shared::abi::{
     self, access, call, qp_attr, qp_state, qp_type, wc_opcode, wc_status, BufRef, CreateQpArgs,
     CreateSrqArgs, ModifyQpArgs, MrArgs, PoolMode, QpArgs, QpInfo, RecvWqe, RegisterMrArgs,
-    RingKind, RoceCqe, SrqArgs, NO_SRQ,
+    RingKind, RoceCqe, SrqArgs, MAX_RECV_SGE, NO_SRQ,
 };
 use splitrx_shared::region::RegionLayout;
 use splitrx_shared::ring::{Consumer, Producer, RingError};
@@ -327,14 +327,32 @@ pub struct Completion {
     /// Whether the first 40 bytes of the buffer are the GRH area (UD).
     pub grh: bool,
     pub psn: u32,
-    /// The posted WQE this completes.
+    /// The posted WQE this completes (its first scatter entry; [`Completion::sges`] lists
+    /// them all).
     pub wqe: RecvWqe,
+    sgl: [RecvWqe; MAX_RECV_SGE],
+    n_sge: u8,
 }
 
 impl Completion {
     pub fn is_ok(&self) -> bool {
         self.status == wc_status::SUCCESS
     }
+    /// Every scatter entry of the completed WQE, in order (the message's bytes fill them in
+    /// this order: `byte_len` bytes in all).
+    pub fn sges(&self) -> &[RecvWqe] {
+        &self.sgl[..self.n_sge as usize]
+    }
+}
+
+/// One scatter entry of [`Qp::post_recv_sgl`] (`ibv_sge`, plus the ledger's buffer name).
+#[derive(Clone, Copy, Debug)]
+pub struct RecvSge<'a> {
+    pub bus_addr: u64,
+    pub len: u32,
+    pub mr: &'a MemoryRegion,
+    /// The pool buffer for the ledger ([`BufRef::NONE`] for memory outside any pool).
+    pub buf: BufRef,
 }
 
 counters! {
@@ -353,7 +371,8 @@ counters! {
     }
 }
 
-fn cqe_check(c: &RoceCqe, wqe: &RecvWqe) -> Result<(), &'static str> {
+/// `len`: the bytes of all the WQE's scatter entries.
+fn cqe_check(c: &RoceCqe, wqe: &RecvWqe, len: u64) -> Result<(), &'static str> {
     if c.wr_id.get() != wqe.wr_id.get() {
         return Err("the CQE names another WQE than the next one posted");
     }
@@ -375,15 +394,19 @@ fn cqe_check(c: &RoceCqe, wqe: &RecvWqe) -> Result<(), &'static str> {
             return Err("unknown completion opcode");
         }
         // RECV_RDMA_WITH_IMM reports the WRITE's length: nothing landed in the buffer.
-        if c.opcode == wc_opcode::RECV && c.byte_len.get() > wqe.len.get() {
+        if c.opcode == wc_opcode::RECV && c.byte_len.get() as u64 > len {
             return Err("more bytes than the posted buffer");
         }
     }
     Ok(())
 }
 
-fn completion(c: &RoceCqe, wqe: RecvWqe) -> Completion {
+/// `sgl`: the WQE's scatter entries (at least one, at most [`MAX_RECV_SGE`]).
+fn completion(c: &RoceCqe, sgl: &[RecvWqe]) -> Completion {
     let f = c.wc_flags.get();
+    let wqe = sgl[0];
+    let mut arr = [RecvWqe::default(); MAX_RECV_SGE];
+    arr[..sgl.len()].copy_from_slice(sgl);
     Completion {
         wr_id: c.wr_id.get(),
         status: c.status,
@@ -400,6 +423,8 @@ fn completion(c: &RoceCqe, wqe: RecvWqe) -> Completion {
         grh: f & abi::wc_flags::GRH != 0,
         psn: c.psn.get(),
         wqe,
+        sgl: arr,
+        n_sge: sgl.len() as u8,
     }
 }
 
@@ -413,7 +438,8 @@ pub struct Qp {
     region_len: u64,
     rq: Option<Producer<RecvWqe>>,
     cq: Consumer<RoceCqe>,
-    /// WQEs posted to the own ring, oldest first (completed in order).
+    /// WQEs posted to the own ring, oldest first (completed in order), one entry per
+    /// scatter entry ([`RecvWqe::MORE`] chains a WQE's entries).
     posted: VecDeque<RecvWqe>,
     counters: QpCounters,
     /// A CQE for an SRQ WQE: the SRQ validates it ([`PoolSrq::accept`]).
@@ -450,7 +476,8 @@ pub struct Destroyed {
     /// Completions drained from the CQ during destroy (including the firmware's flush).
     pub completions: Vec<Cqe>,
     /// WQEs the firmware never took (still in the ring, or taken and not completed by a
-    /// hostile firmware): they are the host's again.
+    /// hostile firmware): they are the host's again. One entry per scatter entry, so every
+    /// buffer is named.
     pub returned: Vec<RecvWqe>,
 }
 
@@ -763,11 +790,11 @@ impl Qp {
 
     /// WQEs posted and not completed yet.
     pub fn outstanding(&self) -> usize {
-        self.posted.len()
+        self.posted.iter().filter(|w| !w.more()).count()
     }
 
-    /// `ibv_post_recv` of one WQE (one scatter entry) on the QP's own ring. `buf` names the
-    /// pool buffer for the ledger ([`BufRef::NONE`] for memory outside any pool).
+    /// `ibv_post_recv` of one WQE with one scatter entry on the QP's own ring. `buf` names
+    /// the pool buffer for the ledger ([`BufRef::NONE`] for memory outside any pool).
     pub fn post_recv(
         &mut self,
         wr_id: u64,
@@ -776,32 +803,82 @@ impl Qp {
         mr: &MemoryRegion,
         buf: BufRef,
     ) -> Result<(), RoceError> {
+        self.post_recv_sgl(
+            wr_id,
+            &[RecvSge {
+                bus_addr,
+                len,
+                mr,
+                buf,
+            }],
+        )
+    }
+
+    /// `ibv_post_recv` of one WQE whose scatter list is `sgl` (1 to [`MAX_RECV_SGE`]
+    /// entries): a message fills the entries in order. All entries go to the ring in one
+    /// commit, or none ([`RoceError::QueueFull`]).
+    pub fn post_recv_sgl(&mut self, wr_id: u64, sgl: &[RecvSge<'_>]) -> Result<(), RoceError> {
         let Some(rq) = self.rq.as_mut() else {
             return Err(RoceError::Invalid(format!(
                 "QP {} takes its receive WQEs from SRQ {:?}",
                 self.qpn, self.srqn
             )));
         };
-        if !mr.contains(bus_addr, len as u64) {
+        if sgl.is_empty() || sgl.len() > MAX_RECV_SGE {
             return Err(RoceError::Invalid(format!(
-                "receive buffer {bus_addr:#x}+{len} is outside MR lkey {:#x}",
-                mr.lkey
+                "a receive WQE has 1 to {MAX_RECV_SGE} scatter entries, not {}",
+                sgl.len()
             )));
         }
-        let w = RecvWqe {
-            wr_id: U64::new(wr_id),
-            bus_addr: U64::new(bus_addr),
-            len: U32::new(len),
-            lkey: U32::new(mr.lkey),
-            buf,
-            qpn: U32::new(self.qpn),
-        };
-        if !rq.push(&w)? {
+        let total: u64 = sgl.iter().map(|s| s.len as u64).sum();
+        if total > u32::MAX as u64 {
+            return Err(RoceError::Invalid(format!(
+                "a receive WQE of {total} bytes (at most 4 GiB - 1)"
+            )));
+        }
+        let mut ws = [RecvWqe::default(); MAX_RECV_SGE];
+        for (i, s) in sgl.iter().enumerate() {
+            if !s.mr.contains(s.bus_addr, s.len as u64) {
+                return Err(RoceError::Invalid(format!(
+                    "receive buffer {:#x}+{} is outside MR lkey {:#x}",
+                    s.bus_addr, s.len, s.mr.lkey
+                )));
+            }
+            let more = if i + 1 < sgl.len() { RecvWqe::MORE } else { 0 };
+            ws[i] = RecvWqe {
+                wr_id: U64::new(wr_id),
+                bus_addr: U64::new(s.bus_addr),
+                len: U32::new(s.len),
+                lkey: U32::new(s.mr.lkey),
+                buf: s.buf,
+                qpn: U32::new(self.qpn | more),
+            };
+        }
+        let ws = &ws[..sgl.len()];
+        // One producer: the free space only grows until the commit below.
+        if (rq.free()? as usize) < ws.len() {
             return Err(RoceError::QueueFull);
         }
-        self.posted.push_back(w);
+        let n = rq.push_slice(ws)?;
+        debug_assert_eq!(n, ws.len());
+        self.posted.extend(ws.iter().copied());
         self.counters.posted += 1;
         Ok(())
+    }
+
+    /// The scatter list of the oldest posted WQE (its entries at the front of `posted`), or
+    /// `None` when nothing is posted.
+    fn next_posted(&self) -> Option<([RecvWqe; MAX_RECV_SGE], usize, u64)> {
+        let mut arr = [RecvWqe::default(); MAX_RECV_SGE];
+        let mut len = 0u64;
+        for (i, w) in self.posted.iter().take(MAX_RECV_SGE).enumerate() {
+            arr[i] = *w;
+            len += w.len.get() as u64;
+            if !w.more() {
+                return Some((arr, i + 1, len));
+            }
+        }
+        None
     }
 
     /// `ibv_poll_cq`: up to `max` completions, oldest first. CQEs of the own ring are checked
@@ -814,20 +891,20 @@ impl Qp {
                 out.push(Cqe::Srq(SrqCqe(c)));
                 continue;
             }
-            let Some(w) = self.posted.front().copied() else {
+            let Some((sgl, n, len)) = self.next_posted() else {
                 self.refuse("a CQE with no WQE posted");
                 continue;
             };
-            if let Err(e) = cqe_check(&c, &w) {
+            if let Err(e) = cqe_check(&c, &sgl[0], len) {
                 self.refuse(e);
                 continue;
             }
-            self.posted.pop_front();
+            self.posted.drain(..n);
             self.counters.completions += 1;
             if c.status != wc_status::SUCCESS {
                 self.counters.completion_errors += 1;
             }
-            out.push(Cqe::Own(completion(&c, w)));
+            out.push(Cqe::Own(completion(&c, &sgl[..n])));
         }
         Ok(out)
     }
@@ -1055,10 +1132,10 @@ impl PoolSrq {
         else {
             return Err(self.refuse("the CQE names no buffer this SRQ posted"));
         };
-        if let Err(e) = cqe_check(&c, &w) {
+        if let Err(e) = cqe_check(&c, &w, w.len.get() as u64) {
             return Err(self.refuse(e));
         }
-        let comp = completion(&c, w);
+        let comp = completion(&c, &[w]);
         self.posted.remove(&w.buf.raw());
         if c.status != wc_status::SUCCESS {
             self.counters.errors += 1;
@@ -1171,32 +1248,38 @@ mod tests {
             opcode: wc_opcode::RECV,
             ..Default::default()
         };
-        assert_eq!(cqe_check(&c, &w), Ok(()));
+        assert_eq!(cqe_check(&c, &w, w.len.get() as u64), Ok(()));
         c.byte_len = U32::new(101);
-        assert_eq!(cqe_check(&c, &w), Err("more bytes than the posted buffer"));
+        assert_eq!(
+            cqe_check(&c, &w, w.len.get() as u64),
+            Err("more bytes than the posted buffer")
+        );
         c.byte_len = U32::new(1);
         c.wr_id = U64::new(8);
         assert_eq!(
-            cqe_check(&c, &w),
+            cqe_check(&c, &w, w.len.get() as u64),
             Err("the CQE names another WQE than the next one posted")
         );
         c.wr_id = U64::new(7);
         c.status = 77;
-        assert_eq!(cqe_check(&c, &w), Err("unknown completion status"));
+        assert_eq!(
+            cqe_check(&c, &w, w.len.get() as u64),
+            Err("unknown completion status")
+        );
         c.status = wc_status::WR_FLUSH_ERR;
         c.byte_len = U32::new(4096);
         assert_eq!(
-            cqe_check(&c, &w),
+            cqe_check(&c, &w, w.len.get() as u64),
             Ok(()),
             "a flush carries no byte count to check"
         );
-        assert_eq!(completion(&c, w).byte_len, 0);
+        assert_eq!(completion(&c, &[w]).byte_len, 0);
         c.status = 0;
         c.byte_len = U32::new(4);
         c.opcode = wc_opcode::RECV_RDMA_WITH_IMM;
         c.wc_flags = U16::new(abi::wc_flags::WITH_IMM);
         c.imm_or_inv = U32::new(0x1234_5678);
-        assert_eq!(completion(&c, w).imm, Some(0x1234_5678));
+        assert_eq!(completion(&c, &[w]).imm, Some(0x1234_5678));
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SPRX");
 ///
 /// 2.0: [`RxCompletion`] grew from 32 to 48 bytes (`rx_timestamp_ns`, `csum_complete`,
 /// reserved bytes): a completion ring of 1.x cannot be read by a 2.x peer, so the major moved.
-pub const ABI_VERSION: u32 = abi_version(2, 1);
+/// 2.2: a receive WQE may span several [`RecvWqe`] entries ([`RecvWqe::MORE`], scatter
+/// lists); a 2.1 host never sets that bit, so nothing it wrote changes meaning.
+pub const ABI_VERSION: u32 = abi_version(2, 2);
 /// Builds an ABI version word.
 pub const fn abi_version(major: u16, minor: u16) -> u32 {
     ((major as u32) << 16) | minor as u32
@@ -479,7 +481,13 @@ impl RxCompletion {
 // RoCE records (used by the RoCEv2 responder; layout fixed now so the ABI does not move later)
 // ---------------------------------------------------------------------------------------------
 
-/// host -> NIC: a posted receive buffer for a QP or SRQ (one scatter entry). 32 bytes.
+/// host -> NIC: one scatter entry (SGE) of a receive WQE posted to a QP or SRQ. 32 bytes.
+///
+/// A WQE is 1 to [`MAX_RECV_SGE`] consecutive entries of the ring, all with the same `wr_id`
+/// and `qpn`: every entry but the last has [`RecvWqe::MORE`] set in `qpn`. The host commits a
+/// WQE's entries in one ring commit; the NIC places a message over the entries in order
+/// (`ibv_post_recv`'s `sg_list`). A WQE the NIC cannot read whole (a missing, foreign or
+/// surplus entry) is a ring fault.
 #[derive(
     Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
 )]
@@ -495,8 +503,21 @@ pub struct RecvWqe {
     pub lkey: U32,
     /// The buffer, for the host's ledger.
     pub buf: BufRef,
-    /// QP number (or SRQ number with the top bit set).
+    /// QP number (or SRQ number with the top bit set), and [`RecvWqe::MORE`].
     pub qpn: U32,
+}
+
+/// The most scatter entries one receive WQE may have (`max_recv_sge`).
+pub const MAX_RECV_SGE: usize = 4;
+
+impl RecvWqe {
+    /// `qpn` bit: another entry of the same WQE follows.
+    pub const MORE: u32 = 1 << 30;
+    /// Whether another entry of the same WQE follows.
+    #[inline]
+    pub fn more(&self) -> bool {
+        self.qpn.get() & Self::MORE != 0
+    }
 }
 assert_layout!(
     RecvWqe,

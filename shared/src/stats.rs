@@ -146,7 +146,8 @@ counters! {
         ROCE_SEND_RNR_ERR = 15, "send_rnr_err";
         /// Receive WQEs completed successfully (SEND, WRITE with immediate).
         ROCE_RECV_COMPLETED = 16, "recv_wqe_completed";
-        /// RDMA WRITE messages started (FIRST or ONLY).
+        /// RDMA WRITE messages whose first packet (FIRST or ONLY) was executed: a request
+        /// refused (bad rkey, range, length) or RNR-NAKed is not counted, its retry once.
         ROCE_RX_WRITE_REQUESTS = 17, "rx_write_requests";
         /// RDMA READ requests executed (duplicates included).
         ROCE_RX_READ_REQUESTS = 18, "rx_read_requests";

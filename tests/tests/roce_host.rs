@@ -243,3 +243,104 @@ fn control_errors_are_exact() {
         assert_eq!(err, None);
     }
 }
+
+/// A WQE with a scatter list: a 16-byte SEND fills its two entries (5 + 11 bytes, in two
+/// separate buffers) in order; the completion lists both entries; posting checks the entry
+/// count and posts a whole WQE or nothing; destroy hands back every entry of a WQE never used.
+#[test]
+fn a_scatter_list_wqe_is_filled_in_order_and_returned_whole() {
+    use splitrx_host::roce::RecvSge;
+    for t in splitrx_harness::targets_from_env() {
+        // rdma_cm frame 4: RC SEND ONLY, 16 bytes, AckReq.
+        let f = aim(request("rdma_cm", 4), 0x42, 30);
+        let payload = splitrx_harness::roce::parse(0, &f).unwrap().payload;
+        assert_eq!(payload.len(), 16);
+        let mut rig = RoceRig::up(t.as_ref(), vec![f], 16 * 4096, 64 * 4096).unwrap();
+        let rdma = rig.rdma.clone();
+        let pd = rdma.alloc_pd();
+        let mem = rdma.alloc_device(2 * 4096).unwrap();
+        let mr = rdma
+            .reg_mr(pd, mem.bus_addr, mem.len, mem.bus_addr, access::LOCAL_WRITE)
+            .unwrap();
+        rig.fill_mem(mem.bus_addr, 2 * 4096, 0xee);
+        let mut qp = rdma
+            .create_qp(&QpInit {
+                qpn: 0x42,
+                qp_type: QpType::Rc,
+                pd,
+                rq_depth: 4,
+                cq_depth: 8,
+                srqn: None,
+            })
+            .unwrap();
+        qp.to_init(0, 0).unwrap();
+        qp.to_rtr(&rtr(30)).unwrap();
+        qp.to_rts().unwrap();
+        let sge = |off: u64, len: u32, buf: u32| RecvSge {
+            bus_addr: mem.bus_addr + off,
+            len,
+            mr: &mr,
+            buf: BufRef::new(0, buf).unwrap(),
+        };
+        // The second buffer first in memory: placement follows the list, not the addresses.
+        qp.post_recv_sgl(7, &[sge(4096 + 100, 5, 1), sge(8, 11, 2)])
+            .unwrap();
+        for bad in [
+            vec![],
+            (0..5).map(|i| sge(i * 64, 64, 9)).collect::<Vec<_>>(),
+        ] {
+            assert!(
+                matches!(qp.post_recv_sgl(8, &bad), Err(RoceError::Invalid(_))),
+                "{} entries refused",
+                bad.len()
+            );
+        }
+        // Two of the ring's four slots are taken: a three-entry WQE does not fit, and
+        // nothing of it is posted.
+        assert!(matches!(
+            qp.post_recv_sgl(8, &[sge(512, 8, 3), sge(600, 8, 4), sge(700, 8, 5)]),
+            Err(RoceError::QueueFull)
+        ));
+        qp.post_recv_sgl(9, &[sge(512, 8, 3), sge(600, 8, 4)])
+            .unwrap();
+        assert_eq!((qp.outstanding(), qp.counters().posted), (2, 2));
+        rig.start();
+        let (tx, ok) = rig.settle(1, Duration::from_secs(10));
+        assert!(ok);
+        assert_eq!(tx.len(), 1, "one ACK");
+        let cs = qp.poll_cq(8).unwrap();
+        assert_eq!(cs.len(), 1);
+        let Cqe::Own(c) = cs[0] else {
+            panic!("{:?}", cs[0])
+        };
+        assert_eq!((c.wr_id, c.status, c.byte_len), (7, wc_status::SUCCESS, 16));
+        let bufs: Vec<BufRef> = c.sges().iter().map(|w| w.buf).collect();
+        assert_eq!(
+            bufs,
+            vec![BufRef::new(0, 1).unwrap(), BufRef::new(0, 2).unwrap()]
+        );
+        assert_eq!(rig.read_mem(mem.bus_addr + 4096 + 100, 5), &payload[..5]);
+        assert_eq!(rig.read_mem(mem.bus_addr + 8, 11), &payload[5..]);
+        // Guard bytes either side of both entries untouched.
+        assert_eq!(rig.read_mem(mem.bus_addr + 4096 + 99, 1), vec![0xee]);
+        assert_eq!(rig.read_mem(mem.bus_addr + 4096 + 105, 1), vec![0xee]);
+        assert_eq!(rig.read_mem(mem.bus_addr + 7, 1), vec![0xee]);
+        assert_eq!(rig.read_mem(mem.bus_addr + 19, 1), vec![0xee]);
+        assert_eq!(qp.outstanding(), 1);
+        let d = qp.destroy().unwrap();
+        assert!(d.completions.is_empty());
+        let back: Vec<(u64, BufRef)> = d.returned.iter().map(|w| (w.wr_id.get(), w.buf)).collect();
+        assert_eq!(
+            back,
+            vec![
+                (9, BufRef::new(0, 3).unwrap()),
+                (9, BufRef::new(0, 4).unwrap())
+            ]
+        );
+        rdma.dereg_mr(mr).unwrap();
+        drop(mem);
+        let (out, err) = rig.finish();
+        assert_eq!(err, None);
+        assert_eq!(out.unwrap().ledger_errors, 0);
+    }
+}

@@ -97,7 +97,8 @@ impl<H: Hal> Firmware<H> {
         let mr = r.mrs[slot].ok_or(CtrlStatus::NotFound)?;
         // Busy while a held receive WQE or a WRITE in progress points into it.
         let used = r.qps.iter().flatten().any(|q| {
-            q.held.is_some_and(|h| h.wqe.lkey.get() == lkey)
+            q.held
+                .is_some_and(|h| h.sges().iter().any(|g| g.lkey == lkey))
                 || matches!(q.msg, Msg::Write { bus, left, .. } if left > 0 && mr.holds(bus, 1))
         }) || r.job.is_some_and(|j| j.left > 0 && mr.holds(j.bus, 1));
         if used {

@@ -21,10 +21,12 @@ pub mod resp;
 pub mod tx;
 
 use crate::config::{CNP_INTERVAL_NS, MAX_MRS, MAX_MTU, MAX_QPS, MAX_SRQS, RD_ATOMIC};
+use crate::hal::DmaSegment;
 use core::ptr::NonNull;
 use heapless::FnvIndexMap;
-use splitrx_shared::abi::{qp_state, RecvWqe, RoceCqe};
+use splitrx_shared::abi::{qp_state, RecvWqe, RoceCqe, MAX_RECV_SGE};
 use splitrx_shared::ring::{Consumer, Producer};
+use zerocopy::little_endian::U64;
 
 /// Longest frame the responder transmits: Ethernet with two VLAN tags, IPv6, UDP, BTH, the
 /// largest extended headers of a response (AETH + AtomicAckETH), a [`MAX_MTU`] payload, pad,
@@ -64,12 +66,91 @@ impl Mr {
     }
 }
 
-/// The receive WQE a QP holds: taken from the ring, message not finished.
+/// One scatter entry of a held receive WQE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sge {
+    pub bus: u64,
+    pub len: u32,
+    pub lkey: u32,
+}
+
+/// The receive WQE a QP holds: taken from the ring (all its scatter entries), message not
+/// finished.
 #[derive(Clone, Copy, Debug)]
 pub struct Held {
-    pub wqe: RecvWqe,
+    pub wr_id: U64,
+    sges: [Sge; MAX_RECV_SGE],
+    n: u8,
+    /// Bytes of all scatter entries.
+    pub len: u32,
     /// Bytes placed so far.
     pub off: u32,
+}
+
+impl Held {
+    /// A WQE of one entry `w` (its first).
+    pub fn new(w: &RecvWqe) -> Held {
+        let mut h = Held {
+            wr_id: w.wr_id,
+            sges: [Sge::default(); MAX_RECV_SGE],
+            n: 0,
+            len: 0,
+            off: 0,
+        };
+        h.push(w);
+        h
+    }
+    /// Appends the entry `w`; `false` when the WQE already has [`MAX_RECV_SGE`] entries or
+    /// the total length would pass `u32::MAX`.
+    pub fn push(&mut self, w: &RecvWqe) -> bool {
+        let Some(len) = self.len.checked_add(w.len.get()) else {
+            return false;
+        };
+        let Some(s) = self.sges.get_mut(self.n as usize) else {
+            return false;
+        };
+        *s = Sge {
+            bus: w.bus_addr.get(),
+            len: w.len.get(),
+            lkey: w.lkey.get(),
+        };
+        self.n += 1;
+        self.len = len;
+        true
+    }
+    /// The scatter entries.
+    #[inline]
+    pub fn sges(&self) -> &[Sge] {
+        &self.sges[..self.n as usize]
+    }
+    /// The DMA segments that put `data` at byte `off` of the scatter list; `None` when it does
+    /// not fit (the caller checked the length first).
+    pub fn scatter<'d>(
+        &self,
+        mut off: u32,
+        mut data: &'d [u8],
+    ) -> Option<heapless::Vec<DmaSegment<'d>, MAX_RECV_SGE>> {
+        let mut out = heapless::Vec::new();
+        for s in self.sges() {
+            if data.is_empty() {
+                break;
+            }
+            if off >= s.len {
+                off -= s.len;
+                continue;
+            }
+            let n = ((s.len - off) as usize).min(data.len());
+            let (now, rest) = data.split_at(n);
+            out.push(DmaSegment {
+                bus_addr: s.bus + off as u64,
+                data: now,
+            })
+            .ok()?;
+            data = rest;
+            off = 0;
+        }
+        data.is_empty().then_some(out)
+    }
 }
 
 /// The message in progress on a QP (opcode sequence state).

@@ -54,7 +54,9 @@ use crate::config::{MAX_MRS, MAX_SRQS};
 use crate::hal::{Clock, Dma, DmaSegment, Hal, HalParts, MacTx, TxError};
 use crate::stats::{dev, DeviceStats};
 use heapless::FnvIndexMap;
-use splitrx_shared::abi::{access, qp_state, qp_type, wc_flags, wc_opcode, wc_status, RoceCqe};
+use splitrx_shared::abi::{
+    access, qp_state, qp_type, wc_flags, wc_opcode, wc_status, RecvWqe, RoceCqe,
+};
 use splitrx_shared::split::{FrameClass, NoSplitReason, SplitResult};
 use splitrx_shared::wire::roce::{opcode, Aeth, AtomicAckEth, BthRepr, RocePacket, RoceRepr};
 use splitrx_shared::wire::{udp, UdpPacket};
@@ -192,7 +194,7 @@ fn cqe(
     psn: u32,
 ) -> RoceCqe {
     RoceCqe {
-        wr_id: h.wqe.wr_id,
+        wr_id: h.wr_id,
         byte_len: U32::new(byte_len),
         imm_or_inv: U32::new(imm),
         qpn: U32::new(qp.qpn),
@@ -297,11 +299,29 @@ impl<H: Hal> Ctx<'_, '_, H> {
         if data.is_empty() {
             return true;
         }
-        let seg = [DmaSegment {
+        self.dma(&[DmaSegment {
             bus_addr: bus,
             data,
-        }];
-        match self.hal.dma.write(&seg).and_then(|t| self.hal.dma.wait(t)) {
+        }])
+    }
+
+    /// Writes `data` at byte `off` of the held WQE's scatter list (one DMA submission) and
+    /// waits for it to land. The caller checked that it fits.
+    fn place_sg(&mut self, h: &Held, off: u32, data: &[u8]) -> bool {
+        if data.is_empty() {
+            return true;
+        }
+        match h.scatter(off, data) {
+            Some(segs) => self.dma(&segs),
+            None => {
+                self.st.inc(dev::ROCE_RESP_DMA_ERRORS);
+                false
+            }
+        }
+    }
+
+    fn dma(&mut self, segs: &[DmaSegment<'_>]) -> bool {
+        match self.hal.dma.write(segs).and_then(|t| self.hal.dma.wait(t)) {
             Ok(()) => true,
             Err(_) => {
                 self.st.inc(dev::ROCE_RESP_DMA_ERRORS);
@@ -335,7 +355,7 @@ impl<H: Hal> Ctx<'_, '_, H> {
             (None, Some(rq)) => rq,
             (None, None) => return Err(Take::Fault),
         };
-        let wqe = match rq.pop() {
+        let first = match rq.pop() {
             Ok(Some(w)) => w,
             Ok(None) => return Err(Take::NotReady),
             Err(_) => {
@@ -343,17 +363,34 @@ impl<H: Hal> Ctx<'_, '_, H> {
                 return Err(Take::Fault);
             }
         };
-        qp.held = Some(Held { wqe, off: 0 });
-        let ok = self
-            .lkeys
-            .get(&wqe.lkey.get())
-            .and_then(|&s| self.mrs.get(s as usize)?.as_ref())
-            .is_some_and(|m| {
-                m.valid
-                    && m.pd == qp.pd
-                    && m.access & access::LOCAL_WRITE != 0
-                    && m.holds(wqe.bus_addr.get(), wqe.len.get() as u64)
-            });
+        // The rest of a scatter list: committed with its first entry, so it must be there,
+        // with the same wr_id and QP, and no more than MAX_RECV_SGE entries in all.
+        let mut h = Held::new(&first);
+        let mut last = first;
+        while last.more() {
+            let same = |w: &RecvWqe| {
+                w.wr_id == first.wr_id && (w.qpn.get() ^ first.qpn.get()) & !RecvWqe::MORE == 0
+            };
+            match rq.pop() {
+                Ok(Some(w)) if same(&w) && h.push(&w) => last = w,
+                _ => {
+                    self.st.inc(dev::ROCE_RING_FAULTS);
+                    return Err(Take::Fault);
+                }
+            }
+        }
+        qp.held = Some(h);
+        let ok = h.sges().iter().all(|g| {
+            self.lkeys
+                .get(&g.lkey)
+                .and_then(|&s| self.mrs.get(s as usize)?.as_ref())
+                .is_some_and(|m| {
+                    m.valid
+                        && m.pd == qp.pd
+                        && m.access & access::LOCAL_WRITE != 0
+                        && m.holds(g.bus, g.len as u64)
+                })
+        });
         if ok {
             Ok(())
         } else {
@@ -691,7 +728,7 @@ fn ud<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
     }
     let Some(h) = qp.held else { return };
     let n = GRH_LEN + pkt.payload.len();
-    if n > h.wqe.len.get() as usize {
+    if n > h.len as usize {
         cx.st.inc(dev::ROCE_RESP_LOCAL_LENGTH_ERROR);
         return; // the WQE stays held for the next datagram
     }
@@ -704,8 +741,7 @@ fn ud<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
     if let Some((at, s)) = src {
         grh[at..at + s.len()].copy_from_slice(s);
     }
-    let bus = h.wqe.bus_addr.get();
-    if !(cx.place(bus, &grh) && cx.place(bus + GRH_LEN as u64, pkt.payload)) {
+    if !(cx.place_sg(&h, 0, &grh) && cx.place_sg(&h, GRH_LEN as u32, pkt.payload)) {
         to_error(qp, cx.st, cx.job, cx.slot);
         return;
     }
@@ -847,7 +883,7 @@ fn send<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
         return;
     };
     let plen = pkt.payload.len() as u32;
-    if h.off as u64 + plen as u64 > h.wqe.len.get() as u64 {
+    if h.off as u64 + plen as u64 > h.len as u64 {
         if qp.qp_type == qp_type::RC {
             cx.fail(
                 qp,
@@ -861,7 +897,7 @@ fn send<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
         }
         return;
     }
-    if !cx.place(h.wqe.bus_addr.get() + h.off as u64, pkt.payload) {
+    if !cx.place_sg(&h, h.off, pkt.payload) {
         cx.reject(
             qp,
             pkt,
@@ -914,11 +950,11 @@ fn send<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
 fn write<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
     let c = pkt.code;
     let plen = pkt.payload.len() as u32;
+    let first = !matches!(qp.msg, Msg::Write { .. });
     let (mut bus, mut left, total) = match qp.msg {
         Msg::Write { bus, left, total } => (bus, left, total),
         _ => {
             let Some(reth) = pkt.p.reth() else { return };
-            cx.st.inc(dev::ROCE_RX_WRITE_REQUESTS);
             let bus = if reth.dma_len == 0 {
                 0
             } else {
@@ -963,6 +999,11 @@ fn write<H: Hal>(cx: &mut Ctx<'_, '_, H>, qp: &mut Qp, pkt: &Pkt<'_>) {
             cx.not_taken(qp, pkt, why);
             return;
         }
+    }
+    // Counted once per WRITE message, when its first packet is executed (an RNR NAK'd
+    // WRITE_ONLY_IMM and its retry count once).
+    if first {
+        cx.st.inc(dev::ROCE_RX_WRITE_REQUESTS);
     }
     if !cx.place(bus, pkt.payload) {
         cx.reject(

@@ -274,6 +274,27 @@ impl HostQp {
             .push(&w)
             .expect("rq"));
     }
+    /// Posts one WQE whose scatter list is `sges` (`(bus, len, lkey)` each), in one commit.
+    pub fn post_sgl(&mut self, wr_id: u64, sges: &[(u64, u32, u32)]) {
+        let n = sges.len();
+        let v: Vec<RecvWqe> = sges
+            .iter()
+            .enumerate()
+            .map(|(i, &(bus, len, lkey))| {
+                let mut w = recv_wqe(wr_id, bus, len, lkey, self.qpn);
+                if i + 1 < n {
+                    w.qpn = U32::new(self.qpn | RecvWqe::MORE);
+                }
+                w
+            })
+            .collect();
+        self.post_raw(&v);
+    }
+    /// Pushes ring entries as given, in one commit (a hostile or buggy host).
+    pub fn post_raw(&mut self, entries: &[RecvWqe]) {
+        let rq = self.rq.as_mut().expect("own receive ring");
+        assert_eq!(rq.push_slice(entries).expect("rq"), entries.len());
+    }
     /// Pops every CQE.
     pub fn cqes(&mut self) -> Vec<RoceCqe> {
         let mut v = Vec::new();
