@@ -768,10 +768,93 @@ fn icrc_masks(l3: usize, ip_version: u8, l4: usize) -> [(usize, u8); 8] {
     }
 }
 
+/// The ICRC masks as bytes ORed into the first 48 bytes after an IPv4 header without options
+/// (IPv4, UDP, BTH): TOS, TTL, header checksum, UDP checksum, BTH resv8a.
+static MASK_V4: [u8; 48] = {
+    let mut m = [0u8; 48];
+    m[1] = 0xff;
+    m[8] = 0xff;
+    m[10] = 0xff;
+    m[11] = 0xff;
+    m[20 + 6] = 0xff;
+    m[20 + 7] = 0xff;
+    m[28 + bth_field::RESV8A] = 0xff;
+    m
+};
+/// The same after an IPv6 header without extension headers (64 bytes): traffic class and flow
+/// label, hop limit, UDP checksum, BTH resv8a.
+static MASK_V6: [u8; 64] = {
+    let mut m = [0u8; 64];
+    m[0] = 0x0f;
+    m[1] = 0xff;
+    m[2] = 0xff;
+    m[3] = 0xff;
+    m[7] = 0xff;
+    m[40 + 6] = 0xff;
+    m[40 + 7] = 0xff;
+    m[48 + bth_field::RESV8A] = 0xff;
+    m
+};
+
+/// `dst = src | mask`, 16 bytes at a time (all three the same length, a multiple of 16), with
+/// one 16-byte store per 16 bytes where the target has 16-byte vectors: the CRC kernel then
+/// reads each 16 bytes straight from the store buffer. Byte-wise stores followed by the kernel's
+/// 16-byte loads defeat store-to-load forwarding and cost ~20 ns per packet on x86-64.
+#[inline]
+fn or_words(dst: &mut [u8], src: &[u8], mask: &[u8]) {
+    debug_assert!(
+        dst.len() == src.len() && src.len() == mask.len() && src.len().is_multiple_of(16)
+    );
+    for ((d, s), m) in dst
+        .chunks_exact_mut(16)
+        .zip(src.chunks_exact(16))
+        .zip(mask.chunks_exact(16))
+    {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is part of the x86-64 baseline; the three chunks are 16 bytes each
+        // (`chunks_exact`), and the loads and the store are unaligned ones.
+        unsafe {
+            use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_or_si128, _mm_storeu_si128};
+            let v = _mm_or_si128(
+                _mm_loadu_si128(s.as_ptr().cast::<__m128i>()),
+                _mm_loadu_si128(m.as_ptr().cast::<__m128i>()),
+            );
+            _mm_storeu_si128(d.as_mut_ptr().cast::<__m128i>(), v);
+        }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        // SAFETY: NEON is available (checked by the cfg); the three chunks are 16 bytes each
+        // (`chunks_exact`), and `vld1q_u8`/`vst1q_u8` need no alignment.
+        unsafe {
+            use core::arch::aarch64::{vld1q_u8, vorrq_u8, vst1q_u8};
+            vst1q_u8(
+                d.as_mut_ptr(),
+                vorrq_u8(vld1q_u8(s.as_ptr()), vld1q_u8(m.as_ptr())),
+            );
+        }
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            all(target_arch = "aarch64", target_feature = "neon")
+        )))]
+        for ((d, s), m) in d.iter_mut().zip(s).zip(m) {
+            *d = s | m;
+        }
+    }
+}
+
+/// The CRC-32 of the 8 bytes of ones that stand for the LRH in front of every RoCEv2 ICRC
+/// (`crc32fast` state to continue from; a test checks it).
+const ONES_CRC: u32 = 0x2144_df1c;
+
 /// Computes the RoCEv2 ICRC of the packet whose IP header starts at `l3` (version
 /// `ip_version`, 4 or 6), UDP header at `l4` (BTH at `l4 + 8`), and ICRC at `icrc_off`.
 /// `None` when the offsets are inconsistent or outside `frame`. See the module docs for what is
-/// covered. At most 128 header bytes at a time are copied to the stack to apply the masks.
+/// covered.
+///
+/// Two CRC updates, starting from the state after the 8 bytes of ones: the headers with the
+/// masks applied, copied to the stack together with the first `n % 256` bytes after them, then
+/// the rest straight from `frame`, a multiple of 256 bytes (crc32fast's wide kernels handle a
+/// remainder slowly). For IPv4 without options and IPv6 without extension headers the masks
+/// are applied 16 bytes at a time ([`or_words`]).
 pub fn icrc(frame: &[u8], l3: usize, ip_version: u8, l4: usize, icrc_off: usize) -> Option<u32> {
     let bth_end = l4.checked_add(super::udp::HEADER_LEN + BTH_LEN)?;
     let min_l4 = l3 + if ip_version == 4 { 20 } else { 40 };
@@ -782,26 +865,43 @@ pub fn icrc(frame: &[u8], l3: usize, ip_version: u8, l4: usize, icrc_off: usize)
     icrc_off
         .checked_add(ICRC_LEN)
         .filter(|&e| e <= frame.len())?;
-    let masks = icrc_masks(l3, ip_version, l4);
-    let mut h = crc32fast::Hasher::new();
-    h.update(&[0xff; 8]);
+    let mut h = crc32fast::Hasher::new_with_initial(ONES_CRC);
     let hdr_len = bth_end - l3;
-    let mut buf = [0u8; 128];
-    let mut done = 0;
-    while done < hdr_len {
-        let n = core::cmp::min(buf.len(), hdr_len - done);
-        let chunk = &mut buf[..n];
-        chunk.copy_from_slice(&covered[done..done + n]);
-        let start = l3 + done;
-        for &(pos, bits) in masks.iter() {
-            if pos >= start && pos < start + n {
-                chunk[pos - start] |= bits;
-            }
+    // The stack part: the headers and the remainder of the rest modulo 256.
+    let small = hdr_len + (covered.len() - hdr_len) % 256;
+    let mut buf = [0u8; 384];
+    let mask: &[u8] = match (ip_version, l4 == min_l4) {
+        (4, true) => &MASK_V4,
+        (6, true) => &MASK_V6,
+        _ => &[],
+    };
+    if !mask.is_empty() && small <= buf.len() && covered.len() >= mask.len() {
+        let m = mask.len();
+        or_words(&mut buf[..m], &covered[..m], mask);
+        if small > m {
+            buf[m..small].copy_from_slice(&covered[m..small]);
         }
-        h.update(chunk);
-        done += n;
+        h.update(&buf[..small]);
+    } else {
+        // IP options, IPv6 extension headers, or a packet shorter than the mask table: the
+        // masks byte by byte, at most 384 bytes at a time.
+        let masks = icrc_masks(l3, ip_version, l4);
+        let mut done = 0;
+        while done < small {
+            let n = core::cmp::min(buf.len(), small - done);
+            let chunk = &mut buf[..n];
+            chunk.copy_from_slice(&covered[done..done + n]);
+            let start = l3 + done;
+            for &(pos, bits) in masks.iter() {
+                if pos >= start && pos < start + n {
+                    chunk[pos - start] |= bits;
+                }
+            }
+            h.update(chunk);
+            done += n;
+        }
     }
-    h.update(&covered[hdr_len..]);
+    h.update(&covered[small..]);
     Some(h.finalize())
 }
 
@@ -837,6 +937,46 @@ pub fn verify_icrc(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ones_crc_is_the_crc_of_eight_bytes_of_ones() {
+        assert_eq!(crc32fast::hash(&[0xff; 8]), ONES_CRC);
+    }
+
+    /// The ICRC by its definition: CRC-32 over 8 bytes of ones and a masked copy of
+    /// `frame[l3..icrc_off]` (one plain hash over a heap copy).
+    fn icrc_reference(frame: &[u8], l3: usize, v: u8, l4: usize, icrc_off: usize) -> u32 {
+        let mut b = std::vec![0xffu8; 8];
+        b.extend_from_slice(&frame[l3..icrc_off]);
+        for (pos, bits) in icrc_masks(l3, v, l4) {
+            b[8 + pos - l3] |= bits;
+        }
+        crc32fast::hash(&b)
+    }
+
+    #[test]
+    fn icrc_fast_and_byte_paths_agree_with_the_definition() {
+        let mut seed = 0x1234_5678u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        // (IP version, IP header length): the table paths and the byte path (options,
+        // extension headers).
+        for (v, ip_len) in [(4u8, 20usize), (4, 24), (4, 60), (6, 40), (6, 48), (6, 200)] {
+            for rest in (0..700).chain([1020, 2047, 4096, 4100, 4112, 4113, 8191, 9000]) {
+                let l3 = 14;
+                let l4 = l3 + ip_len;
+                let icrc_off = l4 + 8 + BTH_LEN + rest;
+                let frame: std::vec::Vec<u8> = (0..icrc_off + 4).map(|_| next()).collect();
+                assert_eq!(
+                    icrc(&frame, l3, v, l4, icrc_off),
+                    Some(icrc_reference(&frame, l3, v, l4, icrc_off)),
+                    "IPv{v}, IP header {ip_len}, {rest} bytes after the BTH"
+                );
+            }
+        }
+    }
 
     #[test]
     fn layouts() {
