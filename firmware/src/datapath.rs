@@ -673,8 +673,10 @@ pub struct ResetCursor {
     pub drained: u32,
 }
 
+/// Writes `segs` and waits for them to land: one submission when the engine takes that many
+/// segments, else one per segment.
 #[inline(always)]
-fn dma_write<D: Dma>(dma: &mut D, segs: &[DmaSegment<'_>]) -> Result<(), DmaError> {
+pub(crate) fn dma_write<D: Dma>(dma: &mut D, segs: &[DmaSegment<'_>]) -> Result<(), DmaError> {
     if segs.len() <= D::MAX_SEGMENTS {
         let t = dma.write(segs)?;
         dma.wait(t)

@@ -195,8 +195,11 @@ impl ShmRegion {
         bus_base: u64,
         unlink: bool,
     ) -> Result<ShmRegion, ShmError> {
+        // Populated: the board's view of host memory and of the GPU BAR is mapped once, up
+        // front, as on hardware, so no page fault lands on the datapath.
         let map = MmapOptions::new()
             .len(len)
+            .populate()
             .map_raw(file)
             .map_err(|source| ShmError::Io {
                 path: path.to_path_buf(),

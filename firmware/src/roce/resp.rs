@@ -321,7 +321,7 @@ impl<H: Hal> Ctx<'_, '_, H> {
     }
 
     fn dma(&mut self, segs: &[DmaSegment<'_>]) -> bool {
-        match self.hal.dma.write(segs).and_then(|t| self.hal.dma.wait(t)) {
+        match crate::datapath::dma_write(&mut *self.hal.dma, segs) {
             Ok(()) => true,
             Err(_) => {
                 self.st.inc(dev::ROCE_RESP_DMA_ERRORS);
