@@ -12,9 +12,10 @@
 //! rate between the moments 10 % and 90 % of the frames were taken (the start-up of the
 //! firmware thread and the first touches excluded). Then memcpy copies the same payload bytes
 //! out of the same frames into the same device memory, 4 KiB at a time (the footprint of the
-//! placement: ~70 MB of frames read, 64 MiB of device memory written). Every page of device
-//! memory is touched before either is timed (the board maps its windows populated). Ratios are
-//! per round; the median of `ROUNDS` rounds is printed.
+//! placement: ~70 MB of frames read; written: WRITE the generator's 4 MiB region, round and
+//! round, SEND one 64 KiB pool buffer per message, 64 MiB). Every page of device memory is
+//! touched before either is timed (the board maps its windows populated). Ratios are per
+//! round; the median of `ROUNDS` rounds is printed.
 
 use splitrx_harness::roce::{parse, RoceRig};
 use splitrx_harness::sim::SimTarget;
