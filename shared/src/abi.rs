@@ -22,7 +22,8 @@ pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SPRX");
 /// 2.0: [`RxCompletion`] grew from 32 to 48 bytes (`rx_timestamp_ns`, `csum_complete`,
 /// reserved bytes): a completion ring of 1.x cannot be read by a 2.x peer, so the major moved.
 /// 2.2: a receive WQE may span several [`RecvWqe`] entries ([`RecvWqe::MORE`], scatter
-/// lists); a 2.1 host never sets that bit, so nothing it wrote changes meaning.
+/// lists; a 2.1 host never sets that bit, so nothing it wrote changes meaning); the CM listen
+/// ops ([`CtrlOp::CmListen`], [`CtrlOp::CmUnlisten`]) and device counters 35-41.
 pub const ABI_VERSION: u32 = abi_version(2, 2);
 /// Builds an ABI version word.
 pub const fn abi_version(major: u16, minor: u16) -> u32 {
@@ -696,6 +697,12 @@ int_enum! {
         DestroySrq = 22,
         /// RoCE: a QP's state. Body: [`QpArgs`]. Response: [`QpInfo`].
         QueryQp = 23,
+        /// RoCE connection management: answer CM REQs for a service ID on QP 1 by connecting
+        /// a QP the host created (state INIT). Body: [`CmListenArgs`].
+        CmListen = 24,
+        /// Stop answering a service ID (connections made stay). Body: [`CmListenArgs`]
+        /// (`qpn` ignored).
+        CmUnlisten = 25,
     }
 }
 
@@ -1136,6 +1143,21 @@ pub struct SrqArgs {
 }
 assert_layout!(SrqArgs, size = 4, srqn = 0);
 
+/// [`CtrlOp::CmListen`] / [`CtrlOp::CmUnlisten`]: a service ID (rdma_cm's is
+/// `0x0000_0000_0106_0000 | port` for `RDMA_PS_TCP`) and the RC QP (state INIT) that accepts
+/// its next connection request. The firmware answers the REQ with a REP, moves the QP to RTR
+/// with the REQ's QPN, PSN, GID and path MTU, to RTS on the RTU, and answers a DREQ with a
+/// DREP (the QP to ERR); a REQ for a service nobody listens on, or whose QP is taken, gets a
+/// REJ. One QP per listen: the listen ends when its QP is connected.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct CmListenArgs {
+    pub service_id: U64,
+    pub qpn: U32,
+    pub _pad: U32,
+}
+assert_layout!(CmListenArgs, size = 16, service_id = 0, qpn = 8, _pad = 12);
+
 /// `ibv_wc_status` values the responder reports in [`RoceCqe::status`].
 pub mod wc_status {
     pub const SUCCESS: u8 = 0;
@@ -1228,6 +1250,8 @@ ctrl_calls! {
     CreateSrq: CreateSrqArgs => NoBody;
     DestroySrq: SrqArgs => NoBody;
     QueryQp: QpArgs => QpInfo;
+    CmListen: CmListenArgs => NoBody;
+    CmUnlisten: CmListenArgs => NoBody;
 }
 
 #[cfg(test)]

@@ -186,6 +186,22 @@ counters! {
         ROCE_RESP_LOCAL_PROT_ERROR = 33, "resp_local_protection_error";
         /// RoCE receive rings (RecvWqe) or CQs found corrupt (the QP goes to ERR).
         ROCE_RING_FAULTS = 34, "roce_ring_faults";
+        /// CM REQs received on QP 1 (duplicates included).
+        CM_REQ_RCVD = 35, "cm_req_rcvd";
+        /// CM REPs sent (a duplicate REQ is answered with the same REP again).
+        CM_REP_SENT = 36, "cm_rep_sent";
+        /// CM RTUs that completed a connection (the QP to RTS).
+        CM_RTU_RCVD = 37, "cm_rtu_rcvd";
+        /// CM REJs sent: nobody listens on the service, its QP is taken, or the REQ asks for
+        /// something the responder cannot do.
+        CM_REJ_SENT = 38, "cm_rej_sent";
+        /// CM DREQs received.
+        CM_DREQ_RCVD = 39, "cm_dreq_rcvd";
+        /// CM DREPs sent.
+        CM_DREP_SENT = 40, "cm_drep_sent";
+        /// MADs to QP 1 dropped while some service is listened on: not whole, not CM, a
+        /// message for no known connection, or no room in the connection table.
+        CM_MADS_DROPPED = 41, "cm_mads_dropped";
     }
 }
 
@@ -215,7 +231,7 @@ mod tests {
     #[test]
     fn numbering_is_dense() {
         assert_eq!(Q_COUNT, 42);
-        assert_eq!(DEV_COUNT, 35);
+        assert_eq!(DEV_COUNT, 42);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
         assert_eq!(reason_counter(NoSplitReason::Split), None);
         // Every reason has its own counter, named after the reason.

@@ -42,6 +42,7 @@ fn abi_doc_tables_match_code() {
         layout!(QpInfo: qpn, state, qp_type, _pad, expected_psn, msn, dest_qpn, held_wqes),
         layout!(CreateSrqArgs: srqn, pd, region_bus_addr, region_len),
         layout!(SrqArgs: srqn),
+        layout!(CmListenArgs: service_id, qpn, _pad),
         layout!(Bootstrap: magic, abi_version, ctrl_offset, ctrl_len, generation, fw_state,
             fw_error, fw_generation, heartbeat, fw_version, _reserved),
     ];

@@ -9,7 +9,10 @@ use zerocopy::little_endian::U32;
 
 #[test]
 fn version_and_completion_size() {
-    assert_eq!(ABI_VERSION, 0x0002_0001, "2.1: the RoCE control records");
+    assert_eq!(
+        ABI_VERSION, 0x0002_0002,
+        "2.2: receive WQE scatter lists, CM listen ops and counters"
+    );
     assert_eq!(abi_major(ABI_VERSION), 2);
     assert_eq!(RingKind::RxCompletion.entry_size(), 48);
     assert_eq!(core::mem::size_of::<RxCompletion>(), 48);

@@ -38,6 +38,7 @@ pub mod geneve;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod mad;
 pub mod roce;
 pub mod tcp;
 pub mod udp;
