@@ -655,9 +655,9 @@ impl RoceCase {
                     writes: Vec::new(),
                 });
                 let lo = page_down(va).min(m.iova);
-                let hi = (m.iova + m.len).max(va + len);
+                let hi = (m.iova.saturating_add(m.len)).max(va.saturating_add(len));
                 m.iova = lo;
-                m.len = (hi - lo).div_ceil(4096) * 4096;
+                m.len = (hi - lo).div_ceil(4096).saturating_mul(4096);
                 m.access |= acc;
             };
             if let Some((va, rkey, len)) = p.reth {
@@ -686,7 +686,7 @@ impl RoceCase {
                 if let Some(m) = mrs.get_mut(&rkey) {
                     m.writes.push((p.number, va, p.payload.clone()));
                 }
-                wpos.insert(p.dest_qp, (rkey, va + p.payload.len() as u64));
+                wpos.insert(p.dest_qp, (rkey, va.saturating_add(p.payload.len() as u64)));
             }
         }
         // READ and ATOMIC: the captured responses give the MR's initial contents.
@@ -1338,10 +1338,10 @@ fn run_session(rig: &mut RoceRig, case: &RoceCase) -> Result<ReplayReport, Strin
             // Only the bytes no later WRITE overwrites are this packet's to check.
             let later = &m.writes[i + 1..];
             let mine = (0..bytes.len()).filter(|k| {
-                let a = va + *k as u64;
+                let a = va.saturating_add(*k as u64);
                 !later
                     .iter()
-                    .any(|(_, v, b)| a >= *v && a < v + b.len() as u64)
+                    .any(|(_, v, b)| a >= *v && a < v.saturating_add(b.len() as u64))
             });
             let r = if mine.clone().all(|k| img[o + k] == bytes[k]) {
                 Ok(())
