@@ -14,6 +14,7 @@
 //! target and assert exact bytes, exact counts per ownership state and exact drops.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod craft;
 pub mod qemu;
 pub mod roce;
 pub mod run;

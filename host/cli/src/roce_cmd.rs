@@ -2,8 +2,23 @@
 //!
 //! `replay FILE` runs the RoCE oracle (`splitrx_harness::roce`) on a capture: the requester's
 //! packets are played to the firmware's responder, and every response and every placed byte
-//! is checked against what the captured responder did. It prints one verdict per packet and the
-//! responder's counters (named like rdma-core's `rdma statistic` / rxe's hw counters).
+//! is checked against what the captured responder did. It prints one verdict per packet, one
+//! `not used:` line per reason a packet was not played (not RoCEv2, QP1 CM MADs, opcodes the
+//! responder does not serve, malformed or truncated BTHs, the responder side's own requests and
+//! their responses), and the responder's counters (named like rdma-core's `rdma statistic` /
+//! rxe's hw counters).
+//!
+//! A request whose ICRC is bad in the capture (the captured responder saw it intact; the copy
+//! is corrupted) is played too: the firmware must drop it and count it (`rx_icrc_errors`), its
+//! row says `bad ICRC in the capture: dropped, counted (rx_icrc_errors)`, and what the capture's
+//! responder answered to it (and, on RC, to the requests after it: the firmware NAKs the first
+//! with a PSN sequence error and drops the rest; UC drops the rest of the message) is expected
+//! not to be sent (`out` rows `not sent here: ...`). Such a file PASSes when the firmware did
+//! exactly that and everything else matched (see `splitrx_harness::roce::losses`).
+//!
+//! Exit status: 0 PASS (every verdict ok), 3 FAIL (a verdict failed: printed with `FAIL`),
+//! 1 error (the file cannot be read, holds no frame, or no RoCEv2 request to a QP other than
+//! QP1; or the device could not be set up): the message on stderr names the file.
 
 use crate::run_cmd::Board;
 use clap::{Args, Subcommand};
@@ -94,43 +109,7 @@ pub struct ReplayArgs {
     json: bool,
 }
 
-/// Opcode names as Wireshark shows them.
-pub fn opcode_name(op: u8) -> &'static str {
-    const RC: [&str; 24] = [
-        "SEND_FIRST",
-        "SEND_MIDDLE",
-        "SEND_LAST",
-        "SEND_LAST_IMM",
-        "SEND_ONLY",
-        "SEND_ONLY_IMM",
-        "WRITE_FIRST",
-        "WRITE_MIDDLE",
-        "WRITE_LAST",
-        "WRITE_LAST_IMM",
-        "WRITE_ONLY",
-        "WRITE_ONLY_IMM",
-        "READ_REQUEST",
-        "READ_RESP_FIRST",
-        "READ_RESP_MIDDLE",
-        "READ_RESP_LAST",
-        "READ_RESP_ONLY",
-        "ACK",
-        "ATOMIC_ACK",
-        "CMP_SWAP",
-        "FETCH_ADD",
-        "?",
-        "SEND_LAST_INV",
-        "SEND_ONLY_INV",
-    ];
-    match op {
-        0x00..=0x17 => RC[op as usize],
-        0x20..=0x2b => RC[(op - 0x20) as usize],
-        0x64 => "UD_SEND_ONLY",
-        0x65 => "UD_SEND_ONLY_IMM",
-        0x81 => "CNP",
-        _ => "?",
-    }
-}
+pub use splitrx_harness::roce::opcode_name;
 
 /// The responder's counters (device-wide counters `rcvd_pkts` onwards).
 pub fn responder_counters(nic: &[u64]) -> Vec<(&'static str, u64)> {
@@ -237,10 +216,50 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The packets not played, one line per reason: `not used: frames 1-3,7 (4): why`.
+fn print_skipped(skipped: &[(u64, String)]) {
+    let mut by: Vec<(&str, Vec<u64>)> = Vec::new();
+    for (n, why) in skipped {
+        match by.iter_mut().find(|(w, _)| *w == why.as_str()) {
+            Some((_, v)) => v.push(*n),
+            None => by.push((why, vec![*n])),
+        }
+    }
+    for (why, mut v) in by {
+        v.sort_unstable();
+        println!("not used: frames {} ({}): {why}", ranges(&v), v.len());
+    }
+}
+
+/// `1-3,7`.
+pub fn ranges(v: &[u64]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
 fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
     let case = read_case(&a.file)?;
     let target = a.board.target();
     let rep = replay(target.as_ref(), &case)?;
+    let bad_icrc: Vec<u64> = case
+        .requests
+        .iter()
+        .filter(|p| !p.icrc_ok)
+        .map(|p| p.number)
+        .collect();
     if a.json {
         let counters: serde_json::Map<String, serde_json::Value> =
             responder_counters(&rep.nic_counters)
@@ -250,6 +269,7 @@ fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
         let doc = serde_json::json!({
             "file": a.file.display().to_string(),
             "pass": rep.pass(),
+            "bad_icrc": bad_icrc,
             "report": rep,
             "counters": counters,
         });
@@ -257,12 +277,13 @@ fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
         return Ok(rep.pass());
     }
     println!(
-        "{}: responder {} ({} QP, {} MR), {} requests played, {} responses expected, {} packets not used",
+        "{}: responder {} ({} QP, {} MR), {} requests played ({} with a bad ICRC), {} responses expected, {} packets not used",
         a.file.display(),
         rep.responder,
         rep.qps,
         rep.mrs,
         case.requests.len(),
+        bad_icrc.len(),
         case.expected.len(),
         rep.skipped.len()
     );
@@ -290,6 +311,7 @@ fn replay_cmd(a: &ReplayArgs) -> Result<bool, String> {
             v.detail
         );
     }
+    print_skipped(&rep.skipped);
     println!("responder counters:");
     for (k, v) in responder_counters(&rep.nic_counters) {
         if v != 0 {
