@@ -42,6 +42,8 @@ pub struct Profile {
     pub rd_atomic: usize,
     /// Largest path MTU a QP may be given (bytes; sizes the transmit frame buffer).
     pub max_mtu: u32,
+    /// CM listens, and CM connections remembered (REP sent, until their DREQ), each.
+    pub cm_conns: usize,
     /// Upper bound, in bytes, of the firmware's static RAM with this profile
     /// (`size_of::<Firmware<_>>()` minus the HAL); checked at compile time in `lib.rs`.
     pub ram_budget: usize,
@@ -94,6 +96,7 @@ pub const HOST: Profile = Profile {
     srqs: 64,
     rd_atomic: 4,
     max_mtu: 4096,
+    cm_conns: 64,
     ram_budget: 640 << 10,
 };
 
@@ -113,6 +116,7 @@ pub const CORTEX_M: Profile = Profile {
     srqs: 2,
     rd_atomic: 2,
     max_mtu: 1024,
+    cm_conns: 4,
     ram_budget: 24 << 10,
 };
 
@@ -155,6 +159,8 @@ pub const MAX_SRQS: usize = PROFILE.srqs;
 pub const RD_ATOMIC: usize = PROFILE.rd_atomic;
 /// Largest path MTU (bytes).
 pub const MAX_MTU: u32 = PROFILE.max_mtu;
+/// CM listens and CM connections at once (each).
+pub const CM_CONNS: usize = PROFILE.cm_conns;
 /// Default CNP interval per QP (DCQCN notification point: at most one CNP per QP per
 /// interval), nanoseconds; `Firmware::set_cnp_interval_ns` changes it.
 pub const CNP_INTERVAL_NS: u64 = 50_000;

@@ -347,6 +347,8 @@ impl<H: Hal> Firmware<H> {
             CtrlOp::DestroyQp => self.with::<call::DestroyQp>(req, Self::op_destroy_qp),
             CtrlOp::CreateSrq => self.with::<call::CreateSrq>(req, Self::op_create_srq),
             CtrlOp::DestroySrq => self.with::<call::DestroySrq>(req, Self::op_destroy_srq),
+            CtrlOp::CmListen => self.with::<call::CmListen>(req, Self::op_cm_listen),
+            CtrlOp::CmUnlisten => self.with::<call::CmUnlisten>(req, Self::op_cm_unlisten),
         };
         match r {
             Ok(a) => a,

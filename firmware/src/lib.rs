@@ -148,7 +148,10 @@ impl<H: Hal> Firmware<H> {
                 dma: &mut self.hal.dma,
                 clock: &mut self.hal.clock,
             };
-            if r.roce.is_some() && self.roce.receive(&mut io, &mut self.stats, data, &r) {
+            if r.roce.is_some()
+                && (self.roce.cm_receive(&mut io, &mut self.stats, data, &r)
+                    || self.roce.receive(&mut io, &mut self.stats, data, &r))
+            {
                 self.hal.rx.release();
                 continue;
             }

@@ -43,6 +43,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zerocopy::little_endian::{U16, U32, U64};
 
+pub use splitrx_shared::wire::mad::rdma_cm_service_id;
+
+/// rdma_cm's TCP port space (`RDMA_PS_TCP`), for [`rdma_cm_service_id`].
+pub const RDMA_PS_TCP: u16 = 0x0106;
+
 /// How long a RoCE control request may take.
 pub const ROCE_CTRL_TIMEOUT: Duration = Duration::from_secs(10);
 const PAGE: u64 = 4096;
@@ -690,6 +695,31 @@ impl Rdma {
     pub fn query_qp(&self, qpn: u32) -> Result<QpInfo, RoceError> {
         let a = QpArgs { qpn: U32::new(qpn) };
         Ok(self.inner.call::<call::QueryQp>(&a)?)
+    }
+
+    /// `rdma_listen` + `rdma_accept` on the passive side, done by the firmware: the next CM
+    /// REQ for `service_id` (rdma_cm's: [`rdma_cm_service_id`]) connects `qp`, which must be an
+    /// RC QP in INIT with its access rights set. The firmware answers with a REP, moves the QP
+    /// to RTR with the requester's QPN, PSN, GID and path MTU, and to RTS on the RTU (watch it
+    /// with [`Qp::query`]); a DREQ gets a DREP and moves it to ERR. One connection per listen.
+    pub fn cm_listen(&self, service_id: u64, qp: &Qp) -> Result<(), RoceError> {
+        let a = abi::CmListenArgs {
+            service_id: U64::new(service_id),
+            qpn: U32::new(qp.qpn),
+            _pad: U32::new(0),
+        };
+        self.inner.call::<call::CmListen>(&a)?;
+        Ok(())
+    }
+
+    /// Stops listening on `service_id` (a connection already made stays).
+    pub fn cm_unlisten(&self, service_id: u64) -> Result<(), RoceError> {
+        let a = abi::CmListenArgs {
+            service_id: U64::new(service_id),
+            ..Default::default()
+        };
+        self.inner.call::<call::CmUnlisten>(&a)?;
+        Ok(())
     }
 
     /// A page pool over `count` buffers of `buf_size` bytes of device memory (the emulated GPU

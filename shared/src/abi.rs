@@ -700,8 +700,8 @@ int_enum! {
         /// RoCE connection management: answer CM REQs for a service ID on QP 1 by connecting
         /// a QP the host created (state INIT). Body: [`CmListenArgs`].
         CmListen = 24,
-        /// Stop answering a service ID (connections made stay). Body: [`CmListenArgs`]
-        /// (`qpn` ignored).
+        /// Stop answering a service ID: every listen on it ends (connections made stay).
+        /// Body: [`CmListenArgs`] (`qpn` ignored).
         CmUnlisten = 25,
     }
 }
@@ -1148,7 +1148,8 @@ assert_layout!(SrqArgs, size = 4, srqn = 0);
 /// its next connection request. The firmware answers the REQ with a REP, moves the QP to RTR
 /// with the REQ's QPN, PSN, GID and path MTU, to RTS on the RTU, and answers a DREQ with a
 /// DREP (the QP to ERR); a REQ for a service nobody listens on, or whose QP is taken, gets a
-/// REJ. One QP per listen: the listen ends when its QP is connected.
+/// REJ. One connection per listen; several QPs may listen on one service (each REQ takes the
+/// oldest); `Exists` when the QP already listens.
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct CmListenArgs {

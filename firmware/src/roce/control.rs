@@ -12,6 +12,7 @@ use crate::config::{MAX_MRS, MAX_MTU, MAX_QPS, MAX_SRQS, RD_ATOMIC};
 use crate::control::{map_region, ok, reply, Answer};
 use crate::datapath::write_region_status;
 use crate::hal::{Hal, SharedMemory};
+use crate::stats::DeviceStats;
 use crate::Firmware;
 use splitrx_shared::abi::{
     access, call, qp_attr, qp_state, qp_type, CreateQpArgs, CreateSrqArgs, CtrlStatus,
@@ -227,6 +228,106 @@ impl<H: Hal> Firmware<H> {
     }
 
     pub(crate) fn op_modify_qp(&mut self, a: ModifyQpArgs) -> Result<Answer, CtrlStatus> {
+        self.roce.modify_qp(&mut self.stats, a).map(|()| ok())
+    }
+
+    pub(crate) fn op_query_qp(&mut self, a: QpArgs) -> Result<Answer, CtrlStatus> {
+        let (_, q) = self.qp_mut(a.qpn.get())?;
+        let info = QpInfo {
+            qpn: U32::new(q.qpn),
+            state: q.state,
+            qp_type: q.qp_type,
+            _pad: U16::new(0),
+            expected_psn: U32::new(q.epsn),
+            msn: U32::new(q.msn),
+            dest_qpn: U32::new(q.dest_qpn),
+            held_wqes: U32::new(q.held.is_some() as u32),
+        };
+        Ok(reply::<call::QueryQp>(&info))
+    }
+
+    pub(crate) fn op_destroy_qp(&mut self, a: QpArgs) -> Result<Answer, CtrlStatus> {
+        let Firmware {
+            roce, stats: st, ..
+        } = self;
+        let qpn = a.qpn.get();
+        let s = *roce.qpns.get(&qpn).ok_or(CtrlStatus::NotFound)?;
+        let Some(mut qp) = roce.qps[s as usize].take() else {
+            return Err(CtrlStatus::NotFound);
+        };
+        to_error(&mut qp, st, &mut roce.job, s);
+        if let Some(srq) = qp.srq.and_then(|i| roce.srqs[i as usize].as_mut()) {
+            srq.users = srq.users.saturating_sub(1);
+        }
+        roce.qpns.remove(&qpn);
+        write_region_status(qp.region, QueueStatus::Stopped, 0);
+        self.cm_forget_qp(qpn);
+        fw_info!("qp {} destroyed", qpn);
+        Ok(ok())
+    }
+
+    pub(crate) fn op_create_srq(&mut self, a: CreateSrqArgs) -> Result<Answer, CtrlStatus> {
+        let n = a.srqn.get();
+        if n == NO_SRQ {
+            return Err(CtrlStatus::Invalid);
+        }
+        if self.roce.srqs.iter().flatten().any(|s| s.srqn == n) {
+            return Err(CtrlStatus::Exists);
+        }
+        let slot = self
+            .roce
+            .srqs
+            .iter()
+            .position(Option::is_none)
+            .ok_or(CtrlStatus::NoSpace)?;
+        let (region, [w], span) = self.roce_region(
+            a.region_bus_addr.get(),
+            a.region_len.get(),
+            [RingKind::RecvWqe],
+        )?;
+        let l = region.ring(w);
+        // SAFETY: the ring lies inside the validated, mapped, 64-aligned region, which stays
+        // valid while the HAL lives; the region overlaps no other attached region.
+        let rq =
+            unsafe { Consumer::attach(l.base, l.capacity) }.map_err(|_| CtrlStatus::BadRegion)?;
+        self.roce.srqs[slot] = Some(Srq {
+            srqn: n,
+            pd: a.pd.get(),
+            rq,
+            region: region.base,
+            region_bus: span,
+            users: 0,
+        });
+        write_region_status(region.base, QueueStatus::Running, 0);
+        Ok(ok())
+    }
+
+    pub(crate) fn op_destroy_srq(&mut self, a: SrqArgs) -> Result<Answer, CtrlStatus> {
+        let n = a.srqn.get();
+        let slot = self
+            .roce
+            .srqs
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.srqn == n))
+            .ok_or(CtrlStatus::NotFound)?;
+        if self.roce.srqs[slot].as_ref().is_some_and(|s| s.users > 0) {
+            return Err(CtrlStatus::Busy);
+        }
+        if let Some(s) = self.roce.srqs[slot].take() {
+            write_region_status(s.region, QueueStatus::Stopped, 0);
+        }
+        Ok(ok())
+    }
+}
+
+impl super::Responder {
+    /// ModifyQp: the verbs state table (responder side) and the attributes; used by the
+    /// host's ModifyQp and by the CM.
+    pub(crate) fn modify_qp(
+        &mut self,
+        st: &mut DeviceStats,
+        a: ModifyQpArgs,
+    ) -> Result<(), CtrlStatus> {
         let mask = a.attr_mask.get();
         if mask & !ATTR_ALL != 0 || a._pad != 0 || a._pad2.get() != 0 {
             return Err(CtrlStatus::Invalid);
@@ -248,9 +349,7 @@ impl<H: Hal> Firmware<H> {
         {
             return Err(CtrlStatus::Invalid);
         }
-        let Firmware {
-            roce, stats: st, ..
-        } = self;
+        let roce = self;
         let s = *roce.qpns.get(&a.qpn.get()).ok_or(CtrlStatus::NotFound)? as usize;
         let qp = roce.qps[s].as_mut().ok_or(CtrlStatus::NotFound)?;
         let cur = qp.state;
@@ -311,93 +410,6 @@ impl<H: Hal> Firmware<H> {
             qp.dest_qpn = a.dest_qpn.get();
         }
         qp.state = to;
-        Ok(ok())
-    }
-
-    pub(crate) fn op_query_qp(&mut self, a: QpArgs) -> Result<Answer, CtrlStatus> {
-        let (_, q) = self.qp_mut(a.qpn.get())?;
-        let info = QpInfo {
-            qpn: U32::new(q.qpn),
-            state: q.state,
-            qp_type: q.qp_type,
-            _pad: U16::new(0),
-            expected_psn: U32::new(q.epsn),
-            msn: U32::new(q.msn),
-            dest_qpn: U32::new(q.dest_qpn),
-            held_wqes: U32::new(q.held.is_some() as u32),
-        };
-        Ok(reply::<call::QueryQp>(&info))
-    }
-
-    pub(crate) fn op_destroy_qp(&mut self, a: QpArgs) -> Result<Answer, CtrlStatus> {
-        let Firmware {
-            roce, stats: st, ..
-        } = self;
-        let qpn = a.qpn.get();
-        let s = *roce.qpns.get(&qpn).ok_or(CtrlStatus::NotFound)?;
-        let Some(mut qp) = roce.qps[s as usize].take() else {
-            return Err(CtrlStatus::NotFound);
-        };
-        to_error(&mut qp, st, &mut roce.job, s);
-        if let Some(srq) = qp.srq.and_then(|i| roce.srqs[i as usize].as_mut()) {
-            srq.users = srq.users.saturating_sub(1);
-        }
-        roce.qpns.remove(&qpn);
-        write_region_status(qp.region, QueueStatus::Stopped, 0);
-        fw_info!("qp {} destroyed", qpn);
-        Ok(ok())
-    }
-
-    pub(crate) fn op_create_srq(&mut self, a: CreateSrqArgs) -> Result<Answer, CtrlStatus> {
-        let n = a.srqn.get();
-        if n == NO_SRQ {
-            return Err(CtrlStatus::Invalid);
-        }
-        if self.roce.srqs.iter().flatten().any(|s| s.srqn == n) {
-            return Err(CtrlStatus::Exists);
-        }
-        let slot = self
-            .roce
-            .srqs
-            .iter()
-            .position(Option::is_none)
-            .ok_or(CtrlStatus::NoSpace)?;
-        let (region, [w], span) = self.roce_region(
-            a.region_bus_addr.get(),
-            a.region_len.get(),
-            [RingKind::RecvWqe],
-        )?;
-        let l = region.ring(w);
-        // SAFETY: the ring lies inside the validated, mapped, 64-aligned region, which stays
-        // valid while the HAL lives; the region overlaps no other attached region.
-        let rq =
-            unsafe { Consumer::attach(l.base, l.capacity) }.map_err(|_| CtrlStatus::BadRegion)?;
-        self.roce.srqs[slot] = Some(Srq {
-            srqn: n,
-            pd: a.pd.get(),
-            rq,
-            region: region.base,
-            region_bus: span,
-            users: 0,
-        });
-        write_region_status(region.base, QueueStatus::Running, 0);
-        Ok(ok())
-    }
-
-    pub(crate) fn op_destroy_srq(&mut self, a: SrqArgs) -> Result<Answer, CtrlStatus> {
-        let n = a.srqn.get();
-        let slot = self
-            .roce
-            .srqs
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.srqn == n))
-            .ok_or(CtrlStatus::NotFound)?;
-        if self.roce.srqs[slot].as_ref().is_some_and(|s| s.users > 0) {
-            return Err(CtrlStatus::Busy);
-        }
-        if let Some(s) = self.roce.srqs[slot].take() {
-            write_region_status(s.region, QueueStatus::Stopped, 0);
-        }
-        Ok(ok())
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@
 //! reference; where splitrx differs on purpose it says so next to the code (see also
 //! `docs/firmware.md`).
 
+pub mod cm;
 pub mod control;
 pub mod resp;
 pub mod tx;
@@ -273,6 +274,8 @@ pub struct Responder {
     pub(crate) job: Option<ReadJob>,
     pub(crate) tx: [u8; TX_FRAME_MAX],
     pub(crate) cnp_interval_ns: u64,
+    /// Connection management on QP 1.
+    pub(crate) cm: cm::Cm,
 }
 
 impl core::fmt::Debug for Responder {
@@ -302,6 +305,7 @@ impl Responder {
             job: None,
             tx: [0; TX_FRAME_MAX],
             cnp_interval_ns: CNP_INTERVAL_NS,
+            cm: cm::Cm::new(),
         }
     }
 

@@ -668,14 +668,22 @@ fn transport_matches(t: u8, op: u8) -> bool {
 
 /// RC/UC: the IP source is the QP's `remote_gid` (IPv4 as `::ffff:a.b.c.d`).
 fn source_matches(qp: &Qp, frame: &[u8], l3: usize, v: u8) -> bool {
-    let g = &qp.remote_gid;
+    source_gid(frame, l3, v) == Some(qp.remote_gid)
+}
+
+/// The GID of the sender of the frame whose IP header (version `v`) starts at `l3` (IPv4 as
+/// `::ffff:a.b.c.d`).
+pub(crate) fn source_gid(frame: &[u8], l3: usize, v: u8) -> Option<[u8; 16]> {
     match v {
         4 => {
-            let src = frame.get(l3 + 12..l3 + 16);
-            g[..10] == [0; 10] && g[10..12] == [0xff, 0xff] && src == Some(&g[12..])
+            let mut g = [0u8; 16];
+            g[10] = 0xff;
+            g[11] = 0xff;
+            g[12..].copy_from_slice(frame.get(l3 + 12..l3 + 16)?);
+            Some(g)
         }
-        6 => frame.get(l3 + 8..l3 + 24) == Some(&g[..]),
-        _ => false,
+        6 => frame.get(l3 + 8..l3 + 24)?.try_into().ok(),
+        _ => None,
     }
 }
 
