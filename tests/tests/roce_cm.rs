@@ -1,5 +1,5 @@
-//! Connection management on QP 1 against the `roce__rdma_cm` capture (two rdma_cm
-//! connections to one service between two Linux soft-RoCE peers), on every target in
+//! Connection management on QP 1 against the `roce__rdma_cm` and `roce__rping` captures (rdma_cm
+//! connections between two Linux soft-RoCE peers), on every target in
 //! `SPLITRX_TARGETS`: the firmware's REPs, its ACK and its DREP must match the captured
 //! responder's in every field but the random identifiers (its local comm IDs and starting
 //! PSNs come from the firmware's per-boot sequence, `cm_value`), the QPs must move
@@ -16,10 +16,10 @@ use splitrx_shared::stats::DEV_NAMES;
 use splitrx_shared::wire::mad::{self, attr, rej_reason_of, CmIds, CmRep, MadPacket, MAD_LEN};
 use std::time::Duration;
 
-fn frames() -> Vec<Vec<u8>> {
-    splitrx_host::capture::read_all(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../testdata/captures/roce__rdma_cm.pcap"
+fn frames(name: &str) -> Vec<Vec<u8>> {
+    splitrx_host::capture::read_all(format!(
+        "{}/../testdata/captures/roce__{name}.pcap",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
     .into_iter()
@@ -105,7 +105,7 @@ fn check_rep(got: &[u8], want: &[u8], k: u32) {
 
 #[test]
 fn rdma_cm_connections_are_accepted_used_and_torn_down_as_rxe_did() {
-    let cap = frames();
+    let cap = frames("rdma_cm");
     let f = |n: usize| cap[n - 1].clone();
     let (c0, c1) = (cm_value(0), cm_value(2));
     let service = rdma_cm_service_id(RDMA_PS_TCP, 0x4853);
@@ -211,6 +211,54 @@ fn rdma_cm_connections_are_accepted_used_and_torn_down_as_rxe_did() {
         }
         rdma.dereg_mr(mr).unwrap();
         drop(mem);
+        let (out, err) = rig.finish();
+        assert_eq!(err, None);
+        assert_eq!(out.unwrap().ledger_errors, 0);
+    }
+}
+
+/// rping (`roce__rping.pcap`): one connection to port 7174 whose REQ asks for one READ each
+/// way; the REP offers the same, and the DREQ at the end gets rxe's DREP.
+#[test]
+fn rping_connection_is_accepted_and_torn_down_as_rxe_did() {
+    let cap = frames("rping");
+    let f = |n: usize| cap[n - 1].clone();
+    let c0 = cm_value(0);
+    let wire = vec![
+        f(1),
+        edit(&f(3), 4, &c0.to_be_bytes()),
+        edit(&f(64), 4, &c0.to_be_bytes()),
+    ];
+    for t in splitrx_harness::targets_from_env() {
+        let mut rig = RoceRig::up(t.as_ref(), wire.clone(), 16 * 4096, 64 * 4096).unwrap();
+        let rdma = rig.rdma.clone();
+        let pd = rdma.alloc_pd();
+        let mut qp = rdma
+            .create_qp(&QpInit {
+                qpn: 0x2b,
+                qp_type: QpType::Rc,
+                pd,
+                rq_depth: 4,
+                cq_depth: 8,
+                srqn: None,
+            })
+            .unwrap();
+        qp.to_init(access::REMOTE_WRITE | access::REMOTE_READ, 0)
+            .unwrap();
+        rdma.cm_listen(rdma_cm_service_id(RDMA_PS_TCP, 0x1c06), &qp)
+            .unwrap();
+        rig.start();
+        let (tx, ok) = rig.settle(2, Duration::from_secs(20));
+        assert!(ok && tx.len() == 2, "REP and DREP, got {}", tx.len());
+        check_rep(&tx[0], &f(2), 0);
+        let drep = f(65);
+        let (g, w) = (mad(&tx[1]), mad(&drep));
+        assert_eq!(path(&tx[1]), path(&drep));
+        assert_eq!(&g[..mad::HEADER_LEN], &w[..mad::HEADER_LEN]);
+        assert_eq!(CmIds(&g[mad::HEADER_LEN..]).local_comm_id(), c0);
+        assert_eq!(&g[mad::HEADER_LEN + 4..], &w[mad::HEADER_LEN + 4..]);
+        assert_eq!(qp.query().unwrap().state, qp_state::ERR);
+        qp.destroy().unwrap();
         let (out, err) = rig.finish();
         assert_eq!(err, None);
         assert_eq!(out.unwrap().ledger_errors, 0);

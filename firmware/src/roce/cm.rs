@@ -316,8 +316,11 @@ impl super::Responder {
             local_qkey: 0,
             local_qpn: qpn,
             starting_psn: psn,
+            // What rdma_cm's passive side offers by default: as many as the requester asks
+            // for, up to our READ/atomic slots (the firmware never starts a READ, but the
+            // value only bounds what it may start).
             responder_resources: req.initiator_depth().min(rd),
-            initiator_depth: 0,
+            initiator_depth: req.responder_resources().min(rd),
             target_ack_delay: 15,
             failover_accepted: 0,
             e2e_flow_control: false,
