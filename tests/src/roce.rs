@@ -1590,6 +1590,9 @@ pub struct ServeConfig {
     /// Receive buffers of the SRQ's pool, and their size.
     pub recv_bufs: u32,
     pub recv_buf_size: u32,
+    /// Accept an rdma_cm connection to this TCP-space port (RC only) instead of being given
+    /// the requester's QPN, PSN and GID: the firmware answers the CM on QP 1.
+    pub cm_port: Option<u16>,
 }
 
 impl Default for ServeConfig {
@@ -1606,6 +1609,7 @@ impl Default for ServeConfig {
             mr_len: 1 << 20,
             recv_bufs: 256,
             recv_buf_size: 4096,
+            cm_port: None,
         }
     }
 }
@@ -1624,6 +1628,8 @@ pub struct ServeInfo {
     pub mr_len: u64,
     pub srqn: u32,
     pub recv_buf_size: u32,
+    /// The rdma_cm service ID listened on (CM mode); `rq_psn` is then chosen at connect time.
+    pub cm_service_id: Option<u64>,
 }
 
 /// What a [`serve`] did.
@@ -1642,6 +1648,8 @@ pub struct ServeReport {
     pub audit_error: Option<String>,
     /// Device-wide counters at the end (index order of `splitrx_shared::stats`).
     pub nic_counters: Vec<u64>,
+    /// CM mode: the requester's QPN once its connection reached RTS.
+    pub cm_peer_qpn: Option<u32>,
 }
 
 /// Runs a responder on `target` (see [`ServeConfig`]) until `stop(&info, received)` says so
@@ -1711,18 +1719,30 @@ fn serve_session(
         access::REMOTE_WRITE | access::REMOTE_READ | access::REMOTE_ATOMIC,
         cfg.qkey,
     )
-    .and_then(|_| {
-        qp.to_rtr(&RtrAttr {
-            dest_qpn: cfg.remote_qpn,
-            rq_psn: cfg.rq_psn,
-            mtu: cfg.mtu,
-            remote_gid: cfg.remote_gid,
-            udp_sport: cfg.udp_sport,
-            min_rnr_timer: 12,
-        })
-    })
-    .and_then(|_| qp.to_rts())
     .map_err(e)?;
+    let cm_service_id = match cfg.cm_port {
+        Some(port) => {
+            if cfg.qp_type != QpType::Rc {
+                return Err("connection management (--cm-port) needs an RC QP".into());
+            }
+            let sid = hroce::rdma_cm_service_id(hroce::RDMA_PS_TCP, port);
+            rdma.cm_listen(sid, &qp).map_err(e)?;
+            Some(sid)
+        }
+        None => {
+            qp.to_rtr(&RtrAttr {
+                dest_qpn: cfg.remote_qpn,
+                rq_psn: cfg.rq_psn,
+                mtu: cfg.mtu,
+                remote_gid: cfg.remote_gid,
+                udp_sport: cfg.udp_sport,
+                min_rnr_timer: 12,
+            })
+            .and_then(|_| qp.to_rts())
+            .map_err(e)?;
+            None
+        }
+    };
     let info = ServeInfo {
         qpn: cfg.qpn,
         qp_type: format!("{:?}", cfg.qp_type).to_uppercase(),
@@ -1733,11 +1753,21 @@ fn serve_session(
         mr_len: mr.len,
         srqn,
         recv_buf_size: cfg.recv_buf_size,
+        cm_service_id,
     };
     rig.start();
     started(&info);
     let (mut received, mut bytes, mut errors) = (0u64, 0u64, 0u64);
+    let mut cm_peer_qpn = None;
+    let mut polls = 0u64;
     loop {
+        polls += 1;
+        if cm_service_id.is_some() && cm_peer_qpn.is_none() && polls % 16 == 1 {
+            let q = qp.query().map_err(e)?;
+            if q.state == splitrx_shared::abi::qp_state::RTS {
+                cm_peer_qpn = Some(q.dest_qpn.get());
+            }
+        }
         let cqes = qp.poll_cq(64).map_err(e)?;
         let idle = cqes.is_empty();
         for c in cqes {
@@ -1761,6 +1791,12 @@ fn serve_session(
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    if cm_service_id.is_some() && cm_peer_qpn.is_none() {
+        let q = qp.query().map_err(e)?;
+        if q.state == splitrx_shared::abi::qp_state::RTS {
+            cm_peer_qpn = Some(q.dest_qpn.get());
+        }
+    }
     let nic_counters = rig.nic_counters();
     let d = qp.destroy().map_err(e)?;
     for c in d.completions {
@@ -1782,5 +1818,6 @@ fn serve_session(
         cqe_invalid,
         audit_error: sd.audit.err(),
         nic_counters,
+        cm_peer_qpn,
     })
 }

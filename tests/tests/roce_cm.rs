@@ -75,8 +75,13 @@ fn path(frame: &[u8]) -> Path {
 }
 
 /// A REP of ours against the captured one: everything equal but the local comm ID and the
-/// starting PSN, which must be the firmware's `k`-th connection's.
+/// starting PSN, which must be the firmware's `k`-th connection's (and the SRQ flag, `srq`:
+/// whether our QP takes its WQEs from an SRQ; rxe's did not).
 fn check_rep(got: &[u8], want: &[u8], k: u32) {
+    check_rep_srq(got, want, k, false)
+}
+
+fn check_rep_srq(got: &[u8], want: &[u8], k: u32, srq: bool) {
     assert!(icrc_ok(got), "REP ICRC");
     assert_eq!(path(got), path(want), "REP path");
     let (g, w) = (mad(got), mad(want));
@@ -87,10 +92,12 @@ fn check_rep(got: &[u8], want: &[u8], k: u32) {
     );
     assert_eq!(gr.local_comm_id, cm_value(2 * k));
     assert_eq!(gr.starting_psn, cm_value(2 * k + 1) & 0xff_ffff);
+    assert_eq!(gr.srq, srq, "REP SRQ flag");
     assert_eq!(
         CmRep {
             local_comm_id: wr.local_comm_id,
             starting_psn: wr.starting_psn,
+            srq: wr.srq,
             ..gr
         },
         wr,
@@ -263,4 +270,78 @@ fn rping_connection_is_accepted_and_torn_down_as_rxe_did() {
         assert_eq!(err, None);
         assert_eq!(out.unwrap().ledger_errors, 0);
     }
+}
+
+/// `serve` in CM mode on the sim board linked to this test over UDP: the REQ of
+/// `roce__rdma_cm.pcap` (port 0x4853) is answered with a REP on the socket; the RTU built from
+/// that REP's comm ID and a SEND from its starting PSN connect the QP and deliver one message.
+#[test]
+fn serve_accepts_an_rdma_cm_connection_over_a_udp_link() {
+    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::sim::SimTarget;
+    use std::net::UdpSocket;
+    use std::time::Instant;
+    let cap = frames("rdma_cm");
+    let f = |n: usize| cap[n - 1].clone();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let board_addr = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let target = SimTarget {
+        link: Some((board_addr, peer.local_addr().unwrap())),
+        ..SimTarget::default()
+    };
+    let cfg = ServeConfig {
+        qpn: 0x3b,
+        cm_port: Some(0x4853),
+        ..ServeConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        serve(
+            &target,
+            &cfg,
+            |i| tx.send(i.clone()).unwrap(),
+            |_, received| received >= 1 || t0.elapsed() > Duration::from_secs(20),
+        )
+    });
+    let info = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the responder came up");
+    assert_eq!(
+        info.cm_service_id,
+        Some(rdma_cm_service_id(RDMA_PS_TCP, 0x4853))
+    );
+    let mut buf = [0u8; 2048];
+    peer.send_to(&f(1), board_addr).unwrap();
+    let (n, _) = peer.recv_from(&mut buf).expect("a REP");
+    let rep_frame = buf[..n].to_vec();
+    check_rep_srq(&rep_frame, &f(2), 0, true);
+    let rep = CmRep::parse(&mad(&rep_frame)[mad::HEADER_LEN..]);
+    peer.send_to(
+        &edit(&f(3), 4, &rep.local_comm_id.to_be_bytes()),
+        board_addr,
+    )
+    .unwrap();
+    let send = splitrx_harness::roce::aim(&f(4), 0x3b, rep.starting_psn, None).unwrap();
+    peer.send_to(&send, board_addr).unwrap();
+    let (n, _) = peer.recv_from(&mut buf).expect("an ACK");
+    let ack = parse(0, &buf[..n]).unwrap();
+    assert_eq!(
+        (ack.opcode, ack.dest_qp, ack.psn),
+        (0x11, 0x3d, rep.starting_psn)
+    );
+    let r = server.join().unwrap().unwrap();
+    assert_eq!((r.received, r.received_bytes), (1, 16));
+    assert_eq!(r.cm_peer_qpn, Some(0x3d));
+    assert_eq!(r.audit_error, None);
+    assert_eq!(
+        counter(&r.nic_counters, "cm_rtu_rcvd"),
+        1,
+        "the RTU connected the QP"
+    );
 }

@@ -84,6 +84,11 @@ pub struct ServeArgs {
     /// Stop after this many messages were received.
     #[arg(long)]
     messages: Option<u64>,
+    /// Accept an rdma_cm connection to this port (RC only; what `rping -c -p PORT` or
+    /// `ib_send_bw -R` connect to): the firmware answers the CM's REQ/RTU/DREQ on QP 1, so
+    /// `--remote-qpn`, `--rq-psn` and `--remote-ip` are not needed.
+    #[arg(long)]
+    cm_port: Option<u16>,
     /// JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -167,6 +172,7 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
         remote_gid: gid_from_ipv4(a.remote_ip.octets()),
         qkey: a.qkey,
         mr_len: a.mr_size,
+        cm_port: a.cm_port,
         ..ServeConfig::default()
     };
     let target = splitrx_harness::sim::SimTarget {
@@ -186,6 +192,11 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
                     "{}",
                     serde_json::json!({ "listening": listen.to_string(), "qp": i })
                 );
+            } else if let Some(sid) = i.cm_service_id {
+                println!(
+                    "responder on {listen}: {} QP {:#x} listening for rdma_cm connections (service ID {sid:#018x}), MTU {}, SRQ {} of {}-byte buffers\n  MR: rkey {:#x} va {:#x} len {}",
+                    i.qp_type, i.qpn, i.mtu, i.srqn, i.recv_buf_size, i.rkey, i.va, i.mr_len
+                );
             } else {
                 println!(
                     "responder on {listen}: {} QP {:#x} (expects PSN {}), MTU {}, SRQ {} of {}-byte buffers\n  MR: rkey {:#x} va {:#x} len {}",
@@ -198,6 +209,12 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
     if a.json {
         println!("{}", serde_json::json!({ "report": rep }));
         return Ok(());
+    }
+    if rep.info.cm_service_id.is_some() {
+        match rep.cm_peer_qpn {
+            Some(q) => println!("connected (rdma_cm) to requester QP {q:#x}"),
+            None => println!("no rdma_cm connection was completed"),
+        }
     }
     println!(
         "received {} messages ({} bytes) into pool buffers, {} receive errors, {} CQEs refused",
