@@ -1345,12 +1345,36 @@ mod model {
         ) {
             let mut rig = Rig::new(qp_type::RC, 1);
             let sends = ops.iter().filter(|o| matches!(o, Op::Send { .. })).count();
+            let mut rng = Rng(seed);
+            // Receive buffer k is posted as a scatter list of 1 to 4 entries over its 1 KiB:
+            // random cuts, in address order or reversed.
+            let mut sgls = Vec::new();
+            let mut slots = 16usize; // the receive ring's capacity (`Rig`)
             for k in 0..sends {
-                rig.qp.post(k as u64, RECV_BUS + k as u64 * RECV_BUF, RECV_BUF as u32, RECV_LKEY);
+                let base = RECV_BUS + k as u64 * RECV_BUF;
+                // Keep one slot for every WQE still to post.
+                let most = (slots - (sends - k - 1)).min(4);
+                let n = 1 + (rng.next() % most as u64) as usize;
+                slots -= n;
+                let mut cuts: Vec<u64> = (1..n).map(|_| 1 + rng.next() % (RECV_BUF - 1)).collect();
+                cuts.sort_unstable();
+                cuts.dedup();
+                slots += n - 1 - cuts.len(); // duplicate cuts: fewer entries
+                let mut bounds = vec![0];
+                bounds.extend(cuts);
+                bounds.push(RECV_BUF);
+                let mut sgl: Vec<(u64, u32, u32)> = bounds
+                    .windows(2)
+                    .map(|w| (base + w[0], (w[1] - w[0]) as u32, RECV_LKEY))
+                    .collect();
+                if rng.chance(50) {
+                    sgl.reverse();
+                }
+                rig.qp.post_sgl(k as u64, &sgl);
+                sgls.push(sgl);
             }
             let pk = packets(&ops);
             let n = pk.len();
-            let mut rng = Rng(seed);
             let mut acked = 0usize; // packets before this index are acknowledged
             let mut rounds = 0;
             while acked < n {
@@ -1395,7 +1419,13 @@ mod model {
                 match o {
                     Op::Write { off, .. } => rig.expect(DATA_BUS + off, &data),
                     Op::Send { .. } => {
-                        rig.expect(RECV_BUS + k * RECV_BUF, &data);
+                        // The message over the scatter list, entry by entry.
+                        let mut rest = &data[..];
+                        for &(bus, l, _) in &sgls[k as usize] {
+                            let now = rest.len().min(l as usize);
+                            rig.expect(bus, &rest[..now]);
+                            rest = &rest[now..];
+                        }
                         cqes.push(cqe(k, len as u32, 0, wc_status::SUCCESS, wc_opcode::RECV, 0, PEER, psn - 1));
                         k += 1;
                     }
