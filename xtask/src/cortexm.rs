@@ -5,7 +5,7 @@
 //! built here: the runner runs an image under QEMU (timeout, defmt decoded) or on a board
 //! through a debug probe.
 
-use super::{cargo, output, project_root, run, run_tests, step, FAILED, PASSED};
+use super::{cargo, project_root, run, run_tests, step, FAILED, PASSED};
 use crate::boards::{self, Board};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -85,58 +85,6 @@ fn runner() -> Result<PathBuf> {
     Ok(dir.join("debug/splitrx-runner"))
 }
 
-/// QEMU 10 from bookworm-backports: installed as root when missing (enabling the suite in
-/// `/etc/apt/sources.list.d/debian.sources` if needed), otherwise the exact command to run.
-pub fn ensure_qemu(binary: &str) -> Result<()> {
-    if let Ok(v) = output(Command::new(binary).arg("--version")) {
-        let first = v.lines().next().unwrap_or("");
-        let major: u32 = first
-            .split("version ")
-            .nth(1)
-            .and_then(|r| r.split('.').next())
-            .and_then(|m| m.trim().parse().ok())
-            .unwrap_or(0);
-        if major < 10 {
-            println!("warning: {first}: the reference is QEMU 10 (bookworm-backports)");
-        }
-        return Ok(());
-    }
-    let pkg = "qemu-system-arm";
-    let how = format!(
-        "{binary} is missing: install QEMU 10 from bookworm-backports \
-         (add `bookworm-backports` to the `Suites:` line of /etc/apt/sources.list.d/debian.sources, \
-         then `apt-get update && apt-get install -t bookworm-backports {pkg}`)"
-    );
-    let root = output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0");
-    if !root {
-        bail!("{how}");
-    }
-    let sources = Path::new("/etc/apt/sources.list.d/debian.sources");
-    if let Ok(text) = std::fs::read_to_string(sources) {
-        if !text.contains("bookworm-backports") {
-            // The first `Suites:` line is the main archive's.
-            let fixed = text.replacen(
-                "Suites: bookworm bookworm-updates",
-                "Suites: bookworm bookworm-updates bookworm-backports",
-                1,
-            );
-            if fixed == text {
-                bail!("{how} (could not find the main archive's Suites line)");
-            }
-            std::fs::write(sources, fixed).with_context(|| how.clone())?;
-            println!("enabled bookworm-backports in {}", sources.display());
-        }
-    }
-    run(Command::new("apt-get").args(["update", "-qq"])).with_context(|| how.clone())?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(["-t", "bookworm-backports", pkg])
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-    .with_context(|| how.clone())?;
-    output(Command::new(binary).arg("--version")).with_context(|| how.clone())?;
-    Ok(())
-}
-
 /// The two steps `cargo xtask test` and `cargo xtask on-target` run.
 pub fn test_steps() -> Result<()> {
     step("format check (Cortex-M board crates, runner)", || {
@@ -166,7 +114,7 @@ pub fn on_target_tests() -> Result<()> {
     let runner = runner()?;
     for b in &boards {
         let q = b.qemu.as_ref().context("board has no [qemu] table")?;
-        ensure_qemu(&q.binary)?;
+        crate::ensure_qemu(&q.binary)?;
         let tests = board_cargo(b, &blob, &["test", "--no-run"], true)?;
         if tests.is_empty() {
             bail!("{}: no on-target test images were built", b.name);

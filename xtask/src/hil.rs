@@ -214,33 +214,12 @@ fn qemu_version() -> Option<String> {
     })
 }
 
-/// Installs QEMU when `qemu-system-aarch64` is missing: `qemu-system-arm` from
-/// bookworm-backports (QEMU 10, the reference), or from the default suite when that suite is
-/// not configured. Says which QEMU runs the tests.
-fn ensure_qemu() -> Result<()> {
-    if qemu_version().is_none() {
-        let _ = std::process::Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status();
-        let backports = std::process::Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(["-t", "bookworm-backports", "qemu-system-arm"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !backports {
-            crate::ensure_apt(&["qemu-system-arm"])?;
-        }
-    }
-    let v = qemu_version().context("qemu-system-aarch64 does not run after installing it")?;
-    println!("{v}");
-    Ok(())
-}
-
 /// The scenarios on QEMU for `cargo xtask test`: the image, then the e2e scenarios with
 /// `SPLITRX_TARGETS=qemu` (and the qemu-virt crate's own tests, which need the image).
 pub fn test_qemu() -> Result<()> {
-    ensure_qemu()?;
+    crate::ensure_qemu("qemu-system-aarch64")?;
+    let v = qemu_version().context("qemu-system-aarch64 does not run after installing it")?;
+    println!("{v}");
     build_image("qemu-virt")?;
     crate::run_tests(cargo().env("SPLITRX_REQUIRE_QEMU", "1").args([
         "test",

@@ -345,6 +345,64 @@ pub(crate) fn ensure_apt(pkgs: &[&str]) -> Result<()> {
     .with_context(|| format!("could not install {}", missing.join(" ")))
 }
 
+/// QEMU 10 from bookworm-backports for `binary` (`qemu-system-arm`, `qemu-system-aarch64`,
+/// `qemu-system-x86_64`): installed as root when missing (enabling the suite in
+/// `/etc/apt/sources.list.d/debian.sources` if needed), otherwise the exact command to run. The
+/// suite's QEMU packages must all come from one release: bookworm's 7.2 `qemu-system-x86` next
+/// to backports' `qemu-system-common` 10 does not install.
+pub(crate) fn ensure_qemu(binary: &str) -> Result<()> {
+    if let Ok(v) = output(Command::new(binary).arg("--version")) {
+        let first = v.lines().next().unwrap_or("");
+        let major: u32 = first
+            .split("version ")
+            .nth(1)
+            .and_then(|r| r.split('.').next())
+            .and_then(|m| m.trim().parse().ok())
+            .unwrap_or(0);
+        if major < 10 {
+            println!("warning: {first}: the reference is QEMU 10 (bookworm-backports)");
+        }
+        return Ok(());
+    }
+    let pkg = match binary {
+        "qemu-system-x86_64" | "qemu-system-i386" => "qemu-system-x86",
+        _ => "qemu-system-arm",
+    };
+    let how = format!(
+        "{binary} is missing: install QEMU 10 from bookworm-backports \
+         (add `bookworm-backports` to the `Suites:` line of /etc/apt/sources.list.d/debian.sources, \
+         then `apt-get update && apt-get install -t bookworm-backports {pkg}`)"
+    );
+    let root = output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0");
+    if !root {
+        bail!("{how}");
+    }
+    let sources = Path::new("/etc/apt/sources.list.d/debian.sources");
+    if let Ok(text) = std::fs::read_to_string(sources) {
+        if !text.contains("bookworm-backports") {
+            // The first `Suites:` line is the main archive's.
+            let fixed = text.replacen(
+                "Suites: bookworm bookworm-updates",
+                "Suites: bookworm bookworm-updates bookworm-backports",
+                1,
+            );
+            if fixed == text {
+                bail!("{how} (could not find the main archive's Suites line)");
+            }
+            std::fs::write(sources, fixed).with_context(|| how.clone())?;
+            println!("enabled bookworm-backports in {}", sources.display());
+        }
+    }
+    run(Command::new("apt-get").args(["update", "-qq"])).with_context(|| how.clone())?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(["-t", "bookworm-backports", pkg])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+    .with_context(|| how.clone())?;
+    output(Command::new(binary).arg("--version")).with_context(|| how.clone())?;
+    Ok(())
+}
+
 pub(crate) fn ensure_rustup_target(t: &str) -> Result<()> {
     let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))
         .context("rustup is needed to add targets (install rustup, then rerun)")?;
