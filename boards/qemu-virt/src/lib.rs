@@ -6,6 +6,8 @@
 //!   devices and a virtio-net NIC on a datagram socket, started and stopped with timeouts and
 //!   never left running (killed on drop, and by the kernel if this process dies);
 //! - [`seam`]: [`seam::QemuSeam`], the host library's [`splitrx_host::seam::BoardSeam`] for it;
+//! - [`vm`]: [`vm::Vm`], a QEMU process killed on drop and by the kernel if its owner dies
+//!   (also the harness's rxe guest's);
 //! - [`log`]: the image's `defmt` log (PL011 UART, written to a file by QEMU), decoded with
 //!   `defmt-decoder`.
 
@@ -13,3 +15,4 @@ pub mod board;
 pub mod log;
 pub mod qemu;
 pub mod seam;
+pub mod vm;

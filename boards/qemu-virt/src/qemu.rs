@@ -14,19 +14,20 @@
 //! - The **log**: QEMU writes the UART to a file; [`crate::log::decode`] turns it into lines.
 //!
 //! QEMU is never left running: [`QemuHw`] kills it on drop (and [`QemuHw::stop`]), and the
-//! child is started with `PR_SET_PDEATHSIG` = `SIGKILL`, so the kernel kills it if the thread
-//! that started it (and with it, normally, this process) dies without dropping it — a panic
-//! that aborts, a `kill -9`. QEMU also writes a pid file next to its socket.
+//! child is started with `PR_SET_PDEATHSIG` = `SIGKILL` ([`crate::vm::Vm`]), so the kernel
+//! kills it if the thread that started it (and with it, normally, this process) dies without
+//! dropping it — a panic that aborts, a `kill -9`. QEMU also writes a pid file next to its
+//! socket.
 
 use crate::board::{BoardData, BoardDataError};
 use crate::seam::QemuSeam;
+pub(crate) use crate::vm::Vm;
 use memmap2::{MmapOptions, MmapRaw};
 use splitrx_host::seam::WindowDesc;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The board page's layout and the wire's limits, shared with the image.
@@ -139,75 +140,6 @@ impl Drop for ShmFile {
     }
 }
 
-/// The QEMU child, shared with the seam (liveness). Killed on drop.
-#[derive(Debug)]
-pub(crate) struct Vm {
-    child: Mutex<Option<Child>>,
-    /// QEMU's stderr and the UART log, for messages.
-    pub(crate) err_path: PathBuf,
-}
-
-impl Vm {
-    /// `Ok` while QEMU runs; its exit status otherwise.
-    pub(crate) fn alive(&self) -> Result<(), String> {
-        let mut g = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(c) = g.as_mut() else {
-            return Err("QEMU was stopped".into());
-        };
-        match c.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(st)) => Err(format!("QEMU exited ({st}){}", tail(&self.err_path))),
-            Err(e) => Err(format!("QEMU: {e}")),
-        }
-    }
-    /// Stops QEMU and reaps it, bounded: SIGTERM first (QEMU exits cleanly, plugins write
-    /// their reports), SIGKILL after `grace`.
-    fn kill(&self, grace: Duration) {
-        let mut g = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(mut c) = g.take() else { return };
-        let reaped = |c: &mut Child, within: Duration| {
-            let end = Instant::now() + within;
-            loop {
-                if !matches!(c.try_wait(), Ok(None)) {
-                    return true;
-                }
-                if Instant::now() >= end {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        };
-        if !grace.is_zero() {
-            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-                if reaped(&mut c, grace) {
-                    return;
-                }
-            }
-        }
-        let _ = c.kill();
-        reaped(&mut c, Duration::from_secs(5));
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        self.kill(Duration::ZERO);
-    }
-}
-
-/// The last lines QEMU printed on stderr, for error messages.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    if lines.is_empty() {
-        String::new()
-    } else {
-        let v: Vec<&str> = lines.into_iter().rev().collect();
-        format!(": {}", v.join(" | "))
-    }
-}
-
 /// What the board reports when stopped.
 #[derive(Clone, Debug, Default)]
 pub struct QemuReport {
@@ -309,27 +241,10 @@ impl QemuHw {
             c.arg("-device")
                 .arg(format!("ivshmem-plain,memdev=m{i},addr={:#x}", w.pci_slot));
         }
-        let err_file = std::fs::File::create(&err_path).map_err(io("QEMU stderr file"))?;
-        c.stdin(Stdio::null())
-            .stdout(err_file.try_clone().map_err(io("QEMU stderr file"))?)
-            .stderr(err_file);
-        // SAFETY: the hook runs in the forked child before exec and only makes one
-        // async-signal-safe system call (prctl).
-        unsafe {
-            c.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(
-                    rustix::process::Signal::KILL,
-                ))
-                .map_err(std::io::Error::from)
-            });
-        }
-        let child = c
-            .spawn()
-            .map_err(|e| QemuError::Spawn(b.qemu.binary.clone(), e))?;
-        let vm = Arc::new(Vm {
-            child: Mutex::new(Some(child)),
-            err_path,
-        });
+        let vm = Arc::new(
+            Vm::spawn(&mut c, err_path)
+                .map_err(|e| QemuError::Spawn(b.qemu.binary.clone(), e))?,
+        );
         let page = {
             let f = std::fs::OpenOptions::new()
                 .read(true)
@@ -453,8 +368,7 @@ impl QemuHw {
 
     /// QEMU's process id (while it runs).
     pub fn pid(&self) -> Option<u32> {
-        let g = self.vm.child.lock().unwrap_or_else(|e| e.into_inner());
-        g.as_ref().map(Child::id)
+        self.vm.pid()
     }
 
     /// Once the host has mapped the windows: removes the files' names (QEMU and the host keep
