@@ -13,6 +13,7 @@
 //! - `cargo xtask flash --board B` flash and run B's image through a debug probe (probe-rs)
 //! - `cargo xtask build-image --board B`  build a board's firmware image (qemu-virt)
 //! - `cargo xtask hil --target sim|qemu|probe`  the harness scenarios on a target, as a table
+//! - `cargo xtask rxe-guest`      build (or find cached) the Linux soft-RoCE guest for QEMU
 //!
 //! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
 //! built here with an explicit `--target`.
@@ -28,6 +29,7 @@ use std::time::Instant;
 mod boards;
 mod cortexm;
 mod hil;
+mod rxe_guest;
 
 /// ARM targets the `no_std` crates must build for (library portability; the boards' own
 /// targets come from `boards/*/board.toml`).
@@ -121,6 +123,13 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', required = true)]
         target: Vec<String>,
     },
+    /// Build the Linux soft-RoCE (rxe) guest for QEMU from Debian packages (cached; installs
+    /// qemu-system-x86 from bookworm-backports when missing).
+    RxeGuest {
+        /// Also run the guest's tests (tests/tests/rxe_guest.rs) against it.
+        #[arg(long)]
+        test: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -181,6 +190,13 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Hil { target } => hil::hil(&target),
+        Cmd::RxeGuest { test } => {
+            if test {
+                rxe_guest::test_step()
+            } else {
+                rxe_guest::cmd()
+            }
+        }
         Cmd::Boards => {
             boards::print(&boards::load(&root)?);
             Ok(())
@@ -224,6 +240,10 @@ fn test_all(fuzz_secs: u32) -> Result<()> {
     step(
         "HIL: the scenarios on qemu-virt (aarch64 image in QEMU)",
         hil::test_qemu,
+    )?;
+    step(
+        "rxe guest: Linux soft-RoCE in QEMU (x86_64 TCG; guest built from Debian packages, cached)",
+        rxe_guest::test_step,
     )?;
     if fuzz_secs > 0 {
         step("fuzz smoke", || fuzz(fuzz_secs))?;
@@ -641,7 +661,7 @@ pub(crate) fn run(c: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn output(c: &mut Command) -> Result<String> {
+pub(crate) fn output(c: &mut Command) -> Result<String> {
     let out = c
         .output()
         .with_context(|| format!("could not start {c:?}"))?;
