@@ -7,6 +7,8 @@
 //! - [`qemu`]: the qemu-virt board (the firmware as an aarch64 image in QEMU) as a target;
 //! - [`roce`]: the RoCE oracle: a capture's requests replayed to the responder on a target,
 //!   every response and placed byte checked against the captured responder;
+//! - [`rxe`]: [`rxe::RxeGuest`], a Linux soft-RoCE (rxe) peer in a QEMU x86_64 VM (the guest
+//!   built by `cargo xtask rxe-guest`), for interop with a real RDMA stack;
 //! - [`run`]: a source of frames through a target, end to end: the host device brought up
 //!   over the target's seam, the verifier on every delivered frame, the report.
 //!
@@ -18,6 +20,7 @@ pub mod craft;
 pub mod qemu;
 pub mod roce;
 pub mod run;
+pub mod rxe;
 pub mod sim;
 pub mod target;
 

@@ -194,7 +194,7 @@ fn main() -> Result<()> {
             if test {
                 rxe_guest::test_step()
             } else {
-                rxe_guest::cmd()
+                rxe_guest::cmd().map(|_| ())
             }
         }
         Cmd::Boards => {

@@ -85,7 +85,7 @@ pub fn cache_root() -> PathBuf {
 
 /// `cargo xtask rxe-guest`: QEMU (x86) installed if missing, the guest built unless cached;
 /// prints where it is and what it took.
-pub fn cmd() -> Result<()> {
+pub fn cmd() -> Result<Guest> {
     crate::ensure_qemu("qemu-system-x86_64")?;
     let t = Instant::now();
     let g = ensure()?;
@@ -95,15 +95,14 @@ pub fn cmd() -> Result<()> {
         if g.built { "built" } else { "cached" },
         t.elapsed()
     );
-    Ok(())
+    Ok(g)
 }
 
 /// `cargo xtask test`'s step (and `cargo xtask rxe-guest --test`): QEMU, the guest (built once,
 /// then cached), and the guest's tests (`tests/tests/rxe_guest.rs`, ignored in the workspace
 /// run because each boots a VM) against it, one at a time (TCG wants both cores).
 pub fn test_step() -> Result<()> {
-    cmd()?;
-    let dir = cache_root().join(std::fs::read_to_string(cache_root().join("current"))?.trim());
+    let dir = cmd()?.dir;
     crate::run_tests(
         crate::cargo()
             .env("SPLITRX_RXE_GUEST", &dir)

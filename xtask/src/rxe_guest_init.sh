@@ -74,6 +74,14 @@ until grep -q "^0000:0000:0000:0000:0000:ffff:" /sys/class/infiniband/rxe0/ports
     [ $i -gt 100 ] && fail "no IPv4-mapped GID on rxe0"
     sleep 0.1
 done
+# The carrier comes up a moment after `ip link set up` (virtio's link interrupt, then the
+# kernel's link watch): until then nothing rxe sends leaves the NIC.
+i=0
+until [ "$(cat /sys/class/net/$roce/operstate)" = up ]; do
+    i=$((i + 1))
+    [ $i -gt 100 ] && fail "$roce not up: operstate $(cat /sys/class/net/$roce/operstate)"
+    sleep 0.1
+done
 say "READY $(cut -d' ' -f1 /proc/uptime) roce=$roce oob=$oob"
 
 script=/sys/firmware/qemu_fw_cfg/by_name/opt/splitrx/script/raw

@@ -242,8 +242,7 @@ impl QemuHw {
                 .arg(format!("ivshmem-plain,memdev=m{i},addr={:#x}", w.pci_slot));
         }
         let vm = Arc::new(
-            Vm::spawn(&mut c, err_path)
-                .map_err(|e| QemuError::Spawn(b.qemu.binary.clone(), e))?,
+            Vm::spawn(&mut c, err_path).map_err(|e| QemuError::Spawn(b.qemu.binary.clone(), e))?,
         );
         let page = {
             let f = std::fs::OpenOptions::new()

@@ -1,0 +1,235 @@
+//! The rxe guest (`splitrx_harness::rxe`): Linux soft-RoCE in a QEMU x86_64 VM boots with
+//! rxe0 ACTIVE, shows its GID table, talks TCP to this host out of band, and runs a real verbs
+//! application (`ibv_rc_pingpong`) over rxe0; QEMU never outlives a guest.
+//!
+//! Each test boots a VM (a few seconds under TCG, more on a loaded machine), so they are
+//! ignored in the workspace run; `cargo xtask test` (and `cargo xtask rxe-guest --test`) build
+//! the guest and run them with `--ignored`. They skip, saying why, only when told the guest is
+//! unavailable (`SPLITRX_RXE_GUEST_UNAVAILABLE=<reason>`); a guest that is missing otherwise
+//! fails them with how to build it.
+
+use splitrx_harness::rxe::{
+    Availability, GuestConfig, GuestError, GuestImage, RxeGuest, ScriptRun, DEFAULT_ROCE_IP,
+};
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+fn image() -> Option<GuestImage> {
+    match GuestImage::locate() {
+        Ok(Availability::Ready(img)) => {
+            println!(
+                "rxe guest: {} (kernel {}, built uncached in {:.1} s)",
+                img.dir.display(),
+                img.manifest["kernel_version"].as_str().unwrap_or("?"),
+                img.build_secs().unwrap_or(f64::NAN)
+            );
+            Some(img)
+        }
+        Ok(Availability::Unavailable(why)) => {
+            println!("skipped: the rxe guest is unavailable here: {why}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn report(what: &str, run: &ScriptRun) {
+    println!(
+        "{what}: boot {:.1?} to rxe0 ACTIVE (guest uptime {:.2} s), script {:.1?}, exit {}",
+        run.ready.boot, run.ready.guest_uptime, run.run, run.status
+    );
+}
+
+/// Prints one line per non-zero GID of rxe0 port 1: `gid <index> <gid> <type> <netdev>`.
+const GID_TABLE: &str = r#"
+gid_table() {
+    p=/sys/class/infiniband/rxe0/ports/1
+    for f in $p/gids/*; do
+        i=${f##*/}
+        g=$(cat $f)
+        [ "$g" = "0000:0000:0000:0000:0000:0000:0000:0000" ] && continue
+        echo "gid $i $g $(cat $p/gid_attrs/types/$i 2>/dev/null) $(cat $p/gid_attrs/ndevs/$i 2>/dev/null)"
+    done
+}
+"#;
+
+/// The IPv4-mapped GID of `ip` as sysfs prints it.
+fn mapped_gid(ip: std::net::Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!(
+        "0000:0000:0000:0000:0000:ffff:{:02x}{:02x}:{:02x}{:02x}",
+        o[0], o[1], o[2], o[3]
+    )
+}
+
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn rxe0_is_port_active_with_its_gid_table_and_the_guest_reaches_the_host_over_tcp() {
+    let Some(img) = image() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "{GID_TABLE}
+set -x
+ibv_devices
+ibv_devinfo -d rxe0
+rdma link show
+/usr/bin/ip -br addr show
+set +x
+gid_table
+{{ ibv_devinfo -d rxe0; gid_table; }} | nc 10.0.2.2 {port}
+echo nc=$?
+"
+    );
+    // The guest connects to 10.0.2.2:port, i.e. this listener.
+    let got = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(300);
+        loop {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let mut text = String::new();
+                    let _ = s.read_to_string(&mut text);
+                    return Some(text);
+                }
+                Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => return None,
+            }
+        }
+    });
+    let cfg = GuestConfig::with_free_ports().unwrap();
+    let run = RxeGuest::run(&img, &cfg, &script).unwrap_or_else(|e| panic!("{e}"));
+    report("boot + GID table", &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let o = &run.output;
+    assert_eq!(run.status, 0, "{o}");
+    // ibv_devices: "    rxe0                505400fffe525801" (the node GUID from the MAC).
+    assert!(
+        o.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["rxe0", "505400fffe525801"]),
+        "ibv_devices lists no rxe0:\n{o}"
+    );
+    assert!(o.contains("PORT_ACTIVE"), "{o}");
+    assert!(o.contains("link_layer:\t\tEthernet"), "{o}");
+    // The RoCE netdev is up (carrier) with its address.
+    assert!(
+        o.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() >= 3 && w[0] == run.ready.roce_netdev && w[1] == "UP" && w[2] == "10.50.0.2/24"
+        }),
+        "the RoCE netdev is not UP with 10.50.0.2/24:\n{o}"
+    );
+    assert!(
+        o.contains(&format!(
+            "link rxe0/1 state ACTIVE physical_state LINK_UP netdev {}",
+            run.ready.roce_netdev
+        )),
+        "{o}"
+    );
+    // rxe on 6.1 lists RoCE v2 GIDs only: the link-local IPv6 one (from the MAC) and the
+    // IPv4-mapped one of the netdev's address.
+    let v4 = mapped_gid(DEFAULT_ROCE_IP);
+    let line = o
+        .lines()
+        .find(|l| l.starts_with("gid ") && l.contains(&v4))
+        .unwrap_or_else(|| panic!("no GID {v4}:\n{o}"));
+    assert!(line.contains("RoCE v2"), "{line}");
+    println!("IPv4 RoCE v2 GID: {line}");
+    assert!(
+        o.lines()
+            .any(|l| l.contains("fe80:0000:0000:0000:5054:00ff:fe52:5801")),
+        "no link-local GID from the MAC:\n{o}"
+    );
+    assert!(o.contains("nc=0"), "{o}");
+    let host = got.join().unwrap().expect("the guest never connected");
+    assert!(
+        host.contains("PORT_ACTIVE") && host.contains(line),
+        "{host}"
+    );
+}
+
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn ibv_rc_pingpong_server_and_client_over_rxe0_in_one_guest() {
+    let Some(img) = image() else { return };
+    let v4 = mapped_gid(DEFAULT_ROCE_IP);
+    let script = format!(
+        "{GID_TABLE}
+idx=$(gid_table | grep '{v4} RoCE v2' | cut -d' ' -f2)
+echo \"gid index $idx\"
+ibv_rc_pingpong -d rxe0 -g $idx -n 200 > /tmp/server.log 2>&1 &
+server=$!
+sleep 1
+ibv_rc_pingpong -d rxe0 -g $idx -n 200 {DEFAULT_ROCE_IP} > /tmp/client.log 2>&1
+client=$?
+wait $server
+echo \"server exit $? client exit $client\"
+sed 's/^/server: /' /tmp/server.log
+sed 's/^/client: /' /tmp/client.log
+"
+    );
+    let cfg = GuestConfig::with_free_ports().unwrap();
+    let run = RxeGuest::run(&img, &cfg, &script).unwrap_or_else(|e| panic!("{e}"));
+    report("ibv_rc_pingpong", &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let o = &run.output;
+    assert_eq!(run.status, 0, "{o}");
+    assert!(o.contains("server exit 0 client exit 0"), "{o}");
+    for side in ["server", "client"] {
+        // "  local address:  LID 0x0000, QPN 0x000011, PSN 0x..., GID ::ffff:10.50.0.2"
+        assert!(
+            o.contains(&format!("{side}:   local address:"))
+                && o.lines()
+                    .any(|l| l.starts_with(side)
+                        && l.contains(&format!("GID ::ffff:{DEFAULT_ROCE_IP}"))),
+            "{side}: no local address with the IPv4 GID:\n{o}"
+        );
+        // "1638400 bytes in 0.12 seconds = ..." (4096 bytes each way per iteration) and
+        // "200 iters in 0.12 seconds = ... usec/iter"
+        assert!(
+            o.lines()
+                .any(|l| l.starts_with(&format!("{side}: 1638400 bytes in"))),
+            "{side}: no throughput line:\n{o}"
+        );
+        assert!(
+            o.lines()
+                .any(|l| l.starts_with(&format!("{side}: 200 iters in"))),
+            "{side}: no latency line:\n{o}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn a_script_over_its_time_fails_with_the_console_and_qemu_dies_with_the_guest() {
+    let Some(img) = image() else { return };
+    let mut cfg = GuestConfig::with_free_ports().unwrap();
+    cfg.script_timeout = Duration::from_secs(2);
+    let mut guest = RxeGuest::start(&img, &cfg, "echo sleeping; sleep 600\n").unwrap();
+    let ready = guest.wait_ready().unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "boot {:.1?} to rxe0 ACTIVE (guest uptime {:.2} s, netdev {})",
+        ready.boot, ready.guest_uptime, ready.roce_netdev
+    );
+    let pid = guest.pid().unwrap();
+    let err = guest.wait_exit().unwrap_err();
+    match &err {
+        GuestError::Timeout { console, .. } => {
+            assert!(console.contains("SPLITRX-RXE: BEGIN"), "{err}");
+            assert!(console.contains("sleeping"), "{err}");
+        }
+        other => panic!("expected a timeout, got: {other}"),
+    }
+    // wait_exit consumed the guest: QEMU is gone (killed on drop, reaped).
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} outlived its guest"
+    );
+}
