@@ -140,6 +140,9 @@ pub struct GuestConfig {
     pub roce_prefix: u8,
     /// The RoCE NIC's MTU (the kernel's default, 1500, if `None`).
     pub roce_mtu: Option<u32>,
+    /// Permanent neighbour entries on the RoCE NIC (IPv4 -> MAC): a peer that answers no ARP
+    /// (the firmware's responder) is reachable all the same.
+    pub neighbors: Vec<(Ipv4Addr, [u8; 6])>,
     pub oob_mac: [u8; 6],
     /// `hostfwd`: host TCP port on 127.0.0.1 -> guest TCP port.
     pub host_forwards: Vec<(u16, u16)>,
@@ -162,6 +165,7 @@ impl GuestConfig {
             roce_ip: DEFAULT_ROCE_IP,
             roce_prefix: 24,
             roce_mtu: None,
+            neighbors: Vec::new(),
             oob_mac: [0x52, 0x54, 0x00, 0x52, 0x58, 0x02],
             host_forwards: Vec::new(),
             boot_timeout: Duration::from_secs(90),
@@ -186,6 +190,14 @@ impl GuestConfig {
         );
         if let Some(m) = self.roce_mtu {
             s.push_str(&format!(" splitrx.roce_mtu={m}"));
+        }
+        if !self.neighbors.is_empty() {
+            let n: Vec<String> = self
+                .neighbors
+                .iter()
+                .map(|(ip, m)| format!("{ip}@{}", mac(m)))
+                .collect();
+            s.push_str(&format!(" splitrx.neigh={}", n.join(",")));
         }
         s
     }

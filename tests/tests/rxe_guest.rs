@@ -1,6 +1,7 @@
 //! The rxe guest (`splitrx_harness::rxe`): Linux soft-RoCE in a QEMU x86_64 VM boots with
-//! rxe0 ACTIVE, shows its GID table, talks TCP to this host out of band, and runs a real verbs
-//! application (`ibv_rc_pingpong`) over rxe0; QEMU never outlives a guest.
+//! rxe0 ACTIVE, shows its GID table, talks TCP to this host out of band, carries frames to and
+//! from a peer on its RoCE link as one UDP datagram each, and runs a real verbs application
+//! (`ibv_rc_pingpong`) over rxe0; QEMU never outlives a guest.
 //!
 //! Each test boots a VM (a few seconds under TCG, more on a loaded machine), so they are
 //! ignored in the workspace run; `cargo xtask test` (and `cargo xtask rxe-guest --test`) build
@@ -9,10 +10,13 @@
 //! fails them with how to build it.
 
 use splitrx_harness::rxe::{
-    Availability, GuestConfig, GuestError, GuestImage, RxeGuest, ScriptRun, DEFAULT_ROCE_IP,
+    free_udp_port, Availability, GuestConfig, GuestError, GuestImage, RxeGuest, ScriptRun,
+    DEFAULT_ROCE_IP,
 };
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn image() -> Option<GuestImage> {
@@ -235,4 +239,91 @@ fn a_script_over_its_time_fails_with_the_console_and_qemu_dies_with_the_guest() 
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "QEMU {pid} outlived its guest"
     );
+}
+
+/// The Internet checksum of `b`.
+fn inet_csum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The echo reply to `f` if it is an ICMP echo request to `ip` (Ethernet, IPv4).
+fn echo_reply(f: &[u8], ip: Ipv4Addr) -> Option<Vec<u8>> {
+    if f.len() < 34 || f[12..14] != [0x08, 0x00] || f[23] != 1 || f[30..34] != ip.octets() {
+        return None;
+    }
+    let icmp = 14 + usize::from(f[14] & 0x0f) * 4;
+    if f.get(icmp) != Some(&8) {
+        return None;
+    }
+    let mut r = f.to_vec();
+    r.copy_within(6..12, 0);
+    r[6..12].copy_from_slice(&f[0..6]);
+    // Swapping the addresses leaves the IPv4 header checksum as it is.
+    r.copy_within(30..34, 26);
+    r[30..34].copy_from_slice(&f[26..30]);
+    r[icmp] = 0;
+    r[icmp + 2..icmp + 4].fill(0);
+    let c = inet_csum(&r[icmp..]);
+    r[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+    Some(r)
+}
+
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn the_roce_link_carries_one_ethernet_frame_per_udp_datagram_both_ways() {
+    let Some(img) = image() else { return };
+    // The peer's end of the link, as `splitrx roce serve` binds it: a UDP socket on loopback.
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut cfg = GuestConfig::new(free_udp_port().unwrap(), peer.local_addr().unwrap().port());
+    let (peer_ip, peer_mac) = (Ipv4Addr::new(10, 50, 0, 1), [0x02, 0, 0, 0, 0, 0x01]);
+    // Like the firmware, this peer answers no ARP: the guest gets a permanent neighbour.
+    cfg.neighbors.push((peer_ip, peer_mac));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 70_000];
+            let mut requests = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = peer.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(r) = echo_reply(&buf[..n], peer_ip) {
+                    requests.push(buf[..n].to_vec());
+                    peer.send_to(&r, from).unwrap();
+                }
+            }
+            requests
+        })
+    };
+    let run = RxeGuest::run(&img, &cfg, &format!("ping -c 3 -W 5 {peer_ip}\n"));
+    stop.store(true, Ordering::Relaxed);
+    let requests = seen.join().unwrap();
+    let run = run.unwrap_or_else(|e| panic!("{e}"));
+    report("ping over the RoCE link", &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let o = &run.output;
+    assert_eq!(run.status, 0, "{o}");
+    assert!(
+        o.contains("3 packets transmitted, 3 packets received"),
+        "{o}"
+    );
+    assert_eq!(requests.len(), 3, "echo requests seen by the peer");
+    for f in &requests {
+        // One datagram is exactly one frame: Ethernet header + IPv4 total length, no FCS.
+        let ip_len = usize::from(u16::from_be_bytes([f[16], f[17]]));
+        assert_eq!(f.len(), 14 + ip_len);
+        assert_eq!(f[0..6], peer_mac);
+        assert_eq!(f[6..12], cfg.roce_mac);
+        assert_eq!(f[26..30], DEFAULT_ROCE_IP.octets());
+    }
 }

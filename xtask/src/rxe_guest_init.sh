@@ -5,6 +5,7 @@
 #
 # Kernel command line (all set by `RxeGuest`):
 #   splitrx.roce_mac=MAC splitrx.roce_ip=A.B.C.D/N [splitrx.roce_mtu=N]   the RoCE NIC (rxe0)
+#   [splitrx.neigh=A.B.C.D@MAC,...]   permanent neighbours on it (a peer that answers no ARP)
 #   splitrx.oob_mac=MAC splitrx.oob_ip=A.B.C.D/N [splitrx.oob_gw=A.B.C.D]   the slirp NIC
 # (RxeGuest sets no gateway: the guest reaches the host at 10.0.2.2 and nothing beyond.)
 # Busybox's sh runs its own applets first: `ip` in a script is busybox's, iproute2's is
@@ -52,6 +53,10 @@ roce=$(nic "$(arg roce_mac)")
 [ -n "$(arg roce_mtu)" ] && ip link set "$roce" mtu "$(arg roce_mtu)"
 ip addr add "$(arg roce_ip)" dev "$roce" || fail "ip addr add $(arg roce_ip) dev $roce"
 ip link set "$roce" up || fail "ip link set $roce up"
+for n in $(arg neigh | tr , ' '); do
+    /usr/bin/ip neigh replace "${n%@*}" lladdr "${n#*@}" dev "$roce" nud permanent ||
+        fail "neighbour $n"
+done
 oob=$(nic "$(arg oob_mac)")
 if [ -n "$oob" ]; then
     ip addr add "$(arg oob_ip)" dev "$oob" || fail "ip addr add $(arg oob_ip) dev $oob"
