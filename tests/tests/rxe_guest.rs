@@ -327,3 +327,55 @@ fn the_roce_link_carries_one_ethernet_frame_per_udp_datagram_both_ways() {
         assert_eq!(f[26..30], DEFAULT_ROCE_IP.octets());
     }
 }
+
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn rping_over_the_rdma_cm_and_perftest_ib_write_bw_run_over_rxe0_in_one_guest() {
+    let Some(img) = image() else { return };
+    let v4 = mapped_gid(DEFAULT_ROCE_IP);
+    let ip = DEFAULT_ROCE_IP;
+    let script = format!(
+        "{GID_TABLE}
+idx=$(gid_table | grep '{v4} RoCE v2' | cut -d' ' -f2)
+rping -s -a {ip} -C 3 -v > /tmp/rs.log 2>&1 &
+server=$!
+sleep 1
+rping -c -a {ip} -C 3 -v > /tmp/rc.log 2>&1
+client=$?
+wait $server
+echo \"rping server exit $? client exit $client\"
+sed 's/^/rping server: /' /tmp/rs.log
+sed 's/^/rping client: /' /tmp/rc.log
+ib_write_bw -d rxe0 -x $idx -s 4096 -n 50 -F > /tmp/ps.log 2>&1 &
+server=$!
+sleep 1
+ib_write_bw -d rxe0 -x $idx -s 4096 -n 50 -F {ip} > /tmp/pc.log 2>&1
+client=$?
+wait $server
+echo \"ib_write_bw server exit $? client exit $client\"
+sed 's/^/ib_write_bw server: /' /tmp/ps.log
+sed 's/^/ib_write_bw client: /' /tmp/pc.log
+"
+    );
+    let cfg = GuestConfig::with_free_ports().unwrap();
+    let run = RxeGuest::run(&img, &cfg, &script).unwrap_or_else(|e| panic!("{e}"));
+    report("rping + ib_write_bw", &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let o = &run.output;
+    assert_eq!(run.status, 0, "{o}");
+    assert!(o.contains("rping server exit 0 client exit 0"), "{o}");
+    // rping -v: "ping data: rdma-ping-0: ABCDEFGHIJKLMNOPQRSTUVWXYZ[\]^_`abcdefghijklmnopqr"
+    for i in 0..3 {
+        assert!(
+            o.contains(&format!("rping client: ping data: rdma-ping-{i}: ")),
+            "{o}"
+        );
+    }
+    assert!(o.contains("ib_write_bw server exit 0 client exit 0"), "{o}");
+    // The result row: " 4096       50             <peak>    <avg>    <msg rate>"
+    assert!(
+        o.lines().any(|l| l.starts_with("ib_write_bw client:")
+            && l.split_whitespace().skip(2).take(2).collect::<Vec<_>>() == ["4096", "50"]),
+        "no result row for 4096-byte WRITEs x 50:\n{o}"
+    );
+}

@@ -65,6 +65,10 @@ const LIB_DIRS: &[&str] = &[
     "lib64",
     "usr/lib/x86_64-linux-gnu/libibverbs",
 ];
+/// Libraries loaded with `dlopen` that no `NEEDED` entry names: glibc's `pthread_exit` and
+/// `pthread_cancel` unwind through libgcc_s (rping's threads exit that way: without it they
+/// abort with "libgcc_s.so.1 must be installed for pthread_exit to work").
+const DLOPENED: &[&str] = &["libgcc_s.so.1"];
 const INIT: &str = include_str!("rxe_guest_init.sh");
 
 /// A built guest.
@@ -318,7 +322,7 @@ fn fnv<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
 /// What the guest is built from besides the packages: `/init` and the lists above.
 fn recipe() -> Vec<&'static [u8]> {
     let mut parts = vec![INIT.as_bytes()];
-    for list in [PACKAGES, TOOL_PACKAGES, TOOLS, MODULES] {
+    for list in [PACKAGES, TOOL_PACKAGES, TOOLS, MODULES, DLOPENED] {
         parts.extend(list.iter().map(|s| s.as_bytes()));
     }
     parts
@@ -481,6 +485,7 @@ fn build(
     elves.push(provider);
     let mut libs: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut interp = None;
+    let mut dlopened: Vec<String> = DLOPENED.iter().map(|s| s.to_string()).collect();
     while let Some(elf) = elves.pop() {
         let bytes = read(&elf)?;
         let info = elf_dynamic(&bytes)
@@ -488,7 +493,7 @@ fn build(
         if let Some(i) = info.interp {
             interp.get_or_insert(i);
         }
-        for so in info.needed {
+        for so in info.needed.into_iter().chain(dlopened.drain(..)) {
             if libs.contains_key(&so) {
                 continue;
             }
