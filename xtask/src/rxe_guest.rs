@@ -368,48 +368,19 @@ fn build(
     let t0 = Instant::now();
     let tmp = dir.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
-    let (dl, tree) = (tmp.join("debs"), tmp.join("tree"));
-    std::fs::create_dir_all(&dl)?;
+    let tree = tmp.join("tree");
     println!(
         "rxe guest: downloading {} packages ({kernel} and the tools' libraries)",
         pkgs.len()
     );
-    let out = Command::new("apt-get")
-        .current_dir(&dl)
-        .args(["download", "-q"])
-        .args(pkgs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .context("could not run apt-get download")?;
-    if !out.status.success() {
-        bail!(
-            "apt-get download failed (is the Debian mirror reachable?): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    download(&tmp.join("debs"), pkgs)?;
     let t_dl = t0.elapsed();
-    // Each package in its own tree (the tools of a package are taken by package), then all
-    // of them in one tree for the libraries and modules.
-    for (pkg, deb) in debs {
-        let into = if TOOL_PACKAGES.contains(&pkg.as_str()) {
-            tmp.join("pkg").join(pkg)
-        } else {
-            tree.clone()
-        };
-        std::fs::create_dir_all(&into)?;
-        run(Command::new("dpkg-deb")
-            .arg("-x")
-            .arg(dl.join(deb))
-            .arg(&into))?;
-        if into != tree {
-            run(Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(dl.join(deb))
-                .arg(&tree))?;
-        }
-    }
+    extract(&tmp, debs)?;
     let t_x = t0.elapsed();
+    let kver = kernel
+        .strip_prefix("linux-image-")
+        .context("kernel package name")?;
+
     let mut img = Initramfs::default();
     for d in [
         "bin",
@@ -423,18 +394,118 @@ fn build(
         "tmp",
         "run",
         "root",
-        "etc/libibverbs.d",
         "etc/rxe-guest",
-        "lib/modules",
-        PROVIDER_DIR,
     ] {
         img.dir(d);
     }
-    img.dir("lib/x86_64-linux-gnu");
     img.file("init", INIT.as_bytes().to_vec(), 0o755);
+    let exes = executables(&tmp)?;
+    add_busybox(&mut img, &tree, &exes)?;
+    let libs = add_libraries(&mut img, &tree, &exes, debs)?;
+    for (n, p) in &exes {
+        img.file(&format!("usr/bin/{n}"), read(p)?, 0o755);
+    }
+    let modules = add_modules(
+        &mut img,
+        &tree.join("lib/modules").join(kver).join("kernel"),
+    )?;
+    let cpio = img.newc();
+    gzip(&cpio, &tmp.join("initrd.img"))?;
+    std::fs::copy(
+        tree.join(format!("boot/vmlinuz-{kver}")),
+        tmp.join("vmlinuz"),
+    )
+    .context("the kernel package has no boot/vmlinuz")?;
 
-    // Executables.
-    let mut exes: Vec<(String, PathBuf)> = Vec::new();
+    let build_secs = t0.elapsed().as_secs_f64();
+    let initrd_bytes = std::fs::metadata(tmp.join("initrd.img"))?.len();
+    let manifest = serde_json::json!({
+        "kernel_version": kver,
+        "packages": debs.values().collect::<Vec<_>>(),
+        "modules": modules,
+        "tools": exes.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "libraries": libs,
+        "cpio_bytes": cpio.len(),
+        "initrd_bytes": initrd_bytes,
+        "download_secs": t_dl.as_secs_f64(),
+        "extract_secs": (t_x - t_dl).as_secs_f64(),
+        "build_secs": build_secs,
+    });
+    std::fs::write(
+        tmp.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
+    for d in ["debs", "tree", "pkg"] {
+        std::fs::remove_dir_all(tmp.join(d))?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir)?;
+    // Only the newest guest is kept.
+    if let Some(parent) = dir.parent() {
+        for e in std::fs::read_dir(parent)?.filter_map(|e| e.ok()) {
+            if e.path() != dir && e.path().is_dir() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    println!(
+        "rxe guest: built in {build_secs:.1} s (download {:.1} s, extract {:.1} s): kernel \
+         {kver}, {} modules, {} tools, {} libraries, initrd {} KiB ({} KiB unpacked)",
+        t_dl.as_secs_f64(),
+        (t_x - t_dl).as_secs_f64(),
+        modules.len(),
+        exes.len(),
+        libs.len(),
+        initrd_bytes >> 10,
+        cpio.len() >> 10
+    );
+    Ok(())
+}
+
+/// `apt-get download` of `pkgs` into `dl` (no root needed).
+fn download(dl: &Path, pkgs: &BTreeSet<String>) -> Result<()> {
+    std::fs::create_dir_all(dl)?;
+    let out = Command::new("apt-get")
+        .current_dir(dl)
+        .args(["download", "-q"])
+        .args(pkgs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .context("could not run apt-get download")?;
+    if !out.status.success() {
+        bail!(
+            "apt-get download failed (is the Debian mirror reachable?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Every package into `tmp/tree` (libraries, modules, kernel, busybox), and each tool package
+/// into `tmp/pkg/<name>` as well (its executables are taken by package).
+fn extract(tmp: &Path, debs: &BTreeMap<String, String>) -> Result<()> {
+    for (pkg, deb) in debs {
+        let mut into = vec![tmp.join("tree")];
+        if TOOL_PACKAGES.contains(&pkg.as_str()) {
+            into.push(tmp.join("pkg").join(pkg));
+        }
+        for d in into {
+            std::fs::create_dir_all(&d)?;
+            run(Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(tmp.join("debs").join(deb))
+                .arg(&d))?;
+        }
+    }
+    std::fs::create_dir_all(tmp.join("pkg"))?;
+    Ok(())
+}
+
+/// The executables the guest gets in `/usr/bin`: every ELF file in the tool packages'
+/// `usr/bin`, and [`TOOLS`]; (name, path in the extracted tree).
+fn executables(tmp: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut exes = Vec::new();
     for pkg in TOOL_PACKAGES {
         let bin = tmp.join("pkg").join(pkg).join("usr/bin");
         let mut found: Vec<_> = std::fs::read_dir(&bin)
@@ -443,17 +514,20 @@ fn build(
             .filter(|p| std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x7fELF")))
             .collect();
         found.sort();
-        for p in found {
-            exes.push((name_of(&p), p));
-        }
+        exes.extend(found.into_iter().map(|p| (name_of(&p), p)));
     }
     for t in TOOLS {
-        let p = tree.join(t);
+        let p = tmp.join("tree").join(t);
         if !p.is_file() {
             bail!("{t} is in none of the packages");
         }
         exes.push((name_of(&p), p));
     }
+    Ok(exes)
+}
+
+/// `/bin/busybox` and a link for each applet no tool of `exes` is named after.
+fn add_busybox(img: &mut Initramfs, tree: &Path, exes: &[(String, PathBuf)]) -> Result<()> {
     let busybox = tree.join("bin/busybox");
     img.file("bin/busybox", read(&busybox)?, 0o755);
     let applets = output(Command::new(&busybox).arg("--list"))
@@ -463,8 +537,18 @@ fn build(
             img.symlink(&format!("bin/{a}"), "busybox");
         }
     }
-    // Libraries: the executables', the provider's, and theirs, by soname.
-    let mut elves: Vec<PathBuf> = exes.iter().map(|(_, p)| p.clone()).collect();
+    Ok(())
+}
+
+/// The rxe verbs provider with its `.driver` file, the dynamic loader, and every library the
+/// executables and the provider need (their `NEEDED` entries, transitively, and
+/// [`DLOPENED`]), by soname in `/lib/x86_64-linux-gnu`. Returns the sonames.
+fn add_libraries(
+    img: &mut Initramfs,
+    tree: &Path,
+    exes: &[(String, PathBuf)],
+    debs: &BTreeMap<String, String>,
+) -> Result<Vec<String>> {
     let pdir = tree.join(PROVIDER_DIR);
     let provider = std::fs::read_dir(&pdir)
         .with_context(|| {
@@ -482,6 +566,7 @@ fn build(
         0o755,
     );
     img.file(PROVIDER_DRIVER, read(&tree.join(PROVIDER_DRIVER))?, 0o644);
+    let mut elves: Vec<PathBuf> = exes.iter().map(|(_, p)| p.clone()).collect();
     elves.push(provider);
     let mut libs: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut interp = None;
@@ -499,7 +584,7 @@ fn build(
             }
             let Some(p) = LIB_DIRS
                 .iter()
-                .find_map(|d| in_tree(&tree, &format!("{d}/{so}")))
+                .find_map(|d| in_tree(tree, &format!("{d}/{so}")))
             else {
                 bail!(
                     "{so} (needed by {}) is in none of the downloaded packages ({}): add its \
@@ -517,19 +602,17 @@ fn build(
     }
     let interp = interp.context("no executable names a dynamic loader")?;
     let interp = interp.trim_start_matches('/');
-    let loader = in_tree(&tree, interp)
+    let loader = in_tree(tree, interp)
         .with_context(|| format!("the dynamic loader /{interp} is in none of the packages"))?;
     img.file(interp, read(&loader)?, 0o755);
-    for (n, p) in &exes {
-        img.file(&format!("usr/bin/{n}"), read(p)?, 0o755);
-    }
+    Ok(libs.into_keys().collect())
+}
 
-    // Kernel and modules.
-    let kver = kernel
-        .strip_prefix("linux-image-")
-        .context("kernel package name")?;
-    let mdir = tree.join("lib/modules").join(kver);
-    let index = module_index(&mdir.join("kernel"))?;
+/// [`MODULES`] and their dependencies from the kernel's module tree `kdir`, as
+/// `/lib/modules/<name>.ko`, and their load order in `/etc/rxe-guest/modules` (read by
+/// `/init`). Returns that order.
+fn add_modules(img: &mut Initramfs, kdir: &Path) -> Result<Vec<String>> {
+    let index = module_index(kdir)?;
     let mut order: Vec<String> = Vec::new();
     for m in MODULES {
         module_order(m, &index, &mut order, 0)?;
@@ -542,64 +625,21 @@ fn build(
         (order.join("\n") + "\n").into_bytes(),
         0o644,
     );
-    let cpio = img.newc();
+    Ok(order)
+}
+
+/// `data` gzip'ed into `to` (the host's `gzip`; `-n`: no name or time stamp).
+fn gzip(data: &[u8], to: &Path) -> Result<()> {
     let mut gz = Command::new("gzip")
         .args(["-6", "-n", "-c"])
         .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(tmp.join("initrd.img"))?)
+        .stdout(std::fs::File::create(to)?)
         .spawn()
         .context("could not start gzip")?;
-    gz.stdin.take().context("gzip stdin")?.write_all(&cpio)?;
+    gz.stdin.take().context("gzip stdin")?.write_all(data)?;
     if !gz.wait()?.success() {
         bail!("gzip failed");
     }
-    std::fs::copy(
-        tree.join(format!("boot/vmlinuz-{kver}")),
-        tmp.join("vmlinuz"),
-    )
-    .context("the kernel package has no boot/vmlinuz")?;
-    let build_secs = t0.elapsed().as_secs_f64();
-    let initrd_bytes = std::fs::metadata(tmp.join("initrd.img"))?.len();
-    let manifest = serde_json::json!({
-        "kernel_version": kver,
-        "packages": debs.values().collect::<Vec<_>>(),
-        "modules": order,
-        "tools": exes.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        "libraries": libs.keys().collect::<Vec<_>>(),
-        "cpio_bytes": cpio.len(),
-        "initrd_bytes": initrd_bytes,
-        "download_secs": t_dl.as_secs_f64(),
-        "extract_secs": (t_x - t_dl).as_secs_f64(),
-        "build_secs": build_secs,
-    });
-    std::fs::write(
-        tmp.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?,
-    )?;
-    std::fs::remove_dir_all(&dl)?;
-    std::fs::remove_dir_all(&tree)?;
-    let _ = std::fs::remove_dir_all(tmp.join("pkg"));
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&tmp, dir)?;
-    // Only the newest guest is kept.
-    if let Some(parent) = dir.parent() {
-        for e in std::fs::read_dir(parent)?.filter_map(|e| e.ok()) {
-            if e.path() != dir && e.path().is_dir() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    println!(
-        "rxe guest: built in {build_secs:.1} s (download {:.1} s, extract {:.1} s): kernel \
-         {kver}, {} modules, {} tools, {} libraries, initrd {} KiB ({} KiB unpacked)",
-        t_dl.as_secs_f64(),
-        (t_x - t_dl).as_secs_f64(),
-        order.len(),
-        exes.len(),
-        libs.len(),
-        initrd_bytes >> 10,
-        cpio.len() >> 10
-    );
     Ok(())
 }
 
