@@ -1,7 +1,8 @@
 //! The rxe guest (`splitrx_harness::rxe`): Linux soft-RoCE in a QEMU x86_64 VM boots with
 //! rxe0 ACTIVE, shows its GID table, talks TCP to this host out of band, carries frames to and
 //! from a peer on its RoCE link as one UDP datagram each, and runs a real verbs application
-//! (`ibv_rc_pingpong`) over rxe0; QEMU never outlives a guest.
+//! (`ibv_rc_pingpong`, `rping`, `ib_write_bw`) over rxe0; rping in the guest connects to
+//! splitrx's own responder over the RDMA CM; QEMU never outlives a guest.
 //!
 //! Each test boots a VM (a few seconds under TCG, more on a loaded machine), so they are
 //! ignored in the workspace run; `cargo xtask test` (and `cargo xtask rxe-guest --test`) build
@@ -378,4 +379,81 @@ sed 's/^/ib_write_bw client: /' /tmp/pc.log
             && l.split_whitespace().skip(2).take(2).collect::<Vec<_>>() == ["4096", "50"]),
         "no result row for 4096-byte WRITEs x 50:\n{o}"
     );
+}
+
+/// Interop, the first step of issue 12: rping in the guest (Linux's RDMA CM and rxe) connects
+/// to splitrx's responder (`splitrx roce serve --cm-port`, the firmware on the sim board, whose
+/// MAC is linked to the guest's RoCE NIC over UDP) and its first SEND (the 16-byte buffer
+/// advertisement) lands in a page-pool buffer. rping then waits for an RDMA READ the
+/// responder never issues (it serves, it does not request): the script ends it.
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn rping_in_the_guest_connects_to_splitrx_over_the_rdma_cm_and_its_send_lands() {
+    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::sim::SimTarget;
+    let Some(img) = image() else { return };
+    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
+    let (board, qemu) = (
+        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
+    );
+    let target = SimTarget {
+        link: Some((board, qemu)),
+        ..SimTarget::default()
+    };
+    let serve_cfg = ServeConfig {
+        cm_port: Some(7471),
+        ..ServeConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done = Arc::new(AtomicBool::new(false));
+    let server = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            serve(
+                &target,
+                &serve_cfg,
+                |i| tx.send(i.clone()).unwrap(),
+                |_, received| {
+                    received >= 1
+                        || done.load(Ordering::Relaxed)
+                        || t0.elapsed() > Duration::from_secs(300)
+                },
+            )
+        })
+    };
+    let info = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the responder came up");
+    println!(
+        "splitrx responder: RC QP {:#x}, rdma_cm service {:#x}",
+        info.qpn,
+        info.cm_service_id.unwrap_or_default()
+    );
+    let mut cfg = GuestConfig::new(qemu_port, board_port);
+    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
+    // The firmware answers no ARP.
+    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
+    let script =
+        format!("timeout 8 rping -c -a {fw_ip} -p 7471 -C 1 -v -d 2>&1\necho \"rping exit $?\"\n");
+    let run = RxeGuest::run(&img, &cfg, &script);
+    done.store(true, Ordering::Relaxed);
+    let rep = server.join().unwrap();
+    let run = run.unwrap_or_else(|e| panic!("{e}"));
+    report("rping -> splitrx", &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let rep = rep.unwrap_or_else(|e| panic!("serve: {e}"));
+    println!("splitrx: {rep:?}");
+    let o = &run.output;
+    assert!(o.contains("RDMA_CM_EVENT_ESTABLISHED"), "{o}");
+    assert!(
+        o.contains("send completion"),
+        "the SEND was not ACKed:\n{o}"
+    );
+    assert_eq!((rep.received, rep.received_bytes), (1, 16), "{rep:?}");
+    assert!(rep.cm_peer_qpn.is_some(), "{rep:?}");
+    assert_eq!(rep.recv_errors, 0);
+    assert_eq!(rep.cqe_invalid, 0);
+    assert_eq!(rep.audit_error, None);
 }
