@@ -199,8 +199,9 @@ counters! {
         CM_DREQ_RCVD = 39, "cm_dreq_rcvd";
         /// CM DREPs sent.
         CM_DREP_SENT = 40, "cm_drep_sent";
-        /// MADs to QP 1 dropped while some service is listened on: not whole, not CM, a
-        /// message for no known connection, or no room in the connection table.
+        /// CM MADs to QP 1 dropped while some service is listened on: not whole, another
+        /// class version or method, an attribute the CM does not serve, a message for no
+        /// known connection, a repeated RTU, or no room in the connection table.
         CM_MADS_DROPPED = 41, "cm_mads_dropped";
     }
 }

@@ -183,13 +183,14 @@ impl super::Responder {
                 match at {
                     Some(i) => {
                         let c = self.cm.conns[i];
-                        if !c.established {
-                            let mut a = qp_args(c.qpn, qp_attr::STATE);
-                            a.state = qp_state::RTS;
-                            if self.modify_qp(st, a).is_ok() {
-                                self.cm.conns[i].established = true;
-                                st.inc(dev::CM_RTU_RCVD);
-                            }
+                        let mut a = qp_args(c.qpn, qp_attr::STATE);
+                        a.state = qp_state::RTS;
+                        // A repeated RTU, or one for a QP the host moved on: dropped.
+                        if !c.established && self.modify_qp(st, a).is_ok() {
+                            self.cm.conns[i].established = true;
+                            st.inc(dev::CM_RTU_RCVD);
+                        } else {
+                            st.inc(dev::CM_MADS_DROPPED);
                         }
                     }
                     None => st.inc(dev::CM_MADS_DROPPED),
