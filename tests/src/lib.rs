@@ -17,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod craft;
+pub mod perftest;
 pub mod qemu;
 pub mod roce;
 pub mod run;

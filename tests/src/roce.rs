@@ -1593,6 +1593,16 @@ pub struct ServeConfig {
     /// Accept an rdma_cm connection to this TCP-space port (RC only) instead of being given
     /// the requester's QPN, PSN and GID: the firmware answers the CM on QP 1.
     pub cm_port: Option<u16>,
+    /// Be the server of an unmodified perftest client (`ib_write_bw`, `ib_read_bw`,
+    /// `ib_send_bw`, `ib_atomic_bw` without `-R`): its out-of-band exchange on this TCP
+    /// listener ([`crate::perftest`]) gives the requester's QPN, PSN and GID; the serve ends
+    /// when the client has finished.
+    pub perftest: Option<std::net::SocketAddr>,
+    /// Which perftest the client runs (the exchange differs).
+    pub perftest_test: crate::perftest::Test,
+    /// The responder's GID as the perftest exchange announces it (the address the requester
+    /// reaches the board's MAC at).
+    pub local_gid: [u8; 16],
 }
 
 impl Default for ServeConfig {
@@ -1610,6 +1620,9 @@ impl Default for ServeConfig {
             recv_bufs: 256,
             recv_buf_size: 4096,
             cm_port: None,
+            perftest: None,
+            perftest_test: crate::perftest::Test::Write,
+            local_gid: hroce::gid_from_ipv4([127, 0, 0, 1]),
         }
     }
 }
@@ -1650,6 +1663,21 @@ pub struct ServeReport {
     pub nic_counters: Vec<u64>,
     /// CM mode: the requester's QPN once its connection reached RTS.
     pub cm_peer_qpn: Option<u32>,
+    /// perftest mode: the client's QPN and its report (bytes per message, iterations, peak
+    /// and average MB/s, Mpps), or why the exchange failed.
+    pub perftest: Option<Result<PerftestClient, String>>,
+}
+
+/// What a perftest client told a [`serve`] (see [`ServeReport::perftest`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PerftestClient {
+    pub version: String,
+    pub qpn: u32,
+    pub msg_size: u64,
+    pub iterations: u64,
+    pub bw_peak_mbs: f64,
+    pub bw_avg_mbs: f64,
+    pub msg_rate_mpps: f64,
 }
 
 /// Runs a responder on `target` (see [`ServeConfig`]) until `stop(&info, received)` says so
@@ -1720,6 +1748,26 @@ fn serve_session(
         cfg.qkey,
     )
     .map_err(e)?;
+    let perftest = match cfg.perftest {
+        Some(addr) => {
+            if cfg.qp_type != QpType::Rc || cfg.cm_port.is_some() {
+                return Err("perftest mode needs an RC QP and no --cm-port".into());
+            }
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|x| format!("perftest listener {addr}: {x}"))?;
+            let ours = crate::perftest::Keys {
+                out_reads: 4,
+                qpn: cfg.qpn,
+                psn: 0,
+                rkey: mr.rkey,
+                vaddr: mr.iova,
+                gid: cfg.local_gid,
+                ..Default::default()
+            };
+            Some(perftest_thread(l, ours, cfg.mtu as u8, cfg.perftest_test))
+        }
+        None => None,
+    };
     let cm_service_id = match cfg.cm_port {
         Some(port) => {
             if cfg.qp_type != QpType::Rc {
@@ -1729,6 +1777,7 @@ fn serve_session(
             rdma.cm_listen(sid, &qp).map_err(e)?;
             Some(sid)
         }
+        None if perftest.is_some() => None,
         None => {
             qp.to_rtr(&RtrAttr {
                 dest_qpn: cfg.remote_qpn,
@@ -1760,8 +1809,36 @@ fn serve_session(
     let (mut received, mut bytes, mut errors) = (0u64, 0u64, 0u64);
     let mut cm_peer_qpn = None;
     let mut polls = 0u64;
+    let mut perftest_out: Option<Result<PerftestClient, String>> = None;
     loop {
         polls += 1;
+        if let Some(p) = &perftest {
+            if let Ok((k, mtu)) = p.keys.try_recv() {
+                // The client's QP: ours to RTR and RTS with it, then the exchange goes on.
+                let mtu = match mtu {
+                    1 => Mtu::M256,
+                    2 => Mtu::M512,
+                    3 => Mtu::M1024,
+                    4 => Mtu::M2048,
+                    _ => Mtu::M4096,
+                };
+                let r = qp
+                    .to_rtr(&RtrAttr {
+                        dest_qpn: k.qpn,
+                        rq_psn: k.psn & 0xff_ffff,
+                        mtu,
+                        remote_gid: k.gid,
+                        udp_sport: cfg.udp_sport,
+                        min_rnr_timer: 12,
+                    })
+                    .and_then(|_| qp.to_rts());
+                let _ = p.ready.send(r.is_ok());
+                r.map_err(e)?;
+            }
+            if let Ok(r) = p.done.try_recv() {
+                perftest_out = Some(r);
+            }
+        }
         if cm_service_id.is_some() && cm_peer_qpn.is_none() && polls % 16 == 1 {
             let q = qp.query().map_err(e)?;
             if q.state == splitrx_shared::abi::qp_state::RTS {
@@ -1784,7 +1861,7 @@ fn serve_session(
             }
         }
         srq.refill().map_err(e)?;
-        if stop(&info, received) {
+        if perftest_out.is_some() || stop(&info, received) {
             break;
         }
         if idle {
@@ -1819,5 +1896,62 @@ fn serve_session(
         audit_error: sd.audit.err(),
         nic_counters,
         cm_peer_qpn,
+        perftest: perftest_out,
     })
+}
+
+/// The perftest exchange's thread and what it tells [`serve_session`].
+struct PerftestLink {
+    /// The client's keys and the MTU settled on, once read.
+    keys: std::sync::mpsc::Receiver<(crate::perftest::Keys, u8)>,
+    /// Whether our QP could be set up (the exchange goes on or gives up).
+    ready: std::sync::mpsc::Sender<bool>,
+    /// The end of the exchange.
+    done: std::sync::mpsc::Receiver<Result<PerftestClient, String>>,
+}
+
+/// Runs the server's side of the perftest exchange (`crate::perftest`) on `l` in a thread:
+/// the client's keys go to the serve loop, which sets the QP up and says `ready`; then our
+/// keys, the two barriers, and the client's end (up to 10 minutes) with its report.
+fn perftest_thread(
+    l: std::net::TcpListener,
+    ours: crate::perftest::Keys,
+    mtu: u8,
+    test: crate::perftest::Test,
+) -> PerftestLink {
+    let (ktx, keys) = std::sync::mpsc::channel();
+    let (ready, rrx) = std::sync::mpsc::channel();
+    let (dtx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let run = || -> Result<PerftestClient, String> {
+            let e = |x: crate::perftest::PerftestError| x.to_string();
+            let mut s = crate::perftest::PerftestServer::accept(&l, Duration::from_secs(120), mtu)
+                .map_err(e)?;
+            let theirs = s.read_keys().map_err(e)?;
+            ktx.send((theirs, s.mtu)).map_err(|_| "serve ended")?;
+            if !rrx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| "serve ended")?
+            {
+                return Err("the QP could not be connected to the client's".into());
+            }
+            s.write_keys(&ours).map_err(e)?;
+            for _ in 0..test.barriers() {
+                s.hand_shake(&ours).map_err(e)?;
+            }
+            let (size, iters, peak, avg, rate) =
+                s.finish(test, &ours, Duration::from_secs(600)).map_err(e)?;
+            Ok(PerftestClient {
+                version: s.version.clone(),
+                qpn: theirs.qpn,
+                msg_size: size,
+                iterations: iters,
+                bw_peak_mbs: peak,
+                bw_avg_mbs: avg,
+                msg_rate_mpps: rate,
+            })
+        };
+        let _ = dtx.send(run());
+    });
+    PerftestLink { keys, ready, done }
 }

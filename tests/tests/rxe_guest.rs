@@ -457,3 +457,116 @@ fn rping_in_the_guest_connects_to_splitrx_over_the_rdma_cm_and_its_send_lands() 
     assert_eq!(rep.cqe_invalid, 0);
     assert_eq!(rep.audit_error, None);
 }
+
+/// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` in the
+/// guest (unmodified, without `-R`), each against splitrx as its server (`splitrx roce serve
+/// --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
+/// slirp at 10.0.2.2), the firmware on the sim board serves the RDMA traffic that comes over
+/// the guest's RoCE NIC. Each tool must finish with its result row, and the responder must
+/// have executed exactly the client's 50 requests (SENDs: 50 messages of 4096 bytes into the
+/// page-pool SRQ, every token returned, audit clean).
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn perftest_clients_in_the_guest_run_against_splitrx() {
+    use splitrx_harness::perftest::Test;
+    for (tool, test, size, counter) in [
+        ("ib_write_bw", Test::Write, 4096, "rx_write_requests"),
+        ("ib_read_bw", Test::Read, 4096, "rx_read_requests"),
+        ("ib_send_bw", Test::Send, 4096, ""),
+        ("ib_atomic_bw", Test::Atomic, 8, "rx_atomic_requests"),
+    ] {
+        perftest_client_against_splitrx(tool, test, size, counter);
+    }
+}
+
+fn perftest_client_against_splitrx(
+    tool: &str,
+    test: splitrx_harness::perftest::Test,
+    size: u64,
+    counter: &str,
+) {
+    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::sim::SimTarget;
+    let Some(img) = image() else { return };
+    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
+    let (board, qemu) = (
+        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
+    );
+    let tcp = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
+    let target = SimTarget {
+        link: Some((board, qemu)),
+        ..SimTarget::default()
+    };
+    let serve_cfg = ServeConfig {
+        perftest: Some(tcp),
+        perftest_test: test,
+        local_gid: splitrx_host::roce::gid_from_ipv4(fw_ip.octets()),
+        ..ServeConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        serve(
+            &target,
+            &serve_cfg,
+            |i| tx.send(i.clone()).unwrap(),
+            |_, _| t0.elapsed() > Duration::from_secs(300),
+        )
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the responder came up");
+    let mut cfg = GuestConfig::new(qemu_port, board_port);
+    // The firmware answers no ARP.
+    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
+    let script = format!(
+        "timeout 120 {tool} -d rxe0 -x 1 -s {size} -n 50 -p {} 10.0.2.2 2>&1\necho \"{tool} exit $?\"\n",
+        tcp.port()
+    );
+    let run = RxeGuest::run(&img, &cfg, &script);
+    let rep = server.join().unwrap();
+    let run = run.unwrap_or_else(|e| panic!("{e}"));
+    report(&format!("{tool} -> splitrx"), &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let rep = rep.unwrap_or_else(|e| panic!("{tool}: serve: {e}"));
+    println!("splitrx: {rep:?}");
+    let o = &run.output;
+    assert!(o.contains(&format!("{tool} exit 0")), "{o}");
+    let size_s = size.to_string();
+    assert!(
+        o.lines()
+            .any(|l| l.split_whitespace().take(2).eq([size_s.as_str(), "50"])),
+        "{tool}: no result row for {size}-byte messages x 50:\n{o}"
+    );
+    let client = rep.perftest.clone().expect("the exchange ended").unwrap();
+    if test != splitrx_harness::perftest::Test::Send {
+        assert_eq!(
+            (client.msg_size, client.iterations),
+            (size, 50),
+            "{client:?}"
+        );
+    }
+    let c = |name: &str| {
+        rep.nic_counters[splitrx_shared::stats::DEV_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap()]
+    };
+    if counter.is_empty() {
+        assert_eq!(
+            (rep.received, rep.received_bytes),
+            (50, 50 * size),
+            "{rep:?}"
+        );
+    } else {
+        assert_eq!(c(counter), 50, "{tool}: {rep:?}");
+    }
+    assert_eq!(c("rx_icrc_errors"), 0);
+    assert_eq!(rep.recv_errors, 0);
+    assert_eq!(rep.cqe_invalid, 0);
+    assert_eq!(rep.audit_error, None);
+}

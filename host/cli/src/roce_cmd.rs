@@ -40,6 +40,19 @@ pub enum RoceCmd {
     Serve(ServeArgs),
 }
 
+/// `--perftest-test`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PerftestKind {
+    /// `ib_write_bw`
+    Write,
+    /// `ib_read_bw`
+    Read,
+    /// `ib_send_bw`
+    Send,
+    /// `ib_atomic_bw`
+    Atomic,
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum QpKind {
     Rc,
@@ -89,6 +102,18 @@ pub struct ServeArgs {
     /// `--remote-qpn`, `--rq-psn` and `--remote-ip` are not needed.
     #[arg(long)]
     cm_port: Option<u16>,
+    /// Be the server of an unmodified perftest client (`ib_write_bw`, `ib_read_bw`,
+    /// `ib_send_bw`, `ib_atomic_bw`, without `-R`): speak its out-of-band exchange on this TCP
+    /// address (perftest's default port is 18515); ends when the client has finished.
+    #[arg(long)]
+    perftest: Option<std::net::SocketAddr>,
+    /// Which perftest the client runs (its exchange differs).
+    #[arg(long, value_enum, default_value_t = PerftestKind::Write)]
+    perftest_test: PerftestKind,
+    /// The responder's IPv4 address as the perftest exchange announces it (where the
+    /// requester reaches the board's MAC).
+    #[arg(long, default_value = "127.0.0.1")]
+    local_ip: std::net::Ipv4Addr,
     /// JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -173,6 +198,14 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
         qkey: a.qkey,
         mr_len: a.mr_size,
         cm_port: a.cm_port,
+        perftest: a.perftest,
+        perftest_test: match a.perftest_test {
+            PerftestKind::Write => splitrx_harness::perftest::Test::Write,
+            PerftestKind::Read => splitrx_harness::perftest::Test::Read,
+            PerftestKind::Send => splitrx_harness::perftest::Test::Send,
+            PerftestKind::Atomic => splitrx_harness::perftest::Test::Atomic,
+        },
+        local_gid: gid_from_ipv4(a.local_ip.octets()),
         ..ServeConfig::default()
     };
     let target = splitrx_harness::sim::SimTarget {
@@ -183,6 +216,7 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
     let limit = std::time::Duration::from_secs_f64(a.duration.max(0.0));
     let json = a.json;
     let listen = a.listen;
+    let perftest = a.perftest.map(|p| (p, a.perftest_test));
     let rep = serve(
         &target,
         &cfg,
@@ -197,6 +231,11 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
                     "responder on {listen}: {} QP {:#x} listening for rdma_cm connections (service ID {sid:#018x}), MTU {}, SRQ {} of {}-byte buffers\n  MR: rkey {:#x} va {:#x} len {}",
                     i.qp_type, i.qpn, i.mtu, i.srqn, i.recv_buf_size, i.rkey, i.va, i.mr_len
                 );
+            } else if let Some((p, t)) = perftest {
+                println!(
+                    "responder on {listen}: {} QP {:#x}, MTU {}, SRQ {} of {}-byte buffers, MR rkey {:#x} va {:#x} len {}\n  perftest server ({t:?}): out-of-band exchange on {p}",
+                    i.qp_type, i.qpn, i.mtu, i.srqn, i.recv_buf_size, i.rkey, i.va, i.mr_len
+                );
             } else {
                 println!(
                     "responder on {listen}: {} QP {:#x} (expects PSN {}), MTU {}, SRQ {} of {}-byte buffers\n  MR: rkey {:#x} va {:#x} len {}",
@@ -209,6 +248,15 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
     if a.json {
         println!("{}", serde_json::json!({ "report": rep }));
         return Ok(());
+    }
+    match &rep.perftest {
+        Some(Ok(c)) => println!(
+            "perftest client (version {}) QP {:#x}: {} x {} bytes, {:.2} MB/s average",
+            c.version, c.qpn, c.iterations, c.msg_size, c.bw_avg_mbs
+        ),
+        Some(Err(e)) => return Err(format!("perftest exchange: {e}")),
+        None if a.perftest.is_some() => println!("no perftest client finished"),
+        None => {}
     }
     if rep.info.cm_service_id.is_some() {
         match rep.cm_peer_qpn {
