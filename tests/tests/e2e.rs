@@ -341,11 +341,11 @@ fn app_stops_returning_tokens_then_recovers() {
             no_buf >= 20_000,
             "drops for lack of buffers were counted: {no_buf}"
         );
-        assert!(
-            rep.host.fill_pool_empty > 0,
-            "the host saw its pool empty: {:?}",
-            rep.host
-        );
+        // Not asserted: `fill_pool_empty` (a refill that found the pool dry). The poller counts
+        // one only when the fill ring has room for a whole batch while the pool is empty,
+        // which depends on how many descriptors the NIC had taken into its cache when the
+        // last buffer was lent (a CI run saw 0). The stall itself is proven above: every
+        // delivered frame's tokens held, the NIC dropping for lack of buffers.
     });
 }
 
