@@ -307,15 +307,21 @@ fn app_stops_returning_tokens_then_recovers() {
         // Every buffer ends up lent and held: delivery stalls at the pool size while the MAC keeps
         // offering frames (dropped by the NIC for lack of buffers).
         let limit = cfg.pay_bufs_per_queue as u64;
-        let (mut last, mut stable_since) = (u64::MAX, 0);
+        // Stalled: delivery has started, and has not moved while the MAC offered 20,000 frames
+        // and 200 ms passed (a poller that merely has not been scheduled yet, on a loaded
+        // machine, is not a stall: a CI run saw one at 0 frames).
+        let (mut last, mut stable_since, mut stable_at) = (u64::MAX, 0, Instant::now());
         wait_until("the pool drains and the MAC keeps dropping", 30, || {
             let now = p.load(Ordering::Relaxed);
             let offered = rig.wire().offered;
             if now != last {
                 last = now;
                 stable_since = offered;
+                stable_at = Instant::now();
             }
-            offered > stable_since + 20_000
+            now > 0
+                && offered > stable_since + 20_000
+                && stable_at.elapsed() > Duration::from_millis(200)
         });
         let stalled = p.load(Ordering::Relaxed);
         assert!(

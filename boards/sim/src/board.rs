@@ -478,13 +478,18 @@ impl AliveHandle {
     }
 }
 
-/// The firmware's main loop: poll until told to stop; then its counters.
+/// The firmware's main loop: poll until told to stop; then its counters. The stop flag is
+/// also read every 1024 busy polls: a wire that never runs dry (an endless one whose test
+/// failed before ending it) must not keep the board alive and its owner's `drop` waiting.
 fn run<W: Wire>(mut fw: Firmware<SimHal<W>>, stop: &AtomicBool, t0: Instant) -> FirmwareReport {
     let (mut busy, mut idle, mut spins) = (0u64, 0u64, 0u32);
     loop {
         if fw.poll() {
             busy += 1;
             spins = 0;
+            if busy.is_multiple_of(1024) && stop.load(Ordering::Acquire) {
+                break;
+            }
             continue;
         }
         idle += 1;
