@@ -24,7 +24,7 @@ use super::resp::Io;
 use super::tx::Route;
 use crate::config::CM_CONNS;
 use crate::control::{ok, Answer};
-use crate::hal::{Hal, MacTx};
+use crate::hal::Hal;
 use crate::stats::{dev, DeviceStats};
 use crate::Firmware;
 use splitrx_shared::abi::{qp_attr, qp_state, qp_type, CmListenArgs, CtrlStatus, ModifyQpArgs};
@@ -108,6 +108,8 @@ impl Default for Cm {
 
 /// What a QP 1 packet is, for the CM.
 struct Gsi<'a> {
+    /// The whole frame (answers go back along its path).
+    frame: &'a [u8],
     mad: &'a [u8],
     l3: usize,
     ip_version: u8,
@@ -139,6 +141,7 @@ fn gsi<'a>(frame: &'a [u8], r: &SplitResult) -> Option<Gsi<'a>> {
     }
     let src_gid = super::resp::source_gid(frame, l3, r.outer_ip_version)?;
     Some(Gsi {
+        frame,
         mad,
         l3,
         ip_version: r.outer_ip_version,
@@ -176,7 +179,7 @@ impl super::Responder {
         let tid = m.transaction_id();
         let d = m.data();
         match m.attribute_id() {
-            attr::REQ => self.cm_req(io, st, &g, frame, tid, CmReq(d)),
+            attr::REQ => self.cm_req(io, st, &g, tid, CmReq(d)),
             attr::RTU => {
                 let ids = CmIds(d);
                 let at = self.cm_conn(ids.remote_comm_id(), ids.local_comm_id(), &g.src_gid);
@@ -207,11 +210,8 @@ impl super::Responder {
                     let _ = self.modify_qp(st, a);
                 }
                 let (l, rem) = (ids.remote_comm_id(), ids.local_comm_id());
-                if self.cm_send(io, st, &g, frame, MadRepr::cm(attr::DREP, tid), |d| {
-                    emit_ids(d, l, rem)
-                }) {
-                    st.inc(dev::CM_DREP_SENT);
-                }
+                let drep = MadRepr::cm(attr::DREP, tid);
+                self.cm_send(io, st, &g, drep, dev::CM_DREP_SENT, |d| emit_ids(d, l, rem));
             }
             _ => st.inc(dev::CM_MADS_DROPPED),
         }
@@ -230,7 +230,6 @@ impl super::Responder {
         io: &mut Io<'_, H>,
         st: &mut DeviceStats,
         g: &Gsi<'_>,
-        frame: &[u8],
         tid: u64,
         req: CmReq<'_>,
     ) {
@@ -244,8 +243,8 @@ impl super::Responder {
             .find(|c| c.remote_comm_id == remote && c.remote_gid == g.src_gid)
             .copied()
         {
-            if !c.established && self.cm_rep(io, st, g, frame, tid, &c.rep) {
-                st.inc(dev::CM_REP_SENT);
+            if !c.established {
+                self.cm_rep(io, st, g, tid, &c.rep);
             }
             return;
         }
@@ -255,18 +254,10 @@ impl super::Responder {
             .iter()
             .position(|l| l.service_id == req.service_id())
         else {
-            return self.cm_rej(
-                io,
-                st,
-                g,
-                frame,
-                tid,
-                remote,
-                rej_reason::INVALID_SERVICE_ID,
-            );
+            return self.cm_rej(io, st, g, tid, remote, rej_reason::INVALID_SERVICE_ID);
         };
         if req.transport() != 0 {
-            return self.cm_rej(io, st, g, frame, tid, remote, rej_reason::INVALID_TRANSPORT);
+            return self.cm_rej(io, st, g, tid, remote, rej_reason::INVALID_TRANSPORT);
         }
         let qpn = self.cm.listens[li].qpn;
         let qp = self
@@ -277,7 +268,7 @@ impl super::Responder {
             Some(q) if q.state == qp_state::INIT && q.qp_type == qp_type::RC => {
                 (q.srq.is_some(), crate::config::RD_ATOMIC as u8)
             }
-            _ => return self.cm_rej(io, st, g, frame, tid, remote, rej_reason::NO_QP),
+            _ => return self.cm_rej(io, st, g, tid, remote, rej_reason::NO_QP),
         };
         if self.cm.conns.is_full() {
             st.inc(dev::CM_MADS_DROPPED);
@@ -305,9 +296,10 @@ impl super::Responder {
         a.udp_sport = U16::new(g.sport);
         a.min_rnr_timer = 12;
         if self.modify_qp(st, a).is_err() {
-            return self.cm_rej(io, st, g, frame, tid, remote, rej_reason::NO_QP);
+            return self.cm_rej(io, st, g, tid, remote, rej_reason::NO_QP);
         }
-        let mac = frame
+        let mac = g
+            .frame
             .get(..6)
             .and_then(|m| m.try_into().ok())
             .unwrap_or([0; 6]);
@@ -340,9 +332,7 @@ impl super::Responder {
             rep,
             established: false,
         });
-        if self.cm_rep(io, st, g, frame, tid, &rep) {
-            st.inc(dev::CM_REP_SENT);
-        }
+        self.cm_rep(io, st, g, tid, &rep);
     }
 
     fn cm_rep<H: Hal>(
@@ -350,45 +340,41 @@ impl super::Responder {
         io: &mut Io<'_, H>,
         st: &mut DeviceStats,
         g: &Gsi<'_>,
-        frame: &[u8],
         tid: u64,
         rep: &CmRep,
-    ) -> bool {
-        self.cm_send(io, st, g, frame, MadRepr::cm(attr::REP, tid), |d| {
-            rep.emit(d)
-        })
+    ) {
+        let hdr = MadRepr::cm(attr::REP, tid);
+        self.cm_send(io, st, g, hdr, dev::CM_REP_SENT, |d| rep.emit(d));
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn cm_rej<H: Hal>(
         &mut self,
         io: &mut Io<'_, H>,
         st: &mut DeviceStats,
         g: &Gsi<'_>,
-        frame: &[u8],
         tid: u64,
         remote: u32,
         reason: u16,
     ) {
-        if self.cm_send(io, st, g, frame, MadRepr::cm(attr::REJ, tid), |d| {
+        let hdr = MadRepr::cm(attr::REJ, tid);
+        self.cm_send(io, st, g, hdr, dev::CM_REJ_SENT, |d| {
             emit_rej(d, 0, remote, reason)
-        }) {
-            st.inc(dev::CM_REJ_SENT);
-        }
+        });
     }
 
-    /// Sends a CM MAD (header `hdr`, class data by `data`) back along `g`'s path.
+    /// Sends a CM MAD (header `hdr`, class data by `data`) back along `g`'s path; counts
+    /// `sent` (and `sent_pkts`) when the MAC took it.
     fn cm_send<H: Hal>(
         &mut self,
         io: &mut Io<'_, H>,
         st: &mut DeviceStats,
         g: &Gsi<'_>,
-        frame: &[u8],
         hdr: MadRepr,
+        sent: usize,
         data: impl FnOnce(&mut [u8]),
-    ) -> bool {
-        let Some(route) = Route::reply_to(frame, g.l3, g.ip_version, g.sport) else {
-            return false;
+    ) {
+        let Some(route) = Route::reply_to(g.frame, g.l3, g.ip_version, g.sport) else {
+            return;
         };
         let psn = self.cm.psn;
         self.cm.psn = (psn + 1) & 0xff_ffff;
@@ -422,19 +408,8 @@ impl super::Responder {
             data(&mut p[mad::HEADER_LEN..]);
             Ok::<(), ()>(())
         });
-        let Ok(Some(n)) = n else {
-            st.inc(dev::ROCE_RESP_TX_DROPPED);
-            return false;
-        };
-        match io.tx.transmit(&self.tx[..n]) {
-            Ok(()) => {
-                st.inc(dev::ROCE_SENT_PKTS);
-                true
-            }
-            Err(_) => {
-                st.inc(dev::ROCE_RESP_TX_DROPPED);
-                false
-            }
+        if super::resp::transmit(&mut *io.tx, st, &self.tx, n.ok().flatten()).is_ok() {
+            st.inc(sent);
         }
     }
 }

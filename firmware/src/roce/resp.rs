@@ -261,20 +261,7 @@ impl<H: Hal> Ctx<'_, '_, H> {
 
     /// Transmits a response built by `route.emit`.
     fn transmit(&mut self, n: Option<usize>) -> Result<(), TxError> {
-        let Some(n) = n else {
-            self.st.inc(dev::ROCE_RESP_TX_DROPPED);
-            return Err(TxError::TooLong);
-        };
-        match self.hal.tx.transmit(&self.tx[..n]) {
-            Ok(()) => {
-                self.st.inc(dev::ROCE_SENT_PKTS);
-                Ok(())
-            }
-            Err(e) => {
-                self.st.inc(dev::ROCE_RESP_TX_DROPPED);
-                Err(e)
-            }
-        }
+        transmit(&mut *self.hal.tx, self.st, &self.tx[..], n)
     }
 
     /// Sends a packet without payload.
@@ -479,6 +466,30 @@ pub(crate) fn to_error(qp: &mut Qp, st: &mut DeviceStats, job: &mut Option<ReadJ
     qp.state = qp_state::ERR;
     if job.is_some_and(|j| j.qp == slot) {
         *job = None;
+    }
+}
+
+/// Hands `tx[..n]` to the MAC (`n`: `None` when the packet did not fit the buffer): counted
+/// `sent_pkts`, or `resp_tx_dropped`. The one transmit of the responder and the CM.
+pub(crate) fn transmit<T: MacTx>(
+    mac: &mut T,
+    st: &mut DeviceStats,
+    tx: &[u8],
+    n: Option<usize>,
+) -> Result<(), TxError> {
+    let Some(frame) = n.and_then(|n| tx.get(..n)) else {
+        st.inc(dev::ROCE_RESP_TX_DROPPED);
+        return Err(TxError::TooLong);
+    };
+    match mac.transmit(frame) {
+        Ok(()) => {
+            st.inc(dev::ROCE_SENT_PKTS);
+            Ok(())
+        }
+        Err(e) => {
+            st.inc(dev::ROCE_RESP_TX_DROPPED);
+            Err(e)
+        }
     }
 }
 
