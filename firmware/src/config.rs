@@ -37,6 +37,9 @@ pub struct Profile {
     pub mrs: usize,
     /// RoCE shared receive queues at once.
     pub srqs: usize,
+    /// QPs that may have a send queue (the RC requester's window and state, one table slot
+    /// each).
+    pub sqs: usize,
     /// Saved READ / atomic requests per QP, for duplicate re-execution and atomic replay
     /// (rxe's responder resources, `max_dest_rd_atomic`).
     pub rd_atomic: usize,
@@ -62,6 +65,7 @@ impl Profile {
             + crate::stats::DEV_COUNT * 8
             + 4608
             + self.qps * 256
+            + self.sqs * 256
             + self.mrs * 40
             + self.max_mtu as usize
     }
@@ -75,6 +79,7 @@ impl Profile {
         assert!(self.qps >= 2 && self.qps.is_power_of_two());
         assert!(self.mrs >= 2 && self.mrs.is_power_of_two());
         assert!(self.srqs >= 1 && self.rd_atomic >= 1 && self.rd_atomic <= 255);
+        assert!(self.sqs >= 1 && self.sqs <= self.qps);
         assert!(self.max_mtu.is_power_of_two() && self.max_mtu >= 256 && self.max_mtu <= 4096);
         assert!(self.ram_bound() <= self.ram_budget);
     }
@@ -94,10 +99,11 @@ pub const HOST: Profile = Profile {
     qps: 1024,
     mrs: 256,
     srqs: 64,
+    sqs: 64,
     rd_atomic: 4,
     max_mtu: 4096,
     cm_conns: 64,
-    ram_budget: 640 << 10,
+    ram_budget: 768 << 10,
 };
 
 /// Cortex-M4F/M7 class (tens to hundreds of KiB of SRAM): 2 queues, 4 pools of up to 4096
@@ -114,6 +120,7 @@ pub const CORTEX_M: Profile = Profile {
     qps: 8,
     mrs: 8,
     srqs: 2,
+    sqs: 2,
     rd_atomic: 2,
     max_mtu: 1024,
     cm_conns: 4,
@@ -155,6 +162,8 @@ pub const MAX_QPS: usize = PROFILE.qps;
 pub const MAX_MRS: usize = PROFILE.mrs;
 /// RoCE shared receive queues at once.
 pub const MAX_SRQS: usize = PROFILE.srqs;
+/// Send queues (see [`Profile::sqs`]).
+pub const MAX_SQS: usize = PROFILE.sqs;
 /// Saved READ / atomic requests per QP (responder resources).
 pub const RD_ATOMIC: usize = PROFILE.rd_atomic;
 /// Largest path MTU (bytes).

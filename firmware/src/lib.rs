@@ -103,8 +103,9 @@ impl<H: Hal> Firmware<H> {
     pub fn poll(&mut self) -> bool {
         let ctrl = self.poll_control();
         let tx = self.roce.poll_tx(&mut self.hal, &mut self.stats);
+        let sq = self.roce.poll_sq(&mut self.hal, &mut self.stats);
         let rx = self.poll_rx() != 0;
-        let work = ctrl || tx || rx;
+        let work = ctrl || tx || sq || rx;
         if work {
             self.stats.inc(dev::BUSY_POLLS);
         }

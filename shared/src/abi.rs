@@ -24,7 +24,11 @@ pub const QUEUE_MAGIC: u32 = u32::from_le_bytes(*b"SPRX");
 /// 2.2: a receive WQE may span several [`RecvWqe`] entries ([`RecvWqe::MORE`], scatter
 /// lists; a 2.1 host never sets that bit, so nothing it wrote changes meaning); the CM listen
 /// ops ([`CtrlOp::CmListen`], [`CtrlOp::CmUnlisten`]) and device counters 35-41.
-pub const ABI_VERSION: u32 = abi_version(2, 2);
+/// 2.3: the RC requester: a QP region may hold a [`RingKind::SendWqe`] ring
+/// ([`CreateQpArgs::flags`] [`CreateQpArgs::SEND_QUEUE`]), [`ModifyQpArgs`] grew to 56 bytes
+/// (send PSN, timeout, retry counts; a 2.2 host's zero padding leaves them unset) and device
+/// counters 42-49. Nothing a 2.2 peer wrote changes meaning.
+pub const ABI_VERSION: u32 = abi_version(2, 3);
 /// Builds an ABI version word.
 pub const fn abi_version(major: u16, minor: u16) -> u32 {
     ((major as u32) << 16) | minor as u32
@@ -117,6 +121,8 @@ int_enum! {
         RecvWqe = 6,
         /// NIC -> host, [`RoceCqe`].
         RoceCq = 7,
+        /// host -> NIC, [`SendWqe`] (RoCE send queue).
+        SendWqe = 8,
     }
 }
 
@@ -130,6 +136,7 @@ impl RingKind {
             RingKind::CtrlRequest | RingKind::CtrlResponse => size_of::<CtrlMsg>(),
             RingKind::RecvWqe => size_of::<RecvWqe>(),
             RingKind::RoceCq => size_of::<RoceCqe>(),
+            RingKind::SendWqe => size_of::<SendWqe>(),
         }
     }
 }
@@ -576,6 +583,73 @@ assert_layout!(
     psn = 28
 );
 
+/// `ibv_wr_opcode` values the requester executes, in [`SendWqe::opcode`].
+pub mod send_op {
+    pub const RDMA_WRITE: u8 = 0;
+    pub const RDMA_WRITE_WITH_IMM: u8 = 1;
+    pub const SEND: u8 = 2;
+    pub const SEND_WITH_IMM: u8 = 3;
+    pub const RDMA_READ: u8 = 4;
+}
+
+/// Bits of [`SendWqe::flags`].
+pub mod send_flags {
+    /// The last packet asks the peer for a solicited event (BTH SE).
+    pub const SOLICITED: u8 = 1 << 0;
+}
+
+/// host -> NIC: one send work request of an RC QP (`ibv_post_send` with one SGE). 64 bytes.
+///
+/// The requester segments it into path-MTU packets from the QP's send PSN, keeps it until the
+/// peer acknowledges its last packet (a READ: until its last response arrives) and then
+/// completes it on the QP's CQ with the [`wc_opcode`] of the work request. Every WQE
+/// completes (all are signaled). A WQE the NIC refuses (foreign `qpn`, unknown opcode,
+/// nonzero reserved bytes, local range outside its MR) completes with `LOC_QP_OP_ERR` or
+/// `LOC_PROT_ERR` and moves the QP to ERR, as a local error does in verbs.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct SendWqe {
+    /// Opaque to the NIC; returned in the CQE.
+    pub wr_id: U64,
+    /// Local buffer: bus address (source of a SEND/WRITE, destination of a READ).
+    pub bus_addr: U64,
+    /// Bytes to send, write or read.
+    pub len: U32,
+    /// Local key of the MR the local buffer lies in (a READ needs `LOCAL_WRITE`).
+    pub lkey: U32,
+    /// WRITE/READ: the peer's virtual address and rkey.
+    pub remote_addr: U64,
+    pub rkey: U32,
+    /// `*_WITH_IMM`: the immediate data (host order; sent big-endian).
+    pub imm: U32,
+    /// [`send_op`].
+    pub opcode: u8,
+    /// [`send_flags`].
+    pub flags: u8,
+    pub _pad: U16,
+    /// The QP the WQE belongs to.
+    pub qpn: U32,
+    pub _rsvd: [u8; 16],
+}
+assert_layout!(
+    SendWqe,
+    size = 64,
+    wr_id = 0,
+    bus_addr = 8,
+    len = 16,
+    lkey = 20,
+    remote_addr = 24,
+    rkey = 32,
+    imm = 36,
+    opcode = 40,
+    flags = 41,
+    _pad = 42,
+    qpn = 44,
+    _rsvd = 48
+);
+
 // ---------------------------------------------------------------------------------------------
 // Control plane
 // ---------------------------------------------------------------------------------------------
@@ -988,12 +1062,19 @@ pub struct CreateQpArgs {
     pub pd: U32,
     /// [`qp_type`]: 2 = RC, 3 = UC, 4 = UD.
     pub qp_type: u8,
-    pub _pad: [u8; 3],
+    /// [`CreateQpArgs::SEND_QUEUE`]; other bits must be 0.
+    pub flags: u8,
+    pub _pad: [u8; 2],
     /// Shared receive queue the QP takes its receive WQEs from, or [`NO_SRQ`].
     pub srqn: U32,
     /// Region whose header describes this QP's RecvWqe ring (if any) and RoCE CQ.
     pub region_bus_addr: U64,
     pub region_len: U64,
+}
+impl CreateQpArgs {
+    /// The region also holds a [`RingKind::SendWqe`] ring: the QP is a requester too (RC
+    /// only).
+    pub const SEND_QUEUE: u8 = 1 << 0;
 }
 assert_layout!(
     CreateQpArgs,
@@ -1001,6 +1082,7 @@ assert_layout!(
     qpn = 0,
     pd = 4,
     qp_type = 8,
+    flags = 9,
     srqn = 12,
     region_bus_addr = 16,
     region_len = 24
@@ -1026,8 +1108,16 @@ pub mod qp_attr {
     /// The address vector: `remote_gid` and `udp_sport`.
     pub const AV: u32 = 1 << 7;
     pub const PATH_MTU: u32 = 1 << 8;
+    /// The requester's local ACK timeout ([`super::ModifyQpArgs::timeout`]).
+    pub const TIMEOUT: u32 = 1 << 9;
+    pub const RETRY_CNT: u32 = 1 << 10;
+    pub const RNR_RETRY: u32 = 1 << 11;
     pub const RQ_PSN: u32 = 1 << 12;
+    /// READs the requester keeps in flight ([`super::ModifyQpArgs::max_rd_atomic`]).
+    pub const MAX_QP_RD_ATOMIC: u32 = 1 << 13;
     pub const MIN_RNR_TIMER: u32 = 1 << 15;
+    /// The requester's first PSN ([`super::ModifyQpArgs::sq_psn`]).
+    pub const SQ_PSN: u32 = 1 << 16;
     pub const DEST_QPN: u32 = 1 << 20;
 }
 
@@ -1061,10 +1151,23 @@ pub struct ModifyQpArgs {
     /// UDP source port of the packets the responder sends on this QP.
     pub udp_sport: U16,
     pub _pad2: U16,
+    /// The requester's next PSN (24 bits).
+    pub sq_psn: U32,
+    /// Local ACK timeout code: 4.096 us x 2^timeout (0: wait forever; 1-31).
+    pub timeout: u8,
+    /// Retransmissions after a timeout or sequence NAK before the WQE fails (0-7).
+    pub retry_cnt: u8,
+    /// Retransmissions after an RNR NAK (0-6; 7: without limit).
+    pub rnr_retry: u8,
+    /// READs in flight (1-16; the firmware keeps at most [`MAX_RD_ATOMIC_INFLIGHT`]).
+    pub max_rd_atomic: u8,
 }
+
+/// The most READ requests the requester keeps in flight per QP.
+pub const MAX_RD_ATOMIC_INFLIGHT: u8 = 1;
 assert_layout!(
     ModifyQpArgs,
-    size = 48,
+    size = 56,
     qpn = 0,
     attr_mask = 4,
     state = 8,
@@ -1075,7 +1178,12 @@ assert_layout!(
     qkey = 20,
     access = 24,
     remote_gid = 28,
-    udp_sport = 44
+    udp_sport = 44,
+    sq_psn = 48,
+    timeout = 52,
+    retry_cnt = 53,
+    rnr_retry = 54,
+    max_rd_atomic = 55
 );
 
 /// [`CtrlOp::DestroyQp`] and [`CtrlOp::QueryQp`].
@@ -1169,10 +1277,16 @@ pub mod wc_status {
     pub const REM_INV_REQ_ERR: u8 = 9;
     pub const REM_ACCESS_ERR: u8 = 10;
     pub const REM_OP_ERR: u8 = 11;
+    pub const RETRY_EXC_ERR: u8 = 12;
+    pub const RNR_RETRY_EXC_ERR: u8 = 13;
 }
 
-/// `ibv_wc_opcode` values of receive completions, in [`RoceCqe::opcode`].
+/// `ibv_wc_opcode` values, in [`RoceCqe::opcode`]: send-queue completions below 128, receive
+/// completions from 128.
 pub mod wc_opcode {
+    pub const SEND: u8 = 0;
+    pub const RDMA_WRITE: u8 = 1;
+    pub const RDMA_READ: u8 = 2;
     pub const RECV: u8 = 128;
     pub const RECV_RDMA_WITH_IMM: u8 = 129;
 }

@@ -203,6 +203,23 @@ counters! {
         /// class version or method, an attribute the CM does not serve, a message for no
         /// known connection, a repeated RTU, or no room in the connection table.
         CM_MADS_DROPPED = 41, "cm_mads_dropped";
+        /// Send WQEs the requester took from send rings.
+        REQ_WQES_TAKEN = 42, "req_wqes_taken";
+        /// Send WQEs completed successfully.
+        REQ_WQES_COMPLETED = 43, "req_wqes_completed";
+        /// Send completions written with an error status (flushes included).
+        REQ_CQE_ERROR = 44, "req_cqe_error";
+        /// Request packets sent again (after a timeout, a sequence NAK or an RNR NAK).
+        REQ_RETRANSMITS = 45, "req_retransmits";
+        /// Local ACK timeouts (no acknowledgement within the QP's timeout).
+        REQ_TIMEOUTS = 46, "req_local_ack_timeouts";
+        /// RNR NAKs received.
+        REQ_RNR_NAKS_RCVD = 47, "req_rnr_naks_rcvd";
+        /// PSN sequence error NAKs received.
+        REQ_SEQ_NAKS_RCVD = 48, "req_seq_naks_rcvd";
+        /// Responses the requester dropped: nothing outstanding at that PSN, an opcode out of
+        /// sequence, a READ response of the wrong length, a stale duplicate acknowledgement.
+        REQ_DISCARDS = 49, "req_discards";
     }
 }
 
@@ -232,7 +249,7 @@ mod tests {
     #[test]
     fn numbering_is_dense() {
         assert_eq!(Q_COUNT, 42);
-        assert_eq!(DEV_COUNT, 42);
+        assert_eq!(DEV_COUNT, 50);
         assert_eq!(class_counter(FrameClass::Malformed), q::CLASS_MALFORMED);
         assert_eq!(reason_counter(NoSplitReason::Split), None);
         // Every reason has its own counter, named after the reason.

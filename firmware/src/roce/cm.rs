@@ -295,8 +295,19 @@ impl super::Responder {
         a.remote_gid = g.src_gid;
         a.udp_sport = U16::new(g.sport);
         a.min_rnr_timer = 12;
+        // Our requester (if the QP has one) sends from the REQ's starting PSN, which is what
+        // Linux's active side expects (its responder PSN is the PSN it asked with).
+        a.attr_mask = U32::new(a.attr_mask.get() | qp_attr::SQ_PSN);
+        a.sq_psn = U32::new(req.starting_psn());
         if self.modify_qp(st, a).is_err() {
             return self.cm_rej(io, st, g, tid, remote, rej_reason::NO_QP);
+        }
+        // The requester sends back along the REQ's path.
+        if let Some(&slot) = self.qpns.get(&qpn) {
+            let peer = Route::reply_to(g.frame, g.l3, g.ip_version, g.sport);
+            if let Some((_, sq)) = self.qp_sq(slot as usize) {
+                sq.peer = peer;
+            }
         }
         let mac = g
             .frame
@@ -310,8 +321,8 @@ impl super::Responder {
             local_qpn: qpn,
             starting_psn: psn,
             // What rdma_cm's passive side offers by default: as many as the requester asks
-            // for, up to our READ/atomic slots (the firmware never starts a READ, but the
-            // value only bounds what it may start).
+            // for, up to our READ/atomic slots (the requester keeps fewer READs in flight
+            // than this bound).
             responder_resources: req.initiator_depth().min(rd),
             initiator_depth: req.responder_resources().min(rd),
             target_ack_delay: 15,

@@ -7,8 +7,9 @@
 //! regions (QPNs and SRQNs are 24/32-bit).
 
 use super::resp::{flush_held, to_error};
+use super::req::{self, Sq};
 use super::{mtu_bytes, Mr, Msg, Qp, Res, Srq};
-use crate::config::{MAX_MRS, MAX_MTU, MAX_QPS, MAX_SRQS, RD_ATOMIC};
+use crate::config::{MAX_MRS, MAX_MTU, MAX_QPS, MAX_SQS, MAX_SRQS, RD_ATOMIC};
 use crate::control::{map_region, ok, reply, Answer};
 use crate::datapath::write_region_status;
 use crate::hal::{Hal, SharedMemory};
@@ -32,7 +33,12 @@ const ATTR_ALL: u32 = qp_attr::STATE
     | qp_attr::PATH_MTU
     | qp_attr::RQ_PSN
     | qp_attr::MIN_RNR_TIMER
-    | qp_attr::DEST_QPN;
+    | qp_attr::DEST_QPN
+    | qp_attr::SQ_PSN
+    | qp_attr::TIMEOUT
+    | qp_attr::RETRY_CNT
+    | qp_attr::RNR_RETRY
+    | qp_attr::MAX_QP_RD_ATOMIC;
 
 /// A mapped QP/SRQ region: the region, the slots of the rings asked for, its bus span.
 type Mapped<const N: usize> = (crate::control::Region, [usize; N], (u64, u64));
@@ -129,8 +135,11 @@ impl<H: Hal> Firmware<H> {
 
     pub(crate) fn op_create_qp(&mut self, a: CreateQpArgs) -> Result<Answer, CtrlStatus> {
         let qpn = a.qpn.get();
+        let with_sq = a.flags & CreateQpArgs::SEND_QUEUE != 0;
         if !(2..=QPN_MAX).contains(&qpn)
-            || a._pad != [0; 3]
+            || a._pad != [0; 2]
+            || a.flags & !CreateQpArgs::SEND_QUEUE != 0
+            || (with_sq && a.qp_type != qp_type::RC)
             || !matches!(a.qp_type, qp_type::RC | qp_type::UC | qp_type::UD)
         {
             return Err(CtrlStatus::Invalid);
@@ -155,13 +164,25 @@ impl<H: Hal> Firmware<H> {
             ),
         };
         let (bus, len) = (a.region_bus_addr.get(), a.region_len.get());
-        let (region, rq, cq, span) = if srq.is_some() {
-            let (region, [c], span) = self.roce_region(bus, len, [RingKind::RoceCq])?;
-            (region, None, c, span)
-        } else {
-            let (region, [w, c], span) =
-                self.roce_region(bus, len, [RingKind::RecvWqe, RingKind::RoceCq])?;
-            (region, Some(w), c, span)
+        use RingKind::{RecvWqe, RoceCq, SendWqe};
+        let (region, rq, cq, sq, span) = match (srq.is_some(), with_sq) {
+            (true, false) => {
+                let (region, [c], span) = self.roce_region(bus, len, [RoceCq])?;
+                (region, None, c, None, span)
+            }
+            (true, true) => {
+                let (region, [c, s], span) = self.roce_region(bus, len, [RoceCq, SendWqe])?;
+                (region, None, c, Some(s), span)
+            }
+            (false, false) => {
+                let (region, [w, c], span) = self.roce_region(bus, len, [RecvWqe, RoceCq])?;
+                (region, Some(w), c, None, span)
+            }
+            (false, true) => {
+                let (region, [w, c, s], span) =
+                    self.roce_region(bus, len, [RecvWqe, RoceCq, SendWqe])?;
+                (region, Some(w), c, Some(s), span)
+            }
         };
         let rq = match rq {
             Some(i) => {
@@ -180,6 +201,22 @@ impl<H: Hal> Firmware<H> {
         // SAFETY: as above.
         let cq =
             unsafe { Producer::attach(l.base, l.capacity) }.map_err(|_| CtrlStatus::BadRegion)?;
+        let sq = match sq {
+            Some(i) => {
+                let at = self
+                    .roce
+                    .sqs
+                    .iter()
+                    .position(Option::is_none)
+                    .ok_or(CtrlStatus::NoSpace)?;
+                let l = region.ring(i);
+                // SAFETY: as above.
+                let ring = unsafe { Consumer::attach(l.base, l.capacity) }
+                    .map_err(|_| CtrlStatus::BadRegion)?;
+                Some((at, Sq::new(slot as u16, ring)))
+            }
+            None => None,
+        };
         self.roce
             .qpns
             .insert(qpn, slot as u16)
@@ -215,7 +252,13 @@ impl<H: Hal> Firmware<H> {
             res: [Res::default(); RD_ATOMIC],
             res_next: 0,
             last_cnp_ns: None,
+            sq: sq.as_ref().map(|(at, _)| *at as u16),
+            sq_owed: 0,
         });
+        const _: () = assert!(MAX_SQS <= u16::MAX as usize);
+        if let Some((at, sq)) = sq {
+            self.roce.sqs[at] = Some(sq);
+        }
         write_region_status(region.base, QueueStatus::Running, 0);
         fw_info!("qp {} created", qpn);
         Ok(ok())
@@ -260,6 +303,12 @@ impl<H: Hal> Firmware<H> {
             srq.users = srq.users.saturating_sub(1);
         }
         roce.qpns.remove(&qpn);
+        if let Some(sq) = qp.sq.and_then(|i| roce.sqs.get_mut(i as usize)) {
+            if let Some(s) = sq.as_mut() {
+                req::flush(&mut qp, s, st);
+            }
+            *sq = None;
+        }
         write_region_status(qp.region, QueueStatus::Stopped, 0);
         self.cm_forget_qp(qpn);
         fw_info!("qp {} destroyed", qpn);
@@ -346,12 +395,21 @@ impl super::Responder {
             || (has(qp_attr::RQ_PSN) && a.rq_psn.get() > QPN_MAX)
             || (has(qp_attr::DEST_QPN) && a.dest_qpn.get() > QPN_MAX)
             || (has(qp_attr::MIN_RNR_TIMER) && a.min_rnr_timer > 0x1f)
+            || (has(qp_attr::SQ_PSN) && a.sq_psn.get() > QPN_MAX)
+            || (has(qp_attr::TIMEOUT) && a.timeout > 31)
+            || (has(qp_attr::RETRY_CNT) && a.retry_cnt > 7)
+            || (has(qp_attr::RNR_RETRY) && a.rnr_retry > 7)
+            || (has(qp_attr::MAX_QP_RD_ATOMIC) && a.max_rd_atomic > 16)
         {
             return Err(CtrlStatus::Invalid);
         }
         let roce = self;
         let s = *roce.qpns.get(&a.qpn.get()).ok_or(CtrlStatus::NotFound)? as usize;
         let qp = roce.qps[s].as_mut().ok_or(CtrlStatus::NotFound)?;
+        let mut sq = qp
+            .sq
+            .and_then(|i| roce.sqs.get_mut(i as usize))
+            .and_then(Option::as_mut);
         let cur = qp.state;
         let to = if has(qp_attr::STATE) { a.state } else { cur };
         // The verbs state table, responder side.
@@ -372,6 +430,9 @@ impl super::Responder {
         }
         if to == RESET || to == ERR {
             flush_held(qp, st);
+            if let Some(sq) = sq.as_deref_mut() {
+                req::flush(qp, sq, st);
+            }
             if roce.job.is_some_and(|j| j.qp as usize == s) {
                 roce.job = None;
             }
@@ -384,6 +445,25 @@ impl super::Responder {
             qp.res_next = 0;
             qp.av = false;
             qp.last_cnp_ns = None;
+            if let Some(sq) = sq.as_deref_mut() {
+                sq.reset();
+            }
+        }
+        if let Some(sq) = sq {
+            if has(qp_attr::SQ_PSN) {
+                sq.set_psn(a.sq_psn.get());
+            }
+            if has(qp_attr::TIMEOUT) {
+                sq.timeout = a.timeout;
+            }
+            if has(qp_attr::RETRY_CNT) {
+                sq.retry_cnt = a.retry_cnt;
+                sq.retries = a.retry_cnt;
+            }
+            if has(qp_attr::RNR_RETRY) {
+                sq.rnr_retry = a.rnr_retry;
+                sq.rnr_retries = a.rnr_retry;
+            }
         }
         if let Some(m) = mtu {
             qp.mtu = m;

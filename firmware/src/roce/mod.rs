@@ -18,10 +18,11 @@
 
 pub mod cm;
 pub mod control;
+pub mod req;
 pub mod resp;
 pub mod tx;
 
-use crate::config::{CNP_INTERVAL_NS, MAX_MRS, MAX_MTU, MAX_QPS, MAX_SRQS, RD_ATOMIC};
+use crate::config::{CNP_INTERVAL_NS, MAX_MRS, MAX_MTU, MAX_QPS, MAX_SQS, MAX_SRQS, RD_ATOMIC};
 use crate::hal::DmaSegment;
 use core::ptr::NonNull;
 use heapless::FnvIndexMap;
@@ -29,10 +30,10 @@ use splitrx_shared::abi::{qp_state, RecvWqe, RoceCqe, MAX_RECV_SGE};
 use splitrx_shared::ring::{Consumer, Producer};
 use zerocopy::little_endian::U64;
 
-/// Longest frame the responder transmits: Ethernet with two VLAN tags, IPv6, UDP, BTH, the
-/// largest extended headers of a response (AETH + AtomicAckETH), a [`MAX_MTU`] payload, pad,
-/// ICRC.
-pub const TX_FRAME_MAX: usize = 14 + 8 + 40 + 8 + 12 + 12 + MAX_MTU as usize + 3 + 4;
+/// Longest frame the responder or requester transmits: Ethernet with two VLAN tags, IPv6, UDP,
+/// BTH, the largest extended headers of a packet that carries a payload (a request's RETH +
+/// ImmDt; a response's AETH + AtomicAckETH is shorter), a [`MAX_MTU`] payload, pad, ICRC.
+pub const TX_FRAME_MAX: usize = 14 + 8 + 40 + 8 + 12 + 20 + MAX_MTU as usize + 3 + 4;
 
 /// A registered memory region.
 #[derive(Clone, Copy, Debug)]
@@ -226,6 +227,12 @@ pub struct Qp {
     pub res_next: u8,
     /// Clock reading of the last CNP sent (`None`: never).
     pub last_cnp_ns: Option<u64>,
+    /// The requester's half (QPs created with a send ring): its slot in the send-queue
+    /// table.
+    pub sq: Option<u16>,
+    /// Completions the requester's window is owed (the responder leaves them their CQ
+    /// slots).
+    pub sq_owed: u16,
 }
 
 impl Qp {
@@ -276,6 +283,8 @@ pub struct Responder {
     pub(crate) cnp_interval_ns: u64,
     /// Connection management on QP 1.
     pub(crate) cm: cm::Cm,
+    /// The requesters' state, by [`Qp::sq`].
+    pub(crate) sqs: [Option<req::Sq>; MAX_SQS],
 }
 
 impl core::fmt::Debug for Responder {
@@ -306,6 +315,7 @@ impl Responder {
             tx: [0; TX_FRAME_MAX],
             cnp_interval_ns: CNP_INTERVAL_NS,
             cm: cm::Cm::new(),
+            sqs: [const { None }; MAX_SQS],
         }
     }
 

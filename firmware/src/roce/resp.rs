@@ -213,6 +213,12 @@ pub(crate) fn push_cqe(qp: &mut Qp, st: &mut DeviceStats, c: &RoceCqe) -> bool {
     if c.status != wc_status::SUCCESS {
         st.inc(dev::ROCE_RESP_CQE_ERROR);
     }
+    publish(qp, st, c)
+}
+
+/// Publishes `c` on the QP's CQ (the responder's and the requester's one write). `false` when
+/// the CQ is corrupt or (against the reserved-slot rule) full: counted, the QP goes to ERR.
+pub(crate) fn publish(qp: &mut Qp, st: &mut DeviceStats, c: &RoceCqe) -> bool {
     match qp.cq.push(c) {
         Ok(true) => true,
         _ => {
@@ -323,8 +329,10 @@ impl<H: Hal> Ctx<'_, '_, H> {
         if qp.held.is_some() {
             return Ok(());
         }
+        // One slot for this WQE's completion besides those the requester's window is owed.
+        let owed = 1 + qp.sq_owed as usize;
         match qp.cq.free() {
-            Ok(n) if n >= 1 => {}
+            Ok(n) if n as usize >= owed => {}
             Ok(_) => {
                 self.st.inc(dev::ROCE_RESP_CQ_FULL);
                 return Err(Take::NotReady);
@@ -463,6 +471,7 @@ impl<H: Hal> Ctx<'_, '_, H> {
 /// The QP goes to ERR: its held WQE is flushed, a READ in progress is dropped.
 pub(crate) fn to_error(qp: &mut Qp, st: &mut DeviceStats, job: &mut Option<ReadJob>, slot: u16) {
     flush_held(qp, st);
+    // The requester flushes its window when it next sees the QP in ERR (`poll_sq`).
     qp.state = qp_state::ERR;
     if job.is_some_and(|j| j.qp == slot) {
         *job = None;
@@ -591,6 +600,25 @@ impl Responder {
             ip_version,
             sport: u.src_port(),
         };
+        if super::req::is_response(pkt.opcode) {
+            let Some(qp) = self.qps.get(slot as usize).and_then(Option::as_ref) else {
+                return true;
+            };
+            if qp.qp_type != qp_type::RC
+                || qp.state != qp_state::RTS
+                || bth.tver() != 0
+                || bth.pkey() & 0x7fff != 0x7fff
+                || !source_matches(qp, frame, l3, ip_version)
+            {
+                st.inc(dev::ROCE_RESP_DISCARDS);
+                return true;
+            }
+            let peer = route(qp, &pkt);
+            let now = hal.clock.now_ns();
+            self.response(&mut *hal.dma, st, slot as usize, &p, peer, now);
+            return true;
+        }
+        self.learn_peer(slot as usize, &pkt);
         let Responder {
             mrs,
             rkeys,
@@ -629,6 +657,7 @@ impl Responder {
             cx.st.inc(dev::ROCE_RESP_DISCARDS);
             return true;
         }
+
         if ce_marked(frame, l3, ip_version) {
             cnp(&mut cx, qp, &pkt, *cnp_interval_ns);
         }
@@ -661,6 +690,26 @@ impl Responder {
     /// Sets the CNP interval (at most one CNP per QP per interval).
     pub fn set_cnp_interval_ns(&mut self, ns: u64) {
         self.cnp_interval_ns = ns;
+    }
+}
+
+impl Responder {
+    /// The requester of an RC QP sends where its peer's packets come from: learned from the
+    /// first request that passed the QP's source check.
+    fn learn_peer(&mut self, slot: usize, pkt: &Pkt<'_>) {
+        let Some(qp) = self.qps.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let Some(sq) = qp.sq.and_then(|i| self.sqs.get_mut(i as usize)?.as_mut()) else {
+            return;
+        };
+        if sq.peer.is_none()
+            && qp.receiving()
+            && qp.qp_type == qp_type::RC
+            && source_matches(qp, pkt.frame, pkt.l3, pkt.ip_version)
+        {
+            sq.peer = route(qp, pkt);
+        }
     }
 }
 

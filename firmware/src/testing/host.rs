@@ -17,7 +17,7 @@ use core::ptr::NonNull;
 use splitrx_shared::abi::{
     qp_attr, qp_state, BufRef, CreateQpArgs, CreateRxQueueArgs, CreateSrqArgs, CtrlMsg, CtrlOp,
     CtrlStatus, FillDesc, ModifyQpArgs, PoolMode, QueueHeader, RecvWqe, RegisterMrArgs,
-    RegisterPoolArgs, RingKind, RoceCqe, RxCompletion, NO_SRQ,
+    RegisterPoolArgs, RingKind, RoceCqe, RxCompletion, SendWqe, NO_SRQ,
 };
 use splitrx_shared::ring::{Consumer, Producer, RingEntry};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
@@ -261,6 +261,8 @@ pub struct HostQp {
     pub region_len: u64,
     pub rq: Option<Producer<RecvWqe>>,
     pub cq: Consumer<RoceCqe>,
+    /// The send ring (QPs created with [`Testbed::create_qp_sq`]).
+    pub sq: Option<Producer<SendWqe>>,
 }
 
 impl HostQp {
@@ -294,6 +296,15 @@ impl HostQp {
     pub fn post_raw(&mut self, entries: &[RecvWqe]) {
         let rq = self.rq.as_mut().expect("own receive ring");
         assert_eq!(rq.push_slice(entries).expect("rq"), entries.len());
+    }
+    /// Posts a send WQE (panics when the ring is full: test helper).
+    pub fn post_send(&mut self, w: &SendWqe) {
+        assert!(self
+            .sq
+            .as_mut()
+            .expect("own send ring")
+            .push(w)
+            .expect("sq"));
     }
     /// Pops every CQE.
     pub fn cqes(&mut self) -> Vec<RoceCqe> {
@@ -593,11 +604,29 @@ impl<R: MacRx> Testbed<R> {
         rq_cap: u32,
         cq_cap: u32,
     ) -> (CtrlStatus, HostQp) {
+        self.create_qp_sq(qpn, pd, qp_type, srqn, rq_cap, cq_cap, 0)
+    }
+
+    /// [`Testbed::create_qp`] with a send ring of `sq_cap` entries too (none when 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_qp_sq(
+        &mut self,
+        qpn: u32,
+        pd: u32,
+        qp_type: u8,
+        srqn: u32,
+        rq_cap: u32,
+        cq_cap: u32,
+        sq_cap: u32,
+    ) -> (CtrlStatus, HostQp) {
         let mut rings = Vec::new();
         if srqn == NO_SRQ {
             rings.push((RingKind::RecvWqe, rq_cap));
         }
         rings.push((RingKind::RoceCq, cq_cap));
+        if sq_cap > 0 {
+            rings.push((RingKind::SendWqe, sq_cap));
+        }
         let len = splitrx_shared::region::RegionLayout::new(0, &rings)
             .expect("layout")
             .size;
@@ -610,11 +639,17 @@ impl<R: MacRx> Testbed<R> {
         };
         // SAFETY: as in `host_attach`; the test is the only host-side consumer.
         let cq = unsafe { Consumer::attach(cqp, cq_cap) }.expect("attach");
+        let sq = (sq_cap > 0).then(|| host_attach::<SendWqe>(*ptrs.last().expect("ring"), sq_cap).0);
         let a = CreateQpArgs {
             qpn: U32::new(qpn),
             pd: U32::new(pd),
             qp_type,
-            _pad: [0; 3],
+            flags: if sq_cap > 0 {
+                CreateQpArgs::SEND_QUEUE
+            } else {
+                0
+            },
+            _pad: [0; 2],
             srqn: U32::new(srqn),
             region_bus_addr: U64::new(bus),
             region_len: U64::new(len),
@@ -628,6 +663,7 @@ impl<R: MacRx> Testbed<R> {
                 region_len: len,
                 rq,
                 cq,
+                sq,
             },
         )
     }
