@@ -11,7 +11,7 @@ use splitrx_shared::abi::{
     access, qp_attr, qp_state, qp_type, send_op, wc_opcode, wc_status, CtrlStatus, ModifyQpArgs,
     RoceCqe, SendWqe, NO_SRQ,
 };
-use splitrx_shared::wire::roce::{opcode as op, Aeth, ImmDt, Reth, RoceRepr};
+use splitrx_shared::wire::roce::{opcode as op, Aeth, ImmDt, Reth};
 use zerocopy::little_endian::{U32, U64};
 
 const QPN: u32 = 0x11;
@@ -359,7 +359,13 @@ fn a_read_response_out_of_sequence_or_of_the_wrong_length_is_dropped() {
     rig.feed(&rig.req.frame(&r, &data[1024..]));
     assert_eq!(
         rig.qp.cqes(),
-        vec![cqe(7, wc_status::SUCCESS, wc_opcode::RDMA_READ, 2048, psn(1))]
+        vec![cqe(
+            7,
+            wc_status::SUCCESS,
+            wc_opcode::RDMA_READ,
+            2048,
+            psn(1)
+        )]
     );
     assert_eq!(rig.tb.mem.read(BUS, 2048), data);
     assert_eq!(rig.stat(dev::REQ_TIMEOUTS), 1);
@@ -392,7 +398,13 @@ fn a_sequence_nak_resends_from_its_psn_and_the_wqes_before_it_complete() {
     rig.ack(psn(2), 0x1f);
     assert_eq!(
         rig.qp.cqes(),
-        vec![cqe(2, wc_status::SUCCESS, wc_opcode::RDMA_WRITE, 2048, psn(2))]
+        vec![cqe(
+            2,
+            wc_status::SUCCESS,
+            wc_opcode::RDMA_WRITE,
+            2048,
+            psn(2)
+        )]
     );
     assert_eq!(rig.stat(dev::REQ_SEQ_NAKS_RCVD), 1);
     assert_eq!(rig.stat(dev::REQ_RETRANSMITS), 2);
@@ -500,15 +512,27 @@ fn remote_naks_fail_the_wqe_with_their_status_and_flush_the_rest() {
 #[test]
 fn a_wqe_the_nic_refuses_completes_with_a_local_error_and_nothing_behind_it_runs() {
     let cases: [(&str, fn(&mut SendWqe), u8); 5] = [
-        ("unknown lkey", |w| w.lkey = U32::new(0x999), wc_status::LOC_PROT_ERR),
+        (
+            "unknown lkey",
+            |w| w.lkey = U32::new(0x999),
+            wc_status::LOC_PROT_ERR,
+        ),
         (
             "past the MR",
             |w| w.bus_addr = U64::new(BUS + MR_LEN - 8),
             wc_status::LOC_PROT_ERR,
         ),
-        ("foreign QPN", |w| w.qpn = U32::new(0x12), wc_status::LOC_QP_OP_ERR),
+        (
+            "foreign QPN",
+            |w| w.qpn = U32::new(0x12),
+            wc_status::LOC_QP_OP_ERR,
+        ),
         ("atomic opcode", |w| w.opcode = 5, wc_status::LOC_QP_OP_ERR),
-        ("reserved bytes", |w| w._rsvd[3] = 1, wc_status::LOC_QP_OP_ERR),
+        (
+            "reserved bytes",
+            |w| w._rsvd[3] = 1,
+            wc_status::LOC_QP_OP_ERR,
+        ),
     ];
     for (what, bad, status) in cases {
         let mut rig = Rig::new(7, 7);
@@ -522,7 +546,10 @@ fn a_wqe_the_nic_refuses_completes_with_a_local_error_and_nothing_behind_it_runs
         rig.ack(psn(0), 0x1f);
         let c = rig.qp.cqes();
         assert_eq!(c.len(), 2, "{what}: {c:?}");
-        assert_eq!(c[0], cqe(1, wc_status::SUCCESS, wc_opcode::SEND, 16, psn(0)));
+        assert_eq!(
+            c[0],
+            cqe(1, wc_status::SUCCESS, wc_opcode::SEND, 16, psn(0))
+        );
         assert_eq!((c[1].wr_id.get(), c[1].status), (2, status), "{what}");
         assert_eq!(rig.state(), qp_state::ERR, "{what}");
         assert!(rig.run().is_empty(), "{what}");

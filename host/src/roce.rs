@@ -30,9 +30,10 @@ use crate::seam::{HostWindow, WindowDesc};
 use crate::token::Token;
 use splitrx_shared::abi::CtrlCall;
 use splitrx_shared::abi::{
-    self, access, call, qp_attr, qp_state, qp_type, wc_opcode, wc_status, BufRef, CreateQpArgs,
-    CreateSrqArgs, ModifyQpArgs, MrArgs, PoolMode, QpArgs, QpInfo, RecvWqe, RegisterMrArgs,
-    RingKind, RoceCqe, SrqArgs, MAX_RECV_SGE, NO_SRQ,
+    self, access, call, qp_attr, qp_state, qp_type, send_flags, send_op, wc_opcode, wc_status,
+    BufRef, CreateQpArgs, CreateSrqArgs, ModifyQpArgs, MrArgs, PoolMode, QpArgs, QpInfo, RecvWqe,
+    RegisterMrArgs, RingKind, RoceCqe, SendWqe, SrqArgs, MAX_RD_ATOMIC_INFLIGHT, MAX_RECV_SGE,
+    NO_SRQ,
 };
 use splitrx_shared::region::RegionLayout;
 use splitrx_shared::ring::{Consumer, Producer, RingError};
@@ -261,6 +262,10 @@ pub struct QpInit {
     pub cq_depth: u32,
     /// Take receive WQEs from this SRQ instead of an own ring.
     pub srqn: Option<u32>,
+    /// Send-ring entries (a power of two) for an RC QP that also sends ([`Qp::post_send`]);
+    /// 0: the QP only responds. The firmware keeps at most 8 send WQEs in flight and only as
+    /// many as the CQ has room for.
+    pub sq_depth: u32,
 }
 
 /// The path MTU (`ibv_mtu`).
@@ -350,6 +355,128 @@ impl Completion {
     }
 }
 
+/// The attributes of the RTR -> RTS transition of a QP that sends ([`Qp::to_rts_with`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RtsAttr {
+    /// PSN of the first request the QP sends (24 bits).
+    pub sq_psn: u32,
+    /// Local ACK timeout: 4.096 us x 2^timeout (0: wait forever).
+    pub timeout: u8,
+    /// Retransmissions after a timeout or sequence NAK (0-7).
+    pub retry_cnt: u8,
+    /// Retransmissions after an RNR NAK (0-6, 7: without limit).
+    pub rnr_retry: u8,
+}
+
+impl Default for RtsAttr {
+    /// What `ibv_rc_pingpong` sets: timeout 14 (67 ms), 7 retries, RNR retries without limit.
+    fn default() -> Self {
+        RtsAttr {
+            sq_psn: 0,
+            timeout: 14,
+            retry_cnt: 7,
+            rnr_retry: 7,
+        }
+    }
+}
+
+/// One send work request ([`Qp::post_send`]; `ibv_send_wr` with one SGE). Build it with
+/// [`SendWr::send`], [`SendWr::write`] or [`SendWr::read`].
+#[derive(Clone, Copy, Debug)]
+pub struct SendWr {
+    pub wr_id: u64,
+    /// [`abi::send_op`].
+    pub opcode: u8,
+    /// The local buffer (`len` bytes at `bus_addr`, inside the MR of `lkey`).
+    pub bus_addr: u64,
+    pub len: u32,
+    pub lkey: u32,
+    /// WRITE/READ: the peer's address and rkey.
+    pub remote_addr: u64,
+    pub rkey: u32,
+    /// `*_WITH_IMM`: the immediate data.
+    pub imm: Option<u32>,
+    /// Ask the peer for a solicited event.
+    pub solicited: bool,
+}
+
+impl SendWr {
+    /// A SEND of `len` bytes at `bus_addr` of `mr`.
+    pub fn send(wr_id: u64, mr: &MemoryRegion, bus_addr: u64, len: u32) -> SendWr {
+        SendWr {
+            wr_id,
+            opcode: send_op::SEND,
+            bus_addr,
+            len,
+            lkey: mr.lkey,
+            remote_addr: 0,
+            rkey: 0,
+            imm: None,
+            solicited: false,
+        }
+    }
+    /// An RDMA WRITE of `len` bytes at `bus_addr` of `mr` to the peer's `remote_addr`.
+    pub fn write(
+        wr_id: u64,
+        mr: &MemoryRegion,
+        bus_addr: u64,
+        len: u32,
+        remote_addr: u64,
+        rkey: u32,
+    ) -> SendWr {
+        SendWr {
+            opcode: send_op::RDMA_WRITE,
+            remote_addr,
+            rkey,
+            ..SendWr::send(wr_id, mr, bus_addr, len)
+        }
+    }
+    /// An RDMA READ of `len` bytes of the peer's `remote_addr` into `bus_addr` of `mr`.
+    pub fn read(
+        wr_id: u64,
+        mr: &MemoryRegion,
+        bus_addr: u64,
+        len: u32,
+        remote_addr: u64,
+        rkey: u32,
+    ) -> SendWr {
+        SendWr {
+            opcode: send_op::RDMA_READ,
+            ..SendWr::write(wr_id, mr, bus_addr, len, remote_addr, rkey)
+        }
+    }
+    /// With immediate data (a SEND or WRITE becomes its `*_WITH_IMM` form).
+    pub fn with_imm(mut self, imm: u32) -> SendWr {
+        self.opcode = match self.opcode {
+            send_op::SEND => send_op::SEND_WITH_IMM,
+            send_op::RDMA_WRITE => send_op::RDMA_WRITE_WITH_IMM,
+            o => o,
+        };
+        self.imm = Some(imm);
+        self
+    }
+}
+
+/// A send-queue completion ([`Cqe::Send`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendCompletion {
+    pub wr_id: u64,
+    /// `ibv_wc_status` ([`abi::wc_status`]).
+    pub status: u8,
+    /// [`abi::wc_opcode`]: `SEND`, `RDMA_WRITE` or `RDMA_READ`.
+    pub opcode: u8,
+    /// Bytes sent, written or read (0 on error).
+    pub byte_len: u32,
+    /// PSN of the WQE's last packet.
+    pub psn: u32,
+}
+
+impl SendCompletion {
+    pub fn is_ok(&self) -> bool {
+        self.status == wc_status::SUCCESS
+    }
+}
+
 /// One scatter entry of [`Qp::post_recv_sgl`] (`ibv_sge`, plus the ledger's buffer name).
 #[derive(Clone, Copy, Debug)]
 pub struct RecvSge<'a> {
@@ -366,6 +493,10 @@ counters! {
     pub struct QpCounters {
         /// Receive WQEs posted.
         pub posted,
+        /// Send WQEs posted.
+        pub sends_posted,
+        /// Send CQEs accepted (also counted in `completion_errors` when not successful).
+        pub send_completions,
         /// CQEs accepted.
         pub completions,
         /// Of those, with a status other than success (including flushes).
@@ -374,6 +505,31 @@ counters! {
         /// opcode, or more bytes than the buffer.
         pub cqe_invalid,
     }
+}
+
+/// Whether the send CQE `c` completes `w` (its wr_id, the opcode of its kind, a known
+/// status, at most its length).
+fn send_cqe_ok(c: &RoceCqe, w: &SendWqe) -> bool {
+    let opcode = match w.opcode {
+        send_op::RDMA_WRITE | send_op::RDMA_WRITE_WITH_IMM => wc_opcode::RDMA_WRITE,
+        send_op::RDMA_READ => wc_opcode::RDMA_READ,
+        _ => wc_opcode::SEND,
+    };
+    let known = [
+        wc_status::SUCCESS,
+        wc_status::LOC_QP_OP_ERR,
+        wc_status::LOC_PROT_ERR,
+        wc_status::WR_FLUSH_ERR,
+        wc_status::REM_INV_REQ_ERR,
+        wc_status::REM_ACCESS_ERR,
+        wc_status::REM_OP_ERR,
+        wc_status::RETRY_EXC_ERR,
+        wc_status::RNR_RETRY_EXC_ERR,
+    ];
+    c.wr_id.get() == w.wr_id.get()
+        && c.opcode == opcode
+        && known.contains(&c.status)
+        && c.byte_len.get() <= w.len.get()
 }
 
 /// `len`: the bytes of all the WQE's scatter entries.
@@ -446,6 +602,9 @@ pub struct Qp {
     /// WQEs posted to the own ring, oldest first (completed in order), one entry per
     /// scatter entry ([`RecvWqe::MORE`] chains a WQE's entries).
     posted: VecDeque<RecvWqe>,
+    sq: Option<Producer<SendWqe>>,
+    /// Send WQEs posted and not completed, oldest first.
+    sent: VecDeque<SendWqe>,
     counters: QpCounters,
     /// A CQE for an SRQ WQE: the SRQ validates it ([`PoolSrq::accept`]).
     first_error: Option<&'static str>,
@@ -473,6 +632,8 @@ pub enum Cqe {
     Own(Completion),
     /// A completion of an SRQ WQE: validate and resolve it with the SRQ's `accept`.
     Srq(SrqCqe),
+    /// A completion of a send WQE, validated.
+    Send(SendCompletion),
 }
 
 /// What [`Qp::destroy`] gives back.
@@ -484,6 +645,8 @@ pub struct Destroyed {
     /// hostile firmware): they are the host's again. One entry per scatter entry, so every
     /// buffer is named.
     pub returned: Vec<RecvWqe>,
+    /// Send WQEs not completed (the firmware flushes those it took; these it never took).
+    pub unsent: Vec<SendWqe>,
 }
 
 impl Rdma {
@@ -642,9 +805,17 @@ impl Rdma {
                 "ring depths must be powers of two, the CQ deeper than the receive queue".into(),
             ));
         }
+        if init.sq_depth != 0 && (!init.sq_depth.is_power_of_two() || init.qp_type != QpType::Rc) {
+            return Err(RoceError::Invalid(
+                "a send ring is for RC QPs and its depth a power of two".into(),
+            ));
+        }
         let mut rings = vec![(RingKind::RoceCq, init.cq_depth)];
         if init.srqn.is_none() {
             rings.insert(0, (RingKind::RecvWqe, init.rq_depth));
+        }
+        if init.sq_depth != 0 {
+            rings.push((RingKind::SendWqe, init.sq_depth));
         }
         let (off, l, base) = self.region(init.qpn as u16, &rings)?;
         // SAFETY: rings initialised by `region` in the host window mapping, which `self`
@@ -655,13 +826,22 @@ impl Rdma {
                 None => Some(l.producer::<RecvWqe>(base, RingKind::RecvWqe)?),
                 Some(_) => None,
             };
-            (rq, l.consumer::<RoceCqe>(base, RingKind::RoceCq)?)
+            let sq = match init.sq_depth {
+                0 => None,
+                _ => Some(l.producer::<SendWqe>(base, RingKind::SendWqe)?),
+            };
+            (rq, l.consumer::<RoceCqe>(base, RingKind::RoceCq)?, sq)
         };
         let a = CreateQpArgs {
             qpn: U32::new(init.qpn),
             pd: U32::new(init.pd.0),
             qp_type: init.qp_type.raw(),
-            _pad: [0; 3],
+            flags: if init.sq_depth != 0 {
+                CreateQpArgs::SEND_QUEUE
+            } else {
+                0
+            },
+            _pad: [0; 2],
             srqn: U32::new(init.srqn.unwrap_or(NO_SRQ)),
             region_bus_addr: U64::new(self.inner.host_desc.bus(off)),
             region_len: U64::new(l.size),
@@ -680,6 +860,8 @@ impl Rdma {
             rq: handles.0,
             cq: handles.1,
             posted: VecDeque::new(),
+            sq: handles.2,
+            sent: VecDeque::new(),
             counters: QpCounters::default(),
             first_error: None,
             destroyed: false,
@@ -795,6 +977,75 @@ impl Qp {
         let mut a = self.args(qp_attr::STATE);
         a.state = qp_state::RTS;
         self.rdma.modify(&a)
+    }
+
+    /// RTR -> RTS with the requester's attributes (a QP created with a send ring).
+    pub fn to_rts_with(&mut self, r: &RtsAttr) -> Result<(), RoceError> {
+        let mut a = self.args(
+            qp_attr::STATE
+                | qp_attr::SQ_PSN
+                | qp_attr::TIMEOUT
+                | qp_attr::RETRY_CNT
+                | qp_attr::RNR_RETRY
+                | qp_attr::MAX_QP_RD_ATOMIC,
+        );
+        a.state = qp_state::RTS;
+        a.sq_psn = U32::new(r.sq_psn & 0xff_ffff);
+        a.timeout = r.timeout;
+        a.retry_cnt = r.retry_cnt;
+        a.rnr_retry = r.rnr_retry;
+        a.max_rd_atomic = MAX_RD_ATOMIC_INFLIGHT;
+        self.rdma.modify(&a)
+    }
+
+    /// `ibv_post_send` of one work request on the QP's send ring. `Invalid` when the QP has no
+    /// send ring or the local buffer is empty-but-addressed wrongly; `QueueFull` when the ring
+    /// is full. The firmware checks the lkey and range again (a refused WQE completes with
+    /// `LOC_PROT_ERR` and moves the QP to ERR).
+    pub fn post_send(&mut self, wr: &SendWr) -> Result<(), RoceError> {
+        let Some(sq) = self.sq.as_mut() else {
+            return Err(RoceError::Invalid("the QP has no send ring".into()));
+        };
+        if wr.opcode > send_op::RDMA_READ
+            || wr.imm.is_some()
+                != matches!(
+                    wr.opcode,
+                    send_op::SEND_WITH_IMM | send_op::RDMA_WRITE_WITH_IMM
+                )
+        {
+            return Err(RoceError::Invalid(
+                "unknown send opcode or immediate".into(),
+            ));
+        }
+        let w = SendWqe {
+            wr_id: U64::new(wr.wr_id),
+            bus_addr: U64::new(wr.bus_addr),
+            len: U32::new(wr.len),
+            lkey: U32::new(wr.lkey),
+            remote_addr: U64::new(wr.remote_addr),
+            rkey: U32::new(wr.rkey),
+            imm: U32::new(wr.imm.unwrap_or(0)),
+            opcode: wr.opcode,
+            flags: if wr.solicited {
+                send_flags::SOLICITED
+            } else {
+                0
+            },
+            _pad: U16::new(0),
+            qpn: U32::new(self.qpn),
+            _rsvd: [0; 16],
+        };
+        if !sq.push(&w)? {
+            return Err(RoceError::QueueFull);
+        }
+        self.sent.push_back(w);
+        self.counters.sends_posted += 1;
+        Ok(())
+    }
+
+    /// Send WQEs posted and not completed yet.
+    pub fn sends_outstanding(&self) -> usize {
+        self.sent.len()
     }
 
     /// Any -> ERR: the firmware flushes the WQE it holds (its CQE arrives on the CQ).
@@ -917,6 +1168,27 @@ impl Qp {
         let mut out = Vec::new();
         while out.len() < max {
             let Some(c) = self.cq.pop()? else { break };
+            if c.opcode < wc_opcode::RECV {
+                match self.sent.front() {
+                    Some(w) if send_cqe_ok(&c, w) => {
+                        self.sent.pop_front();
+                        self.counters.send_completions += 1;
+                        if c.status != wc_status::SUCCESS {
+                            self.counters.completion_errors += 1;
+                        }
+                        out.push(Cqe::Send(SendCompletion {
+                            wr_id: c.wr_id.get(),
+                            status: c.status,
+                            opcode: c.opcode,
+                            byte_len: c.byte_len.get(),
+                            psn: c.psn.get(),
+                        }));
+                    }
+                    Some(_) => self.refuse("a send CQE for another WQE than the next one posted"),
+                    None => self.refuse("a send CQE with no send WQE posted"),
+                }
+                continue;
+            }
             if self.srqn.is_some() {
                 out.push(Cqe::Srq(SrqCqe(c)));
                 continue;
@@ -954,9 +1226,11 @@ impl Qp {
         self.destroyed = true;
         let completions = self.poll_cq(usize::MAX)?;
         let returned = self.posted.drain(..).collect();
+        let unsent = self.sent.drain(..).collect();
         Ok(Destroyed {
             completions,
             returned,
+            unsent,
         })
     }
 }

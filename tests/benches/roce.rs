@@ -113,6 +113,7 @@ fn round(op: &str) -> (Duration, f64, u64, Duration) {
             rq_depth: 16,
             cq_depth: (MSGS as u32).next_power_of_two() * 4,
             srqn: send.then_some(1),
+            sq_depth: 0,
         })
         .unwrap();
     qp.to_init(access::REMOTE_WRITE, 0).unwrap();

@@ -1213,6 +1213,7 @@ fn run_session(rig: &mut RoceRig, case: &RoceCase) -> Result<ReplayReport, Strin
                 rq_depth: depth,
                 cq_depth: depth * 2,
                 srqn: None,
+                sq_depth: 0,
             })
             .map_err(|e| format!("QP {:#x}: {e}", q.qpn))?;
         let all = access::REMOTE_WRITE | access::REMOTE_READ | access::REMOTE_ATOMIC;
@@ -1603,7 +1604,16 @@ pub struct ServeConfig {
     /// The responder's GID as the perftest exchange announces it (the address the requester
     /// reaches the board's MAC at).
     pub local_gid: [u8; 16],
+    /// Be the server of an unmodified `ibv_rc_pingpong` client: its out-of-band exchange on
+    /// this TCP listener ([`crate::pingpong`]); every message received is checked (`size`
+    /// bytes of 0x7b) and answered with a SEND of `size` bytes from the MR, `iters` times.
+    pub pingpong: Option<std::net::SocketAddr>,
+    pub pingpong_iters: u64,
+    pub pingpong_size: u32,
 }
+
+/// The send PSN splitrx announces in the pingpong exchange.
+pub const PINGPONG_PSN: u32 = 0x5a_5a5a;
 
 impl Default for ServeConfig {
     fn default() -> Self {
@@ -1623,6 +1633,9 @@ impl Default for ServeConfig {
             perftest: None,
             perftest_test: crate::perftest::Test::Write,
             local_gid: hroce::gid_from_ipv4([127, 0, 0, 1]),
+            pingpong: None,
+            pingpong_iters: 1000,
+            pingpong_size: 4096,
         }
     }
 }
@@ -1666,6 +1679,25 @@ pub struct ServeReport {
     /// perftest mode: the client's QPN and its report (bytes per message, iterations, peak
     /// and average MB/s, Mpps), or why the exchange failed.
     pub perftest: Option<Result<PerftestClient, String>>,
+    /// pingpong mode: what the exchange and the echo did, or why the exchange failed.
+    pub pingpong: Option<Result<PingpongRun, String>>,
+}
+
+/// What a pingpong [`serve`] did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PingpongRun {
+    /// The client's destination.
+    pub client_qpn: u32,
+    pub client_psn: u32,
+    /// Messages received, and of those checked byte for byte (all `size` bytes 0x7b), and
+    /// found different.
+    pub received: u64,
+    pub verified: u64,
+    pub mismatched: u64,
+    /// SENDs posted back, completed successfully, and completed with an error.
+    pub sends_posted: u64,
+    pub sends_completed: u64,
+    pub send_errors: u64,
 }
 
 /// What a perftest client told a [`serve`] (see [`ServeReport::perftest`]).
@@ -1741,6 +1773,7 @@ fn serve_session(
             rq_depth: 0,
             cq_depth: (depth * 2).max(64),
             srqn: Some(srqn),
+            sq_depth: if cfg.pingpong.is_some() { 16 } else { 0 },
         })
         .map_err(e)?;
     qp.to_init(
@@ -1768,6 +1801,33 @@ fn serve_session(
         }
         None => None,
     };
+    let pingpong = match cfg.pingpong {
+        Some(addr) => {
+            if cfg.qp_type != QpType::Rc || cfg.cm_port.is_some() || perftest.is_some() {
+                return Err("pingpong mode needs an RC QP, no --cm-port and no --perftest".into());
+            }
+            if cfg.pingpong_size as u64 > cfg.mr_len || cfg.pingpong_size > cfg.recv_buf_size {
+                return Err(format!(
+                    "pingpong size {} is larger than the MR or a receive buffer",
+                    cfg.pingpong_size
+                ));
+            }
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|x| format!("pingpong listener {addr}: {x}"))?;
+            // What the client's buffer holds, and ours (the client does not check it).
+            rig.fill_mem(mem.bus_addr, cfg.pingpong_size as usize, 0x7b);
+            Some(pingpong_thread(
+                l,
+                crate::pingpong::Dest {
+                    lid: 0,
+                    qpn: cfg.qpn,
+                    psn: PINGPONG_PSN,
+                    gid: cfg.local_gid,
+                },
+            ))
+        }
+        None => None,
+    };
     let cm_service_id = match cfg.cm_port {
         Some(port) => {
             if cfg.qp_type != QpType::Rc {
@@ -1777,7 +1837,7 @@ fn serve_session(
             rdma.cm_listen(sid, &qp).map_err(e)?;
             Some(sid)
         }
-        None if perftest.is_some() => None,
+        None if perftest.is_some() || pingpong.is_some() => None,
         None => {
             qp.to_rtr(&RtrAttr {
                 dest_qpn: cfg.remote_qpn,
@@ -1810,6 +1870,8 @@ fn serve_session(
     let mut cm_peer_qpn = None;
     let mut polls = 0u64;
     let mut perftest_out: Option<Result<PerftestClient, String>> = None;
+    let mut pp = PingpongRun::default();
+    let mut pp_exchange: Option<Result<(), String>> = None;
     loop {
         polls += 1;
         if let Some(p) = &perftest {
@@ -1839,6 +1901,32 @@ fn serve_session(
                 perftest_out = Some(r);
             }
         }
+        if let Some(p) = &pingpong {
+            if let Ok(d) = p.client.try_recv() {
+                let r = qp
+                    .to_rtr(&RtrAttr {
+                        dest_qpn: d.qpn,
+                        rq_psn: d.psn,
+                        mtu: cfg.mtu,
+                        remote_gid: d.gid,
+                        udp_sport: cfg.udp_sport,
+                        min_rnr_timer: 12,
+                    })
+                    .and_then(|_| {
+                        qp.to_rts_with(&hroce::RtsAttr {
+                            sq_psn: PINGPONG_PSN,
+                            ..Default::default()
+                        })
+                    });
+                let _ = p.ready.send(r.is_ok());
+                r.map_err(e)?;
+                pp.client_qpn = d.qpn;
+                pp.client_psn = d.psn;
+            }
+            if let Ok(r) = p.done.try_recv() {
+                pp_exchange = Some(r);
+            }
+        }
         if cm_service_id.is_some() && cm_peer_qpn.is_none() && polls % 16 == 1 {
             let q = qp.query().map_err(e)?;
             if q.state == splitrx_shared::abi::qp_state::RTS {
@@ -1848,20 +1936,51 @@ fn serve_session(
         let cqes = qp.poll_cq(64).map_err(e)?;
         let idle = cqes.is_empty();
         for c in cqes {
-            if let Cqe::Srq(c) = c {
-                match srq.accept(c) {
+            match c {
+                Cqe::Srq(c) => match srq.accept(c) {
                     Ok(Ok(rx)) => {
                         received += 1;
                         bytes += rx.completion.byte_len as u64;
-                        drop(rx.token);
+                        if pingpong.is_some() {
+                            pp.received += 1;
+                            let n = cfg.pingpong_size as usize;
+                            if let Some(b) = rx.token.bytes() {
+                                pp.verified += 1;
+                                if b.len() != n || b.iter().any(|&x| x != 0x7b) {
+                                    pp.mismatched += 1;
+                                }
+                            }
+                            drop(rx.token);
+                            if pp.sends_posted < cfg.pingpong_iters {
+                                let wr = hroce::SendWr::send(
+                                    pp.sends_posted,
+                                    &mr,
+                                    mem.bus_addr,
+                                    cfg.pingpong_size,
+                                );
+                                qp.post_send(&wr).map_err(e)?;
+                                pp.sends_posted += 1;
+                            }
+                        } else {
+                            drop(rx.token);
+                        }
                     }
                     Ok(Err(_)) => errors += 1,
                     Err(_) => {}
-                }
+                },
+                Cqe::Send(c) if c.is_ok() => pp.sends_completed += 1,
+                Cqe::Send(_) => pp.send_errors += 1,
+                Cqe::Own(_) => {}
             }
         }
         srq.refill().map_err(e)?;
-        if perftest_out.is_some() || stop(&info, received) {
+        let pp_done = pingpong.is_some()
+            && (pp_exchange.as_ref().is_some_and(|r| r.is_err())
+                || (pp_exchange.is_some()
+                    && pp.received >= cfg.pingpong_iters
+                    && pp.sends_completed + pp.send_errors >= pp.sends_posted
+                    && pp.sends_posted >= cfg.pingpong_iters));
+        if perftest_out.is_some() || pp_done || stop(&info, received) {
             break;
         }
         if idle {
@@ -1897,7 +2016,47 @@ fn serve_session(
         nic_counters,
         cm_peer_qpn,
         perftest: perftest_out,
+        pingpong: pingpong.map(|_| match pp_exchange {
+            Some(Err(x)) => Err(x),
+            None => Err("the pingpong exchange did not end".into()),
+            Some(Ok(())) => Ok(pp),
+        }),
     })
+}
+
+/// The pingpong exchange's thread and what it tells [`serve_session`].
+struct PingpongLink {
+    client: std::sync::mpsc::Receiver<crate::pingpong::Dest>,
+    ready: std::sync::mpsc::Sender<bool>,
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
+/// Runs the server's side of the pingpong exchange ([`crate::pingpong`]) on `l` in a thread:
+/// the client's destination goes to the serve loop, which connects the QP and says `ready`;
+/// then our destination and the client's `done`.
+fn pingpong_thread(l: std::net::TcpListener, ours: crate::pingpong::Dest) -> PingpongLink {
+    let (ctx, client) = std::sync::mpsc::channel();
+    let (ready, rrx) = std::sync::mpsc::channel();
+    let (dtx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let run = || -> Result<(), String> {
+            let s = crate::pingpong::PingpongServer::accept(&l, Duration::from_secs(120))?;
+            ctx.send(s.client).map_err(|_| "serve ended")?;
+            if !rrx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| "serve ended")?
+            {
+                return Err("the QP could not be connected to the client's".into());
+            }
+            s.answer(&ours)
+        };
+        let _ = dtx.send(run());
+    });
+    PingpongLink {
+        client,
+        ready,
+        done,
+    }
 }
 
 /// The perftest exchange's thread and what it tells [`serve_session`].

@@ -144,6 +144,7 @@ fn rdma_cm_connections_are_accepted_used_and_torn_down_as_rxe_did() {
                     rq_depth: 4,
                     cq_depth: 8,
                     srqn: None,
+                    sq_depth: 0,
                 })
                 .unwrap();
             qp.to_init(access::REMOTE_WRITE | access::REMOTE_READ, 0)
@@ -248,6 +249,7 @@ fn rping_connection_is_accepted_and_torn_down_as_rxe_did() {
                 rq_depth: 4,
                 cq_depth: 8,
                 srqn: None,
+                sq_depth: 0,
             })
             .unwrap();
         qp.to_init(access::REMOTE_WRITE | access::REMOTE_READ, 0)

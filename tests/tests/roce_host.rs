@@ -68,6 +68,7 @@ fn destroy_flushes_the_held_wqe_and_returns_the_rest() {
                 rq_depth: 16,
                 cq_depth: 32,
                 srqn: None,
+                sq_depth: 0,
             })
             .unwrap();
         qp.to_init(access::REMOTE_WRITE, 0).unwrap();
@@ -136,6 +137,7 @@ fn srq_from_a_page_pool_lends_tokens_and_takes_them_back() {
                 rq_depth: 0,
                 cq_depth: 16,
                 srqn: Some(3),
+                sq_depth: 0,
             })
             .unwrap();
         qp.to_init(0, 0).unwrap();
@@ -191,6 +193,7 @@ fn control_errors_are_exact() {
             rq_depth: 4,
             cq_depth: 8,
             srqn: None,
+            sq_depth: 0,
         };
         let qp = rdma.create_qp(&init).unwrap();
         assert_eq!(
@@ -271,6 +274,7 @@ fn a_scatter_list_wqe_is_filled_in_order_and_returned_whole() {
                 rq_depth: 4,
                 cq_depth: 8,
                 srqn: None,
+                sq_depth: 0,
             })
             .unwrap();
         qp.to_init(0, 0).unwrap();

@@ -570,3 +570,95 @@ fn perftest_client_against_splitrx(
     assert_eq!(rep.cqe_invalid, 0);
     assert_eq!(rep.audit_error, None);
 }
+
+/// Interop: `ibv_rc_pingpong` in the guest (unmodified, rdma-core's example) against splitrx
+/// as its server (`splitrx roce serve --pingpong`): splitrx's host side speaks pingpong's
+/// out-of-band exchange (reached over slirp at 10.0.2.2), the firmware on the sim board
+/// receives each 4096-byte SEND into a page-pool buffer (checked byte for byte: the client's
+/// 0x7b) and its requester SENDs 4096 bytes back, 50 times; the client must finish with its
+/// result lines.
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn ibv_rc_pingpong_in_the_guest_runs_against_splitrx() {
+    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::sim::SimTarget;
+    let Some(img) = image() else { return };
+    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
+    let (board, qemu) = (
+        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
+    );
+    let tcp = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
+    let target = SimTarget {
+        link: Some((board, qemu)),
+        ..SimTarget::default()
+    };
+    let (iters, size) = (50u64, 4096u32);
+    let serve_cfg = ServeConfig {
+        pingpong: Some(tcp),
+        pingpong_iters: iters,
+        pingpong_size: size,
+        local_gid: splitrx_host::roce::gid_from_ipv4(fw_ip.octets()),
+        ..ServeConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        serve(
+            &target,
+            &serve_cfg,
+            |i| tx.send(i.clone()).unwrap(),
+            |_, _| t0.elapsed() > Duration::from_secs(300),
+        )
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the responder came up");
+    let mut cfg = GuestConfig::new(qemu_port, board_port);
+    // The firmware answers no ARP.
+    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
+    let script = format!(
+        "timeout 120 ibv_rc_pingpong -d rxe0 -g 1 -s {size} -n {iters} -p {} 10.0.2.2 2>&1\necho \"ibv_rc_pingpong exit $?\"\n",
+        tcp.port()
+    );
+    let run = RxeGuest::run(&img, &cfg, &script);
+    let rep = server.join().unwrap();
+    let run = run.unwrap_or_else(|e| panic!("{e}"));
+    report("ibv_rc_pingpong -> splitrx", &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let rep = rep.unwrap_or_else(|e| panic!("serve: {e}"));
+    println!("splitrx: {rep:?}");
+    let o = &run.output;
+    assert!(o.contains("ibv_rc_pingpong exit 0"), "{o}");
+    assert!(
+        o.contains(&format!("{} bytes in", 2 * iters * size as u64)),
+        "no result line:\n{o}"
+    );
+    assert!(o.contains(&format!("{iters} iters in")), "{o}");
+    let pp = rep.pingpong.clone().expect("pingpong mode").unwrap();
+    assert_eq!(
+        (pp.received, pp.verified, pp.mismatched),
+        (iters, iters, 0),
+        "{pp:?}"
+    );
+    assert_eq!(
+        (pp.sends_posted, pp.sends_completed, pp.send_errors),
+        (iters, iters, 0),
+        "{pp:?}"
+    );
+    let c = |name: &str| {
+        rep.nic_counters[splitrx_shared::stats::DEV_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap()]
+    };
+    assert_eq!(c("req_wqes_completed"), iters);
+    assert_eq!(c("req_cqe_error"), 0);
+    assert_eq!(c("rx_icrc_errors"), 0);
+    assert_eq!(rep.recv_errors, 0);
+    assert_eq!(rep.cqe_invalid, 0);
+    assert_eq!(rep.audit_error, None);
+}

@@ -6,8 +6,8 @@
 //! region or any queue, QP or SRQ region. The header's `queue_id` is not checked for QP and SRQ
 //! regions (QPNs and SRQNs are 24/32-bit).
 
-use super::resp::{flush_held, to_error};
 use super::req::{self, Sq};
+use super::resp::{flush_held, to_error};
 use super::{mtu_bytes, Mr, Msg, Qp, Res, Srq};
 use crate::config::{MAX_MRS, MAX_MTU, MAX_QPS, MAX_SQS, MAX_SRQS, RD_ATOMIC};
 use crate::control::{map_region, ok, reply, Answer};

@@ -42,7 +42,7 @@ use splitrx_shared::abi::{
     MAX_RD_ATOMIC_INFLIGHT,
 };
 use splitrx_shared::ring::Consumer;
-use splitrx_shared::wire::roce::{opcode, Aeth, BthRepr, ImmDt, RocePacket, RoceRepr, Reth};
+use splitrx_shared::wire::roce::{opcode, Aeth, BthRepr, ImmDt, Reth, RocePacket, RoceRepr};
 use zerocopy::little_endian::{U16, U32};
 
 /// Send WQEs a QP keeps between its ring and their completion.
@@ -212,7 +212,11 @@ fn check(w: &SendWqe, qp: &Qp, mr: &impl Fn(u32) -> Option<Mr>) -> u8 {
 fn cqe(qp: &Qp, w: &Swqe, status: u8) -> RoceCqe {
     RoceCqe {
         wr_id: w.wr_id.into(),
-        byte_len: U32::new(if status == wc_status::SUCCESS { w.len } else { 0 }),
+        byte_len: U32::new(if status == wc_status::SUCCESS {
+            w.len
+        } else {
+            0
+        }),
         imm_or_inv: U32::new(0),
         qpn: U32::new(qp.qpn),
         src_qp: U32::new(qp.dest_qpn),
@@ -277,7 +281,14 @@ impl Responder {
                 continue;
             };
             let now = *now.get_or_insert_with(|| io.clock.now_ns());
-            let Responder { qps, sqs, mrs, lkeys, tx, .. } = self;
+            let Responder {
+                qps,
+                sqs,
+                mrs,
+                lkeys,
+                tx,
+                ..
+            } = self;
             let (Some(qp), Some(sq)) = (qps[slot].as_mut(), sqs[i].as_mut()) else {
                 continue;
             };
@@ -348,7 +359,11 @@ fn take_wqes(
             rkey: w.rkey.get(),
             imm: w.imm.get(),
             first_psn: sq.psn,
-            npkts: if status == wc_status::SUCCESS { npkts } else { 0 },
+            npkts: if status == wc_status::SUCCESS {
+                npkts
+            } else {
+                0
+            },
             status,
             got: 0,
         };

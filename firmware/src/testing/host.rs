@@ -639,7 +639,8 @@ impl<R: MacRx> Testbed<R> {
         };
         // SAFETY: as in `host_attach`; the test is the only host-side consumer.
         let cq = unsafe { Consumer::attach(cqp, cq_cap) }.expect("attach");
-        let sq = (sq_cap > 0).then(|| host_attach::<SendWqe>(*ptrs.last().expect("ring"), sq_cap).0);
+        let sq =
+            (sq_cap > 0).then(|| host_attach::<SendWqe>(*ptrs.last().expect("ring"), sq_cap).0);
         let a = CreateQpArgs {
             qpn: U32::new(qpn),
             pd: U32::new(pd),
