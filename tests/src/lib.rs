@@ -7,8 +7,9 @@
 //! - [`qemu`]: the qemu-virt board (the firmware as an aarch64 image in QEMU) as a target;
 //! - [`roce`]: the RoCE oracle: a capture's requests replayed to the responder on a target,
 //!   every response and placed byte checked against the captured responder;
-//! - [`perftest`], [`pingpong`]: the out-of-band exchanges of perftest and `ibv_rc_pingpong`
-//!   (server side), so unmodified tools can run against a splitrx responder;
+//! - [`perftest`], [`pingpong`], [`rping`]: the server sides of perftest's and
+//!   `ibv_rc_pingpong`'s out-of-band exchanges and of rping's READ/WRITE protocol, so
+//!   unmodified tools can run against splitrx;
 //! - [`rxe`]: [`rxe::RxeGuest`], a Linux soft-RoCE (rxe) peer in a QEMU x86_64 VM (the guest
 //!   built by `cargo xtask rxe-guest`), for interop with a real RDMA stack;
 //! - [`run`]: a source of frames through a target, end to end: the host device brought up
@@ -23,6 +24,7 @@ pub mod perftest;
 pub mod pingpong;
 pub mod qemu;
 pub mod roce;
+pub mod rping;
 pub mod run;
 pub mod rxe;
 pub mod sim;

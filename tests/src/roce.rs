@@ -1610,6 +1610,9 @@ pub struct ServeConfig {
     pub pingpong: Option<std::net::SocketAddr>,
     pub pingpong_iters: u64,
     pub pingpong_size: u32,
+    /// With `cm_port`: be the server of an unmodified `rping -c` ([`crate::rping`]): READ
+    /// each ping's source buffer (checked byte for byte), WRITE it back to the sink.
+    pub rping: bool,
 }
 
 /// The send PSN splitrx announces in the pingpong exchange.
@@ -1636,6 +1639,7 @@ impl Default for ServeConfig {
             pingpong: None,
             pingpong_iters: 1000,
             pingpong_size: 4096,
+            rping: false,
         }
     }
 }
@@ -1681,6 +1685,8 @@ pub struct ServeReport {
     pub perftest: Option<Result<PerftestClient, String>>,
     /// pingpong mode: what the exchange and the echo did, or why the exchange failed.
     pub pingpong: Option<Result<PingpongRun, String>>,
+    /// rping mode: the pings served and their checks.
+    pub rping: Option<crate::rping::RpingRun>,
 }
 
 /// What a pingpong [`serve`] did.
@@ -1773,7 +1779,11 @@ fn serve_session(
             rq_depth: 0,
             cq_depth: (depth * 2).max(64),
             srqn: Some(srqn),
-            sq_depth: if cfg.pingpong.is_some() { 16 } else { 0 },
+            sq_depth: if cfg.pingpong.is_some() || cfg.rping {
+                16
+            } else {
+                0
+            },
         })
         .map_err(e)?;
     qp.to_init(
@@ -1828,6 +1838,10 @@ fn serve_session(
         }
         None => None,
     };
+    if cfg.rping && cfg.cm_port.is_none() {
+        return Err("rping mode needs --cm-port (rping connects through the RDMA CM)".into());
+    }
+    let mut rping = cfg.rping.then(crate::rping::RpingRun::default);
     let cm_service_id = match cfg.cm_port {
         Some(port) => {
             if cfg.qp_type != QpType::Rc {
@@ -1941,7 +1955,18 @@ fn serve_session(
                     Ok(Ok(rx)) => {
                         received += 1;
                         bytes += rx.completion.byte_len as u64;
-                        if pingpong.is_some() {
+                        if let Some(rp) = rping.as_mut() {
+                            let step = match rx.token.bytes() {
+                                Some(b) => {
+                                    rp.on_recv(&b[..(rx.completion.byte_len as usize).min(b.len())])
+                                }
+                                None => None,
+                            };
+                            drop(rx.token);
+                            if let Some(step) = step {
+                                rping_step(rig, &mut qp, &mr, mem.bus_addr, step).map_err(e)?;
+                            }
+                        } else if pingpong.is_some() {
                             pp.received += 1;
                             let n = cfg.pingpong_size as usize;
                             if let Some(b) = rx.token.bytes() {
@@ -1968,6 +1993,27 @@ fn serve_session(
                     Ok(Err(_)) => errors += 1,
                     Err(_) => {}
                 },
+                Cqe::Send(c) if rping.is_some() => {
+                    let rp = rping.as_mut().expect("checked");
+                    let step = match (c.is_ok(), c.wr_id) {
+                        (false, _) => {
+                            rp.error.get_or_insert(format!(
+                                "send WQE {:#x} completed with status {}",
+                                c.wr_id, c.status
+                            ));
+                            None
+                        }
+                        (true, RPING_READ) => {
+                            let b = rig.read_mem(mem.bus_addr, c.byte_len as usize);
+                            rp.on_read_done(&b)
+                        }
+                        (true, RPING_WRITE) => rp.on_write_done(),
+                        _ => None,
+                    };
+                    if let Some(step) = step {
+                        rping_step(rig, &mut qp, &mr, mem.bus_addr, step).map_err(e)?;
+                    }
+                }
                 Cqe::Send(c) if c.is_ok() => pp.sends_completed += 1,
                 Cqe::Send(_) => pp.send_errors += 1,
                 Cqe::Own(_) => {}
@@ -2021,7 +2067,48 @@ fn serve_session(
             None => Err("the pingpong exchange did not end".into()),
             Some(Ok(())) => Ok(pp),
         }),
+        rping,
     })
+}
+
+/// wr_ids of the rping server's send WQEs.
+const RPING_READ: u64 = 1;
+const RPING_WRITE: u64 = 2;
+const RPING_GO_AHEAD: u64 = 3;
+
+/// Posts what the rping server does next: the READ of the client's source into our buffer at
+/// `buf` (the MR's first bytes), the WRITE of the string read back to its sink, or the
+/// 16-byte go ahead (our buffer's advertisement, as rping's server sends).
+fn rping_step(
+    rig: &mut RoceRig,
+    qp: &mut hroce::Qp,
+    mr: &hroce::MemoryRegion,
+    buf: u64,
+    step: crate::rping::Step,
+) -> Result<(), hroce::RoceError> {
+    use crate::rping::{Info, Step, INFO_LEN};
+    const GO_AHEAD_OFF: u64 = 1 << 16;
+    let wr = match step {
+        Step::Read(i) => {
+            let len = i.size.min(GO_AHEAD_OFF as u32);
+            hroce::SendWr::read(RPING_READ, mr, buf, len, i.addr, i.rkey)
+        }
+        Step::Write(i, _) => {
+            let b = rig.read_mem(buf, i.size.min(GO_AHEAD_OFF as u32) as usize);
+            let len = crate::rping::c_string_len(&b) as u32;
+            hroce::SendWr::write(RPING_WRITE, mr, buf, len, i.addr, i.rkey)
+        }
+        Step::GoAhead => {
+            let ours = Info {
+                addr: mr.iova,
+                rkey: mr.rkey,
+                size: GO_AHEAD_OFF as u32,
+            };
+            rig.write_mem(buf + GO_AHEAD_OFF, &ours.to_bytes());
+            hroce::SendWr::send(RPING_GO_AHEAD, mr, buf + GO_AHEAD_OFF, INFO_LEN as u32)
+        }
+    };
+    qp.post_send(&wr)
 }
 
 /// The pingpong exchange's thread and what it tells [`serve_session`].

@@ -381,83 +381,6 @@ sed 's/^/ib_write_bw client: /' /tmp/pc.log
     );
 }
 
-/// Interop, the first step of issue 12: rping in the guest (Linux's RDMA CM and rxe) connects
-/// to splitrx's responder (`splitrx roce serve --cm-port`, the firmware on the sim board, whose
-/// MAC is linked to the guest's RoCE NIC over UDP) and its first SEND (the 16-byte buffer
-/// advertisement) lands in a page-pool buffer. rping then waits for an RDMA READ the
-/// responder never issues (it serves, it does not request): the script ends it.
-#[test]
-#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
-fn rping_in_the_guest_connects_to_splitrx_over_the_rdma_cm_and_its_send_lands() {
-    use splitrx_harness::roce::{serve, ServeConfig};
-    use splitrx_harness::sim::SimTarget;
-    let Some(img) = image() else { return };
-    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
-    let (board, qemu) = (
-        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
-        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
-    );
-    let target = SimTarget {
-        link: Some((board, qemu)),
-        ..SimTarget::default()
-    };
-    let serve_cfg = ServeConfig {
-        cm_port: Some(7471),
-        ..ServeConfig::default()
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let done = Arc::new(AtomicBool::new(false));
-    let server = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let t0 = Instant::now();
-            serve(
-                &target,
-                &serve_cfg,
-                |i| tx.send(i.clone()).unwrap(),
-                |_, received| {
-                    received >= 1
-                        || done.load(Ordering::Relaxed)
-                        || t0.elapsed() > Duration::from_secs(300)
-                },
-            )
-        })
-    };
-    let info = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the responder came up");
-    println!(
-        "splitrx responder: RC QP {:#x}, rdma_cm service {:#x}",
-        info.qpn,
-        info.cm_service_id.unwrap_or_default()
-    );
-    let mut cfg = GuestConfig::new(qemu_port, board_port);
-    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
-    // The firmware answers no ARP.
-    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
-    let script =
-        format!("timeout 8 rping -c -a {fw_ip} -p 7471 -C 1 -v -d 2>&1\necho \"rping exit $?\"\n");
-    let run = RxeGuest::run(&img, &cfg, &script);
-    done.store(true, Ordering::Relaxed);
-    let rep = server.join().unwrap();
-    let run = run.unwrap_or_else(|e| panic!("{e}"));
-    report("rping -> splitrx", &run);
-    println!("--- guest output ---\n{}--- end ---", run.output);
-    let rep = rep.unwrap_or_else(|e| panic!("serve: {e}"));
-    println!("splitrx: {rep:?}");
-    let o = &run.output;
-    assert!(o.contains("RDMA_CM_EVENT_ESTABLISHED"), "{o}");
-    assert!(
-        o.contains("send completion"),
-        "the SEND was not ACKed:\n{o}"
-    );
-    assert_eq!((rep.received, rep.received_bytes), (1, 16), "{rep:?}");
-    assert!(rep.cm_peer_qpn.is_some(), "{rep:?}");
-    assert_eq!(rep.recv_errors, 0);
-    assert_eq!(rep.cqe_invalid, 0);
-    assert_eq!(rep.audit_error, None);
-}
-
 /// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` in the
 /// guest (unmodified, without `-R`), each against splitrx as its server (`splitrx roce serve
 /// --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
@@ -658,6 +581,93 @@ fn ibv_rc_pingpong_in_the_guest_runs_against_splitrx() {
     assert_eq!(c("req_wqes_completed"), iters);
     assert_eq!(c("req_cqe_error"), 0);
     assert_eq!(c("rx_icrc_errors"), 0);
+    assert_eq!(rep.recv_errors, 0);
+    assert_eq!(rep.cqe_invalid, 0);
+    assert_eq!(rep.audit_error, None);
+}
+
+/// Interop: `rping -c -V` in the guest (librdmacm's example: RDMA CM, then per ping a SEND,
+/// an RDMA READ by the server, a SEND, an RDMA WRITE by the server, a SEND) against splitrx
+/// as the server: the firmware answers the CM, its requester READs each ping's source buffer
+/// (checked here byte for byte against rping's pattern) and WRITEs it back to the client's
+/// sink, which the client validates (`-V`) and prints.
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn rping_in_the_guest_pings_splitrx_with_reads_and_writes_validated() {
+    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::sim::SimTarget;
+    let Some(img) = image() else { return };
+    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
+    let (board, qemu) = (
+        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
+    );
+    let target = SimTarget {
+        link: Some((board, qemu)),
+        ..SimTarget::default()
+    };
+    let serve_cfg = ServeConfig {
+        cm_port: Some(7471),
+        rping: true,
+        ..ServeConfig::default()
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done = Arc::new(AtomicBool::new(false));
+    let server = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            serve(
+                &target,
+                &serve_cfg,
+                |i| tx.send(i.clone()).unwrap(),
+                |_, _| done.load(Ordering::Relaxed) || t0.elapsed() > Duration::from_secs(300),
+            )
+        })
+    };
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the responder came up");
+    let mut cfg = GuestConfig::new(qemu_port, board_port);
+    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
+    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
+    let pings = 5;
+    let script = format!(
+        "timeout 60 rping -c -a {fw_ip} -p 7471 -C {pings} -S 64 -V -v 2>&1\necho \"rping exit $?\"\n"
+    );
+    let run = RxeGuest::run(&img, &cfg, &script);
+    done.store(true, Ordering::Relaxed);
+    let rep = server.join().unwrap();
+    let run = run.unwrap_or_else(|e| panic!("{e}"));
+    report("rping -V -> splitrx", &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    let rep = rep.unwrap_or_else(|e| panic!("serve: {e}"));
+    println!("splitrx: {rep:?}");
+    let o = &run.output;
+    assert!(o.contains("rping exit 0"), "{o}");
+    for k in 0..pings {
+        let want = splitrx_harness::rping::ping_data(k, 64);
+        let line = format!("ping data: {}", std::str::from_utf8(&want[..63]).unwrap());
+        assert!(o.contains(&line), "no {line:?} in:\n{o}");
+    }
+    assert!(!o.contains("data mismatch"), "{o}");
+    let rp = rep.rping.clone().expect("rping mode");
+    assert_eq!(rp.error, None, "{rp:?}");
+    assert_eq!(
+        (rp.pings, rp.reads_verified, rp.reads_mismatched, rp.writes),
+        (pings as u64, pings as u64, 0, pings as u64),
+        "{rp:?}"
+    );
+    let c = |name: &str| {
+        rep.nic_counters[splitrx_shared::stats::DEV_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .unwrap()]
+    };
+    // Per ping: a READ, a WRITE and two SENDs, all completed.
+    assert_eq!(c("req_wqes_completed"), 4 * pings as u64);
+    assert_eq!(c("req_cqe_error"), 0);
+    assert_eq!(c("cm_rtu_rcvd"), 1);
+    assert_eq!(c("cm_drep_sent"), 1);
     assert_eq!(rep.recv_errors, 0);
     assert_eq!(rep.cqe_invalid, 0);
     assert_eq!(rep.audit_error, None);
