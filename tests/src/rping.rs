@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn the_source_buffer_is_rpings() {
         let d = ping_data(0, 64);
-        assert_eq!(&d[..14], b"rdma-ping-0: ");
+        assert_eq!(&d[..13], b"rdma-ping-0: ");
         assert_eq!(&d[13..16], b"ABC");
         assert_eq!(d[63], 0);
         let d = ping_data(1, 64);
