@@ -110,10 +110,25 @@ pub struct ServeArgs {
     /// Which perftest the client runs (its exchange differs).
     #[arg(long, value_enum, default_value_t = PerftestKind::Write)]
     perftest_test: PerftestKind,
-    /// The responder's IPv4 address as the perftest exchange announces it (where the
-    /// requester reaches the board's MAC).
+    /// The responder's IPv4 address as the perftest and pingpong exchanges announce it
+    /// (where the requester reaches the board's MAC).
     #[arg(long, default_value = "127.0.0.1")]
     local_ip: std::net::Ipv4Addr,
+    /// Be the server of an unmodified `ibv_rc_pingpong` client: speak its out-of-band
+    /// exchange on this TCP address (its default port is 18515), check every message it sends
+    /// (`--pingpong-size` bytes of 0x7b) and SEND the same size back from the MR, through
+    /// the firmware's requester, `--pingpong-iters` times (give the client the same `-s` and
+    /// `-n`).
+    #[arg(long)]
+    pingpong: Option<std::net::SocketAddr>,
+    #[arg(long, default_value_t = 1000)]
+    pingpong_iters: u64,
+    #[arg(long, default_value_t = 4096)]
+    pingpong_size: u32,
+    /// With `--cm-port`: be the server of an unmodified `rping -c` (the firmware's requester
+    /// READs each ping's buffer, checked against rping's pattern, and WRITEs it back).
+    #[arg(long)]
+    rping: bool,
     /// JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -206,6 +221,10 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
             PerftestKind::Atomic => splitrx_harness::perftest::Test::Atomic,
         },
         local_gid: gid_from_ipv4(a.local_ip.octets()),
+        pingpong: a.pingpong,
+        pingpong_iters: a.pingpong_iters,
+        pingpong_size: a.pingpong_size,
+        rping: a.rping,
         ..ServeConfig::default()
     };
     let target = splitrx_harness::sim::SimTarget {
@@ -217,6 +236,7 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
     let json = a.json;
     let listen = a.listen;
     let perftest = a.perftest.map(|p| (p, a.perftest_test));
+    let pingpong = a.pingpong;
     let rep = serve(
         &target,
         &cfg,
@@ -230,6 +250,11 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
                 println!(
                     "responder on {listen}: {} QP {:#x} listening for rdma_cm connections (service ID {sid:#018x}), MTU {}, SRQ {} of {}-byte buffers\n  MR: rkey {:#x} va {:#x} len {}",
                     i.qp_type, i.qpn, i.mtu, i.srqn, i.recv_buf_size, i.rkey, i.va, i.mr_len
+                );
+            } else if let Some(p) = pingpong {
+                println!(
+                    "responder on {listen}: {} QP {:#x}, MTU {}, SRQ {} of {}-byte buffers\n  ibv_rc_pingpong server: out-of-band exchange on {p}",
+                    i.qp_type, i.qpn, i.mtu, i.srqn, i.recv_buf_size
                 );
             } else if let Some((p, t)) = perftest {
                 println!(
@@ -257,6 +282,24 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
         Some(Err(e)) => return Err(format!("perftest exchange: {e}")),
         None if a.perftest.is_some() => println!("no perftest client finished"),
         None => {}
+    }
+    match &rep.pingpong {
+        Some(Ok(p)) => println!(
+            "ibv_rc_pingpong client QP {:#x}: {} messages received ({} checked, {} different), {} SENDs back completed, {} failed",
+            p.client_qpn, p.received, p.verified, p.mismatched, p.sends_completed, p.send_errors
+        ),
+        Some(Err(e)) => return Err(format!("pingpong exchange: {e}")),
+        None => {}
+    }
+    if let Some(r) = &rep.rping {
+        println!(
+            "rping: {} pings served ({} READs checked against the client's pattern, {} different), {} WRITEs{}",
+            r.pings,
+            r.reads_verified,
+            r.reads_mismatched,
+            r.writes,
+            r.error.as_ref().map(|e| format!("; stopped: {e}")).unwrap_or_default()
+        );
     }
     if rep.info.cm_service_id.is_some() {
         match rep.cm_peer_qpn {
