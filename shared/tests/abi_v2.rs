@@ -10,8 +10,8 @@ use zerocopy::little_endian::U32;
 #[test]
 fn version_and_completion_size() {
     assert_eq!(
-        ABI_VERSION, 0x0002_0002,
-        "2.2: receive WQE scatter lists, CM listen ops and counters"
+        ABI_VERSION, 0x0002_0003,
+        "2.3: the RC requester's send rings, ModifyQp's requester attributes and counters"
     );
     assert_eq!(abi_major(ABI_VERSION), 2);
     assert_eq!(RingKind::RxCompletion.entry_size(), 48);
