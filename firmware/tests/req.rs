@@ -511,7 +511,8 @@ fn remote_naks_fail_the_wqe_with_their_status_and_flush_the_rest() {
 
 #[test]
 fn a_wqe_the_nic_refuses_completes_with_a_local_error_and_nothing_behind_it_runs() {
-    let cases: [(&str, fn(&mut SendWqe), u8); 5] = [
+    type Case = (&'static str, fn(&mut SendWqe), u8);
+    let cases: [Case; 5] = [
         (
             "unknown lkey",
             |w| w.lkey = U32::new(0x999),
