@@ -49,7 +49,9 @@ fn wqe(wr_id: u64, opc: u8, off: u64, len: u32) -> SendWqe {
         flags: 0,
         _pad: 0.into(),
         qpn: U32::new(QPN),
-        _rsvd: [0; 16],
+        remote_qpn: U32::new(0),
+        remote_qkey: U32::new(0),
+        _rsvd: [0; 8],
     }
 }
 
@@ -656,4 +658,108 @@ fn hostile_responses_never_complete_a_wqe_twice_or_out_of_order() {
         let m = rig.tb.mem.read(BUS + 1500, (MR_LEN - 1500 - 4) as usize);
         prop_assert!(m.iter().all(|&b| b == GUARD));
     });
+}
+
+#[test]
+fn a_ud_send_is_one_datagram_to_the_wqes_qp_and_completes_when_sent() {
+    let mut tb = Testbed::new();
+    tb.mem.fill(BUS, MR_LEN as usize, GUARD);
+    assert_eq!(
+        tb.register_mr(BUS, MR_LEN, 0x10_0000, RKEY, LKEY, access::LOCAL_WRITE, PD),
+        CtrlStatus::Ok
+    );
+    let (st, mut qp) = tb.create_qp_sq(QPN, PD, qp_type::UD, NO_SRQ, 8, 16, 8);
+    assert_eq!(st, CtrlStatus::Ok);
+    let req = REQUESTER_V4;
+    assert_eq!(
+        tb.connect_qp(
+            QPN,
+            0,
+            req.gid(),
+            0xd000,
+            0,
+            3,
+            access::LOCAL_WRITE,
+            0x1111_1111
+        ),
+        CtrlStatus::Ok
+    );
+    let ud = |wr_id: u64, opc: u8, len: u32| {
+        let mut w = wqe(wr_id, opc, 0, len);
+        w.remote_qpn = U32::new(PEER);
+        w.remote_qkey = U32::new(0x2222_2222);
+        w
+    };
+    // Nothing goes out before a datagram with our Q_Key taught the peer's address.
+    qp.post_send(&ud(1, send_op::SEND, 100));
+    while tb.fw.poll() {}
+    assert!(tb.take_sent().is_empty());
+    qp.post(50, BUS + 8192, 2048, LKEY);
+    let mut d = request(op::UD_SEND_ONLY, QPN, 7, false, 16);
+    d.deth = Some(splitrx_shared::wire::roce::Deth {
+        qkey: 0x1111_1111,
+        src_qp: PEER,
+    });
+    let data = pattern(100, 4);
+    assert!(tb.mem.write(BUS, &data));
+    tb.fw.hal_mut().rx.push(&req.frame(&d, &[3; 16]));
+    while tb.fw.poll() {}
+    let sent: Vec<Response> = tb
+        .take_sent()
+        .iter()
+        .map(|f| parse_response(f).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 1);
+    let r = &sent[0];
+    assert!(r.icrc_ok);
+    assert_eq!(
+        (r.roce.bth.opcode, r.roce.bth.dest_qp, r.roce.bth.psn),
+        (op::UD_SEND_ONLY, PEER, 0)
+    );
+    assert_eq!(
+        r.roce.deth,
+        Some(splitrx_shared::wire::roce::Deth {
+            qkey: 0x2222_2222,
+            src_qp: QPN
+        })
+    );
+    assert_eq!(r.route.eth.dst_addr, req.mac);
+    let c = qp.cqes();
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!(c[0].opcode, wc_opcode::RECV);
+    assert_eq!(
+        (
+            c[1].wr_id.get(),
+            c[1].status,
+            c[1].opcode,
+            c[1].byte_len.get()
+        ),
+        (1, wc_status::SUCCESS, wc_opcode::SEND, 100)
+    );
+    assert_eq!(r.payload, data);
+    // Longer than the path MTU, or an RDMA opcode: the WQE fails, the QP stays usable.
+    qp.post_send(&ud(2, send_op::SEND, 1025));
+    qp.post_send(&ud(3, send_op::RDMA_WRITE, 8));
+    qp.post_send(&ud(4, send_op::SEND_WITH_IMM, 8));
+    while tb.fw.poll() {}
+    let c: Vec<(u64, u8)> = qp
+        .cqes()
+        .iter()
+        .map(|c| (c.wr_id.get(), c.status))
+        .collect();
+    assert_eq!(
+        c,
+        vec![
+            (2, wc_status::LOC_LEN_ERR),
+            (3, wc_status::LOC_QP_OP_ERR),
+            (4, wc_status::SUCCESS)
+        ]
+    );
+    let sent = tb.take_sent();
+    assert_eq!(sent.len(), 1);
+    let r = parse_response(&sent[0]).unwrap();
+    assert_eq!(
+        (r.roce.bth.opcode, r.roce.bth.psn),
+        (op::UD_SEND_ONLY_IMM, 1)
+    );
 }

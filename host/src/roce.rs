@@ -262,7 +262,7 @@ pub struct QpInit {
     pub cq_depth: u32,
     /// Take receive WQEs from this SRQ instead of an own ring.
     pub srqn: Option<u32>,
-    /// Send-ring entries (a power of two) for an RC QP that also sends ([`Qp::post_send`]);
+    /// Send-ring entries (a power of two) for an RC or UD QP that also sends ([`Qp::post_send`]);
     /// 0: the QP only responds. The firmware keeps at most 8 send WQEs in flight and only as
     /// many as the CQ has room for.
     pub sq_depth: u32,
@@ -398,6 +398,9 @@ pub struct SendWr {
     pub imm: Option<u32>,
     /// Ask the peer for a solicited event.
     pub solicited: bool,
+    /// UD: the destination QP and its Q_Key.
+    pub remote_qpn: u32,
+    pub remote_qkey: u32,
 }
 
 impl SendWr {
@@ -413,6 +416,24 @@ impl SendWr {
             rkey: 0,
             imm: None,
             solicited: false,
+            remote_qpn: 0,
+            remote_qkey: 0,
+        }
+    }
+    /// A UD SEND of `len` bytes at `bus_addr` of `mr` to QP `remote_qpn` (Q_Key
+    /// `remote_qkey`) at the QP's peer address (at most the path MTU).
+    pub fn ud_send(
+        wr_id: u64,
+        mr: &MemoryRegion,
+        bus_addr: u64,
+        len: u32,
+        remote_qpn: u32,
+        remote_qkey: u32,
+    ) -> SendWr {
+        SendWr {
+            remote_qpn,
+            remote_qkey,
+            ..SendWr::send(wr_id, mr, bus_addr, len)
         }
     }
     /// An RDMA WRITE of `len` bytes at `bus_addr` of `mr` to the peer's `remote_addr`.
@@ -805,9 +826,9 @@ impl Rdma {
                 "ring depths must be powers of two, the CQ deeper than the receive queue".into(),
             ));
         }
-        if init.sq_depth != 0 && (!init.sq_depth.is_power_of_two() || init.qp_type != QpType::Rc) {
+        if init.sq_depth != 0 && (!init.sq_depth.is_power_of_two() || init.qp_type == QpType::Uc) {
             return Err(RoceError::Invalid(
-                "a send ring is for RC QPs and its depth a power of two".into(),
+                "a send ring is for RC and UD QPs and its depth a power of two".into(),
             ));
         }
         let mut rings = vec![(RingKind::RoceCq, init.cq_depth)];
@@ -1033,7 +1054,9 @@ impl Qp {
             },
             _pad: U16::new(0),
             qpn: U32::new(self.qpn),
-            _rsvd: [0; 16],
+            remote_qpn: U32::new(wr.remote_qpn),
+            remote_qkey: U32::new(wr.remote_qkey),
+            _rsvd: [0; 8],
         };
         if !sq.push(&w)? {
             return Err(RoceError::QueueFull);

@@ -598,7 +598,8 @@ pub mod send_flags {
     pub const SOLICITED: u8 = 1 << 0;
 }
 
-/// host -> NIC: one send work request of an RC QP (`ibv_post_send` with one SGE). 64 bytes.
+/// host -> NIC: one send work request of an RC or UD QP (`ibv_post_send` with one SGE). 64
+/// bytes.
 ///
 /// The requester segments it into path-MTU packets from the QP's send PSN, keeps it until the
 /// peer acknowledges its last packet (a READ: until its last response arrives) and then
@@ -631,7 +632,10 @@ pub struct SendWqe {
     pub _pad: U16,
     /// The QP the WQE belongs to.
     pub qpn: U32,
-    pub _rsvd: [u8; 16],
+    /// UD: the destination QP and its Q_Key (the datagram goes to the QP's peer address).
+    pub remote_qpn: U32,
+    pub remote_qkey: U32,
+    pub _rsvd: [u8; 8],
 }
 assert_layout!(
     SendWqe,
@@ -647,7 +651,9 @@ assert_layout!(
     flags = 41,
     _pad = 42,
     qpn = 44,
-    _rsvd = 48
+    remote_qpn = 48,
+    remote_qkey = 52,
+    _rsvd = 56
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1062,7 +1068,7 @@ pub struct CreateQpArgs {
     pub pd: U32,
     /// [`qp_type`]: 2 = RC, 3 = UC, 4 = UD.
     pub qp_type: u8,
-    /// [`CreateQpArgs::SEND_QUEUE`]; other bits must be 0.
+    /// [`CreateQpArgs::SEND_QUEUE`] (RC and UD QPs); other bits must be 0.
     pub flags: u8,
     pub _pad: [u8; 2],
     /// Shared receive queue the QP takes its receive WQEs from, or [`NO_SRQ`].
@@ -1072,8 +1078,8 @@ pub struct CreateQpArgs {
     pub region_len: U64,
 }
 impl CreateQpArgs {
-    /// The region also holds a [`RingKind::SendWqe`] ring: the QP is a requester too (RC
-    /// only).
+    /// The region also holds a [`RingKind::SendWqe`] ring: the QP is a requester too (RC or
+    /// UD).
     pub const SEND_QUEUE: u8 = 1 << 0;
 }
 assert_layout!(

@@ -23,7 +23,7 @@ fn abi_doc_tables_match_code() {
         layout!(RecvWqe: wr_id, bus_addr, len, lkey, buf, qpn),
         layout!(RoceCqe: wr_id, byte_len, imm_or_inv, qpn, src_qp, status, opcode, wc_flags, psn),
         layout!(SendWqe: wr_id, bus_addr, len, lkey, remote_addr, rkey, imm, opcode, flags, _pad,
-            qpn, _rsvd),
+            qpn, remote_qpn, remote_qkey, _rsvd),
         layout!(CtrlMsg: seq, opcode, status, body),
         layout!(VersionInfo: abi_version, fw_version, max_queues, max_pools, caps),
         layout!(RegisterPoolArgs: bus_base, window_len, buf_size, count, pool, mode, align_log2, _pad),

@@ -1813,8 +1813,11 @@ fn serve_session(
     };
     let pingpong = match cfg.pingpong {
         Some(addr) => {
-            if cfg.qp_type != QpType::Rc || cfg.cm_port.is_some() || perftest.is_some() {
-                return Err("pingpong mode needs an RC QP, no --cm-port and no --perftest".into());
+            if cfg.qp_type == QpType::Uc || cfg.cm_port.is_some() || perftest.is_some() {
+                return Err(
+                    "pingpong mode needs an RC (ibv_rc_pingpong) or UD (ibv_ud_pingpong) QP, no --cm-port and no --perftest"
+                        .into(),
+                );
             }
             if cfg.pingpong_size as u64 > cfg.mr_len || cfg.pingpong_size > cfg.recv_buf_size {
                 return Err(format!(
@@ -1968,21 +1971,31 @@ fn serve_session(
                             }
                         } else if pingpong.is_some() {
                             pp.received += 1;
+                            // UD: the 40-byte GRH area comes first.
+                            let grh = if cfg.qp_type == QpType::Ud { 40 } else { 0 };
                             let n = cfg.pingpong_size as usize;
                             if let Some(b) = rx.token.bytes() {
                                 pp.verified += 1;
-                                if b.len() != n || b.iter().any(|&x| x != 0x7b) {
+                                let body = (b.len() == grh + n).then(|| &b[grh..]);
+                                if body.is_none_or(|p| p.iter().any(|&x| x != 0x7b)) {
                                     pp.mismatched += 1;
                                 }
                             }
                             drop(rx.token);
                             if pp.sends_posted < cfg.pingpong_iters {
-                                let wr = hroce::SendWr::send(
-                                    pp.sends_posted,
-                                    &mr,
-                                    mem.bus_addr,
-                                    cfg.pingpong_size,
-                                );
+                                let (id, bus, n) =
+                                    (pp.sends_posted, mem.bus_addr, cfg.pingpong_size);
+                                let wr = match cfg.qp_type {
+                                    QpType::Ud => hroce::SendWr::ud_send(
+                                        id,
+                                        &mr,
+                                        bus,
+                                        n,
+                                        pp.client_qpn,
+                                        cfg.qkey,
+                                    ),
+                                    _ => hroce::SendWr::send(id, &mr, bus, n),
+                                };
                                 qp.post_send(&wr).map_err(e)?;
                                 pp.sends_posted += 1;
                             }

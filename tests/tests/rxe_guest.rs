@@ -494,15 +494,22 @@ fn perftest_client_against_splitrx(
     assert_eq!(rep.audit_error, None);
 }
 
-/// Interop: `ibv_rc_pingpong` in the guest (unmodified, rdma-core's example) against splitrx
-/// as its server (`splitrx roce serve --pingpong`): splitrx's host side speaks pingpong's
-/// out-of-band exchange (reached over slirp at 10.0.2.2), the firmware on the sim board
-/// receives each 4096-byte SEND into a page-pool buffer (checked byte for byte: the client's
-/// 0x7b) and its requester SENDs 4096 bytes back, 50 times; the client must finish with its
-/// result lines.
+/// Interop: rdma-core's `ibv_rc_pingpong` and `ibv_ud_pingpong` in the guest (unmodified)
+/// against splitrx as their server (`splitrx roce serve --pingpong`, with `--qp-type ud` for
+/// UD): splitrx's host side speaks pingpong's out-of-band exchange (reached over slirp at
+/// 10.0.2.2), the firmware on the sim board receives each SEND into a page-pool buffer
+/// (checked byte for byte: the client's 0x7b; UD: after the 40-byte GRH area) and its
+/// requester SENDs the same size back, 50 times; the client must finish with its result lines.
 #[test]
 #[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
-fn ibv_rc_pingpong_in_the_guest_runs_against_splitrx() {
+fn ibv_rc_pingpong_and_ibv_ud_pingpong_in_the_guest_run_against_splitrx() {
+    use splitrx_host::roce::QpType;
+    pingpong_against_splitrx("ibv_rc_pingpong", QpType::Rc, 4096);
+    // UD messages are at most the path MTU (rxe: 1024 on a 1500-byte link).
+    pingpong_against_splitrx("ibv_ud_pingpong", QpType::Ud, 1024);
+}
+
+fn pingpong_against_splitrx(tool: &str, qp_type: splitrx_host::roce::QpType, size: u32) {
     use splitrx_harness::roce::{serve, ServeConfig};
     use splitrx_harness::sim::SimTarget;
     let Some(img) = image() else { return };
@@ -520,8 +527,9 @@ fn ibv_rc_pingpong_in_the_guest_runs_against_splitrx() {
         link: Some((board, qemu)),
         ..SimTarget::default()
     };
-    let (iters, size) = (50u64, 4096u32);
+    let iters = 50u64;
     let serve_cfg = ServeConfig {
+        qp_type,
         pingpong: Some(tcp),
         pingpong_iters: iters,
         pingpong_size: size,
@@ -538,39 +546,40 @@ fn ibv_rc_pingpong_in_the_guest_runs_against_splitrx() {
             |_, _| t0.elapsed() > Duration::from_secs(300),
         )
     });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the responder came up");
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        panic!("{tool}: the responder did not come up: {:?}", server.join());
+    }
     let mut cfg = GuestConfig::new(qemu_port, board_port);
     // The firmware answers no ARP.
     cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
     let script = format!(
-        "timeout 120 ibv_rc_pingpong -d rxe0 -g 1 -s {size} -n {iters} -p {} 10.0.2.2 2>&1\necho \"ibv_rc_pingpong exit $?\"\n",
+        "timeout 120 {tool} -d rxe0 -g 1 -s {size} -n {iters} -p {} 10.0.2.2 2>&1\necho \"{tool} exit $?\"\n",
         tcp.port()
     );
     let run = RxeGuest::run(&img, &cfg, &script);
     let rep = server.join().unwrap();
     let run = run.unwrap_or_else(|e| panic!("{e}"));
-    report("ibv_rc_pingpong -> splitrx", &run);
+    report(&format!("{tool} -> splitrx"), &run);
     println!("--- guest output ---\n{}--- end ---", run.output);
-    let rep = rep.unwrap_or_else(|e| panic!("serve: {e}"));
+    let rep = rep.unwrap_or_else(|e| panic!("{tool}: serve: {e}"));
     println!("splitrx: {rep:?}");
     let o = &run.output;
-    assert!(o.contains("ibv_rc_pingpong exit 0"), "{o}");
+    assert!(o.contains(&format!("{tool} exit 0")), "{o}");
     assert!(
         o.contains(&format!("{} bytes in", 2 * iters * size as u64)),
-        "no result line:\n{o}"
+        "{tool}: no result line:\n{o}"
     );
     assert!(o.contains(&format!("{iters} iters in")), "{o}");
     let pp = rep.pingpong.clone().expect("pingpong mode").unwrap();
     assert_eq!(
         (pp.received, pp.verified, pp.mismatched),
         (iters, iters, 0),
-        "{pp:?}"
+        "{tool}: {pp:?}"
     );
     assert_eq!(
         (pp.sends_posted, pp.sends_completed, pp.send_errors),
         (iters, iters, 0),
-        "{pp:?}"
+        "{tool}: {pp:?}"
     );
     let c = |name: &str| {
         rep.nic_counters[splitrx_shared::stats::DEV_NAMES

@@ -139,7 +139,7 @@ impl<H: Hal> Firmware<H> {
         if !(2..=QPN_MAX).contains(&qpn)
             || a._pad != [0; 2]
             || a.flags & !CreateQpArgs::SEND_QUEUE != 0
-            || (with_sq && a.qp_type != qp_type::RC)
+            || (with_sq && a.qp_type == qp_type::UC)
             || !matches!(a.qp_type, qp_type::RC | qp_type::UC | qp_type::UD)
         {
             return Err(CtrlStatus::Invalid);

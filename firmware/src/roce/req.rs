@@ -38,11 +38,11 @@ use crate::hal::{Clock, Dma, DmaSegment, Hal, HalParts, TxError};
 use crate::stats::{dev, DeviceStats};
 use heapless::Deque;
 use splitrx_shared::abi::{
-    access, qp_state, send_flags, send_op, wc_opcode, wc_status, RoceCqe, SendWqe,
+    access, qp_state, qp_type, send_flags, send_op, wc_opcode, wc_status, RoceCqe, SendWqe,
     MAX_RD_ATOMIC_INFLIGHT,
 };
 use splitrx_shared::ring::Consumer;
-use splitrx_shared::wire::roce::{opcode, Aeth, BthRepr, ImmDt, Reth, RocePacket, RoceRepr};
+use splitrx_shared::wire::roce::{opcode, Aeth, BthRepr, Deth, ImmDt, Reth, RocePacket, RoceRepr};
 use zerocopy::little_endian::{U16, U32};
 
 /// Send WQEs a QP keeps between its ring and their completion.
@@ -186,13 +186,17 @@ fn check(w: &SendWqe, qp: &Qp, mr: &impl Fn(u32) -> Option<Mr>) -> u8 {
     let op = w.opcode;
     if w.qpn.get() != qp.qpn
         || w._pad.get() != 0
-        || w._rsvd != [0; 16]
+        || w._rsvd != [0; 8]
         || w.flags & !send_flags::SOLICITED != 0
         || op > send_op::RDMA_READ
+        || (qp.qp_type == qp_type::UD && !matches!(op, send_op::SEND | send_op::SEND_WITH_IMM))
     {
         return wc_status::LOC_QP_OP_ERR;
     }
     let len = w.len.get();
+    if qp.qp_type == qp_type::UD && len > qp.mtu {
+        return wc_status::LOC_LEN_ERR;
+    }
     if len == 0 {
         return wc_status::SUCCESS;
     }
@@ -301,15 +305,141 @@ impl Responder {
                 }
                 _ => continue,
             }
-            work |= take_wqes(qp, sq, st, |lkey| {
+            let mr = |lkey| {
                 let m = mrs.get(*lkeys.get(&lkey)? as usize)?.as_ref()?;
                 m.valid.then_some(*m)
-            });
+            };
+            if qp.qp_type == qp_type::UD {
+                work |= ud_send(&mut io, tx, qp, sq, st, mr);
+                continue;
+            }
+            work |= take_wqes(qp, sq, st, mr);
             work |= timers(qp, sq, st, now);
             work |= send_packets(&mut io, tx, qp, sq, st, now);
         }
         work
     }
+}
+
+/// UD: each WQE is one SEND ONLY datagram (DETH: the WQE's Q_Key, our QPN) to the WQE's
+/// destination QP at the QP's peer address, completed as soon as the MAC took it (UD has no
+/// acknowledgement). A WQE the NIC refuses completes with its error; the QP stays usable, as
+/// a UD QP's local errors only fail the WQE in verbs.
+fn ud_send<H: Hal>(
+    io: &mut Io<'_, H>,
+    tx: &mut [u8; TX_FRAME_MAX],
+    qp: &mut Qp,
+    sq: &mut Sq,
+    st: &mut DeviceStats,
+    mr: impl Fn(u32) -> Option<Mr>,
+) -> bool {
+    let Some(route) = sq.peer else { return false };
+    let mut work = false;
+    for _ in 0..SQ_BUDGET {
+        // One CQ slot for this completion besides the responder's.
+        match qp.cq.free() {
+            Ok(n) if n >= 2 => {}
+            Ok(_) => break,
+            Err(_) => {
+                st.inc(dev::ROCE_RING_FAULTS);
+                qp.state = qp_state::ERR;
+                return true;
+            }
+        }
+        // Looked at, not taken: a busy MAC leaves it for the next poll.
+        let w = match sq.ring.peek(1).map(|c| c.get(0)) {
+            Ok(Some(w)) => w,
+            Ok(None) => break,
+            Err(_) => {
+                st.inc(dev::ROCE_RING_FAULTS);
+                qp.state = qp_state::ERR;
+                return true;
+            }
+        };
+        let mut status = check(&w, qp, &mr);
+        let len = w.len.get();
+        if status == wc_status::SUCCESS {
+            let imm = w.opcode == send_op::SEND_WITH_IMM;
+            let r = RoceRepr {
+                bth: BthRepr {
+                    opcode: if imm {
+                        opcode::UD_SEND_ONLY_IMM
+                    } else {
+                        opcode::UD_SEND_ONLY
+                    },
+                    solicited: w.flags & send_flags::SOLICITED != 0,
+                    mig_req: false,
+                    pad_count: ((4 - len % 4) % 4) as u8,
+                    tver: 0,
+                    pkey: 0xffff,
+                    resv8a: 0,
+                    dest_qp: w.remote_qpn.get() & 0xff_ffff,
+                    ack_req: false,
+                    psn: sq.psn,
+                },
+                deth: Some(Deth {
+                    qkey: w.remote_qkey.get(),
+                    src_qp: qp.qpn,
+                }),
+                reth: None,
+                atomic_eth: None,
+                aeth: None,
+                atomic_ack_eth: None,
+                imm_dt: imm.then_some(ImmDt(w.imm.get())),
+                ieth: None,
+                payload_len: len as usize,
+            };
+            let dma = &mut io.dma;
+            let from = w.bus_addr.get();
+            let built = route.emit(&mut tx[..], &r, |p| {
+                if p.is_empty() {
+                    Ok(())
+                } else {
+                    dma.read(from, p)
+                }
+            });
+            match built {
+                Ok(n) => match transmit(&mut *io.tx, st, &tx[..], n) {
+                    Ok(()) => {}
+                    Err(TxError::Busy) => break,
+                    Err(TxError::TooLong) => status = wc_status::LOC_LEN_ERR,
+                },
+                Err(_) => {
+                    st.inc(dev::ROCE_RESP_DMA_ERRORS);
+                    status = wc_status::LOC_PROT_ERR;
+                }
+            }
+        }
+        // Our copy `w` is what was checked and sent; this only moves the index.
+        let _ = sq.ring.pop();
+        st.inc(dev::REQ_WQES_TAKEN);
+        let s = Swqe {
+            wr_id: w.wr_id.get(),
+            op: w.opcode,
+            solicited: false,
+            bus: w.bus_addr.get(),
+            len,
+            raddr: 0,
+            rkey: 0,
+            imm: 0,
+            first_psn: sq.psn,
+            npkts: 1,
+            status,
+            got: 0,
+        };
+        if status == wc_status::SUCCESS {
+            sq.psn = psn_add(sq.psn, 1);
+        }
+        let c = cqe(qp, &s, status);
+        if status == wc_status::SUCCESS {
+            st.inc(dev::REQ_WQES_COMPLETED);
+        } else {
+            st.inc(dev::REQ_CQE_ERROR);
+        }
+        publish(qp, st, &c);
+        work = true;
+    }
+    work
 }
 
 /// Moves WQEs from the ring into the window while it and the CQ have room.

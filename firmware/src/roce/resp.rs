@@ -694,8 +694,8 @@ impl Responder {
 }
 
 impl Responder {
-    /// The requester of an RC QP sends where its peer's packets come from: learned from the
-    /// first request that passed the QP's source check.
+    /// The requester sends where its peer's packets come from: learned from the first request
+    /// that passed the QP's source check (RC) or carried its Q_Key (UD).
     fn learn_peer(&mut self, slot: usize, pkt: &Pkt<'_>) {
         let Some(qp) = self.qps.get(slot).and_then(Option::as_ref) else {
             return;
@@ -703,11 +703,13 @@ impl Responder {
         let Some(sq) = qp.sq.and_then(|i| self.sqs.get_mut(i as usize)?.as_mut()) else {
             return;
         };
-        if sq.peer.is_none()
-            && qp.receiving()
-            && qp.qp_type == qp_type::RC
-            && source_matches(qp, pkt.frame, pkt.l3, pkt.ip_version)
-        {
+        let from_peer = match qp.qp_type {
+            qp_type::RC => source_matches(qp, pkt.frame, pkt.l3, pkt.ip_version),
+            // UD: the first sender whose datagram carries the QP's Q_Key.
+            qp_type::UD => pkt.p.deth().is_some_and(|d| d.qkey == qp.qkey),
+            _ => false,
+        };
+        if sq.peer.is_none() && qp.receiving() && from_peer {
             sq.peer = route(qp, pkt);
         }
     }
