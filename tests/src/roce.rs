@@ -1810,6 +1810,7 @@ fn serve_session(
     let mut cm_peer_qpn = None;
     let mut polls = 0u64;
     let mut perftest_out: Option<Result<PerftestClient, String>> = None;
+    let mut stopping: Option<Instant> = None;
     loop {
         polls += 1;
         if let Some(p) = &perftest {
@@ -1861,8 +1862,18 @@ fn serve_session(
             }
         }
         srq.refill().map_err(e)?;
-        if perftest_out.is_some() || stop(&info, received) {
+        // With the RDMA CM the first SEND can come before the RTU (Linux 6.12's rxe sends the
+        // RTU from its MAD work queue after rping's first SEND): once told to stop, wait up to
+        // 2 s more for the RTU to move the QP to RTS.
+        let cm_pending = cm_service_id.is_some() && cm_peer_qpn.is_none();
+        if perftest_out.is_some() || (stop(&info, received) && !cm_pending) {
             break;
+        }
+        if stop(&info, received) {
+            let t = *stopping.get_or_insert_with(Instant::now);
+            if t.elapsed() > Duration::from_secs(2) {
+                break;
+            }
         }
         if idle {
             std::thread::sleep(Duration::from_millis(1));
