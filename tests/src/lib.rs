@@ -23,6 +23,7 @@ pub mod roce;
 pub mod run;
 pub mod rxe;
 pub mod sim;
+pub mod sink;
 pub mod target;
 
 use target::Target;
