@@ -467,8 +467,10 @@ impl Wc {
 
     /// The completion in splitrx's CQE record (`ibv_wc_status`/`ibv_wc_opcode` numbering;
     /// `wc_flags` translated), for [`SrqBook::accept`]'s checks. A status or opcode beyond
-    /// a byte becomes 255 (refused there as unknown).
-    pub fn to_cqe(&self) -> RoceCqe {
+    /// a byte becomes 255 (refused there as unknown). `ud`: the completing QP is UD — the
+    /// GRH flag means "the buffer starts with the 40-byte GRH area" only there (rxe sets
+    /// `IBV_WC_GRH` on every receive completion, RC ones included).
+    pub fn to_cqe(&self, ud: bool) -> RoceCqe {
         let mut f = 0u16;
         if self.flags & sys::ibv_wc_flags::IBV_WC_WITH_IMM.0 != 0 {
             f |= wc_flags::WITH_IMM;
@@ -476,7 +478,7 @@ impl Wc {
         if self.flags & sys::ibv_wc_flags::IBV_WC_WITH_INV.0 != 0 {
             f |= wc_flags::WITH_INV;
         }
-        if self.flags & sys::ibv_wc_flags::IBV_WC_GRH.0 != 0 {
+        if ud && self.flags & sys::ibv_wc_flags::IBV_WC_GRH.0 != 0 {
             f |= wc_flags::GRH;
         }
         RoceCqe {
@@ -892,7 +894,11 @@ impl PoolRecv for VerbsSrq {
         let mut wcs = std::mem::take(&mut self.wcs);
         let n = self.cq.poll(max, &mut wcs);
         for w in &wcs {
-            if let Ok(Ok(r)) = self.book.accept(&w.to_cqe()) {
+            let ud = self
+                .qps
+                .iter()
+                .any(|q| q.qp_type == QpType::Ud && q.qpn() == w.qp_num);
+            if let Ok(Ok(r)) = self.book.accept(&w.to_cqe(ud)) {
                 out.push(r);
             }
         }
@@ -974,8 +980,13 @@ mod tests {
             qp_num: 17,
             src_qp: 18,
         };
-        let c = w.to_cqe();
+        let c = w.to_cqe(true);
         assert_eq!(c.wc_flags.get(), wc_flags::WITH_IMM | wc_flags::GRH);
+        assert_eq!(
+            w.to_cqe(false).wc_flags.get(),
+            wc_flags::WITH_IMM,
+            "GRH means a GRH area only on UD"
+        );
         assert_eq!(
             (c.wr_id.get(), c.byte_len.get(), c.imm_or_inv.get()),
             (7, 16, 0x1234_5678)
@@ -983,7 +994,7 @@ mod tests {
         assert_eq!((c.qpn.get(), c.src_qp.get(), c.opcode), (17, 18, 128));
         let w = Wc { status: 300, ..w };
         assert_eq!(
-            w.to_cqe().status,
+            w.to_cqe(true).status,
             u8::MAX,
             "an out-of-range status is not truncated"
         );

@@ -66,6 +66,12 @@ pub fn sink<R: PoolRecv>(
                 .token
                 .bytes()
                 .ok_or("the pool's memory is not host-readable")?;
+            // UD: the first 40 bytes are the GRH area, the message follows.
+            let b = if r.completion.grh {
+                b.get(40..).ok_or("a UD completion shorter than its GRH")?
+            } else {
+                b
+            };
             if b != &want[..] {
                 return Err(format!(
                     "message {received}: {} bytes {:02x?}..., expected {} bytes {:02x?}...",

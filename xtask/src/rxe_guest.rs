@@ -112,12 +112,59 @@ pub fn cmd() -> Result<Guest> {
 /// run because each boots a VM) against it, one at a time (TCG wants both cores).
 pub fn test_step() -> Result<()> {
     let dir = cmd()?.dir;
+    let verbs = verbs_binary()?;
     crate::run_tests(
         crate::cargo()
             .env("SPLITRX_RXE_GUEST", &dir)
+            .env("SPLITRX_VERBS_BIN", &verbs)
             .args(["test", "-p", "splitrx-harness", "--test", "rxe_guest"])
             .args(["--", "--ignored", "--test-threads=1", "--nocapture"]),
     )
+}
+
+/// What building the verbs backend needs (`ibverbs-sys` runs rdma-core's cmake configure
+/// and bindgen, and links the system's libibverbs).
+pub const VERBS_BUILD_DEPS: &[&str] = &[
+    "libibverbs-dev",
+    "cmake",
+    "libclang-dev",
+    "libnl-3-dev",
+    "libnl-route-3-dev",
+    "pkg-config",
+];
+
+/// The verbs backend's guest binary (`tests/src/bin/splitrx-verbs.rs`, feature `verbs`): its
+/// build dependencies installed if missing, built (incrementally) and stripped into the
+/// guest cache (`<cache>/splitrx-verbs`, about 1 MB: it goes into the guest through fw_cfg).
+pub fn verbs_binary() -> Result<PathBuf> {
+    crate::ensure_apt(VERBS_BUILD_DEPS)?;
+    crate::run(crate::cargo().args([
+        "build",
+        "-p",
+        "splitrx-harness",
+        "--features",
+        "verbs",
+        "--bin",
+        "splitrx-verbs",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"));
+    let built = target.join("debug/splitrx-verbs");
+    let out = cache_root().join("splitrx-verbs");
+    std::fs::create_dir_all(cache_root())?;
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(&built)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        // No binutils: the unstripped binary works too (slower through fw_cfg).
+        std::fs::copy(&built, &out)
+            .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    }
+    Ok(out)
 }
 
 /// The guest for the packages apt offers now: the cached one, or a new build.
