@@ -108,11 +108,22 @@ pub fn cmd() -> Result<Guest> {
 }
 
 /// `cargo xtask test`'s step (and `cargo xtask rxe-guest --test`): QEMU, the guest (built once,
-/// then cached), and the guest's tests (`tests/tests/rxe_guest.rs`, ignored in the workspace
+/// then cached), the verbs backend (its build dependencies, its host tests, its guest binary
+/// [`verbs_binary`]), and the guest's tests (`tests/tests/rxe_guest.rs`, ignored in the workspace
 /// run because each boots a VM) against it, one at a time (TCG wants both cores).
 pub fn test_step() -> Result<()> {
     let dir = cmd()?.dir;
     let verbs = verbs_binary()?;
+    // The verbs backend's own tests on this host (no RDMA device here: discovery's error).
+    crate::run_tests(crate::cargo().args([
+        "test",
+        "-p",
+        "splitrx-host",
+        "--features",
+        "verbs",
+        "--lib",
+        "verbs::",
+    ]))?;
     crate::run_tests(
         crate::cargo()
             .env("SPLITRX_RXE_GUEST", &dir)
