@@ -142,6 +142,7 @@ pub const VERBS_BUILD_DEPS: &[&str] = &[
     "libnl-3-dev",
     "libnl-route-3-dev",
     "pkg-config",
+    "python3",
 ];
 
 /// The verbs backend's guest binary (`tests/src/bin/splitrx-verbs.rs`, feature `verbs`): its
