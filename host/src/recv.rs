@@ -265,3 +265,101 @@ impl PoolRecv for SrqRecv {
         self.srq.destroy().map_err(|e| e.error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::PoolConfig;
+    use crate::provider::{HostMemory, HostMemoryConfig};
+    use splitrx_shared::abi::PoolMode;
+
+    fn book() -> SrqBook {
+        let pool = PagePool::new(
+            PoolConfig {
+                mode: PoolMode::Page,
+                ring_size: 4,
+                ..PoolConfig::new(1)
+            },
+            Box::new(HostMemory::new(HostMemoryConfig::new(256, 4))),
+        )
+        .unwrap();
+        SrqBook::new(pool, 0x55, 0, 0x1000)
+    }
+
+    fn cqe(w: &RecvWqe, status: u8, len: u32) -> RoceCqe {
+        RoceCqe {
+            wr_id: w.wr_id,
+            byte_len: U32::new(len),
+            status,
+            opcode: wc_opcode::RECV,
+            ..Default::default()
+        }
+    }
+
+    /// The books both backends keep: WQEs name pool buffers at the NIC's address; a CQE that
+    /// names no posted buffer, claims more bytes than the buffer or has an unknown status is
+    /// refused and counted with nothing changed; an error completion puts the buffer back; a
+    /// success lends it; close retires what is still posted; the audit adds up at each step.
+    #[test]
+    fn srq_book_lends_refuses_and_retires_exactly() {
+        let mut b = book();
+        let ws: Vec<RecvWqe> = (0..3).map(|_| b.take().unwrap()).collect();
+        for w in &ws {
+            let off = w.buf.index() as u64 * 256;
+            assert_eq!(
+                (w.bus_addr.get(), w.len.get(), w.lkey.get()),
+                (0x1000 + off, 256, 0x55)
+            );
+        }
+        assert_eq!((b.outstanding(), b.counters().posted), (3, 3));
+        let forged = RoceCqe {
+            wr_id: U64::new(u64::from(u32::MAX) + 1),
+            ..cqe(&ws[0], 0, 1)
+        };
+        assert_eq!(
+            b.accept(&forged).unwrap_err(),
+            "the CQE names no buffer this SRQ posted"
+        );
+        assert_eq!(
+            b.accept(&cqe(&ws[0], 0, 257)).unwrap_err(),
+            "more bytes than the posted buffer"
+        );
+        assert_eq!(
+            b.accept(&cqe(&ws[0], 77, 1)).unwrap_err(),
+            "unknown completion status"
+        );
+        assert_eq!(b.counters().cqe_invalid, 3);
+        assert_eq!(
+            b.first_error(),
+            Some("the CQE names no buffer this SRQ posted")
+        );
+        assert_eq!(b.outstanding(), 3, "a refused CQE changes nothing");
+        let flushed = b.accept(&cqe(&ws[1], wc_status::WR_FLUSH_ERR, 0)).unwrap();
+        assert!(flushed.is_err());
+        let r = b.accept(&cqe(&ws[0], 0, 10)).unwrap().unwrap();
+        assert_eq!(r.token.len(), 10);
+        let a = b.pool().audit().unwrap();
+        assert_eq!((a.free, a.posted, a.lent, a.filled), (2, 1, 1, 0));
+        assert_eq!(
+            b.accept(&cqe(&ws[0], 0, 10)).unwrap_err(),
+            "the CQE names no buffer this SRQ posted",
+            "a buffer completes once"
+        );
+        let w = b.take().unwrap();
+        b.untake(&w);
+        assert_eq!((b.outstanding(), b.counters().posted), (1, 3));
+        drop(r);
+        let d = b.close();
+        assert_eq!(d.retired, 1);
+        let a = d.audit.unwrap();
+        assert_eq!((a.free, a.posted, a.lent, a.filled), (4, 0, 0, 0));
+        assert_eq!(
+            (
+                d.counters.received,
+                d.counters.errors,
+                d.counters.cqe_invalid
+            ),
+            (1, 1, 4)
+        );
+    }
+}

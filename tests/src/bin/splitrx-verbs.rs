@@ -137,6 +137,7 @@ fn pair(ty: QpType, n: usize) -> R<()> {
     if ty == QpType::Ud && n > DEPTH as usize {
         return Err(format!("UD: at most {DEPTH} messages"));
     }
+    let t0 = std::time::Instant::now();
     for (i, m) in expected.iter().enumerate() {
         let addr = smr.addr() + (i * max) as u64;
         tx.post_send(
@@ -149,6 +150,7 @@ fn pair(ty: QpType, n: usize) -> R<()> {
         .map_err(e)?;
     }
     let rep = sink(&mut srq, &expected, HOLD, Duration::from_secs(60), || {})?;
+    let took = t0.elapsed();
     // Every SEND completed, successfully.
     let mut wcs: Vec<Wc> = Vec::new();
     let t = std::time::Instant::now();
@@ -161,6 +163,13 @@ fn pair(ty: QpType, n: usize) -> R<()> {
     let closed = srq.close().map_err(e)?;
     let name = if ty == QpType::Rc { "rc" } else { "ud" };
     report(name, &rep, send_ok, wcs.len());
+    // For the record (TCG speed; not checked).
+    println!(
+        "RESULT {name}-time secs={:.3} mb_per_s={:.2} msgs_per_s={:.0}",
+        took.as_secs_f64(),
+        rep.bytes as f64 / took.as_secs_f64() / 1e6,
+        rep.received as f64 / took.as_secs_f64()
+    );
     println!(
         "RESULT {name}-counters posted={} received={} errors={} cqe_invalid={} first_error={first_error:?}",
         counters.posted, counters.received, counters.errors, counters.cqe_invalid
