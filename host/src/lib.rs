@@ -14,9 +14,12 @@ pub mod ledger;
 pub mod pool;
 pub mod provider;
 pub mod queue;
+pub mod recv;
 pub mod recycle;
 pub mod roce;
 pub mod seam;
 pub mod sync;
 pub mod token;
+#[cfg(feature = "verbs")]
+pub mod verbs;
 pub mod verify;

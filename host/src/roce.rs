@@ -26,6 +26,7 @@
 use crate::ctrl::{CtrlClient, CtrlError, Deadline};
 use crate::pool::{AuditReport, PagePool, PoolConfig};
 use crate::provider::{DeviceWindow, DeviceWindowConfig};
+use crate::recv::SrqBook;
 use crate::seam::{HostWindow, WindowDesc};
 use crate::token::Token;
 use splitrx_shared::abi::CtrlCall;
@@ -554,7 +555,7 @@ fn send_cqe_ok(c: &RoceCqe, w: &SendWqe) -> bool {
 }
 
 /// `len`: the bytes of all the WQE's scatter entries.
-fn cqe_check(c: &RoceCqe, wqe: &RecvWqe, len: u64) -> Result<(), &'static str> {
+pub(crate) fn cqe_check(c: &RoceCqe, wqe: &RecvWqe, len: u64) -> Result<(), &'static str> {
     if c.wr_id.get() != wqe.wr_id.get() {
         return Err("the CQE names another WQE than the next one posted");
     }
@@ -584,7 +585,7 @@ fn cqe_check(c: &RoceCqe, wqe: &RecvWqe, len: u64) -> Result<(), &'static str> {
 }
 
 /// `sgl`: the WQE's scatter entries (at least one, at most [`MAX_RECV_SGE`]).
-fn completion(c: &RoceCqe, sgl: &[RecvWqe]) -> Completion {
+pub(crate) fn completion(c: &RoceCqe, sgl: &[RecvWqe]) -> Completion {
     let f = c.wc_flags.get();
     let wqe = sgl[0];
     let mut arr = [RecvWqe::default(); MAX_RECV_SGE];
@@ -1304,15 +1305,11 @@ pub struct PoolSrq {
     rdma: Rdma,
     pub srqn: u32,
     pub mr: MemoryRegion,
-    pool: PagePool,
     _mem: Option<DeviceBuffer>,
     region_off: u64,
     region_len: u64,
     rq: Producer<RecvWqe>,
-    /// Buffers posted and not completed.
-    posted: std::collections::HashMap<u32, RecvWqe>,
-    counters: SrqCounters,
-    first_error: Option<&'static str>,
+    book: SrqBook,
     destroyed: bool,
 }
 
@@ -1320,7 +1317,7 @@ impl std::fmt::Debug for PoolSrq {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolSrq")
             .field("srqn", &self.srqn)
-            .field("posted", &self.posted.len())
+            .field("posted", &self.book.outstanding())
             .finish_non_exhaustive()
     }
 }
@@ -1383,18 +1380,16 @@ impl PoolSrq {
             let _ = rdma.dereg_mr(mr);
             return Err(e.into());
         }
+        let bus_base = pool.region().bus_base;
         let mut s = PoolSrq {
             rdma: rdma.clone(),
             srqn,
             mr,
-            pool,
             _mem: mem,
             region_off: off,
             region_len: l.size,
             rq,
-            posted: Default::default(),
-            counters: SrqCounters::default(),
-            first_error: None,
+            book: SrqBook::new(pool, mr.lkey, srqn | 0x8000_0000, bus_base),
             destroyed: false,
         };
         s.refill()?;
@@ -1402,101 +1397,42 @@ impl PoolSrq {
     }
 
     pub fn pool(&self) -> &PagePool {
-        &self.pool
+        self.book.pool()
     }
 
     pub fn counters(&self) -> SrqCounters {
-        self.counters
+        self.book.counters()
     }
 
     pub fn first_error(&self) -> Option<&'static str> {
-        self.first_error
+        self.book.first_error()
     }
 
     /// Buffers posted and not completed.
     pub fn outstanding(&self) -> usize {
-        self.posted.len()
+        self.book.outstanding()
     }
 
     /// Posts free pool buffers until the ring is full or the pool is dry; returns how many.
     pub fn refill(&mut self) -> Result<usize, RoceError> {
         let mut n = 0;
         while self.rq.free()? > 0 {
-            let Some(buf) = self.pool.alloc() else { break };
-            let bus = self
-                .pool
-                .bus_addr(buf)
-                .expect("a buffer the pool just allocated");
-            let w = RecvWqe {
-                wr_id: U64::new(buf.raw() as u64),
-                bus_addr: U64::new(bus),
-                len: U32::new(self.pool.buf_size()),
-                lkey: U32::new(self.mr.lkey),
-                buf,
-                qpn: U32::new(self.srqn | 0x8000_0000),
-            };
+            let Some(w) = self.book.take() else { break };
             if !self.rq.push(&w)? {
                 // Cannot happen after `free() > 0` with one producer; give the buffer back.
-                let _ = self.pool.retire(buf);
+                self.book.untake(&w);
                 break;
             }
-            self.posted.insert(buf.raw(), w);
             n += 1;
         }
-        self.counters.posted += n as u64;
         Ok(n)
     }
 
-    /// Validates a CQE of a QP attached to this SRQ and resolves it: `Ok(Some)` a successful
-    /// receive lent as a token; `Ok(None)` an error completion (the buffer is back in the pool;
-    /// the completion is returned in `errors`); `Err` a refused CQE (counted, nothing changed).
+    /// Validates a CQE of a QP attached to this SRQ and resolves it: `Ok(Ok)` a successful
+    /// receive lent as a token; `Ok(Err)` an error completion (the buffer is back in the pool);
+    /// `Err` a refused CQE (counted, nothing changed). See [`SrqBook::accept`].
     pub fn accept(&mut self, c: SrqCqe) -> Result<Result<Received, Completion>, &'static str> {
-        let c = c.0;
-        let raw = c.wr_id.get();
-        let Some(w) = u32::try_from(raw)
-            .ok()
-            .and_then(|r| self.posted.get(&r).copied())
-        else {
-            return Err(self.refuse("the CQE names no buffer this SRQ posted"));
-        };
-        if let Err(e) = cqe_check(&c, &w, w.len.get() as u64) {
-            return Err(self.refuse(e));
-        }
-        let comp = completion(&c, &[w]);
-        self.posted.remove(&w.buf.raw());
-        if c.status != wc_status::SUCCESS {
-            self.counters.errors += 1;
-            if self.pool.retire(w.buf).is_err() {
-                return Err(self.refuse("the ledger refused the retired buffer"));
-            }
-            return Ok(Err(comp));
-        }
-        // A WRITE with immediate places nothing in the buffer (its byte count is the WRITE's).
-        let placed = if comp.opcode == wc_opcode::RECV {
-            comp.byte_len
-        } else {
-            0
-        };
-        let filled = match self.pool.complete(w.buf, 0, placed, true) {
-            Ok(f) => f,
-            Err(_) => return Err(self.refuse("the ledger refused the completed buffer")),
-        };
-        match self.pool.lend(filled) {
-            Ok(token) => {
-                self.counters.received += 1;
-                Ok(Ok(Received {
-                    token,
-                    completion: comp,
-                }))
-            }
-            Err(_) => Err(self.refuse("the ledger refused to lend the buffer")),
-        }
-    }
-
-    fn refuse(&mut self, why: &'static str) -> &'static str {
-        self.counters.cqe_invalid += 1;
-        self.first_error.get_or_insert(why);
-        why
+        self.book.accept(&c.0)
     }
 
     /// `ibv_destroy_srq` (destroy its QPs first: the firmware answers `Busy` otherwise). Every
@@ -1514,17 +1450,8 @@ impl PoolSrq {
             });
         }
         self.destroyed = true;
-        let bufs: Vec<BufRef> = self.posted.drain().map(|(_, w)| w.buf).collect();
-        let retired = bufs.len();
-        for b in bufs {
-            let _ = self.pool.retire(b);
-        }
         let _ = self.rdma.dereg_mr(self.mr);
-        Ok(SrqDestroyed {
-            retired,
-            audit: self.pool.audit().map_err(|e| e.to_string()),
-            counters: self.counters,
-        })
+        Ok(self.book.close())
     }
 }
 

@@ -28,6 +28,7 @@ pub mod rping;
 pub mod run;
 pub mod rxe;
 pub mod sim;
+pub mod sink;
 pub mod target;
 
 use target::Target;

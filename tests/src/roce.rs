@@ -1889,6 +1889,7 @@ fn serve_session(
     let mut perftest_out: Option<Result<PerftestClient, String>> = None;
     let mut pp = PingpongRun::default();
     let mut pp_exchange: Option<Result<(), String>> = None;
+    let mut stopping: Option<Instant> = None;
     loop {
         polls += 1;
         if let Some(p) = &perftest {
@@ -2039,8 +2040,18 @@ fn serve_session(
                     && pp.received >= cfg.pingpong_iters
                     && pp.sends_completed + pp.send_errors >= pp.sends_posted
                     && pp.sends_posted >= cfg.pingpong_iters));
-        if perftest_out.is_some() || pp_done || stop(&info, received) {
+        // With the RDMA CM the first SEND can come before the RTU (Linux 6.12's rxe sends the
+        // RTU from its MAD work queue after rping's first SEND): once told to stop, wait up to
+        // 2 s more for the RTU to move the QP to RTS.
+        let cm_pending = cm_service_id.is_some() && cm_peer_qpn.is_none();
+        if perftest_out.is_some() || pp_done || (stop(&info, received) && !cm_pending) {
             break;
+        }
+        if stop(&info, received) {
+            let t = *stopping.get_or_insert_with(Instant::now);
+            if t.elapsed() > Duration::from_secs(2) {
+                break;
+            }
         }
         if idle {
             std::thread::sleep(Duration::from_millis(1));

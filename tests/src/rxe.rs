@@ -14,6 +14,10 @@
 //!   the guest through `hostfwd` ports. The guest has no default route: it reaches the host and
 //!   nothing beyond.
 //!
+//! Executables built on this host (Debian 12 x86_64: the guest's glibc and libibverbs) go in
+//! through fw_cfg too ([`GuestConfig::files`], `opt/splitrx/bin/<name>`); `/init` copies each to
+//! `/usr/bin/<name>` before the script runs.
+//!
 //! The test script goes in through fw_cfg (`opt/splitrx/script`, any size); `/init` prints its
 //! output between markers on the serial console (a file QEMU writes) and powers off. Boot and
 //! script are bounded; QEMU is killed on drop and by the kernel if this process dies
@@ -146,6 +150,9 @@ pub struct GuestConfig {
     pub oob_mac: [u8; 6],
     /// `hostfwd`: host TCP port on 127.0.0.1 -> guest TCP port.
     pub host_forwards: Vec<(u16, u16)>,
+    /// Executables for the guest: (name, file on this host), installed as `/usr/bin/<name>`
+    /// (fw_cfg `opt/splitrx/bin/<name>`; names up to 40 bytes).
+    pub files: Vec<(String, PathBuf)>,
     /// From QEMU's start to `/init`'s READY (rxe0 ACTIVE with its IPv4 GID).
     pub boot_timeout: Duration,
     /// From READY to the script's exit.
@@ -168,6 +175,7 @@ impl GuestConfig {
             neighbors: Vec::new(),
             oob_mac: [0x52, 0x54, 0x00, 0x52, 0x58, 0x02],
             host_forwards: Vec::new(),
+            files: Vec::new(),
             boot_timeout: Duration::from_secs(90),
             script_timeout: Duration::from_secs(120),
         }
@@ -303,6 +311,24 @@ impl RxeGuest {
             "name=opt/splitrx/script,file={}",
             script_path.display()
         ));
+        for (name, path) in &cfg.files {
+            if name.is_empty() || name.len() > 40 || name.contains('/') || name.contains(',') {
+                return Err(GuestError::Io(
+                    format!("guest file name {name:?}"),
+                    std::io::Error::from(std::io::ErrorKind::InvalidInput),
+                ));
+            }
+            if !path.is_file() {
+                return Err(GuestError::Io(
+                    format!("guest file {}", path.display()),
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            c.arg("-fw_cfg").arg(format!(
+                "name=opt/splitrx/bin/{name},file={}",
+                path.display()
+            ));
+        }
         let vm = Vm::spawn(&mut c, dir.path().join("qemu.stderr"))
             .map_err(|e| GuestError::Spawn(cfg.qemu.clone(), e))?;
         Ok(RxeGuest {

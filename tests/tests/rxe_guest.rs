@@ -681,3 +681,138 @@ fn rping_in_the_guest_pings_splitrx_with_reads_and_writes_validated() {
     assert_eq!(rep.cqe_invalid, 0);
     assert_eq!(rep.audit_error, None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The verbs backend (splitrx_host::verbs) against rxe0, inside the guest: the binary
+// `splitrx-verbs` (tests/src/bin/splitrx-verbs.rs, feature `verbs`) is built on this host and
+// handed to the guest through fw_cfg; `cargo xtask rxe-guest --test` builds it and names it in
+// SPLITRX_VERBS_BIN.
+// ---------------------------------------------------------------------------------------------
+
+/// The guest binary of the verbs backend's tests.
+fn verbs_bin() -> std::path::PathBuf {
+    match std::env::var_os("SPLITRX_VERBS_BIN") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => panic!(
+            "SPLITRX_VERBS_BIN is not set: run `cargo xtask rxe-guest --test`, or build \
+             `cargo build -p splitrx-harness --features verbs --bin splitrx-verbs` and set it \
+             to the binary"
+        ),
+    }
+}
+
+/// Runs `script` in a guest that has `splitrx-verbs`; returns its output (exit 0 asserted).
+fn run_verbs(what: &str, script: &str) -> Option<String> {
+    let img = image()?;
+    let mut cfg = GuestConfig::with_free_ports().unwrap();
+    cfg.files.push(("splitrx-verbs".into(), verbs_bin()));
+    let run = RxeGuest::run(&img, &cfg, script).unwrap_or_else(|e| panic!("{e}"));
+    report(what, &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    assert_eq!(run.status, 0, "{}", run.output);
+    Some(run.output)
+}
+
+/// The `RESULT <name> ...` line of `out` (exactly one).
+fn result<'a>(out: &'a str, name: &str) -> &'a str {
+    let prefix = format!("RESULT {name} ");
+    let lines: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .collect();
+    assert_eq!(lines.len(), 1, "RESULT {name} in:\n{out}");
+    lines[0].trim()
+}
+
+/// Discovery finds rxe0; 64 RC SENDs (1 to 4096 bytes, each a distinct pattern) from one QP of
+/// rxe0 to another that receives through a `VerbsSrq` — 16 WQEs, buffers of a 32-buffer page
+/// pool — reach the example app (`splitrx_harness::sink`, the same function the sim board
+/// runs in `pool_recv.rs`) as tokens with exactly the sent bytes, in order. Holding 4 tokens
+/// after a refill the ledger says 4 lent, 16 posted, 12 free; at the end 16 posted, 16 free;
+/// after close every buffer is free and nothing was refused.
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn verbs_rc_sends_land_in_page_pool_tokens_on_rxe0_and_every_buffer_comes_back() {
+    let Some(out) = run_verbs(
+        "verbs rc",
+        "splitrx-verbs devices && splitrx-verbs rc 64\necho \"exit $?\"\n",
+    ) else {
+        return;
+    };
+    let dev = result(&out, "device");
+    assert!(dev.starts_with("name=rxe0 guid="), "{dev}");
+    check_pair(&out, "rc", 64, 4096);
+}
+
+/// The exact lines of `splitrx-verbs rc|ud N` (`name`): N messages of `1 + (i * 997) % max`
+/// bytes all received and all SENDs completed; 32 buffers, 16 WQEs, 4 tokens held: 4 lent, 16
+/// posted, 12 free while held; 16 posted, 16 free at the end; 16 + N WQEs posted in all; after
+/// close every buffer free and nothing refused.
+fn check_pair(out: &str, name: &str, n: usize, max: usize) {
+    let bytes: usize = (0..n).map(|i| 1 + (i * 997) % max).sum();
+    assert_eq!(
+        result(out, name),
+        format!("received={n} bytes={bytes} sends_ok={n}/{n}")
+    );
+    let held = "outstanding=16 total=32 free=12 posted=16 filled=0 lent=4 lent_frags=4";
+    assert_eq!(result(out, &format!("{name}-held")), held);
+    let end = "outstanding=16 total=32 free=16 posted=16 filled=0 lent=0 lent_frags=0";
+    assert_eq!(result(out, &format!("{name}-end")), end);
+    assert_eq!(
+        result(out, &format!("{name}-counters")),
+        format!(
+            "posted={} received={n} errors=0 cqe_invalid=0 first_error=None",
+            16 + n
+        )
+    );
+    let closed = "retired=16 total=32 free=32 posted=0 filled=0 lent=0 lent_frags=0";
+    assert_eq!(result(out, &format!("{name}-closed")), closed);
+}
+
+/// UD through the same SRQ API: 12 SENDs (1 to 1024 bytes) through an address handle to a UD
+/// QP on the SRQ arrive behind the 40-byte GRH area, each with its exact bytes; the same exact
+/// ledger counts as RC.
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn verbs_ud_sends_land_behind_the_grh_in_page_pool_tokens_on_rxe0() {
+    let Some(out) = run_verbs("verbs ud", "splitrx-verbs ud 12\necho \"exit $?\"\n") else {
+        return;
+    };
+    check_pair(&out, "ud", 12, 1024);
+}
+
+/// The `DeviceWindow` provider over a real dmabuf: a memfd (sealed against shrinking) made a
+/// dmabuf by `/dev/udmabuf` (the 6.12 guest kernel has `CONFIG_UDMABUF=y`), mapped by the
+/// provider, carved into 8 buffers of 4096 bytes, each lent as a token whose bytes are those
+/// written through the memfd (the same pages: a later write shows through), every buffer
+/// reclaimed when the tokens drop. `ibv_reg_dmabuf_mr` of that dmabuf on rxe0 is refused with
+/// the clear error kind (`VerbsError::DmabufUnsupported`, EOPNOTSUPP: rxe's provider has no
+/// dmabuf MR).
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn verbs_dmabuf_window_over_a_udmabuf_and_rxe_refuses_a_dmabuf_mr() {
+    let Some(out) = run_verbs("verbs dmabuf", "splitrx-verbs dmabuf\necho \"exit $?\"\n") else {
+        return;
+    };
+    assert_eq!(
+        result(&out, "dmabuf-window"),
+        "count=8 buf_size=4096 bus_base=0x100000000 mapped=true"
+    );
+    assert_eq!(
+        result(&out, "dmabuf-lent"),
+        "tokens=8 bytes_match=8 total=8 free=0 posted=0 filled=0 lent=8 lent_frags=8"
+    );
+    assert_eq!(result(&out, "dmabuf-shared"), "byte5=Some(a5)");
+    assert_eq!(
+        result(&out, "dmabuf-reclaimed"),
+        "total=8 free=8 posted=0 filled=0 lent=0 lent_frags=0"
+    );
+    assert_eq!(
+        result(&out, "dmabuf-mr"),
+        "unsupported errno=95 (Operation not supported (os error 95))"
+    );
+    assert_eq!(
+        result(&out, "dmabuf-destroyed"),
+        "deferred=false tokens_outstanding=0"
+    );
+}

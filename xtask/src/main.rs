@@ -334,6 +334,11 @@ fn thirty_two_bit() -> Result<()> {
 
 /// Installs Debian packages that are missing (as root), or says exactly what to install.
 pub(crate) fn ensure_apt(pkgs: &[&str]) -> Result<()> {
+    ensure_apt_from(pkgs, None)
+}
+
+/// [`ensure_apt`], taking the packages from `suite` (`apt-get install -t`) when given.
+pub(crate) fn ensure_apt_from(pkgs: &[&str], suite: Option<&str>) -> Result<()> {
     let missing: Vec<&str> = pkgs
         .iter()
         .copied()
@@ -352,14 +357,16 @@ pub(crate) fn ensure_apt(pkgs: &[&str]) -> Result<()> {
     let root = output(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0");
     if !root {
         bail!(
-            "missing Debian packages: {} (run: sudo apt-get install {})",
+            "missing Debian packages: {} (run: sudo apt-get install {}{})",
             missing.join(" "),
+            suite.map(|s| format!("-t {s} ")).unwrap_or_default(),
             missing.join(" ")
         );
     }
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(suite.map(|s| ["-t", s]).into_iter().flatten())
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
     .with_context(|| format!("could not install {}", missing.join(" ")))
@@ -397,6 +404,15 @@ pub(crate) fn ensure_qemu(binary: &str) -> Result<()> {
     if !root {
         bail!("{how}");
     }
+    ensure_backports().with_context(|| how.clone())?;
+    ensure_apt_from(&[pkg], Some("bookworm-backports")).with_context(|| how.clone())?;
+    output(Command::new(binary).arg("--version")).with_context(|| how.clone())?;
+    Ok(())
+}
+
+/// Adds `bookworm-backports` to the main archive's `Suites:` line of
+/// /etc/apt/sources.list.d/debian.sources (as root) unless apt's sources have it already.
+pub(crate) fn ensure_backports() -> Result<()> {
     let sources = Path::new("/etc/apt/sources.list.d/debian.sources");
     if let Ok(text) = std::fs::read_to_string(sources) {
         if !text.contains("bookworm-backports") {
@@ -407,19 +423,17 @@ pub(crate) fn ensure_qemu(binary: &str) -> Result<()> {
                 1,
             );
             if fixed == text {
-                bail!("{how} (could not find the main archive's Suites line)");
+                bail!(
+                    "could not enable bookworm-backports: no main archive's Suites line in {}",
+                    sources.display()
+                );
             }
-            std::fs::write(sources, fixed).with_context(|| how.clone())?;
+            std::fs::write(sources, fixed)
+                .with_context(|| format!("writing {}", sources.display()))?;
             println!("enabled bookworm-backports in {}", sources.display());
+            run(Command::new("apt-get").args(["update", "-qq"]))?;
         }
     }
-    run(Command::new("apt-get").args(["update", "-qq"])).with_context(|| how.clone())?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(["-t", "bookworm-backports", pkg])
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-    .with_context(|| how.clone())?;
-    output(Command::new(binary).arg("--version")).with_context(|| how.clone())?;
     Ok(())
 }
 

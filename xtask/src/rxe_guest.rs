@@ -1,11 +1,15 @@
 //! `cargo xtask rxe-guest`: the Linux soft-RoCE (rxe) guest that `tests/src/rxe.rs`
 //! (`RxeGuest`) boots in QEMU, built from Debian packages and cached.
 //!
-//! Debian's own kernel (the one `linux-image-amd64` depends on) and an initramfs holding
+//! Debian's own kernel from bookworm-backports (the one `linux-image-amd64/bookworm-backports`
+//! depends on: 6.12, whose config has `CONFIG_UDMABUF=y`, `CONFIG_DMABUF_HEAPS_SYSTEM=y` and
+//! `CONFIG_RDMA_RXE=m`; bookworm's 6.1 has no udmabuf) and an initramfs holding
 //! busybox, the rdma-core and perftest tools, `ip` and `rdma` from iproute2, every shared library
 //! they need (the ELF `NEEDED` entries walked against the extracted packages, the rxe verbs
 //! provider included), the kernel modules rxe and the NICs need (their `depends=` walked in the
-//! modules' own `.modinfo`), and `/init` (`rxe_guest_init.sh`).
+//! modules' own `.modinfo`; modules the kernel has built in, per its `modules.builtin`, are
+//! left out; `.ko.xz` modules are unpacked with the host's `xz`), and `/init`
+//! (`rxe_guest_init.sh`). The userspace (rdma-core, perftest, busybox) stays bookworm's.
 //!
 //! The packages are resolved with `apt-cache depends` (the tools' `Depends`/`Pre-Depends`,
 //! followed through library packages) and fetched with `apt-get download` (no root needed);
@@ -22,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// The package whose dependency names the kernel.
+/// The package whose dependency names the kernel, and the suite it is taken from.
 const KERNEL_META: &str = "linux-image-amd64";
+const KERNEL_SUITE: &str = "bookworm-backports";
 /// What the guest runs: busybox, the verbs library and providers, their tools, perftest,
 /// the RDMA CM and its tools, iproute2 (`ip`, `rdma`).
 const PACKAGES: &[&str] = &[
@@ -42,8 +47,8 @@ const TOOL_PACKAGES: &[&str] = &["ibverbs-utils", "perftest", "rdmacm-utils"];
 const TOOLS: &[&str] = &["usr/bin/rdma", "bin/ip"];
 /// The modules `/init` loads (their dependencies first, found in `.modinfo`): the NICs
 /// (virtio-net on PCI), fw_cfg (the test script), the CRC32 the rxe ICRC asks the crypto API
-/// for, rxe and the user verbs, the RDMA CM's user interface. Debian's 6.1 kernel has no
-/// `udmabuf` (`CONFIG_UDMABUF` is not set).
+/// for, rxe and the user verbs, the RDMA CM's user interface. Those the kernel has built in
+/// (6.12: `virtio_pci`) are skipped; `udmabuf` is built in (`CONFIG_UDMABUF=y`).
 const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
@@ -103,21 +108,80 @@ pub fn cmd() -> Result<Guest> {
 }
 
 /// `cargo xtask test`'s step (and `cargo xtask rxe-guest --test`): QEMU, the guest (built once,
-/// then cached), and the guest's tests (`tests/tests/rxe_guest.rs`, ignored in the workspace
+/// then cached), the verbs backend (its build dependencies, its host tests, its guest binary
+/// [`verbs_binary`]), and the guest's tests (`tests/tests/rxe_guest.rs`, ignored in the workspace
 /// run because each boots a VM) against it, one at a time (TCG wants both cores).
 pub fn test_step() -> Result<()> {
     let dir = cmd()?.dir;
+    let verbs = verbs_binary()?;
+    // The verbs backend's own tests on this host (no RDMA device here: discovery's error).
+    crate::run_tests(crate::cargo().args([
+        "test",
+        "-p",
+        "splitrx-host",
+        "--features",
+        "verbs",
+        "--lib",
+        "verbs::",
+    ]))?;
     crate::run_tests(
         crate::cargo()
             .env("SPLITRX_RXE_GUEST", &dir)
+            .env("SPLITRX_VERBS_BIN", &verbs)
             .args(["test", "-p", "splitrx-harness", "--test", "rxe_guest"])
             .args(["--", "--ignored", "--test-threads=1", "--nocapture"]),
     )
 }
 
+/// What building the verbs backend needs (`ibverbs-sys` runs rdma-core's cmake configure
+/// and bindgen, and links the system's libibverbs).
+pub const VERBS_BUILD_DEPS: &[&str] = &[
+    "libibverbs-dev",
+    "cmake",
+    "libclang-dev",
+    "libnl-3-dev",
+    "libnl-route-3-dev",
+    "pkg-config",
+    "python3",
+];
+
+/// The verbs backend's guest binary (`tests/src/bin/splitrx-verbs.rs`, feature `verbs`): its
+/// build dependencies installed if missing, built (incrementally) and stripped into the
+/// guest cache (`<cache>/splitrx-verbs`, about 1 MB: it goes into the guest through fw_cfg).
+pub fn verbs_binary() -> Result<PathBuf> {
+    crate::ensure_apt(VERBS_BUILD_DEPS)?;
+    crate::run(crate::cargo().args([
+        "build",
+        "-p",
+        "splitrx-harness",
+        "--features",
+        "verbs",
+        "--bin",
+        "splitrx-verbs",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"));
+    let built = target.join("debug/splitrx-verbs");
+    let out = cache_root().join("splitrx-verbs");
+    std::fs::create_dir_all(cache_root())?;
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(&built)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        // No binutils: the unstripped binary works too (slower through fw_cfg).
+        std::fs::copy(&built, &out)
+            .with_context(|| format!("copying {} to {}", built.display(), out.display()))?;
+    }
+    Ok(out)
+}
+
 /// The guest for the packages apt offers now: the cached one, or a new build.
 pub fn ensure() -> Result<Guest> {
-    for tool in ["apt-get", "apt-cache", "dpkg-deb", "gzip"] {
+    for tool in ["apt-get", "apt-cache", "dpkg-deb", "gzip", "xz"] {
         if which(tool).is_none() {
             bail!(
                 "the rxe guest is built with {tool}, which is not on PATH (a Debian host has it)"
@@ -196,11 +260,15 @@ fn apt_depends(pkgs: &[String], recurse: bool) -> Result<String> {
     Ok(text)
 }
 
-/// `linux-image-X-amd64`, the kernel `linux-image-amd64` depends on. Runs `apt-get update`
-/// once (as root) when apt's lists do not know it.
+/// `linux-image-X-amd64`, the kernel `linux-image-amd64` of [`KERNEL_SUITE`] depends on.
+/// Enables bookworm-backports (as root) if apt's sources lack it, and runs `apt-get update`
+/// once (as root) when apt's lists do not know the kernel.
 fn kernel_package() -> Result<String> {
+    if is_root() {
+        crate::ensure_backports()?;
+    }
     let find = || -> Result<String> {
-        let text = apt_depends(&[KERNEL_META.to_string()], false)?;
+        let text = apt_depends(&[format!("{KERNEL_META}/{KERNEL_SUITE}")], false)?;
         text.lines()
             .filter_map(|l| l.trim().strip_prefix("Depends: "))
             .find(|p| p.starts_with("linux-image-") && !p.starts_with('<'))
@@ -216,7 +284,8 @@ fn kernel_package() -> Result<String> {
             find()
         }
         Err(e) => bail!(
-            "{e:#}: apt's package lists do not know {KERNEL_META}; run `sudo apt-get update` \
+            "{e:#}: apt's package lists do not know {KERNEL_META} in {KERNEL_SUITE}; add \
+             {KERNEL_SUITE} to apt's sources and run `sudo apt-get update` \
              (the guest is downloaded with `apt-get download`, which needs no root after that)"
         ),
     }
@@ -321,7 +390,7 @@ fn fnv<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
 
 /// What the guest is built from besides the packages: `/init` and the lists above.
 fn recipe() -> Vec<&'static [u8]> {
-    let mut parts = vec![INIT.as_bytes()];
+    let mut parts = vec![INIT.as_bytes(), KERNEL_SUITE.as_bytes()];
     for list in [PACKAGES, TOOL_PACKAGES, TOOLS, MODULES, DLOPENED] {
         parts.extend(list.iter().map(|s| s.as_bytes()));
     }
@@ -405,10 +474,7 @@ fn build(
     for (n, p) in &exes {
         img.file(&format!("usr/bin/{n}"), read(p)?, 0o755);
     }
-    let modules = add_modules(
-        &mut img,
-        &tree.join("lib/modules").join(kver).join("kernel"),
-    )?;
+    let modules = add_modules(&mut img, &tree.join("lib/modules").join(kver))?;
     let cpio = img.newc();
     gzip(&cpio, &tmp.join("initrd.img"))?;
     std::fs::copy(
@@ -608,17 +674,25 @@ fn add_libraries(
     Ok(libs.into_keys().collect())
 }
 
-/// [`MODULES`] and their dependencies from the kernel's module tree `kdir`, as
-/// `/lib/modules/<name>.ko`, and their load order in `/etc/rxe-guest/modules` (read by
-/// `/init`). Returns that order.
+/// [`MODULES`] and their dependencies from the kernel's module tree `kdir`
+/// (`/lib/modules/<version>`), as `/lib/modules/<name>.ko` (unpacked), and their load order in
+/// `/etc/rxe-guest/modules` (read by `/init`). Returns that order.
 fn add_modules(img: &mut Initramfs, kdir: &Path) -> Result<Vec<String>> {
-    let index = module_index(kdir)?;
+    let index = module_index(&kdir.join("kernel"))?;
+    let builtin = builtin_modules(kdir)?;
     let mut order: Vec<String> = Vec::new();
     for m in MODULES {
+        if !index.contains_key(*m) && builtin.contains(*m) {
+            continue;
+        }
         module_order(m, &index, &mut order, 0)?;
     }
     for m in &order {
-        img.file(&format!("lib/modules/{m}.ko"), read(&index[m])?, 0o644);
+        img.file(
+            &format!("lib/modules/{m}.ko"),
+            module_bytes(&index[m])?,
+            0o644,
+        );
     }
     img.file(
         "etc/rxe-guest/modules",
@@ -671,7 +745,43 @@ fn name_of(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Every module under `dir` by its name (`-` read as `_`, as the kernel does).
+/// The modules the kernel has built in (`modules.builtin` in `kdir`), by name.
+fn builtin_modules(kdir: &Path) -> Result<BTreeSet<String>> {
+    let text = std::fs::read_to_string(kdir.join("modules.builtin")).unwrap_or_default();
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            name_of(Path::new(l.trim()))
+                .strip_suffix(".ko")
+                .map(str::to_string)
+        })
+        .map(|n| n.replace('-', "_"))
+        .collect())
+}
+
+/// A module file's ELF bytes (`.ko.xz` unpacked with the host's `xz`).
+fn module_bytes(p: &Path) -> Result<Vec<u8>> {
+    if p.extension().is_some_and(|e| e == "xz") {
+        let out = Command::new("xz")
+            .args(["-d", "-c"])
+            .arg(p)
+            .stderr(Stdio::piped())
+            .output()
+            .context("could not run xz (xz-utils) to unpack the kernel's modules")?;
+        if !out.status.success() {
+            bail!(
+                "xz -d {}: {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        return Ok(out.stdout);
+    }
+    read(p)
+}
+
+/// Every module under `dir` by its name (`-` read as `_`, as the kernel does; `.ko` or
+/// `.ko.xz`).
 fn module_index(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut idx = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
@@ -680,8 +790,14 @@ fn module_index(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
             let p = e?.path();
             if p.is_dir() {
                 todo.push(p);
-            } else if let Some(n) = name_of(&p).strip_suffix(".ko") {
-                idx.insert(n.replace('-', "_"), p);
+            } else {
+                let name = name_of(&p);
+                if let Some(n) = name
+                    .strip_suffix(".ko")
+                    .or_else(|| name.strip_suffix(".ko.xz"))
+                {
+                    idx.insert(n.replace('-', "_"), p);
+                }
             }
         }
     }
@@ -704,7 +820,7 @@ fn module_order(
     let path = index
         .get(m)
         .with_context(|| format!("kernel module {m} is not in the kernel package"))?;
-    let bytes = read(path)?;
+    let bytes = module_bytes(path)?;
     let deps = bytes
         .windows(9)
         .position(|w| w == b"\0depends=")

@@ -89,6 +89,13 @@ until [ "$(cat /sys/class/net/$roce/operstate)" = up ]; do
 done
 say "READY $(cut -d' ' -f1 /proc/uptime) roce=$roce oob=$oob"
 
+# Executables the host built for this run (RxeGuest's `files`).
+for f in /sys/firmware/qemu_fw_cfg/by_name/opt/splitrx/bin/*/raw; do
+    [ -r "$f" ] || continue
+    n=${f%/raw}
+    n=${n##*/}
+    cp "$f" "/usr/bin/$n" && chmod 755 "/usr/bin/$n" || fail "copying $n from fw_cfg"
+done
 script=/sys/firmware/qemu_fw_cfg/by_name/opt/splitrx/script/raw
 [ -r $script ] || fail "no test script in fw_cfg (opt/splitrx/script)"
 cp $script /tmp/script.sh
