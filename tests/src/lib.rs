@@ -7,6 +7,8 @@
 //! - [`qemu`]: the qemu-virt board (the firmware as an aarch64 image in QEMU) as a target;
 //! - [`roce`]: the RoCE oracle: a capture's requests replayed to the responder on a target,
 //!   every response and placed byte checked against the captured responder;
+//! - [`interop`]: the byte check of an interop run: what crossed the link to a real RoCE peer
+//!   against what the responder did to device memory;
 //! - [`rxe`]: [`rxe::RxeGuest`], a Linux soft-RoCE (rxe) peer in a QEMU x86_64 VM (the guest
 //!   built by `cargo xtask rxe-guest`), for interop with a real RDMA stack;
 //! - [`run`]: a source of frames through a target, end to end: the host device brought up
@@ -17,6 +19,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod craft;
+pub mod interop;
 pub mod perftest;
 pub mod qemu;
 pub mod roce;
@@ -34,7 +37,7 @@ pub const TARGETS: &[&str] = &["sim", "qemu"];
 pub fn target_by_name(name: &str) -> Option<Box<dyn Target>> {
     match name {
         "sim" => Some(Box::new(sim::SimTarget::default())),
-        "qemu" => Some(Box::new(qemu::QemuTarget)),
+        "qemu" => Some(Box::new(qemu::QemuTarget::default())),
         _ => None,
     }
 }

@@ -229,7 +229,7 @@ fn uses_wqe(o: u8) -> bool {
     matches!(o & 0x1f, 0x00..=0x05 | 0x09 | 0x0b | 0x16 | 0x17) || o >= 0x64
 }
 
-fn ends_message(o: u8) -> bool {
+pub(crate) fn ends_message(o: u8) -> bool {
     matches!(
         o & 0x1f,
         0x02..=0x05 | 0x08..=0x0c | 0x13 | 0x14 | 0x16 | 0x17
@@ -870,7 +870,7 @@ fn path_mtu(seen: u32, requests: &[Pkt], qpn: u32) -> u32 {
         .unwrap_or(4096)
 }
 
-fn psn_in(psn: u32, first: u32, n: u32) -> bool {
+pub(crate) fn psn_in(psn: u32, first: u32, n: u32) -> bool {
     psn.wrapping_sub(first) & 0xff_ffff < n
 }
 
@@ -1603,6 +1603,11 @@ pub struct ServeConfig {
     /// The responder's GID as the perftest exchange announces it (the address the requester
     /// reaches the board's MAC at).
     pub local_gid: [u8; 16],
+    /// Keep what a byte check needs ([`crate::interop::check_link`]): the MR is filled with
+    /// [`crate::interop::mr_pattern`] before the peer connects, the target records its link
+    /// ([`crate::target::Session::record_link`]; an error if it cannot), every received
+    /// message's bytes are kept, and the MR is read back at the end: [`ServeReport::bytes`].
+    pub keep_bytes: bool,
 }
 
 impl Default for ServeConfig {
@@ -1623,6 +1628,7 @@ impl Default for ServeConfig {
             perftest: None,
             perftest_test: crate::perftest::Test::Write,
             local_gid: hroce::gid_from_ipv4([127, 0, 0, 1]),
+            keep_bytes: false,
         }
     }
 }
@@ -1666,6 +1672,10 @@ pub struct ServeReport {
     /// perftest mode: the client's QPN and its report (bytes per message, iterations, peak
     /// and average MB/s, Mpps), or why the exchange failed.
     pub perftest: Option<Result<PerftestClient, String>>,
+    /// With `keep_bytes`: the MR before and after, the messages' bytes and the link's frames
+    /// (not serialized: megabytes).
+    #[serde(skip)]
+    pub bytes: Option<crate::interop::ServeBytes>,
 }
 
 /// What a perftest client told a [`serve`] (see [`ServeReport::perftest`]).
@@ -1726,6 +1736,19 @@ fn serve_session(
                 | access::REMOTE_ATOMIC,
         )
         .map_err(e)?;
+    let mut kept = None;
+    if cfg.keep_bytes {
+        if !rig.session.record_link() {
+            return Err("keep_bytes needs a target whose link to the peer can be recorded".into());
+        }
+        let initial = crate::interop::mr_pattern(cfg.mr_len);
+        rig.write_mem(mem.bus_addr, &initial);
+        kept = Some(crate::interop::ServeBytes {
+            mr_va: mr.iova,
+            mr_initial: initial,
+            ..Default::default()
+        });
+    }
     let (pool, pmem) = rdma
         .device_pool(cfg.recv_buf_size, cfg.recv_bufs)
         .map_err(e)?;
@@ -1853,6 +1876,13 @@ fn serve_session(
                     Ok(Ok(rx)) => {
                         received += 1;
                         bytes += rx.completion.byte_len as u64;
+                        if let Some(k) = &mut kept {
+                            let b = rx
+                                .token
+                                .bytes()
+                                .ok_or("a received message is not host-readable")?;
+                            k.messages.push(b.to_vec());
+                        }
                         drop(rx.token);
                     }
                     Ok(Err(_)) => errors += 1,
@@ -1875,6 +1905,12 @@ fn serve_session(
         }
     }
     let nic_counters = rig.nic_counters();
+    if let Some(k) = &mut kept {
+        k.mr_final = rig.read_mem(mem.bus_addr, cfg.mr_len as usize);
+        k.link_rx = rig.session.received().unwrap_or_default();
+        k.link_tx = rig.session.transmitted().unwrap_or_default();
+        k.link_overflow = rig.session.record_overflow();
+    }
     let d = qp.destroy().map_err(e)?;
     for c in d.completions {
         if let Cqe::Srq(c) = c {
@@ -1897,6 +1933,7 @@ fn serve_session(
         nic_counters,
         cm_peer_qpn,
         perftest: perftest_out,
+        bytes: kept,
     })
 }
 
