@@ -42,14 +42,41 @@ pub fn target_by_name(name: &str) -> Option<Box<dyn Target>> {
     }
 }
 
-/// The targets the scenarios run on: `SPLITRX_TARGETS` (comma-separated names, default
-/// `sim`). Panics on an unknown name (a test configuration error).
-pub fn targets_from_env() -> Vec<Box<dyn Target>> {
+/// The target a name stands for, its MAC linked to a real peer over UDP instead of playing
+/// traffic (`local`: the board's end, `peer`: where its frames go; one datagram per frame,
+/// QEMU's `-netdev dgram` framing): [`sim::SimTarget::link`], [`qemu::QemuTarget::link`].
+pub fn linked_target_by_name(
+    name: &str,
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) -> Option<Box<dyn Target + Send>> {
+    let link = Some((local, peer));
+    match name {
+        "sim" => Some(Box::new(sim::SimTarget {
+            link,
+            ..Default::default()
+        })),
+        "qemu" => Some(Box::new(qemu::QemuTarget { link })),
+        _ => None,
+    }
+}
+
+/// The names in `SPLITRX_TARGETS` (comma-separated, default `sim`).
+pub fn target_names_from_env() -> Vec<String> {
     let names = std::env::var("SPLITRX_TARGETS").unwrap_or_else(|_| "sim".into());
     names
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The targets the scenarios run on: `SPLITRX_TARGETS` (comma-separated names, default
+/// `sim`). Panics on an unknown name (a test configuration error).
+pub fn targets_from_env() -> Vec<Box<dyn Target>> {
+    target_names_from_env()
+        .iter()
         .map(|n| target_by_name(n).unwrap_or_else(|| panic!("unknown target `{n}`")))
         .collect()
 }

@@ -406,15 +406,11 @@ impl Board {
         local: std::net::SocketAddr,
         peer: std::net::SocketAddr,
     ) -> Box<dyn splitrx_harness::target::Target + Send> {
-        match self {
-            Board::Sim => Box::new(splitrx_harness::sim::SimTarget {
-                link: Some((local, peer)),
-                ..Default::default()
-            }),
-            Board::QemuVirt => Box::new(splitrx_harness::qemu::QemuTarget {
-                link: Some((local, peer)),
-            }),
-        }
+        let name = match self {
+            Board::Sim => "sim",
+            Board::QemuVirt => "qemu",
+        };
+        splitrx_harness::linked_target_by_name(name, local, peer).expect("a known target")
     }
 }
 

@@ -450,6 +450,62 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_recorded_link_logs_both_ways_and_an_unrecorded_one_neither() {
+        use std::net::UdpSocket;
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for record in [false, true] {
+            let ctl = Arc::new(WireCtl::default());
+            ctl.record.store(record, Ordering::Relaxed);
+            let mut w = DgramWire::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                peer.local_addr().unwrap(),
+                ctl.clone(),
+            )
+            .unwrap();
+            let at = w.local_addr().unwrap();
+            ctl.start.store(true, Ordering::Release);
+            for f in [&b"first"[..], b"second"] {
+                peer.send_to(f, at).unwrap();
+                let end = Instant::now() + Duration::from_secs(5);
+                while !w.advance() {
+                    assert!(Instant::now() < end, "the datagram never came");
+                }
+                assert_eq!(w.frame(), f);
+            }
+            // The firmware's frame goes to the peer as one datagram, not into the log.
+            ctl.transmit(b"answer").unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"answer"[..], at));
+            let (rx, tx) = (ctl.take_rx(), ctl.take_tx());
+            if record {
+                assert_eq!(rx, [b"first".to_vec(), b"second".to_vec()]);
+                assert_eq!(tx, [b"answer".to_vec()]);
+            } else {
+                assert!(rx.is_empty() && tx.is_empty(), "{rx:?} {tx:?}");
+            }
+            assert_eq!(ctl.record_overflow(), (0, 0));
+        }
+        // Without a link, transmitted frames go to the log (the harness plays the peer).
+        let ctl = WireCtl::default();
+        ctl.transmit(b"ack").unwrap();
+        assert_eq!(ctl.take_tx(), [b"ack".to_vec()]);
+    }
+
+    #[test]
+    fn a_full_frame_log_counts_what_it_drops() {
+        let mut l = FrameLog::default();
+        for _ in 0..FrameLog::CAP + 3 {
+            l.push(b"x");
+        }
+        assert_eq!(
+            (l.frames.len(), l.sent, l.overflow),
+            (FrameLog::CAP, FrameLog::CAP as u64 + 3, 3)
+        );
+    }
+
+    #[test]
     fn a_reset_takes_advertised_credit_back() {
         let c = Credit::default();
         c.posted(64, 32);
