@@ -22,10 +22,12 @@
 //!   the responder's memory order) in arrival order; each ATOMIC ACK must return the value the
 //!   model held before its request, and the MR's final bytes must equal the model's.
 //!
-//! A request repeating a PSN seen before (a retransmission) is counted and not applied again
-//! (the responder answers a duplicate from what it did the first time); a request with a bad
-//! ICRC is counted and not applied (the responder drops it). Every count is exact, so a test
-//! can assert how many packets and bytes were verified.
+//! Requests are applied in PSN order (the order the responder executes them in), each PSN
+//! once: a request repeating a PSN seen before (a retransmission) is counted and not applied
+//! again (the responder answers a duplicate from what it did the first time; a retransmitted
+//! packet carries the same bytes), and a packet lost on the way and sent again later takes its
+//! place by PSN. A request with a bad ICRC is counted and not applied (the responder drops
+//! it). Every count is exact, so a test can assert how many packets and bytes were verified.
 
 use crate::roce::{ends_message, is_request, parse, psn_in, Pkt};
 use splitrx_shared::wire::roce::opcode as op;
@@ -142,6 +144,10 @@ pub fn check_link(qpn: u32, b: &ServeBytes) -> LinkCheck {
     let mut reads: Vec<(u32, u64, u32, Vec<u8>)> = Vec::new();
     // Atomics: PSN -> the value before.
     let mut atomics: BTreeMap<u32, u64> = BTreeMap::new();
+    // Each PSN once (its first arrival with a valid ICRC), then in PSN order: the order the
+    // responder executes them in, whatever order a lossy link delivered them in (a lost
+    // packet comes again after the ones behind it).
+    let mut requests = Vec::new();
     for (i, f) in b.link_rx.iter().enumerate() {
         let n = i as u64 + 1;
         let Some(p) = parse(n, f).filter(|p| p.dest_qp == qpn && is_request(p.opcode)) else {
@@ -150,12 +156,18 @@ pub fn check_link(qpn: u32, b: &ServeBytes) -> LinkCheck {
         };
         if !p.icrc_ok {
             c.bad_icrc += 1;
-            continue;
-        }
-        if !seen.insert(p.psn) {
+        } else if !seen.insert(p.psn) {
             c.duplicates += 1;
-            continue;
+        } else {
+            requests.push(p);
         }
+    }
+    if let Some(first) = requests.first().map(|p| p.psn) {
+        // Signed 24-bit distance from the first arrival (PSNs wrap).
+        requests.sort_by_key(|p| ((p.psn.wrapping_sub(first) << 8) as i32) >> 8);
+    }
+    for p in requests {
+        let n = p.number;
         c.requests += 1;
         let o = p.opcode;
         if is_write(o) {
@@ -437,6 +449,41 @@ mod tests {
         b.link_rx.push(bad);
         let c = check_link(0x11, &b);
         assert_eq!((c.bad_icrc, c.errors.len()), (1, 0), "{:?}", c.errors);
+    }
+
+    #[test]
+    fn a_packet_lost_and_sent_again_takes_its_place_by_psn() {
+        let mut b = bytes(64);
+        let (x, y, z) = ([1u8; 8], [2u8; 8], [3u8; 8]);
+        // WRITE 24 bytes at offset 0 in three packets (PSN 0xfffffe, 0xffffff, 0: the PSN
+        // wraps); the middle one is lost and comes again after the last, then the whole
+        // message is retransmitted; then a SEND whose first packet came late.
+        b.link_rx = vec![
+            frame(op::RC_WRITE_FIRST, 0x11, 0xff_fffe, &reth(VA, 24), &x),
+            frame(op::RC_WRITE_LAST, 0x11, 0, &[], &z),
+            frame(op::RC_WRITE_MIDDLE, 0x11, 0xff_ffff, &[], &y),
+            frame(op::RC_WRITE_FIRST, 0x11, 0xff_fffe, &reth(VA, 24), &x),
+            frame(op::RC_WRITE_MIDDLE, 0x11, 0xff_ffff, &[], &y),
+            frame(op::RC_WRITE_LAST, 0x11, 0, &[], &z),
+            frame(op::RC_SEND_LAST, 0x11, 2, &[], b"lo"),
+            frame(op::RC_SEND_FIRST, 0x11, 1, &[], b"hel"),
+        ];
+        b.mr_final[..8].fill(1);
+        b.mr_final[8..16].fill(2);
+        b.mr_final[16..24].fill(3);
+        b.messages = vec![b"hello".to_vec()];
+        let c = check_link(0x11, &b);
+        assert_eq!(c.errors, Vec::<String>::new());
+        assert_eq!(
+            (
+                c.requests,
+                c.duplicates,
+                c.write_packets,
+                c.write_bytes,
+                c.messages_matched
+            ),
+            (5, 3, 3, 24, 1)
+        );
     }
 
     #[test]

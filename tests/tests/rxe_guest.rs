@@ -567,7 +567,7 @@ const PERFTESTS: [(&str, splitrx_harness::perftest::Test, u64); 4] = {
         ("ib_atomic_bw", Test::Atomic, 8),
     ]
 };
-const ITERS: u64 = 50;
+const ITERS: u64 = 500;
 /// rxe's active MTU on the guest's 1500-byte link (what perftest settles on).
 const PATH_MTU: u64 = 1024;
 

@@ -530,6 +530,9 @@ pub struct DgramWire {
 }
 
 impl DgramWire {
+    /// The receive buffer the link's socket asks for.
+    pub const RCVBUF: usize = 4 << 20;
+
     /// Binds `local` and links to `peer`. The socket is non-blocking: the firmware's poll loop
     /// never waits on it.
     pub fn bind(
@@ -539,6 +542,11 @@ impl DgramWire {
     ) -> std::io::Result<DgramWire> {
         let socket = std::net::UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
+        // A peer sends in bursts (rxe: up to a window of packets at once) while the firmware
+        // thread may be off its core for a moment: room for a few thousand frames rather than
+        // the default's ~100, so the link does not lose them (the kernel caps it at
+        // `net.core.rmem_max`; best effort).
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, Self::RCVBUF);
         let _ = ctl.tx_link.set((socket.try_clone()?, peer));
         Ok(DgramWire {
             socket,
