@@ -10,6 +10,8 @@
 //! - [`perftest`], [`pingpong`], [`rping`]: the server sides of perftest's and
 //!   `ibv_rc_pingpong`'s out-of-band exchanges and of rping's READ/WRITE protocol, so
 //!   unmodified tools can run against splitrx;
+//! - [`interop`]: the byte check of an interop run: what crossed the link to a real RoCE peer
+//!   against what the responder did to device memory;
 //! - [`rxe`]: [`rxe::RxeGuest`], a Linux soft-RoCE (rxe) peer in a QEMU x86_64 VM (the guest
 //!   built by `cargo xtask rxe-guest`), for interop with a real RDMA stack;
 //! - [`run`]: a source of frames through a target, end to end: the host device brought up
@@ -20,6 +22,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod craft;
+pub mod interop;
 pub mod perftest;
 pub mod pingpong;
 pub mod qemu;
@@ -40,19 +43,46 @@ pub const TARGETS: &[&str] = &["sim", "qemu"];
 pub fn target_by_name(name: &str) -> Option<Box<dyn Target>> {
     match name {
         "sim" => Some(Box::new(sim::SimTarget::default())),
-        "qemu" => Some(Box::new(qemu::QemuTarget)),
+        "qemu" => Some(Box::new(qemu::QemuTarget::default())),
         _ => None,
     }
 }
 
-/// The targets the scenarios run on: `SPLITRX_TARGETS` (comma-separated names, default
-/// `sim`). Panics on an unknown name (a test configuration error).
-pub fn targets_from_env() -> Vec<Box<dyn Target>> {
+/// The target a name stands for, its MAC linked to a real peer over UDP instead of playing
+/// traffic (`local`: the board's end, `peer`: where its frames go; one datagram per frame,
+/// QEMU's `-netdev dgram` framing): [`sim::SimTarget::link`], [`qemu::QemuTarget::link`].
+pub fn linked_target_by_name(
+    name: &str,
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) -> Option<Box<dyn Target + Send>> {
+    let link = Some((local, peer));
+    match name {
+        "sim" => Some(Box::new(sim::SimTarget {
+            link,
+            ..Default::default()
+        })),
+        "qemu" => Some(Box::new(qemu::QemuTarget { link })),
+        _ => None,
+    }
+}
+
+/// The names in `SPLITRX_TARGETS` (comma-separated, default `sim`).
+pub fn target_names_from_env() -> Vec<String> {
     let names = std::env::var("SPLITRX_TARGETS").unwrap_or_else(|_| "sim".into());
     names
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The targets the scenarios run on: `SPLITRX_TARGETS` (comma-separated names, default
+/// `sim`). Panics on an unknown name (a test configuration error).
+pub fn targets_from_env() -> Vec<Box<dyn Target>> {
+    target_names_from_env()
+        .iter()
         .map(|n| target_by_name(n).unwrap_or_else(|| panic!("unknown target `{n}`")))
         .collect()
 }

@@ -3,14 +3,18 @@
 //! the board's seam (the `/dev/shm` files QEMU maps as ivshmem BARs). The wire is the same
 //! [`LoopWire`] the sim board uses (pacing, per-queue flow control), played by a sender thread
 //! into the VM's virtio-net NIC, one datagram per frame; what the MAC took comes from the
-//! board page the image publishes.
+//! board page the image publishes. Or, with [`QemuTarget::link`], the wire is a real peer's
+//! UDP link (the sim board's [`DgramWire`]: QEMU's `-netdev dgram` framing, e.g. the rxe
+//! guest's RoCE NIC): the thread relays its datagrams into the VM and the firmware's frames
+//! back to the peer.
 
 use crate::target::{Session, Target, TargetError, TargetReport, Traffic, WireStatus};
 use splitrx_host::device::DeviceLayout;
 use splitrx_host::queue::PostObserver;
 use splitrx_host::seam::BoardSeam;
 use splitrx_qemu_virt::qemu::{QemuConfig, QemuHw};
-use splitrx_sim::wire::{Credit, FlowControl, LoopWire, Wire, WireCtl};
+use splitrx_sim::wire::{Credit, DgramWire, FlowControl, LoopWire, Wire, WireCtl};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,7 +22,12 @@ use std::time::Duration;
 
 /// The qemu-virt board.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct QemuTarget;
+pub struct QemuTarget {
+    /// Link the VM's NIC to a peer over UDP instead of playing the session's traffic: (local
+    /// address, peer address), one datagram per frame each way, as `SimTarget::link` (the
+    /// same [`DgramWire`], relayed by the wire thread into QEMU's socket and back).
+    pub link: Option<(SocketAddr, SocketAddr)>,
+}
 
 /// What the sender thread shares.
 #[derive(Debug, Default)]
@@ -32,6 +41,7 @@ struct Sent {
 
 struct QemuSession {
     hw: Option<QemuHw>,
+    linked: bool,
     ctl: Arc<WireCtl>,
     credit: Vec<Arc<Credit>>,
     sent: Arc<Sent>,
@@ -78,58 +88,95 @@ impl Target for QemuTarget {
                 crate::sim::PAUSE_LOW,
             ));
         }
-        let mut tx = hw.wire().map_err(err)?;
+        let tx = hw.wire().map_err(err)?;
         let sent = Arc::new(Sent::default());
-        let s2 = sent.clone();
-        let ctl2 = ctl.clone();
-        let sender = std::thread::Builder::new()
-            .name("qemu-wire".into())
-            .spawn(move || {
-                let mut n = 0u64;
-                let keep = |tx: &mut splitrx_qemu_virt::qemu::WireTx| {
-                    tx.drain();
-                    let got = tx.take_received();
-                    if !got.is_empty() {
-                        s2.tx.lock().unwrap_or_else(|p| p.into_inner()).extend(got);
-                    }
-                };
-                while !wire.finished() {
-                    if wire.advance() {
-                        if let Err(e) = tx.send(wire.frame()) {
-                            if ctl2.stop.load(Ordering::Relaxed) {
-                                break; // the board is being stopped
-                            }
-                            *s2.error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(format!("sending to QEMU: {e}"));
-                            break;
-                        }
-                        n += 1;
-                        s2.frames.store(n, Ordering::Release);
-                        if n.is_multiple_of(64) {
-                            keep(&mut tx);
-                        }
-                    } else if !ctl2.start.load(Ordering::Acquire) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    } else {
-                        keep(&mut tx);
-                        std::thread::yield_now();
-                    }
-                }
-                s2.finished.store(true, Ordering::Release);
-                // The firmware may still answer the last frames: keep collecting until stopped.
-                while !ctl2.stop.load(Ordering::Relaxed) {
-                    keep(&mut tx);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            })
-            .map_err(err)?;
+        let (s2, ctl2) = (sent.clone(), ctl.clone());
+        let spawn = std::thread::Builder::new().name("qemu-wire".into());
+        let sender = match self.link {
+            // The peer's datagrams are the wire (the sim board's `DgramWire`); what the
+            // firmware transmits goes back to the peer through the same link.
+            Some((local, peer)) => {
+                let link = DgramWire::bind(local, peer, ctl.clone())
+                    .map_err(|e| err(format!("{local}: {e}")))?;
+                spawn.spawn(move || play(link, tx, &s2, &ctl2, true))
+            }
+            None => spawn.spawn(move || play(wire, tx, &s2, &ctl2, false)),
+        }
+        .map_err(err)?;
         Ok(Box::new(QemuSession {
             hw: Some(hw),
+            linked: self.link.is_some(),
             ctl,
             credit,
             sent,
             sender: Some(sender),
         }))
+    }
+}
+
+/// The wire thread: plays `wire` into QEMU's socket, one datagram per frame, and collects
+/// what the firmware transmits: for the harness (`Session::transmitted`), or, `linked`, back
+/// to the peer ([`WireCtl::transmit`]).
+fn play<W: Wire>(
+    mut wire: W,
+    mut tx: splitrx_qemu_virt::qemu::WireTx,
+    sent: &Sent,
+    ctl: &WireCtl,
+    linked: bool,
+) {
+    let mut n = 0u64;
+    let keep = |tx: &mut splitrx_qemu_virt::qemu::WireTx| {
+        tx.drain();
+        let got = tx.take_received();
+        if linked {
+            for f in got {
+                // A full socket: wait a little (a link holds the frame), then lose it.
+                for _ in 0..100 {
+                    if ctl.transmit(&f).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        } else if !got.is_empty() {
+            sent.tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(got);
+        }
+    };
+    while !wire.finished() {
+        if wire.advance() {
+            if let Err(e) = tx.send(wire.frame()) {
+                if ctl.stop.load(Ordering::Relaxed) {
+                    break; // the board is being stopped
+                }
+                *sent.error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(format!("sending to QEMU: {e}"));
+                break;
+            }
+            n += 1;
+            sent.frames.store(n, Ordering::Release);
+            if linked || n.is_multiple_of(64) {
+                keep(&mut tx);
+            }
+        } else if !ctl.start.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        } else {
+            keep(&mut tx);
+            if linked {
+                // A peer's link is mostly idle: do not spin a core on it.
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    sent.finished.store(true, Ordering::Release);
+    // The firmware may still answer the last frames: keep collecting until stopped.
+    while !ctl.stop.load(Ordering::Relaxed) {
+        keep(&mut tx);
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -172,9 +219,27 @@ impl Session for QemuSession {
         self.ctl.stop.store(true, Ordering::Relaxed);
     }
     fn transmitted(&self) -> Option<Vec<Vec<u8>>> {
+        if self.linked {
+            return Some(self.ctl.take_tx());
+        }
         Some(std::mem::take(
             &mut *self.sent.tx.lock().unwrap_or_else(|p| p.into_inner()),
         ))
+    }
+    fn record_link(&self) -> bool {
+        self.linked && {
+            self.ctl.record.store(true, Ordering::Relaxed);
+            true
+        }
+    }
+    fn received(&self) -> Option<Vec<Vec<u8>>> {
+        self.ctl
+            .record
+            .load(Ordering::Relaxed)
+            .then(|| self.ctl.take_rx())
+    }
+    fn record_overflow(&self) -> (u64, u64) {
+        self.ctl.record_overflow()
     }
     fn power_down(mut self: Box<Self>) -> TargetReport {
         self.ctl.stop.store(true, Ordering::Relaxed);

@@ -229,7 +229,7 @@ fn uses_wqe(o: u8) -> bool {
     matches!(o & 0x1f, 0x00..=0x05 | 0x09 | 0x0b | 0x16 | 0x17) || o >= 0x64
 }
 
-fn ends_message(o: u8) -> bool {
+pub(crate) fn ends_message(o: u8) -> bool {
     matches!(
         o & 0x1f,
         0x02..=0x05 | 0x08..=0x0c | 0x13 | 0x14 | 0x16 | 0x17
@@ -870,7 +870,7 @@ fn path_mtu(seen: u32, requests: &[Pkt], qpn: u32) -> u32 {
         .unwrap_or(4096)
 }
 
-fn psn_in(psn: u32, first: u32, n: u32) -> bool {
+pub(crate) fn psn_in(psn: u32, first: u32, n: u32) -> bool {
     psn.wrapping_sub(first) & 0xff_ffff < n
 }
 
@@ -1613,6 +1613,11 @@ pub struct ServeConfig {
     /// With `cm_port`: be the server of an unmodified `rping -c` ([`crate::rping`]): READ
     /// each ping's source buffer (checked byte for byte), WRITE it back to the sink.
     pub rping: bool,
+    /// Keep what a byte check needs ([`crate::interop::check_link`]): the MR is filled with
+    /// [`crate::interop::mr_pattern`] before the peer connects, the target records its link
+    /// ([`crate::target::Session::record_link`]; an error if it cannot), every received
+    /// message's bytes are kept, and the MR is read back at the end: [`ServeReport::bytes`].
+    pub keep_bytes: bool,
 }
 
 /// The send PSN splitrx announces in the pingpong exchange.
@@ -1640,6 +1645,7 @@ impl Default for ServeConfig {
             pingpong_iters: 1000,
             pingpong_size: 4096,
             rping: false,
+            keep_bytes: false,
         }
     }
 }
@@ -1687,6 +1693,10 @@ pub struct ServeReport {
     pub pingpong: Option<Result<PingpongRun, String>>,
     /// rping mode: the pings served and their checks.
     pub rping: Option<crate::rping::RpingRun>,
+    /// With `keep_bytes`: the MR before and after, the messages' bytes and the link's frames
+    /// (not serialized: megabytes).
+    #[serde(skip)]
+    pub bytes: Option<crate::interop::ServeBytes>,
 }
 
 /// What a pingpong [`serve`] did.
@@ -1764,6 +1774,19 @@ fn serve_session(
                 | access::REMOTE_ATOMIC,
         )
         .map_err(e)?;
+    let mut kept = None;
+    if cfg.keep_bytes {
+        if !rig.session.record_link() {
+            return Err("keep_bytes needs a target whose link to the peer can be recorded".into());
+        }
+        let initial = crate::interop::mr_pattern(cfg.mr_len);
+        rig.write_mem(mem.bus_addr, &initial);
+        kept = Some(crate::interop::ServeBytes {
+            mr_va: mr.iova,
+            mr_initial: initial,
+            ..Default::default()
+        });
+    }
     let (pool, pmem) = rdma
         .device_pool(cfg.recv_buf_size, cfg.recv_bufs)
         .map_err(e)?;
@@ -1959,6 +1982,13 @@ fn serve_session(
                     Ok(Ok(rx)) => {
                         received += 1;
                         bytes += rx.completion.byte_len as u64;
+                        if let Some(k) = &mut kept {
+                            let b = rx
+                                .token
+                                .bytes()
+                                .ok_or("a received message is not host-readable")?;
+                            k.messages.push(b.to_vec());
+                        }
                         if let Some(rp) = rping.as_mut() {
                             let step = match rx.token.bytes() {
                                 Some(b) => {
@@ -2064,6 +2094,12 @@ fn serve_session(
         }
     }
     let nic_counters = rig.nic_counters();
+    if let Some(k) = &mut kept {
+        k.mr_final = rig.read_mem(mem.bus_addr, cfg.mr_len as usize);
+        k.link_rx = rig.session.received().unwrap_or_default();
+        k.link_tx = rig.session.transmitted().unwrap_or_default();
+        k.link_overflow = rig.session.record_overflow();
+    }
     let d = qp.destroy().map_err(e)?;
     for c in d.completions {
         if let Cqe::Srq(c) = c {
@@ -2092,6 +2128,7 @@ fn serve_session(
             Some(Ok(())) => Ok(pp),
         }),
         rping,
+        bytes: kept,
     })
 }
 

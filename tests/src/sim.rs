@@ -30,6 +30,7 @@ pub struct SimTarget {
 struct SimSession {
     hw: Option<SimHw>,
     credit: Vec<Arc<Credit>>,
+    linked: bool,
 }
 
 impl Target for SimTarget {
@@ -57,6 +58,7 @@ impl Target for SimTarget {
             return Ok(Box::new(SimSession {
                 hw: Some(hw),
                 credit: Vec::new(),
+                linked: true,
             }));
         }
         let mut wire = LoopWire::new(&traffic.frames, traffic.limit, ctl.clone());
@@ -75,6 +77,7 @@ impl Target for SimTarget {
         Ok(Box::new(SimSession {
             hw: Some(hw),
             credit,
+            linked: false,
         }))
     }
 }
@@ -114,6 +117,19 @@ impl Session for SimSession {
     }
     fn transmitted(&self) -> Option<Vec<Vec<u8>>> {
         Some(self.hw().wire.take_tx())
+    }
+    fn record_link(&self) -> bool {
+        self.linked && {
+            self.hw().wire.record.store(true, Ordering::Relaxed);
+            true
+        }
+    }
+    fn received(&self) -> Option<Vec<Vec<u8>>> {
+        let w = &self.hw().wire;
+        w.record.load(Ordering::Relaxed).then(|| w.take_rx())
+    }
+    fn record_overflow(&self) -> (u64, u64) {
+        self.hw().wire.record_overflow()
     }
     fn power_down(mut self: Box<Self>) -> TargetReport {
         let Some(hw) = self.hw.take() else {

@@ -96,6 +96,23 @@ pub trait Session: Send {
     /// responses, CNPs), oldest first. A target that cannot capture its transmit side returns
     /// `None`.
     fn transmitted(&self) -> Option<Vec<Vec<u8>>>;
+    /// Starts recording the board's link to a real peer (`SimTarget::link`,
+    /// `QemuTarget::link`), both ways, before the traffic flows: from then on
+    /// [`Session::received`] returns the frames the MAC took from the peer and
+    /// [`Session::transmitted`] the frames sent to it. `false`: the session has no link or
+    /// cannot record it.
+    fn record_link(&self) -> bool {
+        false
+    }
+    /// Takes the frames the MAC received from a recorded link since the last call, oldest
+    /// first (`None`: not recording).
+    fn received(&self) -> Option<Vec<Vec<u8>>> {
+        None
+    }
+    /// Frames a recorded link could not keep (its logs were full): (received, transmitted).
+    fn record_overflow(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// Stops the firmware and reports.
     fn power_down(self: Box<Self>) -> TargetReport;
 }

@@ -120,14 +120,22 @@ fn aimed(name: &str, number: u64, qpn: u32, psn: u32, reth: Option<(u64, u32)>) 
     aim(&p.frame, qpn, psn, reth).unwrap()
 }
 
-/// `serve` on the sim board linked to this test over UDP (the framing QEMU's `-netdev dgram`
-/// uses): a WRITE and a SEND from a real socket are answered with ACKs on that socket, the
-/// SEND lands in a page-pool buffer lent as a token and given back, the audit is clean.
+/// `serve` on each target of `SPLITRX_TARGETS` (sim, qemu) whose MAC is linked to this test
+/// over UDP (the framing QEMU's `-netdev dgram` uses): a WRITE and a SEND from a real socket
+/// are answered with ACKs on that socket, the SEND lands in a page-pool buffer lent as a token
+/// and given back, the audit is clean, and the link check finds the WRITE's 64 bytes in the
+/// MR (every other MR byte still the pattern) and the SEND's 16 in the app's token.
 #[test]
 fn serve_over_a_udp_link() {
+    for name in splitrx_harness::target_names_from_env() {
+        serve_over_a_udp_link_on(&name);
+    }
+}
+
+fn serve_over_a_udp_link_on(name: &str) {
+    use splitrx_harness::interop::check_link;
     use splitrx_harness::roce::parse;
     use splitrx_harness::roce::{serve, ServeConfig};
-    use splitrx_harness::sim::SimTarget;
     use std::net::UdpSocket;
     use std::time::{Duration, Instant};
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -137,29 +145,29 @@ fn serve_over_a_udp_link() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let target = SimTarget {
-        link: Some((board_addr, peer.local_addr().unwrap())),
-        ..SimTarget::default()
-    };
+    let target =
+        splitrx_harness::linked_target_by_name(name, board_addr, peer.local_addr().unwrap())
+            .unwrap_or_else(|| panic!("unknown target `{name}`"));
     let cfg = ServeConfig {
         qpn: 0x31,
         remote_qpn: 0x77,
         rq_psn: 100,
         remote_gid: splitrx_host::roce::gid_from_ipv4([10, 1, 16, 62]),
+        keep_bytes: true,
         ..ServeConfig::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn(move || {
         let t0 = Instant::now();
         serve(
-            &target,
+            target.as_ref(),
             &cfg,
             |i| tx.send(i.clone()).unwrap(),
             |_, received| received >= 1 || t0.elapsed() > Duration::from_secs(20),
         )
     });
     let info = rx
-        .recv_timeout(Duration::from_secs(20))
+        .recv_timeout(Duration::from_secs(30))
         .expect("the responder came up");
     // rdma_write_lat frame 28 is a 64-byte RC WRITE ONLY with AckReq; rdma_cm frame 4 a
     // 16-byte RC SEND ONLY with AckReq, both from 10.1.16.62.
@@ -181,13 +189,41 @@ fn serve_over_a_udp_link() {
     }
     let rep = server.join().unwrap().unwrap();
     for (i, a) in acks.iter().enumerate() {
-        assert_eq!(a.opcode, 0x11, "ACK");
+        assert_eq!(a.opcode, 0x11, "{name}: ACK");
         assert_eq!(a.dest_qp, 0x77);
         assert_eq!(a.psn, 100 + i as u32);
         assert_eq!(a.aeth.map(|x| x.1), Some(i as u32 + 1), "MSN");
         assert!(a.icrc_ok);
     }
-    assert_eq!((rep.received, rep.received_bytes), (1, 16));
+    assert_eq!((rep.received, rep.received_bytes), (1, 16), "{name}");
     assert_eq!(rep.cqe_invalid, 0);
     assert_eq!(rep.audit_error, None);
+    // The link as recorded: exactly our two requests in, our two ACKs out, the bytes placed.
+    let b = rep.bytes.as_ref().unwrap();
+    assert_eq!(
+        (&b.link_rx[..], &b.link_tx.len()),
+        (&[w, s][..], &2),
+        "{name}"
+    );
+    let c = check_link(info.qpn, b);
+    println!("serve over a UDP link on {name}: {c:?}");
+    assert_eq!(c.errors, Vec::<String>::new(), "{name}");
+    assert_eq!(
+        (
+            c.requests,
+            c.write_packets,
+            c.write_bytes,
+            c.messages_matched,
+            c.send_bytes
+        ),
+        (2, 1, 64, 1, 16),
+        "{name}: {c:?}"
+    );
+    assert_eq!(c.mr_bytes_compared, info.mr_len);
+    // What the check compares is what memory holds: the WRITE's payload at va + 64.
+    assert_eq!(
+        b.mr_final[64..128],
+        parse(0, &b.link_rx[0]).unwrap().payload[..]
+    );
+    assert_ne!(b.mr_final[64..128], b.mr_initial[64..128]);
 }

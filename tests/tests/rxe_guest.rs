@@ -10,6 +10,7 @@
 //! unavailable (`SPLITRX_RXE_GUEST_UNAVAILABLE=<reason>`); a guest that is missing otherwise
 //! fails them with how to build it.
 
+use splitrx_harness::interop::{check_link, LinkCheck};
 use splitrx_harness::rxe::{
     free_udp_port, Availability, GuestConfig, GuestError, GuestImage, RxeGuest, ScriptRun,
     DEFAULT_ROCE_IP,
@@ -381,95 +382,304 @@ sed 's/^/ib_write_bw client: /' /tmp/pc.log
     );
 }
 
+/// The board the firmware runs on in an interop run, its MAC linked to the guest's RoCE NIC
+/// over UDP (one datagram per frame, QEMU's `-netdev dgram` framing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Board {
+    /// The sim board: the firmware on a thread of this process.
+    Sim,
+    /// qemu-virt: the firmware as a bare-metal aarch64 image in QEMU (`cargo xtask
+    /// build-image`), its virtio-net NIC relayed to the same link.
+    QemuVirt,
+}
+
+impl Board {
+    fn name(self) -> &'static str {
+        match self {
+            Board::Sim => "sim",
+            Board::QemuVirt => "qemu-virt",
+        }
+    }
+    /// The board as a target whose MAC is linked to `peer`, listening on `local`.
+    fn linked(
+        self,
+        local: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+    ) -> Box<dyn splitrx_harness::target::Target + Send> {
+        let name = match self {
+            Board::Sim => "sim",
+            Board::QemuVirt => "qemu",
+        };
+        splitrx_harness::linked_target_by_name(name, local, peer).expect("a known target")
+    }
+}
+
+/// The firmware's address on the link (it answers no ARP: the guest gets a neighbour entry).
+const FW_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
+
+/// A responder (`serve`, keeping every byte for the link check) on `board` linked to a guest
+/// that runs `script`; returns the guest's run and the serve's report.
+fn serve_against_guest(
+    img: &GuestImage,
+    board: Board,
+    serve_cfg: splitrx_harness::roce::ServeConfig,
+    script: impl FnOnce(&splitrx_harness::roce::ServeInfo) -> String,
+    stop: impl Fn(u64) -> bool + Send + 'static,
+) -> (ScriptRun, splitrx_harness::roce::ServeReport) {
+    use splitrx_harness::roce::serve;
+    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
+    let (local, peer) = (
+        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
+    );
+    let target = board.linked(local, peer);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done = Arc::new(AtomicBool::new(false));
+    let server = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            serve(
+                target.as_ref(),
+                &ServeConfig {
+                    keep_bytes: true,
+                    ..serve_cfg
+                },
+                |i| tx.send(i.clone()).unwrap(),
+                |_, received| {
+                    stop(received)
+                        || done.load(Ordering::Relaxed)
+                        || t0.elapsed() > Duration::from_secs(180)
+                },
+            )
+        })
+    };
+    use splitrx_harness::roce::ServeConfig;
+    let Ok(info) = rx.recv_timeout(Duration::from_secs(90)) else {
+        let r = server.join().unwrap();
+        panic!("{}: the responder did not come up: {r:?}", board.name());
+    };
+    let mut cfg = GuestConfig::new(qemu_port, board_port);
+    cfg.neighbors.push((FW_IP, [0x02, 0, 0, 0, 0, 0x01]));
+    let run = RxeGuest::run(img, &cfg, &script(&info));
+    done.store(true, Ordering::Relaxed);
+    let rep = server.join().unwrap();
+    let run = run.unwrap_or_else(|e| panic!("{e}"));
+    let rep = rep.unwrap_or_else(|e| panic!("{}: serve: {e}", board.name()));
+    (run, rep)
+}
+
+/// The link check of a serve (every payload byte; see `splitrx_harness::interop`), printed.
+fn link_check(what: &str, rep: &splitrx_harness::roce::ServeReport) -> LinkCheck {
+    let bytes = rep.bytes.as_ref().expect("keep_bytes was set");
+    let c = check_link(rep.info.qpn, bytes);
+    println!(
+        "{what}: link check: {} frames received, {} transmitted; {c:?}",
+        bytes.link_rx.len(),
+        bytes.link_tx.len()
+    );
+    assert_eq!(c.errors, Vec::<String>::new(), "{what}: bytes differ");
+    assert_eq!(c.bad_icrc, 0, "{what}");
+    assert_eq!(c.mr_bytes_compared, rep.info.mr_len, "{what}");
+    c
+}
+
+/// Interop, the first step of issue 12: rping in the guest (Linux's RDMA CM and rxe) connects
+/// to splitrx's responder (`splitrx roce serve --cm-port`, the firmware on the sim board, whose
+/// MAC is linked to the guest's RoCE NIC over UDP) and its first SEND (the 16-byte buffer
+/// advertisement) lands in a page-pool buffer, byte for byte what crossed the link. rping
+/// then waits for an RDMA READ the responder never issues (it serves, it does not request):
+/// the script ends it.
+#[test]
+#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
+fn rping_in_the_guest_connects_to_splitrx_over_the_rdma_cm_and_its_send_lands() {
+    rping_against_splitrx(Board::Sim);
+}
+
+/// The same with the firmware on the qemu-virt board (the aarch64 image in QEMU).
+#[test]
+#[ignore = "boots a Linux VM and the qemu-virt image under QEMU: run by `cargo xtask test` (`cargo xtask interop`)"]
+fn rping_in_the_guest_connects_to_splitrx_on_qemu_virt_over_the_rdma_cm_and_its_send_lands() {
+    rping_against_splitrx(Board::QemuVirt);
+}
+
+fn rping_against_splitrx(board: Board) {
+    use splitrx_harness::roce::ServeConfig;
+    let Some(img) = image() else { return };
+    let serve_cfg = ServeConfig {
+        cm_port: Some(7471),
+        ..ServeConfig::default()
+    };
+    let (run, rep) = serve_against_guest(
+        &img,
+        board,
+        serve_cfg,
+        |info| {
+            println!(
+                "splitrx responder ({}): RC QP {:#x}, rdma_cm service {:#x}",
+                board.name(),
+                info.qpn,
+                info.cm_service_id.unwrap_or_default()
+            );
+            format!(
+                "timeout 8 rping -c -a {FW_IP} -p 7471 -C 1 -v -d 2>&1\necho \"rping exit $?\"\n"
+            )
+        },
+        |received| received >= 1,
+    );
+    report(&format!("rping -> splitrx on {}", board.name()), &run);
+    println!("--- guest output ---\n{}--- end ---", run.output);
+    println!("splitrx: {rep:?}");
+    let o = &run.output;
+    assert!(o.contains("RDMA_CM_EVENT_ESTABLISHED"), "{o}");
+    assert!(
+        o.contains("send completion"),
+        "the SEND was not ACKed:\n{o}"
+    );
+    assert_eq!((rep.received, rep.received_bytes), (1, 16), "{rep:?}");
+    assert!(rep.cm_peer_qpn.is_some(), "{rep:?}");
+    assert_eq!(rep.recv_errors, 0);
+    assert_eq!(rep.cqe_invalid, 0);
+    assert_eq!(rep.audit_error, None);
+    // The 16 bytes the app got are the SEND's on the wire; nothing touched the MR.
+    let c = link_check(&format!("rping on {}", board.name()), &rep);
+    assert_eq!(
+        (
+            c.send_messages,
+            c.send_packets,
+            c.send_bytes,
+            c.messages_matched
+        ),
+        (1, 1, 16, 1),
+        "{c:?}"
+    );
+    assert_eq!((c.write_packets, c.read_requests, c.atomics), (0, 0, 0));
+}
+
+/// The perftest clients run against splitrx, and what each exchanges: tool, test, message
+/// size. Each runs `ITERS` iterations.
+const PERFTESTS: [(&str, splitrx_harness::perftest::Test, u64); 4] = {
+    use splitrx_harness::perftest::Test;
+    [
+        ("ib_write_bw", Test::Write, 4096),
+        ("ib_read_bw", Test::Read, 4096),
+        ("ib_send_bw", Test::Send, 4096),
+        ("ib_atomic_bw", Test::Atomic, 8),
+    ]
+};
+const ITERS: u64 = 500;
+/// rxe's active MTU on the guest's 1500-byte link (what perftest settles on).
+const PATH_MTU: u64 = 1024;
+
+/// The average MB/s of perftest's result row (`size iterations peak average rate`) among
+/// `lines` that start with `prefix`.
+fn bw_average(out: &str, prefix: &str, size: u64, iters: u64) -> Option<f64> {
+    let (s, n) = (size.to_string(), iters.to_string());
+    out.lines().find_map(|l| {
+        let w: Vec<&str> = l.strip_prefix(prefix)?.split_whitespace().collect();
+        (w.len() >= 4 && w[0] == s && w[1] == n)
+            .then(|| w[3].parse().ok())
+            .flatten()
+    })
+}
+
 /// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` in the
 /// guest (unmodified, without `-R`), each against splitrx as its server (`splitrx roce serve
 /// --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
 /// slirp at 10.0.2.2), the firmware on the sim board serves the RDMA traffic that comes over
 /// the guest's RoCE NIC. Each tool must finish with its result row, and the responder must
-/// have executed exactly the client's 50 requests (SENDs: 50 messages of 4096 bytes into the
-/// page-pool SRQ, every token returned, audit clean).
+/// have executed exactly the client's 50 requests; every payload byte is checked against what
+/// crossed the link (`splitrx_harness::interop::check_link`: WRITEs in the MR, SENDs through
+/// the page-pool SRQ's tokens, READ responses against the MR, atomics' values and ACKs), every
+/// token returned, audit clean. Then the same four tools run rxe-to-rxe between two guests
+/// linked the same way, and the bandwidths the tools printed are tabled side by side (TCG
+/// speeds).
 #[test]
 #[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
 fn perftest_clients_in_the_guest_run_against_splitrx() {
-    use splitrx_harness::perftest::Test;
-    for (tool, test, size, counter) in [
-        ("ib_write_bw", Test::Write, 4096, "rx_write_requests"),
-        ("ib_read_bw", Test::Read, 4096, "rx_read_requests"),
-        ("ib_send_bw", Test::Send, 4096, ""),
-        ("ib_atomic_bw", Test::Atomic, 8, "rx_atomic_requests"),
-    ] {
-        perftest_client_against_splitrx(tool, test, size, counter);
+    perftest_against_splitrx(Board::Sim);
+}
+
+/// The same four perftest clients against the firmware on the qemu-virt board (the aarch64
+/// image in QEMU, its NIC relayed to the guest's link), bytes checked the same way.
+#[test]
+#[ignore = "boots a Linux VM and the qemu-virt image under QEMU: run by `cargo xtask test` (`cargo xtask interop`)"]
+fn perftest_clients_in_the_guest_run_against_splitrx_on_qemu_virt() {
+    perftest_against_splitrx(Board::QemuVirt);
+}
+
+fn perftest_against_splitrx(board: Board) {
+    let Some(img) = image() else { return };
+    let splitrx: Vec<f64> = PERFTESTS
+        .iter()
+        .map(|&(tool, test, size)| perftest_client_against_splitrx(&img, board, tool, test, size))
+        .collect();
+    let rxe = perftest_rxe_to_rxe(&img);
+    println!(
+        "figures {}: perftest clients in the rxe guest (QEMU x86_64 TCG, 1 vCPU), MTU {PATH_MTU}; average MB/s as each tool printed it",
+        board.name()
+    );
+    println!(
+        "figures {}: | tool | size (B) | iterations | MB/s splitrx ({}) | MB/s rxe-to-rxe (two guests) | ratio |",
+        board.name(),
+        board.name()
+    );
+    println!("figures {}: |---|---:|---:|---:|---:|---:|", board.name());
+    for ((&(tool, _, size), s), r) in PERFTESTS.iter().zip(&splitrx).zip(&rxe) {
+        println!(
+            "figures {}: | {tool} | {size} | {ITERS} | {s:.2} | {r:.2} | {:.2} |",
+            board.name(),
+            s / r
+        );
     }
 }
 
+/// One perftest client against splitrx on `board`; returns the average MB/s it printed.
 fn perftest_client_against_splitrx(
+    img: &GuestImage,
+    board: Board,
     tool: &str,
     test: splitrx_harness::perftest::Test,
     size: u64,
-    counter: &str,
-) {
-    use splitrx_harness::roce::{serve, ServeConfig};
-    use splitrx_harness::sim::SimTarget;
-    let Some(img) = image() else { return };
-    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
-    let (board, qemu) = (
-        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
-        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
-    );
+) -> f64 {
+    use splitrx_harness::perftest::Test;
+    use splitrx_harness::roce::ServeConfig;
     let tcp = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
-    let target = SimTarget {
-        link: Some((board, qemu)),
-        ..SimTarget::default()
-    };
     let serve_cfg = ServeConfig {
         perftest: Some(tcp),
         perftest_test: test,
-        local_gid: splitrx_host::roce::gid_from_ipv4(fw_ip.octets()),
+        local_gid: splitrx_host::roce::gid_from_ipv4(FW_IP.octets()),
         ..ServeConfig::default()
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let t0 = Instant::now();
-        serve(
-            &target,
-            &serve_cfg,
-            |i| tx.send(i.clone()).unwrap(),
-            |_, _| t0.elapsed() > Duration::from_secs(300),
-        )
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the responder came up");
-    let mut cfg = GuestConfig::new(qemu_port, board_port);
-    // The firmware answers no ARP.
-    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
-    let script = format!(
-        "timeout 120 {tool} -d rxe0 -x 1 -s {size} -n 50 -p {} 10.0.2.2 2>&1\necho \"{tool} exit $?\"\n",
-        tcp.port()
+    let (run, rep) = serve_against_guest(
+        img,
+        board,
+        serve_cfg,
+        |_| {
+            format!(
+                "timeout 120 {tool} -d rxe0 -x 1 -s {size} -n {ITERS} -p {} 10.0.2.2 2>&1\necho \"{tool} exit $?\"\n",
+                tcp.port()
+            )
+        },
+        |_| false,
     );
-    let run = RxeGuest::run(&img, &cfg, &script);
-    let rep = server.join().unwrap();
-    let run = run.unwrap_or_else(|e| panic!("{e}"));
-    report(&format!("{tool} -> splitrx"), &run);
+    let what = format!("{tool} -> splitrx on {}", board.name());
+    report(&what, &run);
     println!("--- guest output ---\n{}--- end ---", run.output);
-    let rep = rep.unwrap_or_else(|e| panic!("{tool}: serve: {e}"));
     println!("splitrx: {rep:?}");
     let o = &run.output;
     assert!(o.contains(&format!("{tool} exit 0")), "{o}");
-    let size_s = size.to_string();
-    assert!(
-        o.lines()
-            .any(|l| l.split_whitespace().take(2).eq([size_s.as_str(), "50"])),
-        "{tool}: no result row for {size}-byte messages x 50:\n{o}"
-    );
+    let bw = bw_average(o, "", size, ITERS).unwrap_or_else(|| {
+        panic!("{tool}: no result row for {size}-byte messages x {ITERS}:\n{o}")
+    });
     let client = rep.perftest.clone().expect("the exchange ended").unwrap();
-    if test != splitrx_harness::perftest::Test::Send {
+    if test != Test::Send {
         assert_eq!(
             (client.msg_size, client.iterations),
-            (size, 50),
+            (size, ITERS),
             "{client:?}"
         );
     }
@@ -479,19 +689,129 @@ fn perftest_client_against_splitrx(
             .position(|n| *n == name)
             .unwrap()]
     };
-    if counter.is_empty() {
-        assert_eq!(
+    match test {
+        Test::Write => assert_eq!(c("rx_write_requests"), ITERS, "{what}: {rep:?}"),
+        Test::Read => assert_eq!(c("rx_read_requests"), ITERS, "{what}: {rep:?}"),
+        Test::Atomic => assert_eq!(c("rx_atomic_requests"), ITERS, "{what}: {rep:?}"),
+        Test::Send => assert_eq!(
             (rep.received, rep.received_bytes),
-            (50, 50 * size),
+            (ITERS, ITERS * size),
             "{rep:?}"
-        );
-    } else {
-        assert_eq!(c(counter), 50, "{tool}: {rep:?}");
+        ),
     }
     assert_eq!(c("rx_icrc_errors"), 0);
     assert_eq!(rep.recv_errors, 0);
     assert_eq!(rep.cqe_invalid, 0);
     assert_eq!(rep.audit_error, None);
+    // Every payload byte, exact counts: each message is size / MTU packets.
+    let ck = link_check(&what, &rep);
+    let (pkts, bytes) = (size.div_ceil(PATH_MTU) * ITERS, size * ITERS);
+    let counts = (
+        ck.requests,
+        [ck.write_packets, ck.write_bytes],
+        [
+            ck.send_messages,
+            ck.send_packets,
+            ck.send_bytes,
+            ck.messages_matched,
+        ],
+        [ck.read_requests, ck.read_responses, ck.read_bytes],
+        [ck.atomics, ck.atomic_acks],
+    );
+    let want = match test {
+        Test::Write => (pkts, [pkts, bytes], [0; 4], [0; 3], [0; 2]),
+        Test::Send => (pkts, [0; 2], [ITERS, pkts, bytes, ITERS], [0; 3], [0; 2]),
+        Test::Read => (ITERS, [0; 2], [0; 4], [ITERS, pkts, bytes], [0; 2]),
+        Test::Atomic => (ITERS, [0; 2], [0; 4], [0; 3], [ITERS, ITERS]),
+    };
+    assert_eq!(counts, want, "{what}: {ck:?}");
+    println!(
+        "{what}: verified: {} requests ({} retransmitted), {} WRITE packets / {} bytes in the MR, {} SEND messages / {} bytes through tokens, {} READ responses / {} bytes, {} atomics and their ACKs, {} MR bytes",
+        ck.requests,
+        ck.duplicates,
+        ck.write_packets,
+        ck.write_bytes,
+        ck.messages_matched,
+        ck.send_bytes,
+        ck.read_responses,
+        ck.read_bytes,
+        ck.atomic_acks,
+        ck.mr_bytes_compared
+    );
+    bw
+}
+
+/// The four perftest tools rxe-to-rxe in the same set-up as against splitrx: the client in
+/// one guest (the same flags), its RoCE NIC linked over UDP to a second guest's whose rxe0 is
+/// the server, the out-of-band exchange over slirp (the server's port forwarded from this
+/// host). Returns the average MB/s each client printed, in `PERFTESTS` order.
+fn perftest_rxe_to_rxe(img: &GuestImage) -> Vec<f64> {
+    let (a_port, b_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
+    let fwd = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server_ip = Ipv4Addr::new(10, 50, 0, 3);
+    let mut b = GuestConfig::new(b_port, a_port);
+    b.roce_ip = server_ip;
+    b.roce_mac = [0x52, 0x54, 0x00, 0x52, 0x59, 0x01];
+    b.oob_mac = [0x52, 0x54, 0x00, 0x52, 0x59, 0x02];
+    b.host_forwards.push((fwd, 18515));
+    let a = GuestConfig::new(a_port, b_port);
+    let v4 = mapped_gid(server_ip);
+    let mut server = format!(
+        "{GID_TABLE}
+idx=$(gid_table | grep '{v4} RoCE v2' | cut -d' ' -f2)
+"
+    );
+    let mut client = String::new();
+    for (tool, _, size) in PERFTESTS {
+        server.push_str(&format!(
+            "timeout 120 {tool} -d rxe0 -x $idx -s {size} -n {ITERS} -p 18515 > /tmp/s.log 2>&1
+echo \"{tool} server exit $?\"
+sed 's/^/{tool} server: /' /tmp/s.log
+"
+        ));
+        // The server may not listen yet (booting, or still ending the previous tool).
+        client.push_str(&format!(
+            "rc=1
+for i in $(seq 60); do
+  if timeout 120 {tool} -d rxe0 -x 1 -s {size} -n {ITERS} -p {fwd} 10.0.2.2 > /tmp/c.log 2>&1; then
+    rc=0
+    break
+  fi
+  sleep 1
+done
+echo \"{tool} client exit $rc after $i tries\"
+sed 's/^/{tool} client: /' /tmp/c.log
+"
+        ));
+    }
+    let img2 = img.clone();
+    let server = std::thread::spawn(move || RxeGuest::run(&img2, &b, &server));
+    let run = RxeGuest::run(img, &a, &client).unwrap_or_else(|e| panic!("{e}"));
+    let srun = server.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+    report("perftest rxe-to-rxe: client guest", &run);
+    report("perftest rxe-to-rxe: server guest", &srun);
+    println!(
+        "--- client guest ---\n{}--- server guest ---\n{}--- end ---",
+        run.output, srun.output
+    );
+    let o = &run.output;
+    assert_eq!((run.status, srun.status), (0, 0), "{o}");
+    PERFTESTS
+        .iter()
+        .map(|&(tool, _, size)| {
+            assert!(o.contains(&format!("{tool} client exit 0")), "{o}");
+            assert!(
+                srun.output.contains(&format!("{tool} server exit 0")),
+                "{}",
+                srun.output
+            );
+            bw_average(o, &format!("{tool} client: "), size, ITERS)
+                .unwrap_or_else(|| panic!("{tool} rxe-to-rxe: no result row:\n{o}"))
+        })
+        .collect()
 }
 
 /// Interop: rdma-core's `ibv_rc_pingpong` and `ibv_ud_pingpong` in the guest (unmodified)

@@ -85,11 +85,8 @@ struct Row {
 
 /// Scenarios that drive the sim board directly (board-specific settings), not through
 /// `SPLITRX_TARGETS`: run only for `sim`.
-const SIM_ONLY: &[&str] = &[
-    "verification_reads_device_memory_through_the_target_when_it_is_not_mapped",
-    // The sim MAC linked to a peer over UDP.
-    "serve_over_a_udp_link",
-];
+const SIM_ONLY: &[&str] =
+    &["verification_reads_device_memory_through_the_target_when_it_is_not_mapped"];
 
 /// Runs the scenarios on `target` (one at a time: a QEMU run wants both cores) and returns one
 /// row per scenario: the RX scenarios (`e2e`), the RoCE capture replays (`roce_e2e`) and the

@@ -14,6 +14,8 @@
 //! - `cargo xtask build-image --board B`  build a board's firmware image (qemu-virt)
 //! - `cargo xtask hil --target sim|qemu|probe`  the harness scenarios on a target, as a table
 //! - `cargo xtask rxe-guest`      build (or find cached) the Linux soft-RoCE guest for QEMU
+//! - `cargo xtask interop`        the interop tests alone: perftest and rping in the rxe guest
+//!   against the firmware on sim and qemu-virt, bytes checked, bounded; the bandwidth table
 //!
 //! ARM binaries live outside the host workspace (stable Cargo has no per-package target); they are
 //! built here with an explicit `--target`.
@@ -29,6 +31,7 @@ use std::time::Instant;
 mod boards;
 mod cortexm;
 mod hil;
+mod interop;
 mod rxe_guest;
 
 /// ARM targets the `no_std` crates must build for (library portability; the boards' own
@@ -130,6 +133,11 @@ enum Cmd {
         #[arg(long)]
         test: bool,
     },
+    /// The interop tests alone: unmodified perftest clients and rping in the rxe guest
+    /// against the firmware on the sim board and on qemu-virt, every payload byte checked
+    /// (builds the guest and the qemu-virt image when needed; the runs are bounded in time);
+    /// then the bandwidth table (splitrx vs rxe-to-rxe).
+    Interop,
 }
 
 fn main() -> Result<()> {
@@ -190,8 +198,12 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Hil { target } => hil::hil(&target),
+        Cmd::Interop => interop::cmd(),
         Cmd::RxeGuest { test } => {
             if test {
+                // The interop tests against qemu-virt need its image.
+                ensure_qemu("qemu-system-aarch64")?;
+                hil::build_image("qemu-virt")?;
                 rxe_guest::test_step()
             } else {
                 rxe_guest::cmd().map(|_| ())
@@ -639,15 +651,51 @@ static FAILED: AtomicU64 = AtomicU64::new(0);
 /// Runs a `cargo test` command, streaming its output and adding its libtest
 /// `test result: ... N passed; M failed` lines to the totals.
 pub(crate) fn run_tests(c: &mut Command) -> Result<()> {
+    run_tests_watched(c, None, &mut |_| {})
+}
+
+/// [`run_tests`], each line also shown to `line`; with a `limit`, the command (its whole
+/// process group: cargo, the test binary, the VMs it started) is killed once it has run that
+/// long, and that is an error.
+pub(crate) fn run_tests_watched(
+    c: &mut Command,
+    limit: Option<std::time::Duration>,
+    line: &mut dyn FnMut(&str),
+) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    if limit.is_some() {
+        c.process_group(0);
+    }
     let mut child = c
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("could not start {c:?}"))?;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(limit) = limit {
+        let (pid, done, killed) = (child.id(), done.clone(), killed.clone());
+        std::thread::spawn(move || {
+            let end = Instant::now() + limit;
+            while Instant::now() < end {
+                if done.load(Relaxed) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            if !done.load(Relaxed) {
+                killed.store(true, Relaxed);
+                let _ = Command::new("kill")
+                    .args(["-KILL", &format!("-{pid}")])
+                    .status();
+            }
+        });
+    }
     let out = child.stdout.take().context("no stdout pipe")?;
-    for line in BufReader::new(out).lines() {
-        let line = line?;
-        println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
+    for l in BufReader::new(out).lines() {
+        let l = l?;
+        println!("{l}");
+        line(&l);
+        if let Some(rest) = l.strip_prefix("test result: ") {
             let count = |word: &str| -> u64 {
                 rest.split(';')
                     .find_map(|part| part.trim().strip_suffix(word))
@@ -659,6 +707,13 @@ pub(crate) fn run_tests(c: &mut Command) -> Result<()> {
         }
     }
     let status = child.wait()?;
+    done.store(true, Relaxed);
+    if killed.load(Relaxed) {
+        bail!(
+            "killed after {:?} (the time limit): {c:?}",
+            limit.unwrap_or_default()
+        );
+    }
     if !status.success() {
         bail!("command failed ({status}): {c:?}");
     }

@@ -1,8 +1,8 @@
 //! The sim board proper: the firmware HAL implemented in-process, and the firmware thread.
 //!
 //! - [`SimMac`] ([`MacRx`]): frames come from a [`Wire`], lent to the firmware without a copy;
-//! - [`SimTx`] ([`MacTx`]): counts and logs every frame into the wire's [`TxLog`] (bounded),
-//!   where the peer side (the harness) takes them;
+//! - [`SimTx`] ([`MacTx`]): counts every frame and hands it to the wire
+//!   ([`WireCtl::transmit`]: the linked peer, or the log the harness takes them from);
 //! - [`SimDmaEngine`] ([`Dma`]): synchronous scatter-gather copies into the board's **own**
 //!   mappings of the shared-memory files, each range-checked against its window;
 //! - [`SimMem`] ([`SharedMemory`]): bus ranges to pointers into the same mappings;
@@ -14,7 +14,7 @@
 //! until the board is told to stop. The [`FirmwareReport`] returned on join carries the firmware's final counters.
 
 use crate::shm::{map, ShmError, ShmRegion, WindowKind, WindowStats};
-use crate::wire::{TxLog, Wire, WireCtl};
+use crate::wire::{Wire, WireCtl};
 use splitrx_firmware::hal::{
     Clock, Dma, DmaError, DmaSegment, DmaTicket, Hal, HalParts, MacRx, MacTx, RxFrame,
     SharedMemory, TxError,
@@ -114,22 +114,8 @@ impl MacTx for SimTx {
         }
         self.frames += 1;
         self.bytes += frame.len() as u64;
-        if let Some((sock, peer)) = self.ctl.tx_link.get() {
-            // A full socket buffer loses the frame, as a congested link would.
-            return match sock.send_to(frame, peer) {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(TxError::Busy),
-                Err(_) => Ok(()),
-            };
-        }
-        let mut l = self.ctl.tx.lock().unwrap_or_else(|p| p.into_inner());
-        l.sent += 1;
-        if l.frames.len() < TxLog::CAP {
-            l.frames.push_back(frame.to_vec());
-        } else {
-            l.overflow += 1;
-        }
-        Ok(())
+        // A full link socket holds the frame back (the firmware retries it).
+        self.ctl.transmit(frame).map_err(|_| TxError::Busy)
     }
 }
 

@@ -8,7 +8,9 @@
 //!   [`splitrx_host::queue::PostObserver`]; the host library itself knows nothing of this);
 //! - [`DgramWire`]: a link to a real peer over UDP on loopback, one datagram per Ethernet frame
 //!   in each direction (QEMU's `-netdev dgram` framing), so a peer in another process or a VM
-//!   talks to the sim board's MAC;
+//!   talks to the sim board's MAC; [`WireCtl::transmit`] is the transmit side of any MAC (the
+//!   sim board's, the qemu-virt board's wire thread), and a link can be recorded in both
+//!   directions ([`WireCtl::record`]) for whoever checks the bytes afterwards;
 //! - [`WireCtl`]: start/stop and what was offered, for whoever drives the run.
 
 use splitrx_host::queue::PostObserver;
@@ -71,33 +73,85 @@ pub struct WireCtl {
     /// The wire ended and its last frame was released by the firmware.
     pub done: AtomicBool,
     /// What the firmware transmitted (RoCE ACKs, READ responses, CNPs), oldest first, for
-    /// whoever plays the peer: see [`TxLog`].
-    pub tx: std::sync::Mutex<TxLog>,
+    /// whoever plays the peer (or, on a recorded link, checks it): see [`FrameLog`].
+    pub tx: std::sync::Mutex<FrameLog>,
     /// When the wire is a [`DgramWire`]: the socket and the peer transmitted frames go to
     /// (instead of the log).
     pub tx_link: std::sync::OnceLock<(std::net::UdpSocket, std::net::SocketAddr)>,
+    /// Record the link: every frame a [`DgramWire`] receives is also logged in `rx`, and every
+    /// frame sent to the linked peer in `tx` (bounded like any [`FrameLog`]). Set before the
+    /// traffic starts; for checks of what crossed the link ([`WireCtl::take_rx`]).
+    pub record: AtomicBool,
+    /// Frames received from a recorded link, oldest first.
+    pub rx: std::sync::Mutex<FrameLog>,
 }
 
-/// Frames the firmware transmitted and nobody took yet, bounded: beyond [`TxLog::CAP`] frames
-/// the newest are counted in `overflow` and dropped (a peer that never reads cannot grow it).
+/// Frames logged and nobody took yet, bounded: beyond [`FrameLog::CAP`] frames the newest are
+/// counted in `overflow` and dropped (a peer that never reads cannot grow it).
 #[derive(Debug, Default)]
-pub struct TxLog {
+pub struct FrameLog {
     pub frames: std::collections::VecDeque<Vec<u8>>,
-    /// Frames transmitted in all.
+    /// Frames logged in all (kept or not).
     pub sent: u64,
     /// Frames dropped because nobody read the log.
     pub overflow: u64,
 }
 
-impl TxLog {
+impl FrameLog {
     pub const CAP: usize = 1 << 16;
+
+    /// Logs a copy of `frame` (or counts it in `overflow` when the log is full).
+    pub fn push(&mut self, frame: &[u8]) {
+        self.sent += 1;
+        if self.frames.len() < Self::CAP {
+            self.frames.push_back(frame.to_vec());
+        } else {
+            self.overflow += 1;
+        }
+    }
+}
+
+fn lock(m: &std::sync::Mutex<FrameLog>) -> std::sync::MutexGuard<'_, FrameLog> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl WireCtl {
     /// Takes every transmitted frame logged so far.
     pub fn take_tx(&self) -> Vec<Vec<u8>> {
-        let mut l = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        l.frames.drain(..).collect()
+        lock(&self.tx).frames.drain(..).collect()
+    }
+
+    /// Takes every frame received from a recorded link so far (see [`WireCtl::record`]).
+    pub fn take_rx(&self) -> Vec<Vec<u8>> {
+        lock(&self.rx).frames.drain(..).collect()
+    }
+
+    /// Frames the recorded logs dropped because they were full (received, transmitted).
+    pub fn record_overflow(&self) -> (u64, u64) {
+        (lock(&self.rx).overflow, lock(&self.tx).overflow)
+    }
+
+    /// Hands a frame the MAC transmitted to the peer: one datagram to the linked peer (a
+    /// [`DgramWire`]'s [`WireCtl::tx_link`]; also logged when the link is recorded), else the
+    /// log ([`WireCtl::take_tx`]). `Err(WouldBlock)`: the link's socket buffer is full and the
+    /// frame was not sent (the caller retries or drops it); any other socket error loses the
+    /// frame, as a broken link would, and is `Ok`.
+    pub fn transmit(&self, frame: &[u8]) -> std::io::Result<()> {
+        match self.tx_link.get() {
+            Some((sock, peer)) => match sock.send_to(frame, peer) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(e),
+                _ => {
+                    if self.record.load(Ordering::Relaxed) {
+                        lock(&self.tx).push(frame);
+                    }
+                    Ok(())
+                }
+            },
+            None => {
+                lock(&self.tx).push(frame);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -396,6 +450,62 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_recorded_link_logs_both_ways_and_an_unrecorded_one_neither() {
+        use std::net::UdpSocket;
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for record in [false, true] {
+            let ctl = Arc::new(WireCtl::default());
+            ctl.record.store(record, Ordering::Relaxed);
+            let mut w = DgramWire::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                peer.local_addr().unwrap(),
+                ctl.clone(),
+            )
+            .unwrap();
+            let at = w.local_addr().unwrap();
+            ctl.start.store(true, Ordering::Release);
+            for f in [&b"first"[..], b"second"] {
+                peer.send_to(f, at).unwrap();
+                let end = Instant::now() + Duration::from_secs(5);
+                while !w.advance() {
+                    assert!(Instant::now() < end, "the datagram never came");
+                }
+                assert_eq!(w.frame(), f);
+            }
+            // The firmware's frame goes to the peer as one datagram, not into the log.
+            ctl.transmit(b"answer").unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"answer"[..], at));
+            let (rx, tx) = (ctl.take_rx(), ctl.take_tx());
+            if record {
+                assert_eq!(rx, [b"first".to_vec(), b"second".to_vec()]);
+                assert_eq!(tx, [b"answer".to_vec()]);
+            } else {
+                assert!(rx.is_empty() && tx.is_empty(), "{rx:?} {tx:?}");
+            }
+            assert_eq!(ctl.record_overflow(), (0, 0));
+        }
+        // Without a link, transmitted frames go to the log (the harness plays the peer).
+        let ctl = WireCtl::default();
+        ctl.transmit(b"ack").unwrap();
+        assert_eq!(ctl.take_tx(), [b"ack".to_vec()]);
+    }
+
+    #[test]
+    fn a_full_frame_log_counts_what_it_drops() {
+        let mut l = FrameLog::default();
+        for _ in 0..FrameLog::CAP + 3 {
+            l.push(b"x");
+        }
+        assert_eq!(
+            (l.frames.len(), l.sent, l.overflow),
+            (FrameLog::CAP, FrameLog::CAP as u64 + 3, 3)
+        );
+    }
+
+    #[test]
     fn a_reset_takes_advertised_credit_back() {
         let c = Credit::default();
         c.posted(64, 32);
@@ -420,6 +530,9 @@ pub struct DgramWire {
 }
 
 impl DgramWire {
+    /// The receive buffer the link's socket asks for.
+    pub const RCVBUF: usize = 4 << 20;
+
     /// Binds `local` and links to `peer`. The socket is non-blocking: the firmware's poll loop
     /// never waits on it.
     pub fn bind(
@@ -429,6 +542,11 @@ impl DgramWire {
     ) -> std::io::Result<DgramWire> {
         let socket = std::net::UdpSocket::bind(local)?;
         socket.set_nonblocking(true)?;
+        // A peer sends in bursts (rxe: up to a window of packets at once) while the firmware
+        // thread may be off its core for a moment: room for a few thousand frames rather than
+        // the default's ~100, so the link does not lose them (the kernel caps it at
+        // `net.core.rmem_max`; best effort).
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, Self::RCVBUF);
         let _ = ctl.tx_link.set((socket.try_clone()?, peer));
         Ok(DgramWire {
             socket,
@@ -455,6 +573,9 @@ impl Wire for DgramWire {
                 Ok((n, _)) if n > crate::traffic::MAX_FRAME => self.truncated += 1,
                 Ok((n, _)) => {
                     self.len = n;
+                    if self.ctl.record.load(Ordering::Relaxed) {
+                        lock(&self.ctl.rx).push(&self.buf[..n]);
+                    }
                     return true;
                 }
                 Err(_) => return false,

@@ -31,7 +31,7 @@ impl Board {
     pub fn target(self) -> Box<dyn Target> {
         match self {
             Board::Sim => Box::new(splitrx_harness::sim::SimTarget::default()),
-            Board::QemuVirt => Box::new(splitrx_harness::qemu::QemuTarget),
+            Board::QemuVirt => Box::new(splitrx_harness::qemu::QemuTarget::default()),
         }
     }
 }
