@@ -7,12 +7,15 @@
 //! - the ICRC alone over a 4 KiB-payload packet, and a 4 KiB memcpy;
 //! - placement with a copying DMA fake (4 KiB MTU): WRITE and SEND as bytes/s, against
 //!   memcpy of the same footprint (4 KiB from the frame into the same destination);
-//! - READ request -> one 4 KiB READ RESPONSE (DMA read + ICRC + the MAC fake's copy).
+//! - READ request -> one 4 KiB READ RESPONSE (DMA read + ICRC + the MAC fake's copy);
+//! - the requester: a window of 8 RDMA WRITEs of 4 KiB (and 64 B) posted, sent (DMA read into
+//!   the frame + ICRC + the MAC fake's copy, like the READ response), acknowledged by one
+//!   coalesced ACK and completed: per WQE.
 //!
 //! cargo bench -p splitrx-firmware --bench roce
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use splitrx_firmware::bench_support::{RoceBench, RoceRig, ROCE_BATCH};
+use splitrx_firmware::bench_support::{ReqRig, RoceBench, RoceRig, REQ_ROUND, ROCE_BATCH};
 use splitrx_firmware::stats::dev;
 use splitrx_shared::split::{split, SplitConfig};
 use splitrx_shared::wire::roce::icrc;
@@ -164,6 +167,29 @@ fn bench(c: &mut Criterion) {
         if kind == RoceBench::Read && rig.tb.fw.device_stats().get(dev::ROCE_RCVD_PKTS) > 0 {
             assert!(rig.tb.fw.device_stats().get(dev::ROCE_SENT_PKTS) > 0);
         }
+    }
+    // The requester: per WRITE WQE (post, packet, ACK share, completion).
+    for (name, len) in [("req_write_4096", 4096u32), ("req_write_64", 64)] {
+        let mut rig = ReqRig::new(len);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut t = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    let start = Instant::now();
+                    let sent = rig.round();
+                    t += start.elapsed();
+                    assert_eq!(sent as u64, REQ_ROUND, "{name}: a window of packets");
+                    assert_eq!(rig.host_recycle() as u64, REQ_ROUND, "{name}: completions");
+                    done += REQ_ROUND;
+                }
+                t.mul_f64(iters as f64 / done as f64)
+            })
+        });
+        let d = rig.tb.fw.device_stats();
+        assert_eq!(d.get(dev::REQ_RETRANSMITS), 0, "{name}");
+        assert_eq!(d.get(dev::REQ_CQE_ERROR), 0, "{name}");
     }
     g.finish();
 }

@@ -225,3 +225,104 @@ impl RoceRig {
         assert_eq!(self.tb.modify_qp(&a), CtrlStatus::Ok);
     }
 }
+
+/// The requester benchmark rig: one RC QP with a send ring (path MTU 4096) whose peer address
+/// was learned from one WRITE; [`ReqRig::round`] posts a window of WRITEs of `len` bytes, runs
+/// the requester until they are on the wire (DMA read into the frame, ICRC, the MAC fake's
+/// copy), feeds the peer's one coalesced ACK and takes the completions.
+#[derive(Debug)]
+pub struct ReqRig {
+    pub tb: Testbed<ListMac>,
+    pub qp: HostQp,
+    pub len: u32,
+    cqes: Vec<RoceCqe>,
+}
+
+/// WQEs per [`ReqRig::round`] (the requester's window).
+pub const REQ_ROUND: u64 = crate::roce::req::SQ_WINDOW as u64;
+
+impl ReqRig {
+    pub fn new(len: u32) -> ReqRig {
+        let mut tb = Testbed::with_mac(ListMac::default(), true, 16);
+        let all = access::LOCAL_WRITE | access::REMOTE_WRITE | access::REMOTE_READ;
+        assert_eq!(
+            tb.register_mr(MR_BUS, 1 << 20, IOVA, KEY, KEY, all, 1),
+            CtrlStatus::Ok
+        );
+        let (st, qp) = tb.create_qp_sq(QPN, 1, qp_type::RC, NO_SRQ, 64, 64, 16);
+        assert_eq!(st, CtrlStatus::Ok);
+        let req = REQUESTER_V4;
+        assert_eq!(
+            tb.connect_qp(QPN, 0x22, req.gid(), 0xc000, 0, 5, all, 0),
+            CtrlStatus::Ok
+        );
+        // The peer's WRITE (teaches the requester its address), then its ACK of our window.
+        let mut w = request(opcode::RC_WRITE_ONLY, QPN, 0, false, 4);
+        w.reth = Some(Reth {
+            va: IOVA,
+            rkey: KEY,
+            dma_len: 4,
+        });
+        let mut ack = request(opcode::RC_ACK, QPN, REQ_ROUND as u32 - 1, false, 0);
+        ack.aeth = Some(splitrx_shared::wire::roce::Aeth {
+            syndrome: 0x1f,
+            msn: 0,
+        });
+        tb.fw.hal_mut().rx.frames = std::vec![req.frame(&w, &[1, 2, 3, 4]), req.frame(&ack, &[])];
+        tb.fw.hal_mut().rx.remaining = 1;
+        while tb.fw.poll() {}
+        tb.fw.hal_mut().tx.sent.clear();
+        ReqRig {
+            tb,
+            qp,
+            len,
+            cqes: std::vec![RoceCqe::default(); 64],
+        }
+    }
+
+    /// One window: post, send, ACK, complete. Returns the packets sent.
+    pub fn round(&mut self) -> usize {
+        for i in 0..REQ_ROUND {
+            let w = splitrx_shared::abi::SendWqe {
+                wr_id: i.into(),
+                bus_addr: (MR_BUS + (i % 16) * 4096).into(),
+                len: self.len.into(),
+                lkey: KEY.into(),
+                remote_addr: 0x7000_0000.into(),
+                rkey: 0x99.into(),
+                opcode: splitrx_shared::abi::send_op::RDMA_WRITE,
+                qpn: QPN.into(),
+                ..Default::default()
+            };
+            assert!(self
+                .qp
+                .sq
+                .as_mut()
+                .expect("send ring")
+                .push(&w)
+                .expect("sq"));
+        }
+        while self.tb.fw.poll() {}
+        let sent = self.tb.fw.hal().tx.sent.len();
+        // The coalesced ACK (frame 1 of the list).
+        let mac = &mut self.tb.fw.hal_mut().rx;
+        mac.next = 1;
+        mac.remaining = 1;
+        while self.tb.fw.poll() {}
+        sent
+    }
+
+    /// Host side after a round: the completions taken, the frames dropped, the send PSN back
+    /// to 0 (ModifyQp SQ_PSN) so the same ACK fits the next round.
+    pub fn host_recycle(&mut self) -> usize {
+        let n = self.qp.cq.pop_into(&mut self.cqes).unwrap_or(0);
+        self.tb.fw.hal_mut().tx.sent.clear();
+        let a = ModifyQpArgs {
+            qpn: U32::new(QPN),
+            attr_mask: U32::new(qp_attr::SQ_PSN),
+            ..Default::default()
+        };
+        assert_eq!(self.tb.modify_qp(&a), CtrlStatus::Ok);
+        n
+    }
+}
