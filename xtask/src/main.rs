@@ -49,7 +49,7 @@ const NO_STD_FEATURE_BUILDS: &[(&str, &str)] = &[
 /// cargo-fuzz crates and their targets.
 const FUZZ: &[(&str, &[&str])] = &[
     ("shared/fuzz", &["parse_split", "ring_consumer"]),
-    ("firmware/fuzz", &["command_ring", "fill_descriptors"]),
+    ("firmware/fuzz", &["command_ring", "fill_descriptors", "roce_peer"]),
     ("host/fuzz", &["capture_reader"]),
 ];
 /// Loom models: (package, test target).
@@ -74,9 +74,9 @@ enum Cmd {
     },
     /// Run the whole test suite (unit, integration, loom, ARM builds, fuzz smoke, bench smoke).
     Test {
-        /// Seconds per fuzz target (0 skips fuzzing). Five targets share the two minutes the
+        /// Seconds per fuzz target (0 skips fuzzing). Six targets share the two minutes the
         /// four had before.
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 20)]
         fuzz_secs: u32,
     },
     /// Build the no_std crates for every ARM target.
