@@ -823,18 +823,34 @@ sed 's/^/{tool} client: /' /tmp/c.log
 #[test]
 #[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
 fn ibv_rc_pingpong_and_ibv_ud_pingpong_in_the_guest_run_against_splitrx() {
-    use splitrx_host::roce::QpType;
-    pingpong_against_splitrx("ibv_rc_pingpong", QpType::Rc, 4096);
-    // UD messages are at most the path MTU (rxe: 1024 on a 1500-byte link).
-    pingpong_against_splitrx("ibv_ud_pingpong", QpType::Ud, 1024);
+    pingpongs_against_splitrx(Board::Sim);
 }
 
-fn pingpong_against_splitrx(tool: &str, qp_type: splitrx_host::roce::QpType, size: u32) {
+/// The same with the firmware on the qemu-virt board (the aarch64 image in QEMU).
+#[test]
+#[ignore = "boots a Linux VM and the qemu-virt image under QEMU: run by `cargo xtask test` (`cargo xtask interop`)"]
+fn ibv_rc_pingpong_and_ibv_ud_pingpong_in_the_guest_run_against_splitrx_on_qemu_virt() {
+    pingpongs_against_splitrx(Board::QemuVirt);
+}
+
+fn pingpongs_against_splitrx(board: Board) {
+    use splitrx_host::roce::QpType;
+    pingpong_against_splitrx(board, "ibv_rc_pingpong", QpType::Rc, 4096);
+    // UD messages are at most the path MTU (rxe: 1024 on a 1500-byte link).
+    pingpong_against_splitrx(board, "ibv_ud_pingpong", QpType::Ud, 1024);
+}
+
+fn pingpong_against_splitrx(
+    board: Board,
+    tool: &str,
+    qp_type: splitrx_host::roce::QpType,
+    size: u32,
+) {
     use splitrx_harness::roce::{serve, ServeConfig};
-    use splitrx_harness::sim::SimTarget;
     let Some(img) = image() else { return };
+    let what = format!("{tool} -> splitrx on {}", board.name());
     let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
-    let (board, qemu) = (
+    let (local, peer) = (
         std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
         std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
     );
@@ -843,10 +859,7 @@ fn pingpong_against_splitrx(tool: &str, qp_type: splitrx_host::roce::QpType, siz
         l.local_addr().unwrap()
     };
     let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
-    let target = SimTarget {
-        link: Some((board, qemu)),
-        ..SimTarget::default()
-    };
+    let target = board.linked(local, peer);
     let iters = 50u64;
     let serve_cfg = ServeConfig {
         qp_type,
@@ -860,7 +873,7 @@ fn pingpong_against_splitrx(tool: &str, qp_type: splitrx_host::roce::QpType, siz
     let server = std::thread::spawn(move || {
         let t0 = Instant::now();
         serve(
-            &target,
+            target.as_ref(),
             &serve_cfg,
             |i| tx.send(i.clone()).unwrap(),
             |_, _| t0.elapsed() > Duration::from_secs(300),
@@ -879,9 +892,9 @@ fn pingpong_against_splitrx(tool: &str, qp_type: splitrx_host::roce::QpType, siz
     let run = RxeGuest::run(&img, &cfg, &script);
     let rep = server.join().unwrap();
     let run = run.unwrap_or_else(|e| panic!("{e}"));
-    report(&format!("{tool} -> splitrx"), &run);
+    report(&what, &run);
     println!("--- guest output ---\n{}--- end ---", run.output);
-    let rep = rep.unwrap_or_else(|e| panic!("{tool}: serve: {e}"));
+    let rep = rep.unwrap_or_else(|e| panic!("{what}: serve: {e}"));
     println!("splitrx: {rep:?}");
     let o = &run.output;
     assert!(o.contains(&format!("{tool} exit 0")), "{o}");
@@ -923,18 +936,25 @@ fn pingpong_against_splitrx(tool: &str, qp_type: splitrx_host::roce::QpType, siz
 #[test]
 #[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
 fn rping_in_the_guest_pings_splitrx_with_reads_and_writes_validated() {
+    rping_pings_against_splitrx(Board::Sim);
+}
+
+/// The same with the firmware on the qemu-virt board (the aarch64 image in QEMU).
+#[test]
+#[ignore = "boots a Linux VM and the qemu-virt image under QEMU: run by `cargo xtask test` (`cargo xtask interop`)"]
+fn rping_in_the_guest_pings_splitrx_on_qemu_virt_with_reads_and_writes_validated() {
+    rping_pings_against_splitrx(Board::QemuVirt);
+}
+
+fn rping_pings_against_splitrx(board: Board) {
     use splitrx_harness::roce::{serve, ServeConfig};
-    use splitrx_harness::sim::SimTarget;
     let Some(img) = image() else { return };
     let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
-    let (board, qemu) = (
+    let (local, peer) = (
         std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
         std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
     );
-    let target = SimTarget {
-        link: Some((board, qemu)),
-        ..SimTarget::default()
-    };
+    let target = board.linked(local, peer);
     let serve_cfg = ServeConfig {
         cm_port: Some(7471),
         rping: true,
@@ -947,7 +967,7 @@ fn rping_in_the_guest_pings_splitrx_with_reads_and_writes_validated() {
         std::thread::spawn(move || {
             let t0 = Instant::now();
             serve(
-                &target,
+                target.as_ref(),
                 &serve_cfg,
                 |i| tx.send(i.clone()).unwrap(),
                 |_, _| done.load(Ordering::Relaxed) || t0.elapsed() > Duration::from_secs(300),
@@ -967,7 +987,7 @@ fn rping_in_the_guest_pings_splitrx_with_reads_and_writes_validated() {
     done.store(true, Ordering::Relaxed);
     let rep = server.join().unwrap();
     let run = run.unwrap_or_else(|e| panic!("{e}"));
-    report("rping -V -> splitrx", &run);
+    report(&format!("rping -V -> splitrx on {}", board.name()), &run);
     println!("--- guest output ---\n{}--- end ---", run.output);
     let rep = rep.unwrap_or_else(|e| panic!("serve: {e}"));
     println!("splitrx: {rep:?}");

@@ -49,7 +49,10 @@ const NO_STD_FEATURE_BUILDS: &[(&str, &str)] = &[
 /// cargo-fuzz crates and their targets.
 const FUZZ: &[(&str, &[&str])] = &[
     ("shared/fuzz", &["parse_split", "ring_consumer"]),
-    ("firmware/fuzz", &["command_ring", "fill_descriptors", "roce_peer"]),
+    (
+        "firmware/fuzz",
+        &["command_ring", "fill_descriptors", "roce_peer"],
+    ),
     ("host/fuzz", &["capture_reader"]),
 ];
 /// Loom models: (package, test target).
