@@ -1490,6 +1490,68 @@ mod tests {
     }
 
     #[test]
+    fn a_send_cqe_is_checked_against_the_send_wqe_posted_next() {
+        let w = SendWqe {
+            wr_id: U64::new(9),
+            len: U32::new(4096),
+            opcode: send_op::RDMA_READ,
+            ..Default::default()
+        };
+        let ok = RoceCqe {
+            wr_id: U64::new(9),
+            byte_len: U32::new(4096),
+            opcode: wc_opcode::RDMA_READ,
+            status: wc_status::SUCCESS,
+            ..Default::default()
+        };
+        assert!(send_cqe_ok(&ok, &w));
+        let bad = [
+            RoceCqe {
+                wr_id: U64::new(8),
+                ..ok
+            },
+            RoceCqe {
+                opcode: wc_opcode::SEND,
+                ..ok
+            },
+            RoceCqe {
+                byte_len: U32::new(4097),
+                ..ok
+            },
+            RoceCqe { status: 3, ..ok },
+        ];
+        for c in bad {
+            assert!(!send_cqe_ok(&c, &w), "{c:?}");
+        }
+        // Errors the requester reports are known statuses.
+        for status in [
+            wc_status::RETRY_EXC_ERR,
+            wc_status::RNR_RETRY_EXC_ERR,
+            wc_status::WR_FLUSH_ERR,
+            wc_status::REM_ACCESS_ERR,
+        ] {
+            let c = RoceCqe {
+                status,
+                byte_len: U32::new(0),
+                ..ok
+            };
+            assert!(send_cqe_ok(&c, &w));
+        }
+        // A WRITE with immediate completes as RDMA_WRITE.
+        let w = SendWqe {
+            opcode: send_op::RDMA_WRITE_WITH_IMM,
+            ..w
+        };
+        assert!(send_cqe_ok(
+            &RoceCqe {
+                opcode: wc_opcode::RDMA_WRITE,
+                ..ok
+            },
+            &w
+        ));
+    }
+
+    #[test]
     fn cqe_is_checked_against_the_posted_wqe() {
         let w = RecvWqe {
             wr_id: U64::new(7),

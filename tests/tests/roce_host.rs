@@ -348,3 +348,86 @@ fn a_scatter_list_wqe_is_filled_in_order_and_returned_whole() {
         assert_eq!(out.unwrap().ledger_errors, 0);
     }
 }
+
+/// The send side of the host API: a QP without a send ring refuses `post_send`, a UC QP
+/// cannot have one; the firmware takes send WQEs only while the CQ has room for their
+/// completions (CQ of 4: one slot kept for the responder, a window of 3 here, as nothing can be
+/// sent before the peer spoke), and destroy completes those it took with `WR_FLUSH_ERR` and
+/// hands back the ones still in the ring.
+#[test]
+fn send_wqes_are_bounded_by_the_cq_and_destroy_flushes_or_returns_each() {
+    use splitrx_host::roce::SendWr;
+    for t in splitrx_harness::targets_from_env() {
+        let mut rig = RoceRig::up(t.as_ref(), Vec::new(), 16 * 4096, 64 * 4096).unwrap();
+        let rdma = rig.rdma.clone();
+        let pd = rdma.alloc_pd();
+        let mem = rdma.alloc_device(4096).unwrap();
+        let mr = rdma
+            .reg_mr(pd, mem.bus_addr, mem.len, mem.bus_addr, access::LOCAL_WRITE)
+            .unwrap();
+        let init = |qpn, qp_type, sq_depth| QpInit {
+            qpn,
+            qp_type,
+            pd,
+            rq_depth: 2,
+            cq_depth: 4,
+            srqn: None,
+            sq_depth,
+        };
+        assert!(matches!(
+            rdma.create_qp(&init(0x41, QpType::Uc, 4)),
+            Err(RoceError::Invalid(_))
+        ));
+        let mut plain = rdma.create_qp(&init(0x42, QpType::Rc, 0)).unwrap();
+        assert!(matches!(
+            plain.post_send(&SendWr::send(1, &mr, mem.bus_addr, 8)),
+            Err(RoceError::Invalid(_))
+        ));
+        let mut qp = rdma.create_qp(&init(0x40, QpType::Rc, 8)).unwrap();
+        qp.to_init(access::REMOTE_WRITE, 0).unwrap();
+        qp.to_rtr(&rtr(7)).unwrap();
+        qp.to_rts_with(&Default::default()).unwrap();
+        for i in 0..5 {
+            qp.post_send(&SendWr::send(i, &mr, mem.bus_addr, 8))
+                .unwrap();
+        }
+        assert_eq!(qp.sends_outstanding(), 5);
+        let taken = |rig: &RoceRig| rig.nic_counters()[splitrx_shared::stats::dev::REQ_WQES_TAKEN];
+        let t0 = std::time::Instant::now();
+        while taken(&rig) < 3 && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            taken(&rig),
+            3,
+            "{}: the window is what the CQ can complete",
+            t.name()
+        );
+        let d = qp.destroy().unwrap();
+        let flushed: Vec<(u64, u8, u8)> = d
+            .completions
+            .iter()
+            .map(|c| match c {
+                Cqe::Send(c) => (c.wr_id, c.status, c.opcode),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            flushed,
+            vec![
+                (0, wc_status::WR_FLUSH_ERR, wc_opcode::SEND),
+                (1, wc_status::WR_FLUSH_ERR, wc_opcode::SEND),
+                (2, wc_status::WR_FLUSH_ERR, wc_opcode::SEND)
+            ]
+        );
+        let unsent: Vec<u64> = d.unsent.iter().map(|w| w.wr_id.get()).collect();
+        assert_eq!(unsent, vec![3, 4]);
+        assert!(d.returned.is_empty());
+        plain.destroy().unwrap();
+        let _ = rdma.dereg_mr(mr);
+        drop(mem);
+        let (_, fw_error) = rig.finish();
+        assert_eq!(fw_error, None);
+    }
+}
