@@ -358,7 +358,7 @@ fn a_scatter_list_wqe_is_filled_in_order_and_returned_whole() {
 fn send_wqes_are_bounded_by_the_cq_and_destroy_flushes_or_returns_each() {
     use splitrx_host::roce::SendWr;
     for t in splitrx_harness::targets_from_env() {
-        let mut rig = RoceRig::up(t.as_ref(), Vec::new(), 16 * 4096, 64 * 4096).unwrap();
+        let rig = RoceRig::up(t.as_ref(), Vec::new(), 16 * 4096, 64 * 4096).unwrap();
         let rdma = rig.rdma.clone();
         let pd = rdma.alloc_pd();
         let mem = rdma.alloc_device(4096).unwrap();
