@@ -258,6 +258,7 @@ impl<H: Hal> Firmware<H> {
         const _: () = assert!(MAX_SQS <= u16::MAX as usize);
         if let Some((at, sq)) = sq {
             self.roce.sqs[at] = Some(sq);
+            self.roce.sq_count += 1;
         }
         write_region_status(region.base, QueueStatus::Running, 0);
         fw_info!("qp {} created", qpn);
@@ -308,6 +309,7 @@ impl<H: Hal> Firmware<H> {
                 req::flush(&mut qp, s, st);
             }
             *sq = None;
+            roce.sq_count -= 1;
         }
         write_region_status(qp.region, QueueStatus::Stopped, 0);
         self.cm_forget_qp(qpn);

@@ -285,6 +285,8 @@ pub struct Responder {
     pub(crate) cm: cm::Cm,
     /// The requesters' state, by [`Qp::sq`].
     pub(crate) sqs: [Option<req::Sq>; MAX_SQS],
+    /// Send queues in use (`poll_sq` returns at once while 0: the RX-only path pays nothing).
+    pub(crate) sq_count: u16,
 }
 
 impl core::fmt::Debug for Responder {
@@ -316,6 +318,7 @@ impl Responder {
             cnp_interval_ns: CNP_INTERVAL_NS,
             cm: cm::Cm::new(),
             sqs: [const { None }; MAX_SQS],
+            sq_count: 0,
         }
     }
 

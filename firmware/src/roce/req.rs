@@ -277,6 +277,9 @@ impl Responder {
     /// Runs every requester: takes WQEs, sends packets, fires timers, flushes the windows of
     /// QPs the responder moved to ERR. Returns whether a packet was sent or a WQE completed.
     pub fn poll_sq<H: Hal>(&mut self, hal: &mut HalParts<H>, st: &mut DeviceStats) -> bool {
+        if self.sq_count == 0 {
+            return false;
+        }
         let mut io = Io::of(hal);
         let mut work = false;
         let mut now = None;
