@@ -556,15 +556,16 @@ fn rping_against_splitrx(board: Board) {
     assert_eq!((c.write_packets, c.read_requests, c.atomics), (0, 0, 0));
 }
 
-/// The perftest clients run against splitrx, and what each exchanges: tool, test, message
-/// size. Each runs `ITERS` iterations.
-const PERFTESTS: [(&str, splitrx_harness::perftest::Test, u64); 4] = {
+/// The perftest clients run against splitrx (the tool with its own flags), what each
+/// exchanges, and the message size. Each runs `ITERS` iterations.
+const PERFTESTS: [(&str, splitrx_harness::perftest::Test, u64); 5] = {
     use splitrx_harness::perftest::Test;
     [
         ("ib_write_bw", Test::Write, 4096),
         ("ib_read_bw", Test::Read, 4096),
         ("ib_send_bw", Test::Send, 4096),
         ("ib_atomic_bw", Test::Atomic, 8),
+        ("ib_atomic_bw -A CMP_AND_SWAP", Test::Atomic, 8),
     ]
 };
 const ITERS: u64 = 500;
@@ -583,15 +584,15 @@ fn bw_average(out: &str, prefix: &str, size: u64, iters: u64) -> Option<f64> {
     })
 }
 
-/// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` in the
-/// guest (unmodified, without `-R`), each against splitrx as its server (`splitrx roce serve
+/// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` (fetch-add,
+/// and compare-swap with `-A CMP_AND_SWAP`) in the guest (unmodified, without `-R`), each against splitrx as its server (`splitrx roce serve
 /// --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
 /// slirp at 10.0.2.2), the firmware on the sim board serves the RDMA traffic that comes over
 /// the guest's RoCE NIC. Each tool must finish with its result row, and the responder must
-/// have executed exactly the client's 50 requests; every payload byte is checked against what
+/// have executed exactly the client's 500 requests; every payload byte is checked against what
 /// crossed the link (`splitrx_harness::interop::check_link`: WRITEs in the MR, SENDs through
 /// the page-pool SRQ's tokens, READ responses against the MR, atomics' values and ACKs), every
-/// token returned, audit clean. Then the same four tools run rxe-to-rxe between two guests
+/// token returned, audit clean. Then the same tools run rxe-to-rxe between two guests
 /// linked the same way, and the bandwidths the tools printed are tabled side by side (TCG
 /// speeds).
 #[test]
@@ -600,7 +601,7 @@ fn perftest_clients_in_the_guest_run_against_splitrx() {
     perftest_against_splitrx(Board::Sim);
 }
 
-/// The same four perftest clients against the firmware on the qemu-virt board (the aarch64
+/// The same perftest clients against the firmware on the qemu-virt board (the aarch64
 /// image in QEMU, its NIC relayed to the guest's link), bytes checked the same way.
 #[test]
 #[ignore = "boots a Linux VM and the qemu-virt image under QEMU: run by `cargo xtask test` (`cargo xtask interop`)"]
@@ -741,7 +742,7 @@ fn perftest_client_against_splitrx(
     bw
 }
 
-/// The four perftest tools rxe-to-rxe in the same set-up as against splitrx: the client in
+/// The perftest tools rxe-to-rxe in the same set-up as against splitrx: the client in
 /// one guest (the same flags), its RoCE NIC linked over UDP to a second guest's whose rxe0 is
 /// the server, the out-of-band exchange over slirp (the server's port forwarded from this
 /// host). Returns the average MB/s each client printed, in `PERFTESTS` order.
