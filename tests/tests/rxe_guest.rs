@@ -572,21 +572,34 @@ const ITERS: u64 = 500;
 /// rxe's active MTU on the guest's 1500-byte link (what perftest settles on).
 const PATH_MTU: u64 = 1024;
 
-/// The average MB/s of perftest's result row (`size iterations peak average rate`) among
-/// `lines` that start with `prefix`.
-fn bw_average(out: &str, prefix: &str, size: u64, iters: u64) -> Option<f64> {
+/// What a perftest client printed in its result row (`size iterations peak average rate`).
+#[derive(Clone, Copy, Debug)]
+struct Printed {
+    /// `BW average[MB/sec]` (two decimals).
+    mbs: f64,
+    /// `MsgRate[Mpps]` (six decimals: the precise one for 8-byte atomics).
+    mpps: f64,
+}
+
+/// The result row for `size`-byte messages x `iters` among the lines of `out` that start with
+/// `prefix`.
+fn result_row(out: &str, prefix: &str, size: u64, iters: u64) -> Option<Printed> {
     let (s, n) = (size.to_string(), iters.to_string());
     out.lines().find_map(|l| {
         let w: Vec<&str> = l.strip_prefix(prefix)?.split_whitespace().collect();
-        (w.len() >= 4 && w[0] == s && w[1] == n)
-            .then(|| w[3].parse().ok())
-            .flatten()
+        if w.len() < 5 || w[0] != s || w[1] != n {
+            return None;
+        }
+        Some(Printed {
+            mbs: w[3].parse().ok()?,
+            mpps: w[4].parse().ok()?,
+        })
     })
 }
 
 /// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` (fetch-add,
-/// and compare-swap with `-A CMP_AND_SWAP`) in the guest (unmodified, without `-R`), each against splitrx as its server (`splitrx roce serve
-/// --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
+/// and compare-swap with `-A CMP_AND_SWAP`) in the guest (unmodified, without `-R`), each
+/// against splitrx as its server (`splitrx roce serve --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
 /// slirp at 10.0.2.2), the firmware on the sim board serves the RDMA traffic that comes over
 /// the guest's RoCE NIC. Each tool must finish with its result row, and the responder must
 /// have executed exactly the client's 500 requests; every payload byte is checked against what
@@ -611,38 +624,39 @@ fn perftest_clients_in_the_guest_run_against_splitrx_on_qemu_virt() {
 
 fn perftest_against_splitrx(board: Board) {
     let Some(img) = image() else { return };
-    let splitrx: Vec<f64> = PERFTESTS
+    let splitrx: Vec<Printed> = PERFTESTS
         .iter()
         .map(|&(tool, test, size)| perftest_client_against_splitrx(&img, board, tool, test, size))
         .collect();
     let rxe = perftest_rxe_to_rxe(&img);
+    let b = board.name();
     println!(
-        "figures {}: perftest clients in the rxe guest (QEMU x86_64 TCG, 1 vCPU), MTU {PATH_MTU}; average MB/s as each tool printed it",
-        board.name()
+        "figures {b}: perftest clients in the rxe guest (QEMU x86_64 TCG, 1 vCPU), MTU {PATH_MTU}; average MB/s and message rate as each tool printed them; ratio = splitrx / rxe-to-rxe message rate"
     );
     println!(
-        "figures {}: | tool | size (B) | iterations | MB/s splitrx ({}) | MB/s rxe-to-rxe (two guests) | ratio |",
-        board.name(),
-        board.name()
+        "figures {b}: | tool | size (B) | iterations | MB/s splitrx ({b}) | MB/s rxe-to-rxe (two guests) | kmsg/s splitrx | kmsg/s rxe-to-rxe | ratio |"
     );
-    println!("figures {}: |---|---:|---:|---:|---:|---:|", board.name());
+    println!("figures {b}: |---|---:|---:|---:|---:|---:|---:|---:|");
     for ((&(tool, _, size), s), r) in PERFTESTS.iter().zip(&splitrx).zip(&rxe) {
         println!(
-            "figures {}: | {tool} | {size} | {ITERS} | {s:.2} | {r:.2} | {:.2} |",
-            board.name(),
-            s / r
+            "figures {b}: | {tool} | {size} | {ITERS} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            s.mbs,
+            r.mbs,
+            s.mpps * 1e3,
+            r.mpps * 1e3,
+            s.mpps / r.mpps
         );
     }
 }
 
-/// One perftest client against splitrx on `board`; returns the average MB/s it printed.
+/// One perftest client against splitrx on `board`; returns what it printed.
 fn perftest_client_against_splitrx(
     img: &GuestImage,
     board: Board,
     tool: &str,
     test: splitrx_harness::perftest::Test,
     size: u64,
-) -> f64 {
+) -> Printed {
     use splitrx_harness::perftest::Test;
     use splitrx_harness::roce::ServeConfig;
     let tcp = {
@@ -673,7 +687,7 @@ fn perftest_client_against_splitrx(
     println!("splitrx: {rep:?}");
     let o = &run.output;
     assert!(o.contains(&format!("{tool} exit 0")), "{o}");
-    let bw = bw_average(o, "", size, ITERS).unwrap_or_else(|| {
+    let bw = result_row(o, "", size, ITERS).unwrap_or_else(|| {
         panic!("{tool}: no result row for {size}-byte messages x {ITERS}:\n{o}")
     });
     let client = rep.perftest.clone().expect("the exchange ended").unwrap();
@@ -745,8 +759,8 @@ fn perftest_client_against_splitrx(
 /// The perftest tools rxe-to-rxe in the same set-up as against splitrx: the client in
 /// one guest (the same flags), its RoCE NIC linked over UDP to a second guest's whose rxe0 is
 /// the server, the out-of-band exchange over slirp (the server's port forwarded from this
-/// host). Returns the average MB/s each client printed, in `PERFTESTS` order.
-fn perftest_rxe_to_rxe(img: &GuestImage) -> Vec<f64> {
+/// host). Returns what each client printed, in `PERFTESTS` order.
+fn perftest_rxe_to_rxe(img: &GuestImage) -> Vec<Printed> {
     let (a_port, b_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
     let fwd = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -809,7 +823,7 @@ sed 's/^/{tool} client: /' /tmp/c.log
                 "{}",
                 srun.output
             );
-            bw_average(o, &format!("{tool} client: "), size, ITERS)
+            result_row(o, &format!("{tool} client: "), size, ITERS)
                 .unwrap_or_else(|| panic!("{tool} rxe-to-rxe: no result row:\n{o}"))
         })
         .collect()
