@@ -743,7 +743,7 @@ fn perftest_client_against_splitrx(
     };
     assert_eq!(counts, want, "{what}: {ck:?}");
     println!(
-        "{what}: verified: {} requests ({} retransmitted), {} WRITE packets / {} bytes in the MR, {} SEND messages / {} bytes through tokens, {} READ responses / {} bytes, {} atomics and their ACKs, {} MR bytes",
+        "{what}: verified: {} requests ({} retransmitted), {} WRITE packets / {} bytes in the MR, {} SEND messages / {} bytes through tokens, {} READ responses / {} bytes, {} atomics and their ACKs ({} changed the value), {} MR bytes",
         ck.requests,
         ck.duplicates,
         ck.write_packets,
@@ -753,6 +753,7 @@ fn perftest_client_against_splitrx(
         ck.read_responses,
         ck.read_bytes,
         ck.atomic_acks,
+        ck.atomics_changed,
         ck.mr_bytes_compared
     );
     bw
