@@ -91,6 +91,8 @@ pub struct LinkCheck {
     pub atomics: u64,
     pub atomic_acks: u64,
     pub atomic_ack_repeats: u64,
+    /// Atomics that changed the value (a fetch-add of 0, a compare that failed: not).
+    pub atomics_changed: u64,
     /// Bytes of the MR compared with the model at the end.
     pub mr_bytes_compared: u64,
     /// Everything that did not match (empty: pass).
@@ -234,6 +236,7 @@ pub fn check_link(qpn: u32, b: &ServeBytes) -> LinkCheck {
                 orig
             };
             *cell = new.to_le_bytes();
+            c.atomics_changed += u64::from(new != orig);
             atomics.insert(p.psn, orig);
         }
     }
@@ -594,6 +597,8 @@ mod tests {
             (c.atomics, c.atomic_acks, c.atomic_ack_repeats, c.duplicates),
             (3, 3, 1, 1)
         );
+        // The add and the matching compare-swap changed it, the failed compare did not.
+        assert_eq!(c.atomics_changed, 2);
         b.link_tx[2] = ack(3, 78);
         b.link_tx.pop();
         let c = check_link(0x11, &b);

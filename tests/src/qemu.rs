@@ -178,6 +178,8 @@ fn play<W: Wire>(
         keep(&mut tx);
         std::thread::sleep(Duration::from_millis(1));
     }
+    // And what reached the socket before the stop (a linked peer waits for that ACK).
+    keep(&mut tx);
 }
 
 impl QemuSession {

@@ -1864,6 +1864,12 @@ fn serve_session(
         }
         None => None,
     };
+    if cfg.keep_bytes && (cfg.rping || cfg.pingpong.is_some()) {
+        return Err(
+            "the link check (--verify) models a responder; pingpong and rping check their own bytes"
+                .into(),
+        );
+    }
     if cfg.rping && cfg.cm_port.is_none() {
         return Err("rping mode needs --cm-port (rping connects through the RDMA CM)".into());
     }

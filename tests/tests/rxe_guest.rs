@@ -484,114 +484,56 @@ fn link_check(what: &str, rep: &splitrx_harness::roce::ServeReport) -> LinkCheck
     c
 }
 
-/// Interop, the first step of issue 12: rping in the guest (Linux's RDMA CM and rxe) connects
-/// to splitrx's responder (`splitrx roce serve --cm-port`, the firmware on the sim board, whose
-/// MAC is linked to the guest's RoCE NIC over UDP) and its first SEND (the 16-byte buffer
-/// advertisement) lands in a page-pool buffer, byte for byte what crossed the link. rping
-/// then waits for an RDMA READ the responder never issues (it serves, it does not request):
-/// the script ends it.
-#[test]
-#[ignore = "boots a Linux VM under QEMU: run by `cargo xtask test` (`cargo xtask rxe-guest --test`)"]
-fn rping_in_the_guest_connects_to_splitrx_over_the_rdma_cm_and_its_send_lands() {
-    rping_against_splitrx(Board::Sim);
-}
-
-/// The same with the firmware on the qemu-virt board (the aarch64 image in QEMU).
-#[test]
-#[ignore = "boots a Linux VM and the qemu-virt image under QEMU: run by `cargo xtask test` (`cargo xtask interop`)"]
-fn rping_in_the_guest_connects_to_splitrx_on_qemu_virt_over_the_rdma_cm_and_its_send_lands() {
-    rping_against_splitrx(Board::QemuVirt);
-}
-
-fn rping_against_splitrx(board: Board) {
-    use splitrx_harness::roce::ServeConfig;
-    let Some(img) = image() else { return };
-    let serve_cfg = ServeConfig {
-        cm_port: Some(7471),
-        ..ServeConfig::default()
-    };
-    let (run, rep) = serve_against_guest(
-        &img,
-        board,
-        serve_cfg,
-        |info| {
-            println!(
-                "splitrx responder ({}): RC QP {:#x}, rdma_cm service {:#x}",
-                board.name(),
-                info.qpn,
-                info.cm_service_id.unwrap_or_default()
-            );
-            format!(
-                "timeout 8 rping -c -a {FW_IP} -p 7471 -C 1 -v -d 2>&1\necho \"rping exit $?\"\n"
-            )
-        },
-        |received| received >= 1,
-    );
-    report(&format!("rping -> splitrx on {}", board.name()), &run);
-    println!("--- guest output ---\n{}--- end ---", run.output);
-    println!("splitrx: {rep:?}");
-    let o = &run.output;
-    assert!(o.contains("RDMA_CM_EVENT_ESTABLISHED"), "{o}");
-    assert!(
-        o.contains("send completion"),
-        "the SEND was not ACKed:\n{o}"
-    );
-    assert_eq!((rep.received, rep.received_bytes), (1, 16), "{rep:?}");
-    assert!(rep.cm_peer_qpn.is_some(), "{rep:?}");
-    assert_eq!(rep.recv_errors, 0);
-    assert_eq!(rep.cqe_invalid, 0);
-    assert_eq!(rep.audit_error, None);
-    // The 16 bytes the app got are the SEND's on the wire; nothing touched the MR.
-    let c = link_check(&format!("rping on {}", board.name()), &rep);
-    assert_eq!(
-        (
-            c.send_messages,
-            c.send_packets,
-            c.send_bytes,
-            c.messages_matched
-        ),
-        (1, 1, 16, 1),
-        "{c:?}"
-    );
-    assert_eq!((c.write_packets, c.read_requests, c.atomics), (0, 0, 0));
-}
-
-/// The perftest clients run against splitrx, and what each exchanges: tool, test, message
-/// size. Each runs `ITERS` iterations.
-const PERFTESTS: [(&str, splitrx_harness::perftest::Test, u64); 4] = {
+/// The perftest clients run against splitrx (the tool with its own flags), what each
+/// exchanges, and the message size. Each runs `ITERS` iterations.
+const PERFTESTS: [(&str, splitrx_harness::perftest::Test, u64); 5] = {
     use splitrx_harness::perftest::Test;
     [
         ("ib_write_bw", Test::Write, 4096),
         ("ib_read_bw", Test::Read, 4096),
         ("ib_send_bw", Test::Send, 4096),
         ("ib_atomic_bw", Test::Atomic, 8),
+        ("ib_atomic_bw -A CMP_AND_SWAP", Test::Atomic, 8),
     ]
 };
 const ITERS: u64 = 500;
 /// rxe's active MTU on the guest's 1500-byte link (what perftest settles on).
 const PATH_MTU: u64 = 1024;
 
-/// The average MB/s of perftest's result row (`size iterations peak average rate`) among
-/// `lines` that start with `prefix`.
-fn bw_average(out: &str, prefix: &str, size: u64, iters: u64) -> Option<f64> {
+/// What a perftest client printed in its result row (`size iterations peak average rate`).
+#[derive(Clone, Copy, Debug)]
+struct Printed {
+    /// `BW average[MB/sec]` (two decimals).
+    mbs: f64,
+    /// `MsgRate[Mpps]` (six decimals: the precise one for 8-byte atomics).
+    mpps: f64,
+}
+
+/// The result row for `size`-byte messages x `iters` among the lines of `out` that start with
+/// `prefix`.
+fn result_row(out: &str, prefix: &str, size: u64, iters: u64) -> Option<Printed> {
     let (s, n) = (size.to_string(), iters.to_string());
     out.lines().find_map(|l| {
         let w: Vec<&str> = l.strip_prefix(prefix)?.split_whitespace().collect();
-        (w.len() >= 4 && w[0] == s && w[1] == n)
-            .then(|| w[3].parse().ok())
-            .flatten()
+        if w.len() < 5 || w[0] != s || w[1] != n {
+            return None;
+        }
+        Some(Printed {
+            mbs: w[3].parse().ok()?,
+            mpps: w[4].parse().ok()?,
+        })
     })
 }
 
-/// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` in the
-/// guest (unmodified, without `-R`), each against splitrx as its server (`splitrx roce serve
-/// --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
+/// Interop: perftest's `ib_write_bw`, `ib_read_bw`, `ib_send_bw` and `ib_atomic_bw` (fetch-add,
+/// and compare-swap with `-A CMP_AND_SWAP`) in the guest (unmodified, without `-R`), each
+/// against splitrx as its server (`splitrx roce serve --perftest`): splitrx's host side speaks perftest's out-of-band TCP exchange (reached over
 /// slirp at 10.0.2.2), the firmware on the sim board serves the RDMA traffic that comes over
 /// the guest's RoCE NIC. Each tool must finish with its result row, and the responder must
-/// have executed exactly the client's 50 requests; every payload byte is checked against what
+/// have executed exactly the client's 500 requests; every payload byte is checked against what
 /// crossed the link (`splitrx_harness::interop::check_link`: WRITEs in the MR, SENDs through
 /// the page-pool SRQ's tokens, READ responses against the MR, atomics' values and ACKs), every
-/// token returned, audit clean. Then the same four tools run rxe-to-rxe between two guests
+/// token returned, audit clean. Then the same tools run rxe-to-rxe between two guests
 /// linked the same way, and the bandwidths the tools printed are tabled side by side (TCG
 /// speeds).
 #[test]
@@ -600,7 +542,7 @@ fn perftest_clients_in_the_guest_run_against_splitrx() {
     perftest_against_splitrx(Board::Sim);
 }
 
-/// The same four perftest clients against the firmware on the qemu-virt board (the aarch64
+/// The same perftest clients against the firmware on the qemu-virt board (the aarch64
 /// image in QEMU, its NIC relayed to the guest's link), bytes checked the same way.
 #[test]
 #[ignore = "boots a Linux VM and the qemu-virt image under QEMU: run by `cargo xtask test` (`cargo xtask interop`)"]
@@ -610,38 +552,39 @@ fn perftest_clients_in_the_guest_run_against_splitrx_on_qemu_virt() {
 
 fn perftest_against_splitrx(board: Board) {
     let Some(img) = image() else { return };
-    let splitrx: Vec<f64> = PERFTESTS
+    let splitrx: Vec<Printed> = PERFTESTS
         .iter()
         .map(|&(tool, test, size)| perftest_client_against_splitrx(&img, board, tool, test, size))
         .collect();
     let rxe = perftest_rxe_to_rxe(&img);
+    let b = board.name();
     println!(
-        "figures {}: perftest clients in the rxe guest (QEMU x86_64 TCG, 1 vCPU), MTU {PATH_MTU}; average MB/s as each tool printed it",
-        board.name()
+        "figures {b}: perftest clients in the rxe guest (QEMU x86_64 TCG, 1 vCPU), MTU {PATH_MTU}; average MB/s and message rate as each tool printed them; ratio = splitrx / rxe-to-rxe message rate"
     );
     println!(
-        "figures {}: | tool | size (B) | iterations | MB/s splitrx ({}) | MB/s rxe-to-rxe (two guests) | ratio |",
-        board.name(),
-        board.name()
+        "figures {b}: | tool | size (B) | iterations | MB/s splitrx ({b}) | MB/s rxe-to-rxe (two guests) | kmsg/s splitrx | kmsg/s rxe-to-rxe | ratio |"
     );
-    println!("figures {}: |---|---:|---:|---:|---:|---:|", board.name());
+    println!("figures {b}: |---|---:|---:|---:|---:|---:|---:|---:|");
     for ((&(tool, _, size), s), r) in PERFTESTS.iter().zip(&splitrx).zip(&rxe) {
         println!(
-            "figures {}: | {tool} | {size} | {ITERS} | {s:.2} | {r:.2} | {:.2} |",
-            board.name(),
-            s / r
+            "figures {b}: | {tool} | {size} | {ITERS} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            s.mbs,
+            r.mbs,
+            s.mpps * 1e3,
+            r.mpps * 1e3,
+            s.mpps / r.mpps
         );
     }
 }
 
-/// One perftest client against splitrx on `board`; returns the average MB/s it printed.
+/// One perftest client against splitrx on `board`; returns what it printed.
 fn perftest_client_against_splitrx(
     img: &GuestImage,
     board: Board,
     tool: &str,
     test: splitrx_harness::perftest::Test,
     size: u64,
-) -> f64 {
+) -> Printed {
     use splitrx_harness::perftest::Test;
     use splitrx_harness::roce::ServeConfig;
     let tcp = {
@@ -672,7 +615,7 @@ fn perftest_client_against_splitrx(
     println!("splitrx: {rep:?}");
     let o = &run.output;
     assert!(o.contains(&format!("{tool} exit 0")), "{o}");
-    let bw = bw_average(o, "", size, ITERS).unwrap_or_else(|| {
+    let bw = result_row(o, "", size, ITERS).unwrap_or_else(|| {
         panic!("{tool}: no result row for {size}-byte messages x {ITERS}:\n{o}")
     });
     let client = rep.perftest.clone().expect("the exchange ended").unwrap();
@@ -726,7 +669,7 @@ fn perftest_client_against_splitrx(
     };
     assert_eq!(counts, want, "{what}: {ck:?}");
     println!(
-        "{what}: verified: {} requests ({} retransmitted), {} WRITE packets / {} bytes in the MR, {} SEND messages / {} bytes through tokens, {} READ responses / {} bytes, {} atomics and their ACKs, {} MR bytes",
+        "{what}: verified: {} requests ({} retransmitted), {} WRITE packets / {} bytes in the MR, {} SEND messages / {} bytes through tokens, {} READ responses / {} bytes, {} atomics and their ACKs ({} changed the value), {} MR bytes",
         ck.requests,
         ck.duplicates,
         ck.write_packets,
@@ -736,16 +679,17 @@ fn perftest_client_against_splitrx(
         ck.read_responses,
         ck.read_bytes,
         ck.atomic_acks,
+        ck.atomics_changed,
         ck.mr_bytes_compared
     );
     bw
 }
 
-/// The four perftest tools rxe-to-rxe in the same set-up as against splitrx: the client in
+/// The perftest tools rxe-to-rxe in the same set-up as against splitrx: the client in
 /// one guest (the same flags), its RoCE NIC linked over UDP to a second guest's whose rxe0 is
 /// the server, the out-of-band exchange over slirp (the server's port forwarded from this
-/// host). Returns the average MB/s each client printed, in `PERFTESTS` order.
-fn perftest_rxe_to_rxe(img: &GuestImage) -> Vec<f64> {
+/// host). Returns what each client printed, in `PERFTESTS` order.
+fn perftest_rxe_to_rxe(img: &GuestImage) -> Vec<Printed> {
     let (a_port, b_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
     let fwd = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -808,7 +752,7 @@ sed 's/^/{tool} client: /' /tmp/c.log
                 "{}",
                 srun.output
             );
-            bw_average(o, &format!("{tool} client: "), size, ITERS)
+            result_row(o, &format!("{tool} client: "), size, ITERS)
                 .unwrap_or_else(|| panic!("{tool} rxe-to-rxe: no result row:\n{o}"))
         })
         .collect()

@@ -129,6 +129,16 @@ pub struct ServeArgs {
     /// READs each ping's buffer, checked against rping's pattern, and WRITEs it back).
     #[arg(long)]
     rping: bool,
+    /// The board the firmware runs on: `sim` (in-process) or `qemu-virt` (the aarch64 image
+    /// in QEMU, its NIC relayed to the same UDP link).
+    #[arg(long, value_enum, default_value_t = Board::Sim)]
+    board: Board,
+    /// Check every payload byte at the end against what crossed the link: the MR is filled
+    /// with a known pattern first, the link is recorded both ways, and WRITEs (in the MR),
+    /// SENDs (the app's tokens), READ responses and atomics are compared; exit status 3 when
+    /// anything differs.
+    #[arg(long)]
+    verify: bool,
     /// JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -187,7 +197,8 @@ pub fn run(cmd: &RoceCmd) -> ExitCode {
             }
         },
         RoceCmd::Serve(a) => match serve_cmd(a) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(3),
             Err(e) => {
                 eprintln!("splitrx: error: {e}");
                 ExitCode::FAILURE
@@ -196,7 +207,8 @@ pub fn run(cmd: &RoceCmd) -> ExitCode {
     }
 }
 
-fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
+/// Runs the serve; `Ok(false)` when `--verify` found bytes that differ.
+fn serve_cmd(a: &ServeArgs) -> Result<bool, String> {
     use splitrx_harness::roce::{serve, ServeConfig};
     use splitrx_host::roce::{gid_from_ipv4, Mtu, QpType};
     let cfg = ServeConfig {
@@ -225,12 +237,10 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
         pingpong_iters: a.pingpong_iters,
         pingpong_size: a.pingpong_size,
         rping: a.rping,
+        keep_bytes: a.verify,
         ..ServeConfig::default()
     };
-    let target = splitrx_harness::sim::SimTarget {
-        link: Some((a.listen, a.peer)),
-        ..Default::default()
-    };
+    let target = a.board.linked(a.listen, a.peer);
     let t0 = std::time::Instant::now();
     let limit = std::time::Duration::from_secs_f64(a.duration.max(0.0));
     let json = a.json;
@@ -238,7 +248,7 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
     let perftest = a.perftest.map(|p| (p, a.perftest_test));
     let pingpong = a.pingpong;
     let rep = serve(
-        &target,
+        target.as_ref(),
         &cfg,
         |i| {
             if json {
@@ -270,9 +280,17 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
         },
         |_, received| t0.elapsed() >= limit || a.messages.is_some_and(|m| received >= m),
     )?;
+    let check = rep
+        .bytes
+        .as_ref()
+        .map(|b| splitrx_harness::interop::check_link(rep.info.qpn, b));
+    let verified = check.as_ref().is_none_or(|c| c.pass());
     if a.json {
-        println!("{}", serde_json::json!({ "report": rep }));
-        return Ok(());
+        println!(
+            "{}",
+            serde_json::json!({ "report": rep, "verification": check })
+        );
+        return Ok(verified);
     }
     match &rep.perftest {
         Some(Ok(c)) => println!(
@@ -321,7 +339,29 @@ fn serve_cmd(a: &ServeArgs) -> Result<(), String> {
         None => println!("ledger audit: clean"),
         Some(e) => return Err(format!("ledger audit: {e}")),
     }
-    Ok(())
+    if let Some(c) = &check {
+        println!(
+            "verified against the link: {} requests ({} retransmitted, {} with a bad ICRC), {} WRITE packets / {} bytes in the MR, {} of {} SEND messages / {} bytes through the app's tokens, {} READ responses / {} bytes, {} atomics / {} ACKs, {} MR bytes compared",
+            c.requests,
+            c.duplicates,
+            c.bad_icrc,
+            c.write_packets,
+            c.write_bytes,
+            c.messages_matched,
+            c.send_messages,
+            c.send_bytes,
+            c.read_responses,
+            c.read_bytes,
+            c.atomics,
+            c.atomic_acks,
+            c.mr_bytes_compared
+        );
+        for e in &c.errors {
+            println!("  differs: {e}");
+        }
+        println!("verification: {}", if c.pass() { "PASS" } else { "FAIL" });
+    }
+    Ok(verified)
 }
 
 /// The packets not played, one line per reason: `not used: frames 1-3,7 (4): why`.

@@ -34,6 +34,18 @@ impl Board {
             Board::QemuVirt => Box::new(splitrx_harness::qemu::QemuTarget::default()),
         }
     }
+    /// The board with its MAC linked to a peer over UDP (`roce serve`).
+    pub fn linked(
+        self,
+        local: std::net::SocketAddr,
+        peer: std::net::SocketAddr,
+    ) -> Box<dyn Target + Send> {
+        let name = match self {
+            Board::Sim => "sim",
+            Board::QemuVirt => "qemu",
+        };
+        splitrx_harness::linked_target_by_name(name, local, peer).expect("a known target")
+    }
 }
 
 #[derive(Args, Debug)]
