@@ -594,8 +594,20 @@ unsafe impl Send for Qp {}
 pub const UD_QKEY: u32 = 0x1111_1111;
 
 impl Qp {
-    /// `ibv_create_qp`, receiving from `srq` if given.
+    /// `ibv_create_qp` with its own receive queue (a QP receiving through an SRQ is made by
+    /// [`VerbsSrq::attach`]).
     pub fn create(
+        pd: &Arc<Pd>,
+        send_cq: &Arc<Cq>,
+        recv_cq: &Arc<Cq>,
+        init: &QpInit,
+    ) -> Result<Qp, VerbsError> {
+        Qp::create_on(pd, send_cq, recv_cq, None, init)
+    }
+
+    /// `ibv_create_qp`, receiving from `srq` if given (a live SRQ its owner destroys only
+    /// after the QP).
+    fn create_on(
         pd: &Arc<Pd>,
         send_cq: &Arc<Cq>,
         recv_cq: &Arc<Cq>,
@@ -820,7 +832,7 @@ impl VerbsSrq {
     /// A QP receiving through this SRQ (its completions on the SRQ's CQ); sends complete on
     /// `send_cq`. Returns its index for [`VerbsSrq::qp`].
     pub fn attach(&mut self, send_cq: &Arc<Cq>, init: &QpInit) -> Result<usize, VerbsError> {
-        let qp = Qp::create(
+        let qp = Qp::create_on(
             &self.pd,
             send_cq,
             &self.cq,

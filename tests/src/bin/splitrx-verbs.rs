@@ -100,7 +100,6 @@ fn pair(ty: QpType, n: usize) -> R<()> {
         &pd,
         &send_cq,
         &send_cq,
-        None,
         &QpInit {
             max_recv_wr: 1,
             ..init
