@@ -417,8 +417,9 @@ impl Board {
 /// The firmware's address on the link (it answers no ARP: the guest gets a neighbour entry).
 const FW_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
 
-/// A responder (`serve`, keeping every byte for the link check) on `board` linked to a guest
-/// that runs `script`; returns the guest's run and the serve's report.
+/// A responder (`serve` with `serve_cfg`) on `board` linked to a guest that runs `script`;
+/// returns the guest's run and the serve's report. The serve stops when `stop(received)`
+/// says so, when the guest's script has ended, or after 180 s.
 fn serve_against_guest(
     img: &GuestImage,
     board: Board,
@@ -441,10 +442,7 @@ fn serve_against_guest(
             let t0 = Instant::now();
             serve(
                 target.as_ref(),
-                &ServeConfig {
-                    keep_bytes: true,
-                    ..serve_cfg
-                },
+                &serve_cfg,
                 |i| tx.send(i.clone()).unwrap(),
                 |_, received| {
                     stop(received)
@@ -454,7 +452,6 @@ fn serve_against_guest(
             )
         })
     };
-    use splitrx_harness::roce::ServeConfig;
     let Ok(info) = rx.recv_timeout(Duration::from_secs(90)) else {
         let r = server.join().unwrap();
         panic!("{}: the responder did not come up: {r:?}", board.name());
@@ -595,6 +592,8 @@ fn perftest_client_against_splitrx(
         perftest: Some(tcp),
         perftest_test: test,
         local_gid: splitrx_host::roce::gid_from_ipv4(FW_IP.octets()),
+        // Every byte kept for the link check.
+        keep_bytes: true,
         ..ServeConfig::default()
     };
     let (run, rep) = serve_against_guest(
@@ -790,55 +789,36 @@ fn pingpong_against_splitrx(
     qp_type: splitrx_host::roce::QpType,
     size: u32,
 ) {
-    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::roce::ServeConfig;
     let Some(img) = image() else { return };
     let what = format!("{tool} -> splitrx on {}", board.name());
-    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
-    let (local, peer) = (
-        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
-        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
-    );
     let tcp = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
-    let target = board.linked(local, peer);
     let iters = 50u64;
     let serve_cfg = ServeConfig {
         qp_type,
         pingpong: Some(tcp),
         pingpong_iters: iters,
         pingpong_size: size,
-        local_gid: splitrx_host::roce::gid_from_ipv4(fw_ip.octets()),
+        local_gid: splitrx_host::roce::gid_from_ipv4(FW_IP.octets()),
         ..ServeConfig::default()
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let server = std::thread::spawn(move || {
-        let t0 = Instant::now();
-        serve(
-            target.as_ref(),
-            &serve_cfg,
-            |i| tx.send(i.clone()).unwrap(),
-            |_, _| t0.elapsed() > Duration::from_secs(300),
-        )
-    });
-    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        panic!("{tool}: the responder did not come up: {:?}", server.join());
-    }
-    let mut cfg = GuestConfig::new(qemu_port, board_port);
-    // The firmware answers no ARP.
-    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
-    let script = format!(
-        "timeout 120 {tool} -d rxe0 -g 1 -s {size} -n {iters} -p {} 10.0.2.2 2>&1\necho \"{tool} exit $?\"\n",
-        tcp.port()
+    let (run, rep) = serve_against_guest(
+        &img,
+        board,
+        serve_cfg,
+        |_| {
+            format!(
+                "timeout 120 {tool} -d rxe0 -g 1 -s {size} -n {iters} -p {} 10.0.2.2 2>&1\necho \"{tool} exit $?\"\n",
+                tcp.port()
+            )
+        },
+        |_| false,
     );
-    let run = RxeGuest::run(&img, &cfg, &script);
-    let rep = server.join().unwrap();
-    let run = run.unwrap_or_else(|e| panic!("{e}"));
     report(&what, &run);
     println!("--- guest output ---\n{}--- end ---", run.output);
-    let rep = rep.unwrap_or_else(|e| panic!("{what}: serve: {e}"));
     println!("splitrx: {rep:?}");
     let o = &run.output;
     assert!(o.contains(&format!("{tool} exit 0")), "{o}");
@@ -891,49 +871,27 @@ fn rping_in_the_guest_pings_splitrx_on_qemu_virt_with_reads_and_writes_validated
 }
 
 fn rping_pings_against_splitrx(board: Board) {
-    use splitrx_harness::roce::{serve, ServeConfig};
+    use splitrx_harness::roce::ServeConfig;
     let Some(img) = image() else { return };
-    let (board_port, qemu_port) = (free_udp_port().unwrap(), free_udp_port().unwrap());
-    let (local, peer) = (
-        std::net::SocketAddr::from(([127, 0, 0, 1], board_port)),
-        std::net::SocketAddr::from(([127, 0, 0, 1], qemu_port)),
-    );
-    let target = board.linked(local, peer);
     let serve_cfg = ServeConfig {
         cm_port: Some(7471),
         rping: true,
         ..ServeConfig::default()
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let done = Arc::new(AtomicBool::new(false));
-    let server = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let t0 = Instant::now();
-            serve(
-                target.as_ref(),
-                &serve_cfg,
-                |i| tx.send(i.clone()).unwrap(),
-                |_, _| done.load(Ordering::Relaxed) || t0.elapsed() > Duration::from_secs(300),
-            )
-        })
-    };
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("the responder came up");
-    let mut cfg = GuestConfig::new(qemu_port, board_port);
-    let fw_ip = Ipv4Addr::new(10, 50, 0, 1);
-    cfg.neighbors.push((fw_ip, [0x02, 0, 0, 0, 0, 0x01]));
     let pings = 5;
-    let script = format!(
-        "timeout 60 rping -c -a {fw_ip} -p 7471 -C {pings} -S 64 -V -v 2>&1\necho \"rping exit $?\"\n"
+    let (run, rep) = serve_against_guest(
+        &img,
+        board,
+        serve_cfg,
+        |_| {
+            format!(
+                "timeout 60 rping -c -a {FW_IP} -p 7471 -C {pings} -S 64 -V -v 2>&1\necho \"rping exit $?\"\n"
+            )
+        },
+        |_| false,
     );
-    let run = RxeGuest::run(&img, &cfg, &script);
-    done.store(true, Ordering::Relaxed);
-    let rep = server.join().unwrap();
-    let run = run.unwrap_or_else(|e| panic!("{e}"));
     report(&format!("rping -V -> splitrx on {}", board.name()), &run);
     println!("--- guest output ---\n{}--- end ---", run.output);
-    let rep = rep.unwrap_or_else(|e| panic!("serve: {e}"));
     println!("splitrx: {rep:?}");
     let o = &run.output;
     assert!(o.contains("rping exit 0"), "{o}");

@@ -33,7 +33,7 @@ use splitrx_shared::wire::mad::{
     self, attr, emit_ids, emit_rej, guid_from_mac, rej_reason, CmIds, CmRep, CmReq, MadPacket,
     MadRepr, GSI_QKEY, MAD_LEN,
 };
-use splitrx_shared::wire::roce::{opcode, BthRepr, Deth, RocePacket, RoceRepr};
+use splitrx_shared::wire::roce::{opcode, Deth, RocePacket, RoceRepr};
 use splitrx_shared::wire::{udp, UdpPacket};
 use zerocopy::little_endian::{U16, U32};
 
@@ -389,31 +389,12 @@ impl super::Responder {
         };
         let psn = self.cm.psn;
         self.cm.psn = (psn + 1) & 0xff_ffff;
-        let roce = RoceRepr {
-            bth: BthRepr {
-                opcode: opcode::UD_SEND_ONLY,
-                solicited: false,
-                mig_req: false,
-                pad_count: 0,
-                pkey: 0xffff,
-                dest_qp: 1,
-                ack_req: true,
-                psn,
-                resv8a: 0,
-                tver: 0,
-            },
-            deth: Some(Deth {
-                qkey: GSI_QKEY,
-                src_qp: 1,
-            }),
-            reth: None,
-            atomic_eth: None,
-            aeth: None,
-            atomic_ack_eth: None,
-            imm_dt: None,
-            ieth: None,
-            payload_len: MAD_LEN,
-        };
+        let mut roce = RoceRepr::new(opcode::UD_SEND_ONLY, 1, psn, MAD_LEN);
+        roce.bth.ack_req = true;
+        roce.deth = Some(Deth {
+            qkey: GSI_QKEY,
+            src_qp: 1,
+        });
         let n = route.emit(&mut self.tx[..], &roce, |p| {
             hdr.emit(p);
             data(&mut p[mad::HEADER_LEN..]);

@@ -42,7 +42,7 @@ use splitrx_shared::abi::{
     MAX_RD_ATOMIC_INFLIGHT,
 };
 use splitrx_shared::ring::Consumer;
-use splitrx_shared::wire::roce::{opcode, Aeth, BthRepr, Deth, ImmDt, Reth, RocePacket, RoceRepr};
+use splitrx_shared::wire::roce::{opcode, Aeth, Deth, ImmDt, Reth, RocePacket, RoceRepr};
 use zerocopy::little_endian::{U16, U32};
 
 /// Send WQEs a QP keeps between its ring and their completion.
@@ -363,35 +363,18 @@ fn ud_send<H: Hal>(
         let len = w.len.get();
         if status == wc_status::SUCCESS {
             let imm = w.opcode == send_op::SEND_WITH_IMM;
-            let r = RoceRepr {
-                bth: BthRepr {
-                    opcode: if imm {
-                        opcode::UD_SEND_ONLY_IMM
-                    } else {
-                        opcode::UD_SEND_ONLY
-                    },
-                    solicited: w.flags & send_flags::SOLICITED != 0,
-                    mig_req: false,
-                    pad_count: ((4 - len % 4) % 4) as u8,
-                    tver: 0,
-                    pkey: 0xffff,
-                    resv8a: 0,
-                    dest_qp: w.remote_qpn.get() & 0xff_ffff,
-                    ack_req: false,
-                    psn: sq.psn,
-                },
-                deth: Some(Deth {
-                    qkey: w.remote_qkey.get(),
-                    src_qp: qp.qpn,
-                }),
-                reth: None,
-                atomic_eth: None,
-                aeth: None,
-                atomic_ack_eth: None,
-                imm_dt: imm.then_some(ImmDt(w.imm.get())),
-                ieth: None,
-                payload_len: len as usize,
+            let op = if imm {
+                opcode::UD_SEND_ONLY_IMM
+            } else {
+                opcode::UD_SEND_ONLY
             };
+            let mut r = RoceRepr::new(op, w.remote_qpn.get() & 0xff_ffff, sq.psn, len as usize);
+            r.bth.solicited = w.flags & send_flags::SOLICITED != 0;
+            r.deth = Some(Deth {
+                qkey: w.remote_qkey.get(),
+                src_qp: qp.qpn,
+            });
+            r.imm_dt = imm.then_some(ImmDt(w.imm.get()));
             let dma = &mut io.dma;
             let from = w.bus_addr.get();
             let built = route.emit(&mut tx[..], &r, |p| {
@@ -620,28 +603,7 @@ fn send_packets<H: Hal>(
 fn build(w: &Swqe, k: u32, mtu: u32, dest_qp: u32, psn: u32) -> (RoceRepr, u64, u32, u32) {
     let off = k * mtu;
     let last = k + 1 >= w.npkts;
-    let mut r = RoceRepr {
-        bth: BthRepr {
-            opcode: 0,
-            solicited: false,
-            mig_req: false,
-            pad_count: 0,
-            tver: 0,
-            pkey: 0xffff,
-            resv8a: 0,
-            dest_qp,
-            ack_req: false,
-            psn,
-        },
-        deth: None,
-        reth: None,
-        atomic_eth: None,
-        aeth: None,
-        atomic_ack_eth: None,
-        imm_dt: None,
-        ieth: None,
-        payload_len: 0,
-    };
+    let mut r = RoceRepr::new(0, dest_qp, psn, 0);
     if w.op == send_op::RDMA_READ {
         // From the first response not received: the rest of the READ.
         r.bth.opcode = opcode::RC_READ_REQUEST;

@@ -58,7 +58,7 @@ use splitrx_shared::abi::{
     access, qp_state, qp_type, wc_flags, wc_opcode, wc_status, RecvWqe, RoceCqe,
 };
 use splitrx_shared::split::{FrameClass, NoSplitReason, SplitResult};
-use splitrx_shared::wire::roce::{opcode, Aeth, AtomicAckEth, BthRepr, RocePacket, RoceRepr};
+use splitrx_shared::wire::roce::{opcode, Aeth, AtomicAckEth, RocePacket, RoceRepr};
 use splitrx_shared::wire::{udp, UdpPacket};
 use zerocopy::little_endian::{U16, U32};
 
@@ -514,28 +514,7 @@ fn route(qp: &Qp, pkt: &Pkt<'_>) -> Option<Route> {
 
 /// A response BTH to the QP's peer.
 fn response(qp: &Qp, op: u8, psn: u32, payload_len: usize) -> RoceRepr {
-    RoceRepr {
-        bth: BthRepr {
-            opcode: op,
-            solicited: false,
-            mig_req: false,
-            pad_count: ((4 - payload_len % 4) % 4) as u8,
-            tver: 0,
-            pkey: 0xffff,
-            resv8a: 0,
-            dest_qp: qp.dest_qpn,
-            ack_req: false,
-            psn,
-        },
-        deth: None,
-        reth: None,
-        atomic_eth: None,
-        aeth: None,
-        atomic_ack_eth: None,
-        imm_dt: None,
-        ieth: None,
-        payload_len,
-    }
+    RoceRepr::new(op, qp.dest_qpn, psn, payload_len)
 }
 
 impl Responder {

@@ -7,7 +7,7 @@
 
 use crate::roce::tx::{Route, RouteIp};
 use splitrx_shared::wire::ethernet::{EtherType, EthernetRepr, VlanRepr};
-use splitrx_shared::wire::roce::{BthRepr, RoceRepr};
+use splitrx_shared::wire::roce::RoceRepr;
 
 /// The requester of a test: its addresses, the responder's, UDP source port, VLAN, ECN.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -117,28 +117,9 @@ pub const fn request(
     ack_req: bool,
     payload_len: usize,
 ) -> RoceRepr {
-    RoceRepr {
-        bth: BthRepr {
-            opcode,
-            solicited: false,
-            mig_req: false,
-            pad_count: ((4 - payload_len % 4) % 4) as u8,
-            tver: 0,
-            pkey: 0xffff,
-            resv8a: 0,
-            dest_qp,
-            ack_req,
-            psn,
-        },
-        deth: None,
-        reth: None,
-        atomic_eth: None,
-        aeth: None,
-        atomic_ack_eth: None,
-        imm_dt: None,
-        ieth: None,
-        payload_len,
-    }
+    let mut r = RoceRepr::new(opcode, dest_qp, psn, payload_len);
+    r.bth.ack_req = ack_req;
+    r
 }
 
 /// A responder packet as a test reads it: headers, payload, and whether its ICRC verifies.

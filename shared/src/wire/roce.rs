@@ -676,6 +676,35 @@ pub struct RoceRepr {
 }
 
 impl RoceRepr {
+    /// A packet with `opcode` to `dest_qp` at `psn` carrying `payload_len` bytes: BTH with
+    /// P_Key 0xffff, TVer 0, no SE/MigReq/AckReq, the pad for the payload; no extended headers
+    /// yet (set those the opcode implies). The one constructor the responder, the requester,
+    /// the CM and the test builders start from.
+    pub const fn new(opcode: u8, dest_qp: u32, psn: u32, payload_len: usize) -> RoceRepr {
+        RoceRepr {
+            bth: BthRepr {
+                opcode,
+                solicited: false,
+                mig_req: false,
+                pad_count: ((4 - payload_len % 4) % 4) as u8,
+                tver: 0,
+                pkey: 0xffff,
+                resv8a: 0,
+                dest_qp,
+                ack_req: false,
+                psn,
+            },
+            deth: None,
+            reth: None,
+            atomic_eth: None,
+            aeth: None,
+            atomic_ack_eth: None,
+            imm_dt: None,
+            ieth: None,
+            payload_len,
+        }
+    }
+
     /// Reads a checked packet (`check_len` runs first: the opcode must be RC, UC, UD or CNP).
     pub fn parse<T: AsRef<[u8]>>(p: &RocePacket<T>) -> Result<RoceRepr> {
         p.check_len()?;
