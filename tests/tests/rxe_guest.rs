@@ -414,6 +414,15 @@ impl Board {
     }
 }
 
+/// The device counter `name` (`splitrx_shared::stats::DEV_NAMES`) at the end of a serve.
+fn dev_counter(rep: &splitrx_harness::roce::ServeReport, name: &str) -> u64 {
+    let i = splitrx_shared::stats::DEV_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or_else(|| panic!("no device counter {name}"));
+    rep.nic_counters[i]
+}
+
 /// The firmware's address on the link (it answers no ARP: the guest gets a neighbour entry).
 const FW_IP: Ipv4Addr = Ipv4Addr::new(10, 50, 0, 1);
 
@@ -625,12 +634,7 @@ fn perftest_client_against_splitrx(
             "{client:?}"
         );
     }
-    let c = |name: &str| {
-        rep.nic_counters[splitrx_shared::stats::DEV_NAMES
-            .iter()
-            .position(|n| *n == name)
-            .unwrap()]
-    };
+    let c = |name: &str| dev_counter(&rep, name);
     match test {
         Test::Write => assert_eq!(c("rx_write_requests"), ITERS, "{what}: {rep:?}"),
         Test::Read => assert_eq!(c("rx_read_requests"), ITERS, "{what}: {rep:?}"),
@@ -838,12 +842,7 @@ fn pingpong_against_splitrx(
         (iters, iters, 0),
         "{tool}: {pp:?}"
     );
-    let c = |name: &str| {
-        rep.nic_counters[splitrx_shared::stats::DEV_NAMES
-            .iter()
-            .position(|n| *n == name)
-            .unwrap()]
-    };
+    let c = |name: &str| dev_counter(&rep, name);
     assert_eq!(c("req_wqes_completed"), iters);
     assert_eq!(c("req_cqe_error"), 0);
     assert_eq!(c("rx_icrc_errors"), 0);
@@ -908,12 +907,7 @@ fn rping_pings_against_splitrx(board: Board) {
         (pings as u64, pings as u64, 0, pings as u64),
         "{rp:?}"
     );
-    let c = |name: &str| {
-        rep.nic_counters[splitrx_shared::stats::DEV_NAMES
-            .iter()
-            .position(|n| *n == name)
-            .unwrap()]
-    };
+    let c = |name: &str| dev_counter(&rep, name);
     // Per ping: a READ, a WRITE and two SENDs, all completed.
     assert_eq!(c("req_wqes_completed"), 4 * pings as u64);
     assert_eq!(c("req_cqe_error"), 0);

@@ -658,14 +658,13 @@ pub fn is_response(op: u8) -> bool {
 
 impl Responder {
     /// A response (`p`) for the requester of the QP in `slot`, whose sender passed the QP's
-    /// checks (state, source address, ICRC). `peer`: the route back to its sender.
+    /// checks (state, source address, ICRC).
     pub(crate) fn response<D: Dma>(
         &mut self,
         dma: &mut D,
         st: &mut DeviceStats,
         slot: usize,
         p: &RocePacket<&[u8]>,
-        peer: Option<Route>,
         now: u64,
     ) {
         let Some((qp, sq)) = self.qp_sq(slot) else {
@@ -674,9 +673,6 @@ impl Responder {
         };
         let bth = p.bth();
         let (op, psn) = (bth.opcode(), bth.psn());
-        if sq.peer.is_none() {
-            sq.peer = peer;
-        }
         // Only PSNs sent and not yet acknowledged are answers.
         let fresh = psn_diff(psn, sq.una) >= 0 && psn_diff(psn, sq.sent_hwm) < 0;
         if !fresh {

@@ -592,9 +592,9 @@ impl Responder {
                 st.inc(dev::ROCE_RESP_DISCARDS);
                 return true;
             }
-            let peer = route(qp, &pkt);
+            self.learn_peer(slot as usize, &pkt);
             let now = hal.clock.now_ns();
-            self.response(&mut *hal.dma, st, slot as usize, &p, peer, now);
+            self.response(&mut *hal.dma, st, slot as usize, &p, now);
             return true;
         }
         self.learn_peer(slot as usize, &pkt);
@@ -674,7 +674,7 @@ impl Responder {
 
 impl Responder {
     /// The requester sends where its peer's packets come from: learned from the first request
-    /// that passed the QP's source check (RC) or carried its Q_Key (UD).
+    /// or response that passed the QP's source check (RC) or carried its Q_Key (UD).
     fn learn_peer(&mut self, slot: usize, pkt: &Pkt<'_>) {
         let Some(qp) = self.qps.get(slot).and_then(Option::as_ref) else {
             return;
@@ -682,13 +682,17 @@ impl Responder {
         let Some(sq) = qp.sq.and_then(|i| self.sqs.get_mut(i as usize)?.as_mut()) else {
             return;
         };
+        // Learned once: the checks below run only until then.
+        if sq.peer.is_some() || !qp.receiving() {
+            return;
+        }
         let from_peer = match qp.qp_type {
             qp_type::RC => source_matches(qp, pkt.frame, pkt.l3, pkt.ip_version),
             // UD: the first sender whose datagram carries the QP's Q_Key.
             qp_type::UD => pkt.p.deth().is_some_and(|d| d.qkey == qp.qkey),
             _ => false,
         };
-        if sq.peer.is_none() && qp.receiving() && from_peer {
+        if from_peer {
             sq.peer = route(qp, pkt);
         }
     }
